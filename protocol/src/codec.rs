@@ -1,0 +1,357 @@
+//! The frame codec: the only place that knows the wire encoding.
+//!
+//! A frame is a 4-byte big-endian body length followed by the body: one
+//! [`Message`] in bincode 1.3.3 with varint integers, little-endian fixed
+//! fields, a byte limit of [`MAX_FRAME_BODY`], and trailing bytes rejected.
+//! [`encode_into`] appends whole frames to a caller's buffer (so a runtime
+//! can coalesce many frames into one write); [`FrameDecoder`] takes bytes as
+//! they arrive and yields messages.
+//!
+//! # Implementation notes
+//! - Decoding never panics and never reserves more than the frame limit:
+//!   the body is bounded before bincode sees it, bincode's own limit bounds
+//!   strings and byte strings, and sequences are capped by
+//!   `bounded::vec` while they decode.
+//! - The message tag and, for `Hello`, the version are read by hand before
+//!   bincode runs, so that an unknown tag or version gets its own error.
+//! - bincode is pinned to exactly 1.3.3; the one error string matched below
+//!   (trailing bytes) is that version's, and a test pins it.
+
+use bincode::Options;
+use serde::Serialize;
+
+use crate::limits::{FRAME_HEADER_LEN, MAX_FRAME_BODY, PROTOCOL_VERSION};
+use crate::message::{LimitError, Message};
+
+/// Number of top-level [`Message`] variants; tags at or above are unknown.
+pub const MESSAGE_TAGS: u32 = 12;
+
+/// Why bytes are not a valid frame.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The length prefix announces a body over the limit.
+    #[error("frame body of {len} bytes is too long (limit {MAX_FRAME_BODY})")]
+    TooLong {
+        /// The announced length.
+        len: usize,
+    },
+    /// The body ended before the message did.
+    #[error("frame is truncated: the message needs more bytes than the body has")]
+    Truncated,
+    /// A `Hello` with a protocol version this node does not speak.
+    #[error("unknown protocol version {got} (this node speaks {PROTOCOL_VERSION})")]
+    UnknownVersion {
+        /// The version received.
+        got: u64,
+    },
+    /// An enum tag with no variant, in the message or a nested field.
+    #[error("unknown tag: {0}")]
+    UnknownTag(String),
+    /// A field that is not valid for its type (bad UTF-8, a bool that is not
+    /// 0 or 1, a sequence over its limit, a malformed varint).
+    #[error("malformed field: {0}")]
+    Malformed(String),
+    /// The body has bytes left after the message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// The message decodes but breaks a wire limit.
+    #[error("message breaks a limit: {0}")]
+    Limit(#[from] LimitError),
+}
+
+/// Why a message cannot be encoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The message breaks a wire limit.
+    #[error("message breaks a limit: {0}")]
+    Limit(#[from] LimitError),
+    /// The encoded body would exceed [`MAX_FRAME_BODY`].
+    #[error("encoded body of {0} bytes exceeds the frame limit of {MAX_FRAME_BODY}")]
+    TooLong(usize),
+}
+
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_little_endian()
+        .with_limit(MAX_FRAME_BODY as u64)
+        .reject_trailing_bytes()
+}
+
+/// Appends the wire encoding of `fields` (no frame header) to `out`; used for
+/// signed bytes.
+pub(crate) fn encode_fields<T: Serialize>(fields: &T, out: &mut Vec<u8>) {
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_little_endian()
+        .serialize_into(out, fields)
+        .expect("serializing plain fields into a Vec cannot fail");
+}
+
+/// Appends one whole frame carrying `msg` to `out`. On error `out` is left
+/// as it was.
+pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
+    msg.validate()?;
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    if let Err(err) = options().serialize_into(&mut *out, msg) {
+        out.truncate(start);
+        return Err(match *err {
+            bincode::ErrorKind::SizeLimit => EncodeError::TooLong(MAX_FRAME_BODY + 1),
+            other => unreachable!("encoding a validated message into a Vec failed: {other}"),
+        });
+    }
+    let body_len = out.len() - start - FRAME_HEADER_LEN;
+    let header = u32::try_from(body_len).expect("the limit keeps the body under 4 GiB");
+    out[start..start + FRAME_HEADER_LEN].copy_from_slice(&header.to_be_bytes());
+    Ok(FRAME_HEADER_LEN + body_len)
+}
+
+/// One whole frame carrying `msg`.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(128);
+    encode_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// Reads a bincode varint (unsigned) at the start of `bytes`: the value and
+/// its length, or `None` when truncated or malformed.
+fn peek_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let (&first, rest) = bytes.split_first()?;
+    let width = match first {
+        0..=250 => return Some((u64::from(first), 1)),
+        251 => 2,
+        252 => 4,
+        253 => 8,
+        _ => return None,
+    };
+    let raw = rest.get(..width)?;
+    let mut le = [0u8; 8];
+    le[..width].copy_from_slice(raw);
+    Some((u64::from_le_bytes(le), 1 + width))
+}
+
+fn map_bincode(err: bincode::Error) -> DecodeError {
+    match *err {
+        bincode::ErrorKind::Io(_) => DecodeError::Truncated,
+        bincode::ErrorKind::SizeLimit => DecodeError::Truncated,
+        bincode::ErrorKind::InvalidUtf8Encoding(e) => {
+            DecodeError::Malformed(format!("string is not UTF-8: {e}"))
+        }
+        bincode::ErrorKind::InvalidBoolEncoding(b) => {
+            DecodeError::Malformed(format!("bool byte {b} is neither 0 nor 1"))
+        }
+        bincode::ErrorKind::InvalidTagEncoding(t) => {
+            DecodeError::Malformed(format!("option tag {t} is neither 0 nor 1"))
+        }
+        bincode::ErrorKind::Custom(msg)
+            if msg == "Slice had bytes remaining after deserialization" =>
+        {
+            DecodeError::TrailingBytes(1)
+        }
+        bincode::ErrorKind::Custom(msg) if msg.contains("variant index") => {
+            DecodeError::UnknownTag(msg)
+        }
+        other => DecodeError::Malformed(other.to_string()),
+    }
+}
+
+/// Decodes one frame body (without the length prefix).
+pub fn decode_body(body: &[u8]) -> Result<Message, DecodeError> {
+    if body.len() > MAX_FRAME_BODY {
+        return Err(DecodeError::TooLong { len: body.len() });
+    }
+    let (tag, tag_len) = peek_varint(body).ok_or(DecodeError::Truncated)?;
+    if tag >= u64::from(MESSAGE_TAGS) {
+        return Err(DecodeError::UnknownTag(format!(
+            "message tag {tag} (known: 0..{MESSAGE_TAGS})"
+        )));
+    }
+    if tag == 0 {
+        let (version, _) = peek_varint(&body[tag_len..]).ok_or(DecodeError::Truncated)?;
+        if version != u64::from(PROTOCOL_VERSION) {
+            return Err(DecodeError::UnknownVersion { got: version });
+        }
+    }
+    let msg: Message = options()
+        .deserialize(body)
+        .map_err(|e| match map_bincode(e) {
+            DecodeError::TrailingBytes(_) => DecodeError::TrailingBytes(trailing_len(body)),
+            other => other,
+        })?;
+    msg.validate()?;
+    Ok(msg)
+}
+
+/// How many bytes follow the message in `body` (only called on the error path).
+fn trailing_len(body: &[u8]) -> usize {
+    let mut reader = body;
+    match options()
+        .allow_trailing_bytes()
+        .deserialize_from::<_, Message>(&mut reader)
+    {
+        Ok(_) => reader.len(),
+        Err(_) => 0,
+    }
+}
+
+/// Decodes exactly one whole frame (length prefix and body).
+pub fn decode_frame(frame: &[u8]) -> Result<Message, DecodeError> {
+    let header: [u8; FRAME_HEADER_LEN] = frame
+        .get(..FRAME_HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DecodeError::Truncated)?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_BODY {
+        return Err(DecodeError::TooLong { len });
+    }
+    let body = &frame[FRAME_HEADER_LEN..];
+    if body.len() < len {
+        return Err(DecodeError::Truncated);
+    }
+    if body.len() > len {
+        return Err(DecodeError::TrailingBytes(body.len() - len));
+    }
+    decode_body(body)
+}
+
+/// Reassembles frames from a byte stream that arrives in arbitrary pieces.
+///
+/// Push bytes as they are read, then call [`FrameDecoder::next_message`]
+/// until it returns `Ok(None)`. After an error the stream cannot be
+/// resynchronised; the caller drops the peer. The buffer holds at most one
+/// partial frame plus the last chunk pushed.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl FrameDecoder {
+    /// An empty decoder.
+    pub fn new() -> FrameDecoder {
+        FrameDecoder::default()
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > MAX_FRAME_BODY {
+            // Drop consumed bytes only once they are many, so that small frames
+            // do not each cost a memmove.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The next whole message, `Ok(None)` when more bytes are needed.
+    pub fn next_message(&mut self) -> Result<Option<Message>, DecodeError> {
+        let pending = &self.buf[self.start..];
+        let Some(header) = pending.get(..FRAME_HEADER_LEN) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(header.try_into().expect("slice of 4 bytes")) as usize;
+        if len > MAX_FRAME_BODY {
+            return Err(DecodeError::TooLong { len });
+        }
+        let Some(body) = pending.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
+            return Ok(None);
+        };
+        let msg = decode_body(body)?;
+        self.start += FRAME_HEADER_LEN + len;
+        Ok(Some(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Heartbeat, Hello, Role};
+    use crate::NodeId;
+
+    fn hello(version: u16) -> Message {
+        Message::Hello(Hello {
+            version,
+            role: Role::Supernode,
+            id: NodeId([7; 32]),
+            listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            agent: "skyhop/test".into(),
+        })
+    }
+
+    #[test]
+    fn decoder_handles_split_and_joined_frames() {
+        let mut stream = Vec::new();
+        for nonce in 0..50u64 {
+            encode_into(
+                &Message::Heartbeat(Heartbeat {
+                    nonce: nonce * 1_000_003,
+                }),
+                &mut stream,
+            )
+            .expect("encodes");
+        }
+        for chunk_len in [1, 3, 7, 64, stream.len()] {
+            let mut dec = FrameDecoder::new();
+            let mut got = Vec::new();
+            for chunk in stream.chunks(chunk_len) {
+                dec.push(chunk);
+                while let Some(m) = dec.next_message().expect("valid stream") {
+                    got.push(m);
+                }
+            }
+            assert_eq!(got.len(), 50, "chunk length {chunk_len}");
+            assert_eq!(dec.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn oversize_length_is_rejected_before_the_body_arrives() {
+        let mut dec = FrameDecoder::new();
+        dec.push(&(MAX_FRAME_BODY as u32 + 1).to_be_bytes());
+        assert_eq!(
+            dec.next_message(),
+            Err(DecodeError::TooLong {
+                len: MAX_FRAME_BODY + 1
+            })
+        );
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let frame = encode(&hello(PROTOCOL_VERSION)).expect("encodes");
+        assert!(matches!(decode_frame(&frame), Ok(Message::Hello(_))));
+        assert_eq!(
+            decode_frame(&frame[..frame.len() - 1]),
+            Err(DecodeError::Truncated)
+        );
+
+        let mut body = frame[4..].to_vec();
+        body.extend_from_slice(&[0, 0]);
+        assert_eq!(decode_body(&body), Err(DecodeError::TrailingBytes(2)));
+
+        let v2 = encode(&hello(2)).expect("encodes");
+        assert_eq!(
+            decode_frame(&v2),
+            Err(DecodeError::UnknownVersion { got: 2 })
+        );
+
+        assert!(matches!(
+            decode_body(&[99]),
+            Err(DecodeError::UnknownTag(_))
+        ));
+        assert!(matches!(
+            decode_body(&[0, 1, 9]),
+            Err(DecodeError::UnknownTag(_))
+        ));
+        assert_eq!(decode_body(&[]), Err(DecodeError::Truncated));
+    }
+}

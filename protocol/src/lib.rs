@@ -1,0 +1,22 @@
+//! skyhop's wire contract: node ids, every message, what is signed, the
+//! limits, and the frame codec.
+//!
+//! This crate does no I/O and holds no routing logic: it is what two skyhop
+//! nodes, in any language, must agree on. PROTOCOL.md at the repository root
+//! specifies the same thing byte by byte.
+
+mod bounded;
+pub mod codec;
+pub mod id;
+pub mod limits;
+pub mod message;
+pub mod sign;
+
+pub use bounded::Signature;
+pub use codec::{
+    decode_body, decode_frame, encode, encode_into, DecodeError, EncodeError, FrameDecoder,
+};
+pub use id::{Distance, MsgId, NodeId, ParseNodeIdError};
+pub use limits::*;
+pub use message::*;
+pub use sign::{verify_chat, verify_leave, verify_record, Identity, SignatureError};

@@ -1,0 +1,485 @@
+//! Every message of `/skyhop/1`.
+//!
+//! A [`Message`] is what one frame carries between two directly connected
+//! nodes (a *link* message). A [`Packet`] is the routed envelope inside
+//! [`Message::Routed`]: it travels hop by hop toward `dst`, and its [`Body`]
+//! says what it is for. Field order here is wire order; PROTOCOL.md lists it
+//! byte by byte, and changing either means changing the other and the golden
+//! vectors.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bounded::{self, Signature};
+use crate::id::{MsgId, NodeId};
+use crate::limits::*;
+
+/// A raw ed25519 public key (32 bytes).
+pub type PublicKey = [u8; 32];
+
+/// What a node is in the overlay.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum Role {
+    /// An ordinary node: attaches to a supernode.
+    Ordinary,
+    /// A supernode: routes, serves clients, stores location records.
+    Supernode,
+}
+
+/// A node and where it listens.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its listen addresses (multiaddr text), at most [`MAX_ADDRS`].
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_ADDRS>")]
+    pub addrs: Vec<String>,
+}
+
+/// The first message on every neighbor stream, in both directions.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's protocol version; must come first so that a receiver can
+    /// reject an unknown version before parsing the rest.
+    pub version: u16,
+    /// The sender's role.
+    pub role: Role,
+    /// The sender's id; must equal SHA-256 of the authenticated PeerId.
+    pub id: NodeId,
+    /// Where the sender listens, at most [`MAX_ADDRS`].
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_ADDRS>")]
+    pub listen_addrs: Vec<String>,
+    /// Free-form software name and version, at most [`MAX_AGENT_LEN`] bytes.
+    pub agent: String,
+}
+
+/// An ordinary node asks a supernode to take it as a client.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Join {
+    /// Echoed in the `Accept` or `Redirect`.
+    pub request_id: u64,
+}
+
+/// A supernode takes the sender of a `Join` as its client.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Accept {
+    /// The `Join`'s request id.
+    pub request_id: u64,
+    /// Clients the supernode serves, this one included.
+    pub clients: u16,
+    /// Clients it will serve at most.
+    pub max_clients: u16,
+    /// A sample of other supernodes, for backups and the host cache.
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_PEERS_PER_MESSAGE>")]
+    pub supernodes: Vec<PeerInfo>,
+}
+
+/// A full supernode refuses a `Join` and points elsewhere.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Redirect {
+    /// The `Join`'s request id.
+    pub request_id: u64,
+    /// Supernodes to try instead.
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_PEERS_PER_MESSAGE>")]
+    pub supernodes: Vec<PeerInfo>,
+}
+
+/// A signed statement by `node` that it leaves supernode `sn` for good.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Leave {
+    /// The leaving node.
+    pub node: NodeId,
+    /// Its ed25519 public key; must hash (via its PeerId) to `node`.
+    pub public_key: PublicKey,
+    /// The supernode it was attached to.
+    pub sn: NodeId,
+    /// Higher than the `seq` of every location record it published.
+    pub seq: u64,
+    /// Signature over [`crate::sign::leave_signed_bytes`].
+    pub signature: Signature,
+}
+
+/// Liveness probe between neighbors; answered by [`HeartbeatAck`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Echoed in the ack, to measure round-trip time.
+    pub nonce: u64,
+}
+
+/// Answer to a [`Heartbeat`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// The heartbeat's nonce.
+    pub nonce: u64,
+    /// Clients the sender serves (0 for an ordinary node): its load.
+    pub clients: u16,
+}
+
+/// Ask a supernode for the supernodes it knows closest to `target`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct FindNeighbors {
+    /// Echoed in the `Neighbors` answer.
+    pub request_id: u64,
+    /// The id to search near.
+    pub target: NodeId,
+}
+
+/// Answer to [`FindNeighbors`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Neighbors {
+    /// The request's id.
+    pub request_id: u64,
+    /// Supernodes closest to the target that the sender knows, nearest first.
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_PEERS_PER_MESSAGE>")]
+    pub peers: Vec<PeerInfo>,
+}
+
+/// A signed claim by `node` that it is attached to supernode `sn`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct LocationRecord {
+    /// The node the record describes, and that signed it.
+    pub node: NodeId,
+    /// Its ed25519 public key; must hash (via its PeerId) to `node`.
+    pub public_key: PublicKey,
+    /// The supernode it is attached to.
+    pub sn: NodeId,
+    /// That supernode's addresses, at most [`MAX_ADDRS`].
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_ADDRS>")]
+    pub sn_addrs: Vec<String>,
+    /// Increases with every record the node signs; the highest wins.
+    pub seq: u64,
+    /// Seconds the record stays valid after a supernode receives it, at most
+    /// [`MAX_RECORD_LIFETIME_S`].
+    pub lifetime_s: u32,
+    /// Signature over [`crate::sign::record_signed_bytes`].
+    pub signature: Signature,
+}
+
+/// Why a supernode withdraws a location record.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum WithdrawReason {
+    /// The node left gracefully; its signed `Leave` is the proof.
+    Left(Leave),
+    /// The supernode lost the node (stream closed or heartbeats missed).
+    Lost,
+}
+
+/// A supernode's notice that `node` is no longer attached to it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Withdraw {
+    /// The node that is gone.
+    pub node: NodeId,
+    /// The supernode it was attached to (the sender).
+    pub sn: NodeId,
+    /// The `seq` of the record being withdrawn.
+    pub seq: u64,
+    /// Why.
+    pub reason: WithdrawReason,
+}
+
+/// A chat message, signed by its author.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// The author.
+    pub from: NodeId,
+    /// The author's ed25519 public key; must hash (via its PeerId) to `from`.
+    pub from_key: PublicKey,
+    /// The recipient.
+    pub to: NodeId,
+    /// Unique per author; acks and duplicates are matched on it.
+    pub msg_id: MsgId,
+    /// Position in the conversation `from` -> `to`, starting at 1.
+    pub seq: u64,
+    /// The author's clock when sent, in microseconds (informational).
+    pub sent_at: u64,
+    /// UTF-8 text, at most [`MAX_CHAT_BODY`] bytes.
+    pub body: String,
+    /// Signature over [`crate::sign::chat_signed_bytes`].
+    pub signature: Signature,
+}
+
+/// Why a routed packet could not be delivered.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum NotFoundReason {
+    /// The destination's home supernodes hold no record of it.
+    NoRecord,
+    /// The destination left or was lost recently: it is offline.
+    Offline,
+    /// The packet's TTL ran out before it arrived.
+    TtlExpired,
+    /// A hop had no usable next hop (its links were down).
+    NoRoute,
+}
+
+/// What a routed packet carries.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Body {
+    /// A chat message for `dst`.
+    Chat(ChatMessage),
+    /// `dst` has the chat message `msg_id` of `src`'s conversation.
+    ChatAck {
+        /// The acknowledged message.
+        msg_id: MsgId,
+        /// Its conversation position.
+        seq: u64,
+        /// Hops the chat packet took to arrive.
+        hops: u8,
+    },
+    /// The packet `packet_id` for `dst` could not be delivered.
+    NotFound {
+        /// The id of the undeliverable packet.
+        packet_id: MsgId,
+        /// Where it was going.
+        dst: NodeId,
+        /// Why it stopped.
+        reason: NotFoundReason,
+    },
+    /// Asks `dst` to answer with the path this probe took (the packet's
+    /// `trace` records it).
+    TraceProbe {
+        /// Echoed in the reply.
+        probe_id: u64,
+    },
+    /// The path a probe took, source first.
+    TraceReply {
+        /// The probe's id.
+        probe_id: u64,
+        /// The hops, at most [`MAX_TRACE_HOPS`].
+        #[serde(deserialize_with = "bounded::vec::<_, _, MAX_TRACE_HOPS>")]
+        path: Vec<NodeId>,
+    },
+    /// Store this record; routed toward the record's node id, so that it ends
+    /// at the node's home supernodes.
+    Publish(LocationRecord),
+    /// Remove a record; routed like `Publish`.
+    Withdraw(Withdraw),
+    /// Where is `node` attached? Routed toward `node`'s home supernodes.
+    LocationQuery {
+        /// Echoed in the reply.
+        request_id: u64,
+        /// The node looked up.
+        node: NodeId,
+    },
+    /// Answer to a `LocationQuery`.
+    LocationReply {
+        /// The query's id.
+        request_id: u64,
+        /// The node looked up.
+        node: NodeId,
+        /// Its record, if the home supernode holds one.
+        record: Option<LocationRecord>,
+    },
+    /// An opaque application payload, at most [`MAX_DATAGRAM`] bytes.
+    Datagram(#[serde(with = "bounded::bytes")] Vec<u8>),
+}
+
+/// The routed envelope: forwarded hop by hop toward `dst`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Packet {
+    /// The destination node.
+    pub dst: NodeId,
+    /// The originating node.
+    pub src: NodeId,
+    /// Random per packet; the duplicate window is keyed on it.
+    pub id: MsgId,
+    /// Hops left; a hop that would forward at 0 drops the packet instead.
+    pub ttl: u8,
+    /// Hops taken so far.
+    pub hops: u8,
+    /// Set once a supernode forwarded the packet on a location record: later
+    /// hops route by XOR distance only.
+    pub via_location: bool,
+    /// The nodes the packet passed, if the source asked for a trace.
+    pub trace: Option<Trace>,
+    /// What the packet carries.
+    pub body: Body,
+}
+
+/// A bounded list of hops, source first.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Trace(
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_TRACE_HOPS>")] pub Vec<NodeId>,
+);
+
+/// Tells the previous hop that its location entry for `node` is stale.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct StaleLocation {
+    /// The node that is no longer attached to the sender.
+    pub node: NodeId,
+}
+
+/// A link message: what one frame carries between two neighbors.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Message {
+    /// Handshake; the first frame each way.
+    Hello(Hello),
+    /// Attach request (ordinary node to supernode).
+    Join(Join),
+    /// Attach granted.
+    Accept(Accept),
+    /// Attach refused, try these.
+    Redirect(Redirect),
+    /// Graceful departure (ordinary node to its supernode).
+    Leave(Leave),
+    /// Liveness probe.
+    Heartbeat(Heartbeat),
+    /// Liveness answer.
+    HeartbeatAck(HeartbeatAck),
+    /// Neighbor lookup.
+    FindNeighbors(FindNeighbors),
+    /// Neighbor lookup answer.
+    Neighbors(Neighbors),
+    /// A location record handed to a neighbor: by a client to its supernode,
+    /// or by a home supernode to a replica.
+    Publish(LocationRecord),
+    /// A routed packet.
+    Routed(Packet),
+    /// The receiver's location entry for a node is stale.
+    StaleLocation(StaleLocation),
+}
+
+/// A wire limit that a message breaks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// A chat body longer than [`MAX_CHAT_BODY`].
+    #[error("chat body is {0} bytes, the limit is {MAX_CHAT_BODY}")]
+    ChatBodyTooLong(usize),
+    /// A hop trace longer than [`MAX_TRACE_HOPS`].
+    #[error("trace has {0} hops, the limit is {MAX_TRACE_HOPS}")]
+    TraceTooLong(usize),
+    /// More than [`MAX_ADDRS`] addresses.
+    #[error("{0} addresses, the limit is {MAX_ADDRS}")]
+    TooManyAddrs(usize),
+    /// An address longer than [`MAX_ADDR_LEN`].
+    #[error("address of {0} bytes, the limit is {MAX_ADDR_LEN}")]
+    AddrTooLong(usize),
+    /// An agent string longer than [`MAX_AGENT_LEN`].
+    #[error("agent string of {0} bytes, the limit is {MAX_AGENT_LEN}")]
+    AgentTooLong(usize),
+    /// More than [`MAX_PEERS_PER_MESSAGE`] peers.
+    #[error("{0} peers, the limit is {MAX_PEERS_PER_MESSAGE}")]
+    TooManyPeers(usize),
+    /// A datagram over [`MAX_DATAGRAM`].
+    #[error("datagram of {0} bytes, the limit is {MAX_DATAGRAM}")]
+    DatagramTooLong(usize),
+    /// A record lifetime over [`MAX_RECORD_LIFETIME_S`].
+    #[error("record lifetime of {0} s, the limit is {MAX_RECORD_LIFETIME_S}")]
+    LifetimeTooLong(u32),
+}
+
+fn check_addrs(addrs: &[String]) -> Result<(), LimitError> {
+    if addrs.len() > MAX_ADDRS {
+        return Err(LimitError::TooManyAddrs(addrs.len()));
+    }
+    match addrs.iter().find(|a| a.len() > MAX_ADDR_LEN) {
+        Some(a) => Err(LimitError::AddrTooLong(a.len())),
+        None => Ok(()),
+    }
+}
+
+fn check_peers(peers: &[PeerInfo]) -> Result<(), LimitError> {
+    if peers.len() > MAX_PEERS_PER_MESSAGE {
+        return Err(LimitError::TooManyPeers(peers.len()));
+    }
+    peers.iter().try_for_each(|p| check_addrs(&p.addrs))
+}
+
+impl LocationRecord {
+    fn validate(&self) -> Result<(), LimitError> {
+        check_addrs(&self.sn_addrs)?;
+        if self.lifetime_s > MAX_RECORD_LIFETIME_S {
+            return Err(LimitError::LifetimeTooLong(self.lifetime_s));
+        }
+        Ok(())
+    }
+}
+
+impl Body {
+    /// Checks every limit of the body.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        match self {
+            Body::Chat(chat) if chat.body.len() > MAX_CHAT_BODY => {
+                Err(LimitError::ChatBodyTooLong(chat.body.len()))
+            }
+            Body::TraceReply { path, .. } if path.len() > MAX_TRACE_HOPS => {
+                Err(LimitError::TraceTooLong(path.len()))
+            }
+            Body::Publish(record) => record.validate(),
+            Body::LocationReply {
+                record: Some(record),
+                ..
+            } => record.validate(),
+            Body::Datagram(bytes) if bytes.len() > MAX_DATAGRAM => {
+                Err(LimitError::DatagramTooLong(bytes.len()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A short lowercase name of the body's kind, for counters and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Chat(_) => "chat",
+            Body::ChatAck { .. } => "chat_ack",
+            Body::NotFound { .. } => "not_found",
+            Body::TraceProbe { .. } => "trace_probe",
+            Body::TraceReply { .. } => "trace_reply",
+            Body::Publish(_) => "publish",
+            Body::Withdraw(_) => "withdraw",
+            Body::LocationQuery { .. } => "location_query",
+            Body::LocationReply { .. } => "location_reply",
+            Body::Datagram(_) => "datagram",
+        }
+    }
+}
+
+impl Message {
+    /// Checks every limit of the message (the frame size is the codec's).
+    pub fn validate(&self) -> Result<(), LimitError> {
+        match self {
+            Message::Hello(h) => {
+                check_addrs(&h.listen_addrs)?;
+                if h.agent.len() > MAX_AGENT_LEN {
+                    return Err(LimitError::AgentTooLong(h.agent.len()));
+                }
+                Ok(())
+            }
+            Message::Accept(a) => check_peers(&a.supernodes),
+            Message::Redirect(r) => check_peers(&r.supernodes),
+            Message::Neighbors(n) => check_peers(&n.peers),
+            Message::Publish(record) => record.validate(),
+            Message::Routed(p) => {
+                if let Some(trace) = &p.trace {
+                    if trace.0.len() > MAX_TRACE_HOPS {
+                        return Err(LimitError::TraceTooLong(trace.0.len()));
+                    }
+                }
+                p.body.validate()
+            }
+            Message::Join(_)
+            | Message::Leave(_)
+            | Message::Heartbeat(_)
+            | Message::HeartbeatAck(_)
+            | Message::FindNeighbors(_)
+            | Message::StaleLocation(_) => Ok(()),
+        }
+    }
+
+    /// A short lowercase name of the message's kind, for counters and logs.
+    /// Routed packets are named by their body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Join(_) => "join",
+            Message::Accept(_) => "accept",
+            Message::Redirect(_) => "redirect",
+            Message::Leave(_) => "leave",
+            Message::Heartbeat(_) => "heartbeat",
+            Message::HeartbeatAck(_) => "heartbeat_ack",
+            Message::FindNeighbors(_) => "find_neighbors",
+            Message::Neighbors(_) => "neighbors",
+            Message::Publish(_) => "publish",
+            Message::Routed(p) => p.body.kind(),
+            Message::StaleLocation(_) => "stale_location",
+        }
+    }
+}

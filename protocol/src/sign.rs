@@ -1,0 +1,309 @@
+//! What is signed, and signing and verifying it with ed25519 identity keys.
+//!
+//! Signed bytes are a domain string (so that a signature over one kind of
+//! statement can never be passed off as another) followed by the wire
+//! encoding of the statement's fields, in order, without the signature.
+//! Verification also checks that the public key hashes, through its libp2p
+//! PeerId, to the node id the statement names: ids are self-certifying.
+
+use libp2p_identity::ed25519;
+use serde::Serialize;
+
+use crate::bounded::Signature;
+use crate::codec;
+use crate::id::{MsgId, NodeId};
+use crate::limits::MAX_CHAT_BODY;
+use crate::message::{ChatMessage, Leave, LimitError, LocationRecord, PublicKey};
+
+/// Domain prefix of a location record's signed bytes.
+pub const RECORD_DOMAIN: &[u8] = b"skyhop/1 location-record\0";
+/// Domain prefix of a leave's signed bytes.
+pub const LEAVE_DOMAIN: &[u8] = b"skyhop/1 leave\0";
+/// Domain prefix of a chat message's signed bytes.
+pub const CHAT_DOMAIN: &[u8] = b"skyhop/1 chat\0";
+
+/// Why a signed statement was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The public key bytes are not an ed25519 point.
+    #[error("public key is not a valid ed25519 key")]
+    BadKey,
+    /// The key is valid but belongs to another node id.
+    #[error("public key belongs to node {actual}, not the claimed {claimed}")]
+    KeyMismatch {
+        /// The id the statement names.
+        claimed: NodeId,
+        /// The id the key hashes to.
+        actual: NodeId,
+    },
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+fn signed_bytes<T: Serialize>(domain: &[u8], fields: &T) -> Vec<u8> {
+    let mut out = domain.to_vec();
+    codec::encode_fields(fields, &mut out);
+    out
+}
+
+/// The bytes a location record's signature covers.
+pub fn record_signed_bytes(r: &LocationRecord) -> Vec<u8> {
+    signed_bytes(
+        RECORD_DOMAIN,
+        &(
+            &r.node,
+            &r.public_key,
+            &r.sn,
+            &r.sn_addrs,
+            r.seq,
+            r.lifetime_s,
+        ),
+    )
+}
+
+/// The bytes a leave's signature covers.
+pub fn leave_signed_bytes(l: &Leave) -> Vec<u8> {
+    signed_bytes(LEAVE_DOMAIN, &(&l.node, &l.public_key, &l.sn, l.seq))
+}
+
+/// The bytes a chat message's signature covers.
+pub fn chat_signed_bytes(c: &ChatMessage) -> Vec<u8> {
+    signed_bytes(
+        CHAT_DOMAIN,
+        &(
+            &c.from,
+            &c.from_key,
+            &c.to,
+            &c.msg_id,
+            c.seq,
+            c.sent_at,
+            &c.body,
+        ),
+    )
+}
+
+fn verify(
+    claimed: &NodeId,
+    key: &PublicKey,
+    msg: &[u8],
+    sig: &Signature,
+) -> Result<(), SignatureError> {
+    let public = ed25519::PublicKey::try_from_bytes(key).map_err(|_| SignatureError::BadKey)?;
+    let actual =
+        NodeId::from_peer_id(&libp2p_identity::PublicKey::from(public.clone()).to_peer_id());
+    if actual != *claimed {
+        return Err(SignatureError::KeyMismatch {
+            claimed: *claimed,
+            actual,
+        });
+    }
+    if public.verify(msg, &sig.0) {
+        Ok(())
+    } else {
+        Err(SignatureError::BadSignature)
+    }
+}
+
+/// Checks that `record` was signed by the node it describes.
+pub fn verify_record(record: &LocationRecord) -> Result<(), SignatureError> {
+    verify(
+        &record.node,
+        &record.public_key,
+        &record_signed_bytes(record),
+        &record.signature,
+    )
+}
+
+/// Checks that `leave` was signed by the node that leaves.
+pub fn verify_leave(leave: &Leave) -> Result<(), SignatureError> {
+    verify(
+        &leave.node,
+        &leave.public_key,
+        &leave_signed_bytes(leave),
+        &leave.signature,
+    )
+}
+
+/// Checks that `chat` was signed by its author.
+pub fn verify_chat(chat: &ChatMessage) -> Result<(), SignatureError> {
+    verify(
+        &chat.from,
+        &chat.from_key,
+        &chat_signed_bytes(chat),
+        &chat.signature,
+    )
+}
+
+/// A node's ed25519 identity: its key pair, public key and [`NodeId`].
+#[derive(Clone)]
+pub struct Identity {
+    keypair: ed25519::Keypair,
+    public_key: PublicKey,
+    id: NodeId,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({})", self.id.short())
+    }
+}
+
+impl Identity {
+    /// The identity whose ed25519 secret key is `secret` (deterministic, for
+    /// key files and the simulator).
+    pub fn from_secret(secret: [u8; 32]) -> Identity {
+        let secret = ed25519::SecretKey::try_from_bytes(secret)
+            .expect("any 32 bytes are an ed25519 secret key");
+        Identity::from_ed25519(ed25519::Keypair::from(secret))
+    }
+
+    /// Wraps an ed25519 key pair.
+    pub fn from_ed25519(keypair: ed25519::Keypair) -> Identity {
+        let public_key = keypair.public().to_bytes();
+        let peer = libp2p_identity::PublicKey::from(keypair.public()).to_peer_id();
+        Identity {
+            id: NodeId::from_peer_id(&peer),
+            public_key,
+            keypair,
+        }
+    }
+
+    /// The node id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The raw ed25519 public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
+    /// The 32 secret-key bytes, for the key file.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.keypair.secret().as_ref());
+        out
+    }
+
+    /// The libp2p key pair, for the transport.
+    pub fn libp2p_keypair(&self) -> libp2p_identity::Keypair {
+        libp2p_identity::Keypair::from(self.keypair.clone())
+    }
+
+    fn sign(&self, msg: &[u8]) -> Signature {
+        let sig = self.keypair.sign(msg);
+        Signature(sig.try_into().expect("ed25519 signatures are 64 bytes"))
+    }
+
+    /// A signed record saying this node is attached to `sn`.
+    pub fn location_record(
+        &self,
+        sn: NodeId,
+        sn_addrs: Vec<String>,
+        seq: u64,
+        lifetime_s: u32,
+    ) -> LocationRecord {
+        let mut record = LocationRecord {
+            node: self.id,
+            public_key: self.public_key,
+            sn,
+            sn_addrs,
+            seq,
+            lifetime_s,
+            signature: Signature([0; 64]),
+        };
+        record.signature = self.sign(&record_signed_bytes(&record));
+        record
+    }
+
+    /// A signed leave from supernode `sn`.
+    pub fn leave(&self, sn: NodeId, seq: u64) -> Leave {
+        let mut leave = Leave {
+            node: self.id,
+            public_key: self.public_key,
+            sn,
+            seq,
+            signature: Signature([0; 64]),
+        };
+        leave.signature = self.sign(&leave_signed_bytes(&leave));
+        leave
+    }
+
+    /// A signed chat message; refuses a body over [`MAX_CHAT_BODY`].
+    pub fn chat(
+        &self,
+        to: NodeId,
+        msg_id: MsgId,
+        seq: u64,
+        sent_at: u64,
+        body: String,
+    ) -> Result<ChatMessage, LimitError> {
+        if body.len() > MAX_CHAT_BODY {
+            return Err(LimitError::ChatBodyTooLong(body.len()));
+        }
+        let mut chat = ChatMessage {
+            from: self.id,
+            from_key: self.public_key,
+            to,
+            msg_id,
+            seq,
+            sent_at,
+            body,
+            signature: Signature([0; 64]),
+        };
+        chat.signature = self.sign(&chat_signed_bytes(&chat));
+        Ok(chat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_forgeries_fail() {
+        let alice = Identity::from_secret([1; 32]);
+        let mallory = Identity::from_secret([2; 32]);
+        let sn = Identity::from_secret([3; 32]).id();
+
+        let record = alice.location_record(sn, vec!["/ip4/127.0.0.1/tcp/1".into()], 7, 60);
+        assert_eq!(verify_record(&record), Ok(()));
+
+        let mut moved = record.clone();
+        moved.sn = mallory.id();
+        assert_eq!(verify_record(&moved), Err(SignatureError::BadSignature));
+
+        let mut impostor = mallory.location_record(sn, vec![], 8, 60);
+        impostor.node = alice.id();
+        assert!(matches!(
+            verify_record(&impostor),
+            Err(SignatureError::KeyMismatch { .. })
+        ));
+
+        let chat = alice
+            .chat(mallory.id(), MsgId(1), 1, 0, "hi".into())
+            .expect("short body");
+        assert_eq!(verify_chat(&chat), Ok(()));
+        let mut edited = chat.clone();
+        edited.body = "bye".into();
+        assert_eq!(verify_chat(&edited), Err(SignatureError::BadSignature));
+
+        let leave = alice.leave(sn, 9);
+        assert_eq!(verify_leave(&leave), Ok(()));
+        assert!(alice
+            .chat(sn, MsgId(2), 2, 0, "x".repeat(MAX_CHAT_BODY + 1))
+            .is_err());
+    }
+
+    #[test]
+    fn identity_round_trips_through_secret_bytes() {
+        let a = Identity::from_secret([9; 32]);
+        let b = Identity::from_secret(a.secret_bytes());
+        assert_eq!(a.id(), b.id());
+        assert_eq!(
+            a.id(),
+            NodeId::from_peer_id(&a.libp2p_keypair().public().to_peer_id())
+        );
+    }
+}
