@@ -7,8 +7,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use skyhop_protocol::{
-    decode_frame, encode, encode_into, Body, Identity, Message, MsgId, Packet, Trace, DEFAULT_TTL,
-    MAX_DATAGRAM,
+    decode_frame, encode, encode_into, Body, Identity, LocationHop, Message, MsgId, Packet, Trace,
+    DEFAULT_TTL, MAX_DATAGRAM,
 };
 
 fn chat_packet(body_len: usize) -> Message {
@@ -29,7 +29,7 @@ fn chat_packet(body_len: usize) -> Message {
         id: MsgId(0x1234_5678_9abc_def0),
         ttl: DEFAULT_TTL,
         hops: 1,
-        via_location: false,
+        location: LocationHop::Unused,
         trace: None,
         body: Body::Chat(chat),
     })
@@ -43,7 +43,7 @@ fn full_frame() -> Message {
         id: MsgId(1),
         ttl: DEFAULT_TTL,
         hops: 0,
-        via_location: false,
+        location: LocationHop::Unused,
         trace: Some(Trace(vec![alice.id(); 32])),
         body: Body::Datagram((0..MAX_DATAGRAM).map(|i| i as u8).collect()),
     })

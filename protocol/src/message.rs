@@ -285,13 +285,27 @@ pub struct Packet {
     pub ttl: u8,
     /// Hops taken so far.
     pub hops: u8,
-    /// Set once a supernode forwarded the packet on a location record: later
-    /// hops route by XOR distance only.
-    pub via_location: bool,
+    /// Whether a supernode has sent the packet toward the supernode that
+    /// `dst` is attached to; see [`LocationHop`].
+    pub location: LocationHop,
     /// The nodes the packet passed, if the source asked for a trace.
     pub trace: Option<Trace>,
     /// What the packet carries.
     pub body: Body,
+}
+
+/// The location step of routing (DESIGN.md, step 3) is taken at most once
+/// per packet; this field records where the packet is in it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum LocationHop {
+    /// No supernode has used a location record for this packet yet.
+    Unused,
+    /// Heading for this supernode, where `dst` is attached by a location
+    /// record; hops on the way route toward it rather than toward `dst`.
+    Toward(NodeId),
+    /// The location step was taken; later hops route toward `dst` by XOR
+    /// distance only (toward its home supernodes).
+    Used,
 }
 
 /// A bounded list of hops, source first.
