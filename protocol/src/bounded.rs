@@ -27,7 +27,7 @@ where
             let claimed = seq.size_hint().unwrap_or(0);
             if claimed > MAX {
                 return Err(A::Error::custom(format_args!(
-                    "malformed field: sequence of {claimed} elements exceeds the limit of {MAX}"
+                    "sequence of {claimed} elements exceeds the limit of {MAX}"
                 )));
             }
             let mut out = Vec::with_capacity(claimed);

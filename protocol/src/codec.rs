@@ -131,8 +131,8 @@ fn peek_varint(bytes: &[u8]) -> Option<(u64, usize)> {
     Some((u64::from_le_bytes(le), 1 + width))
 }
 
-fn map_bincode(err: bincode::Error) -> DecodeError {
-    match *err {
+fn map_bincode(err: bincode::ErrorKind) -> DecodeError {
+    match err {
         bincode::ErrorKind::Io(_) => DecodeError::Truncated,
         bincode::ErrorKind::SizeLimit => DecodeError::Truncated,
         bincode::ErrorKind::InvalidUtf8Encoding(e) => {
@@ -161,21 +161,25 @@ pub fn decode_body(body: &[u8]) -> Result<Message, DecodeError> {
     if body.len() > MAX_FRAME_BODY {
         return Err(DecodeError::TooLong { len: body.len() });
     }
-    let (tag, tag_len) = peek_varint(body).ok_or(DecodeError::Truncated)?;
-    if tag >= u64::from(MESSAGE_TAGS) {
-        return Err(DecodeError::UnknownTag(format!(
-            "message tag {tag} (known: 0..{MESSAGE_TAGS})"
-        )));
-    }
-    if tag == 0 {
-        let (version, _) = peek_varint(&body[tag_len..]).ok_or(DecodeError::Truncated)?;
-        if version != u64::from(PROTOCOL_VERSION) {
-            return Err(DecodeError::UnknownVersion { got: version });
+    // A tag or version that does not parse is left to bincode, which tells a
+    // cut-off varint (truncated) from an invalid marker byte (malformed).
+    if let Some((tag, tag_len)) = peek_varint(body) {
+        if tag >= u64::from(MESSAGE_TAGS) {
+            return Err(DecodeError::UnknownTag(format!(
+                "message tag {tag} (known: 0..{MESSAGE_TAGS})"
+            )));
+        }
+        if tag == 0 {
+            if let Some((version, _)) = peek_varint(&body[tag_len..]) {
+                if version != u64::from(PROTOCOL_VERSION) {
+                    return Err(DecodeError::UnknownVersion { got: version });
+                }
+            }
         }
     }
     let msg: Message = options()
         .deserialize(body)
-        .map_err(|e| match map_bincode(e) {
+        .map_err(|e| match map_bincode(*e) {
             DecodeError::TrailingBytes(_) => DecodeError::TrailingBytes(trailing_len(body)),
             other => other,
         })?;
