@@ -1,0 +1,786 @@
+//! Golden vectors: the exact bytes of one frame of every message kind, kept
+//! in `tests/vectors/`, so that the wire format cannot change by accident
+//! and so that an implementation in another language has bytes to test
+//! against (PROTOCOL.md walks through two of them).
+//!
+//! Each `NAME.hex` file holds a `# description` line and the hex of the whole
+//! frame (length prefix and body). `bad_*.hex` files are frames a receiver
+//! must refuse; their description names the decode error.
+//! `identities.txt` lists the test identities the vectors use.
+//!
+//! Checks run in both directions: encoding the message built here gives the
+//! file's bytes, and decoding the file's bytes gives the message built here.
+//! To regenerate after an intended format change, run
+//! `SKYHOP_BLESS=1 cargo test -p skyhop-protocol --test vectors` and review
+//! the diff: every changed byte is a change of the wire contract.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+
+use bincode::Options;
+use sha2::{Digest, Sha256};
+use skyhop_protocol::*;
+
+/// The test identities, by name: a secret key of 32 copies of one byte.
+const IDENTITIES: [(&str, u8); 4] = [("alice", 1), ("bob", 2), ("sn1", 3), ("sn2", 4)];
+
+fn identity(name: &str) -> Identity {
+    let (_, byte) = IDENTITIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .expect("a known test identity");
+    Identity::from_secret([*byte; 32])
+}
+
+fn id(name: &str) -> NodeId {
+    identity(name).id()
+}
+
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+fn blessing() -> bool {
+    std::env::var("SKYHOP_BLESS").is_ok_and(|v| v == "1")
+}
+
+/// A message and the file that holds its frame.
+struct Golden {
+    name: &'static str,
+    description: String,
+    message: Message,
+}
+
+fn golden(name: &'static str, description: &str, message: Message) -> Golden {
+    Golden {
+        name,
+        description: description.to_string(),
+        message,
+    }
+}
+
+const SN1_ADDR: &str = "/ip4/192.0.2.3/tcp/4001";
+const SN2_ADDR: &str = "/ip4/192.0.2.4/tcp/4001";
+const AGENT: &str = "skyhop/0.1.0";
+const PACKET_ID: MsgId = MsgId(0x0123_4567_89ab_cdef);
+
+/// A routed packet with the envelope fields every routed vector shares
+/// unless it says otherwise.
+fn packet(src: &str, dst: &str, body: Body) -> Packet {
+    Packet {
+        dst: id(dst),
+        src: id(src),
+        id: PACKET_ID,
+        ttl: DEFAULT_TTL,
+        hops: 1,
+        location: LocationHop::Unused,
+        trace: None,
+        body,
+    }
+}
+
+const ENVELOPE: &str = "id 0x0123456789abcdef, ttl 32, hops 1, location Unused, trace None";
+
+fn peer(name: &str, addr: &str) -> PeerInfo {
+    PeerInfo {
+        id: id(name),
+        addrs: vec![addr.to_string()],
+    }
+}
+
+fn alice_record() -> LocationRecord {
+    identity("alice").location_record(id("sn1"), vec![SN1_ADDR.to_string()], 3, 600)
+}
+
+const ALICE_RECORD: &str = "LocationRecord signed by alice: node alice, public_key alice's, \
+     sn sn1, sn_addrs [\"/ip4/192.0.2.3/tcp/4001\"], seq 3, lifetime_s 600";
+
+fn goldens() -> Vec<Golden> {
+    let alice = identity("alice");
+    let chat = alice
+        .chat(
+            id("bob"),
+            MsgId(42),
+            1,
+            1_700_000_000_000_000,
+            "hello, bob".to_string(),
+        )
+        .expect("a short body");
+    let not_found = |reason| {
+        Message::Routed(packet(
+            "sn1",
+            "alice",
+            Body::NotFound {
+                packet_id: MsgId(77),
+                dst: id("bob"),
+                reason,
+            },
+        ))
+    };
+    let withdraw = |reason| {
+        Message::Routed(packet(
+            "sn1",
+            "alice",
+            Body::Withdraw(Withdraw {
+                node: id("alice"),
+                sn: id("sn1"),
+                seq: 4,
+                reason,
+            }),
+        ))
+    };
+    vec![
+        golden(
+            "hello",
+            &format!("Hello: version 1, role Supernode, id sn1, listen_addrs [\"{SN1_ADDR}\"], agent \"{AGENT}\""),
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Supernode,
+                id: id("sn1"),
+                listen_addrs: vec![SN1_ADDR.to_string()],
+                agent: AGENT.to_string(),
+            }),
+        ),
+        golden(
+            "hello_ordinary",
+            "Hello: version 1, role Ordinary, id alice, listen_addrs [\"/ip4/192.0.2.1/tcp/4001\", \"/ip6/2001:db8::1/tcp/4001\"], agent \"\"",
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Ordinary,
+                id: id("alice"),
+                listen_addrs: vec![
+                    "/ip4/192.0.2.1/tcp/4001".to_string(),
+                    "/ip6/2001:db8::1/tcp/4001".to_string(),
+                ],
+                agent: String::new(),
+            }),
+        ),
+        golden(
+            "join",
+            "Join: request_id 7",
+            Message::Join(Join { request_id: 7 }),
+        ),
+        golden(
+            "accept",
+            &format!("Accept: request_id 7, clients 12, max_clients 256, supernodes [PeerInfo {{ id sn2, addrs [\"{SN2_ADDR}\"] }}]"),
+            Message::Accept(Accept {
+                request_id: 7,
+                clients: 12,
+                max_clients: 256,
+                supernodes: vec![peer("sn2", SN2_ADDR)],
+            }),
+        ),
+        golden(
+            "redirect",
+            &format!("Redirect: request_id 8, supernodes [PeerInfo {{ id sn1, addrs [\"{SN1_ADDR}\"] }}, PeerInfo {{ id sn2, addrs [] }}]"),
+            Message::Redirect(Redirect {
+                request_id: 8,
+                supernodes: vec![
+                    peer("sn1", SN1_ADDR),
+                    PeerInfo {
+                        id: id("sn2"),
+                        addrs: vec![],
+                    },
+                ],
+            }),
+        ),
+        golden(
+            "leave",
+            "Leave signed by alice: node alice, public_key alice's, sn sn1, seq 5",
+            Message::Leave(alice.leave(id("sn1"), 5)),
+        ),
+        golden(
+            "heartbeat",
+            "Heartbeat: nonce 1000",
+            Message::Heartbeat(Heartbeat { nonce: 1000 }),
+        ),
+        golden(
+            "heartbeat_ack",
+            "HeartbeatAck: nonce 1000, clients 12",
+            Message::HeartbeatAck(HeartbeatAck {
+                nonce: 1000,
+                clients: 12,
+            }),
+        ),
+        golden(
+            "find_neighbors",
+            "FindNeighbors: request_id 70000, target alice",
+            Message::FindNeighbors(FindNeighbors {
+                request_id: 70_000,
+                target: id("alice"),
+            }),
+        ),
+        golden(
+            "neighbors",
+            &format!("Neighbors: request_id 70000, peers [PeerInfo {{ id sn1, addrs [\"{SN1_ADDR}\"] }}, PeerInfo {{ id sn2, addrs [\"{SN2_ADDR}\"] }}]"),
+            Message::Neighbors(Neighbors {
+                request_id: 70_000,
+                peers: vec![peer("sn1", SN1_ADDR), peer("sn2", SN2_ADDR)],
+            }),
+        ),
+        golden(
+            "publish",
+            &format!("Publish (link message): {ALICE_RECORD}"),
+            Message::Publish(alice_record()),
+        ),
+        golden(
+            "stale_location",
+            "StaleLocation: node alice",
+            Message::StaleLocation(StaleLocation { node: id("alice") }),
+        ),
+        golden(
+            "routed_chat",
+            &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Chat signed by alice: from alice, from_key alice's, to bob, msg_id 42, seq 1, sent_at 1700000000000000, body \"hello, bob\""),
+            Message::Routed(packet("alice", "bob", Body::Chat(chat))),
+        ),
+        golden(
+            "routed_chat_ack",
+            &format!("Routed packet src bob, dst alice, {ENVELOPE}; body ChatAck: msg_id 42, seq 1, hops 3"),
+            Message::Routed(packet(
+                "bob",
+                "alice",
+                Body::ChatAck {
+                    msg_id: MsgId(42),
+                    seq: 1,
+                    hops: 3,
+                },
+            )),
+        ),
+        golden(
+            "routed_not_found_no_record",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason NoRecord"),
+            not_found(NotFoundReason::NoRecord),
+        ),
+        golden(
+            "routed_not_found_offline",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason Offline"),
+            not_found(NotFoundReason::Offline),
+        ),
+        golden(
+            "routed_not_found_ttl_expired",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason TtlExpired"),
+            not_found(NotFoundReason::TtlExpired),
+        ),
+        golden(
+            "routed_not_found_no_route",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason NoRoute"),
+            not_found(NotFoundReason::NoRoute),
+        ),
+        golden(
+            "routed_trace_probe",
+            "Routed packet src alice, dst bob, id 0x0123456789abcdef, ttl 32, hops 2, location Toward(sn2), trace Some([alice, sn1]); body TraceProbe: probe_id 5",
+            Message::Routed(Packet {
+                hops: 2,
+                location: LocationHop::Toward(id("sn2")),
+                trace: Some(Trace(vec![id("alice"), id("sn1")])),
+                ..packet("alice", "bob", Body::TraceProbe { probe_id: 5 })
+            }),
+        ),
+        golden(
+            "routed_trace_reply",
+            "Routed packet src bob, dst alice, id 0x0123456789abcdef, ttl 32, hops 1, location Used, trace None; body TraceReply: probe_id 5, path [alice, sn1, sn2, bob]",
+            Message::Routed(Packet {
+                location: LocationHop::Used,
+                ..packet(
+                    "bob",
+                    "alice",
+                    Body::TraceReply {
+                        probe_id: 5,
+                        path: vec![id("alice"), id("sn1"), id("sn2"), id("bob")],
+                    },
+                )
+            }),
+        ),
+        golden(
+            "routed_publish",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body Publish: {ALICE_RECORD}"),
+            Message::Routed(packet("sn1", "alice", Body::Publish(alice_record()))),
+        ),
+        golden(
+            "routed_withdraw_left",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body Withdraw: node alice, sn sn1, seq 4, reason Left(Leave signed by alice: node alice, public_key alice's, sn sn1, seq 4)"),
+            withdraw(WithdrawReason::Left(alice.leave(id("sn1"), 4))),
+        ),
+        golden(
+            "routed_withdraw_lost",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body Withdraw: node alice, sn sn1, seq 4, reason Lost"),
+            withdraw(WithdrawReason::Lost),
+        ),
+        golden(
+            "routed_location_query",
+            &format!("Routed packet src bob, dst alice, {ENVELOPE}; body LocationQuery: request_id 9, node alice"),
+            Message::Routed(packet(
+                "bob",
+                "alice",
+                Body::LocationQuery {
+                    request_id: 9,
+                    node: id("alice"),
+                },
+            )),
+        ),
+        golden(
+            "routed_location_reply",
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record Some({ALICE_RECORD})"),
+            Message::Routed(packet(
+                "sn2",
+                "bob",
+                Body::LocationReply {
+                    request_id: 9,
+                    node: id("alice"),
+                    record: Some(alice_record()),
+                },
+            )),
+        ),
+        golden(
+            "routed_location_reply_none",
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record None"),
+            Message::Routed(packet(
+                "sn2",
+                "bob",
+                Body::LocationReply {
+                    request_id: 9,
+                    node: id("alice"),
+                    record: None,
+                },
+            )),
+        ),
+        golden(
+            "routed_datagram",
+            &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Datagram: bytes de ad be ef"),
+            Message::Routed(packet(
+                "alice",
+                "bob",
+                Body::Datagram(vec![0xde, 0xad, 0xbe, 0xef]),
+            )),
+        ),
+    ]
+}
+
+/// A frame a receiver must refuse, and how.
+struct Bad {
+    name: &'static str,
+    description: String,
+    frame: Vec<u8>,
+    expected: DecodeError,
+}
+
+/// The error's variant name, as the description line spells it.
+fn error_name(err: &DecodeError) -> &'static str {
+    match err {
+        DecodeError::TooLong { .. } => "TooLong",
+        DecodeError::Truncated => "Truncated",
+        DecodeError::UnknownVersion { .. } => "UnknownVersion",
+        DecodeError::UnknownTag(_) => "UnknownTag",
+        DecodeError::Malformed(_) => "Malformed",
+        DecodeError::TrailingBytes(_) => "TrailingBytes",
+        DecodeError::Limit(_) => "Limit",
+    }
+}
+
+/// Whether `got` is the error a vector expects: exactly for errors whose
+/// fields are part of the contract, by variant for those that carry a
+/// human-readable explanation.
+fn same_error(got: &DecodeError, expected: &DecodeError) -> bool {
+    match (got, expected) {
+        (DecodeError::UnknownTag(_), DecodeError::UnknownTag(_))
+        | (DecodeError::Malformed(_), DecodeError::Malformed(_)) => true,
+        _ => got == expected,
+    }
+}
+
+fn bad(name: &'static str, what: &str, frame: Vec<u8>, expected: DecodeError) -> Bad {
+    let detail = match &expected {
+        DecodeError::TooLong { len } => format!("TooLong {{ len: {len} }}"),
+        DecodeError::UnknownVersion { got } => format!("UnknownVersion {{ got: {got} }}"),
+        DecodeError::TrailingBytes(n) => format!("TrailingBytes({n})"),
+        DecodeError::Limit(limit) => format!("Limit({limit:?})"),
+        other => error_name(other).to_string(),
+    };
+    Bad {
+        name,
+        description: format!("{what}; decode error: {detail}"),
+        frame,
+        expected,
+    }
+}
+
+fn frame_of(body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// The body of a valid message, to be damaged by hand.
+fn body_of(msg: &Message) -> Vec<u8> {
+    encode(msg).expect("a valid message")[FRAME_HEADER_LEN..].to_vec()
+}
+
+/// Serializes without the codec's limit checks: what a hostile peer sends.
+fn crafted_body(msg: &Message) -> Vec<u8> {
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_little_endian()
+        .serialize(msg)
+        .expect("serializing into a Vec cannot fail")
+}
+
+fn bads() -> Vec<Bad> {
+    let heartbeat = body_of(&Message::Heartbeat(Heartbeat { nonce: 1000 }));
+    assert_eq!(heartbeat, [5, 0xfb, 0xe8, 0x03]);
+    // Routed, dst, src, id (9 bytes), ttl, hops: the next byte is `location`.
+    let probe = body_of(&Message::Routed(packet(
+        "alice",
+        "bob",
+        Body::TraceProbe { probe_id: 5 },
+    )));
+    let location_at = 1 + 32 + 32 + 9 + 1 + 1;
+    let (trace_at, body_tag_at) = (location_at + 1, location_at + 2);
+    assert_eq!(
+        probe[location_at..],
+        [0, 0, 3, 5],
+        "Unused, None, TraceProbe 5"
+    );
+
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Supernode,
+        id: id("sn1"),
+        listen_addrs: vec![],
+        agent: "ab".to_string(),
+    };
+    let mut bad_utf8 = body_of(&Message::Hello(hello.clone()));
+    let agent_at = bad_utf8.len() - 2;
+    assert_eq!(bad_utf8[agent_at - 1..], [2, b'a', b'b']);
+    bad_utf8[agent_at..].copy_from_slice(&[0xc3, 0x28]);
+
+    let too_many_addrs = crafted_body(&Message::Hello(Hello {
+        listen_addrs: vec!["/ip4/192.0.2.3/tcp/4001".to_string(); MAX_ADDRS + 1],
+        ..hello.clone()
+    }));
+
+    let long_chat = ChatMessage {
+        body: "x".repeat(MAX_CHAT_BODY + 1),
+        ..identity("alice")
+            .chat(
+                id("bob"),
+                MsgId(43),
+                2,
+                1_700_000_000_000_000,
+                String::new(),
+            )
+            .expect("an empty body")
+    };
+
+    vec![
+        bad(
+            "bad_unknown_tag",
+            "Message tag 12, one past StaleLocation (11)",
+            frame_of(&[12]),
+            DecodeError::UnknownTag(String::new()),
+        ),
+        bad(
+            "bad_unknown_body_tag",
+            "Routed packet src alice, dst bob whose Body tag is 10, one past Datagram (9), then the TraceProbe's probe_id 5",
+            frame_of(&[&probe[..body_tag_at], &[10, 5]].concat()),
+            DecodeError::UnknownTag(String::new()),
+        ),
+        bad(
+            "bad_version",
+            "Hello with version 2, otherwise as hello.hex",
+            encode(&Message::Hello(Hello {
+                version: 2,
+                role: Role::Supernode,
+                id: id("sn1"),
+                listen_addrs: vec![SN1_ADDR.to_string()],
+                agent: AGENT.to_string(),
+            }))
+            .expect("encodes"),
+            DecodeError::UnknownVersion { got: 2 },
+        ),
+        bad(
+            "bad_trailing",
+            "Heartbeat nonce 1000 followed by one 0x00 byte inside the frame",
+            frame_of(&[&heartbeat[..], &[0]].concat()),
+            DecodeError::TrailingBytes(1),
+        ),
+        bad(
+            "bad_oversize",
+            "Length prefix 65536, one over the limit; refused from the header alone, no body follows",
+            (MAX_FRAME_BODY as u32 + 1).to_be_bytes().to_vec(),
+            DecodeError::TooLong {
+                len: MAX_FRAME_BODY + 1,
+            },
+        ),
+        bad(
+            "bad_truncated",
+            "Heartbeat nonce 1000 missing the last byte of its 3-byte nonce varint; the length prefix (3) matches the short body",
+            frame_of(&heartbeat[..3]),
+            DecodeError::Truncated,
+        ),
+        bad(
+            "bad_varint",
+            "Heartbeat whose nonce starts with 0xff, a varint marker byte that bincode 1.3.3 reserves",
+            frame_of(&[5, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]),
+            DecodeError::Malformed(String::new()),
+        ),
+        bad(
+            "bad_option_tag",
+            "Routed packet src alice, dst bob whose trace Option byte is 2 (only 0 and 1 exist)",
+            frame_of(&[&probe[..trace_at], &[2], &probe[trace_at + 1..]].concat()),
+            DecodeError::Malformed(String::new()),
+        ),
+        bad(
+            "bad_location_tag",
+            "Routed packet src alice, dst bob whose LocationHop tag is 3 (only 0..=2 exist)",
+            frame_of(&[&probe[..location_at], &[3], &probe[location_at + 1..]].concat()),
+            DecodeError::UnknownTag(String::new()),
+        ),
+        bad(
+            "bad_utf8",
+            "Hello version 1, role Supernode, id sn1, listen_addrs [], agent of the 2 bytes c3 28 (not UTF-8)",
+            frame_of(&bad_utf8),
+            DecodeError::Malformed(String::new()),
+        ),
+        bad(
+            "bad_too_many_addrs",
+            "Hello version 1, role Supernode, id sn1, agent \"ab\" with 9 listen_addrs \"/ip4/192.0.2.3/tcp/4001\" (limit 8); refused while the list decodes",
+            frame_of(&too_many_addrs),
+            DecodeError::Malformed(String::new()),
+        ),
+        bad(
+            "bad_chat_too_long",
+            "Routed packet src alice, dst bob, id 0x0123456789abcdef, ttl 32, hops 1, location Unused, trace None; body Chat msg_id 43, seq 2, body of 4097 'x' bytes (limit 4096), signature of the empty body",
+            frame_of(&crafted_body(&Message::Routed(packet(
+                "alice",
+                "bob",
+                Body::Chat(long_chat),
+            )))),
+            DecodeError::Limit(LimitError::ChatBodyTooLong(MAX_CHAT_BODY + 1)),
+        ),
+        bad(
+            "bad_lifetime",
+            "Publish of a LocationRecord signed by alice: sn sn1, sn_addrs [], seq 3, lifetime_s 3601 (limit 3600)",
+            frame_of(&crafted_body(&Message::Publish(
+                identity("alice").location_record(id("sn1"), vec![], 3, MAX_RECORD_LIFETIME_S + 1),
+            ))),
+            DecodeError::Limit(LimitError::LifetimeTooLong(MAX_RECORD_LIFETIME_S + 1)),
+        ),
+    ]
+}
+
+/// The file's two lines: `# description` and the frame's hex.
+fn vector_file(description: &str, frame: &[u8]) -> String {
+    assert!(!description.contains('\n'), "a description is one line");
+    format!("# {description}\n{}\n", hex::encode(frame))
+}
+
+fn read_vector(name: &str) -> (String, Vec<u8>) {
+    let path = vectors_dir().join(format!("{name}.hex"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate it with SKYHOP_BLESS=1 cargo test -p skyhop-protocol --test vectors",
+            path.display()
+        )
+    });
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "{name}.hex: a description line and a hex line"
+    );
+    let description = lines[0]
+        .strip_prefix("# ")
+        .unwrap_or_else(|| panic!("{name}.hex: the first line starts with '# '"));
+    let frame = hex::decode(lines[1]).unwrap_or_else(|e| panic!("{name}.hex: bad hex: {e}"));
+    (description.to_string(), frame)
+}
+
+/// Writes the file when blessing, else checks that it holds `frame`.
+fn check_or_bless(name: &str, description: &str, frame: &[u8]) {
+    let path = vectors_dir().join(format!("{name}.hex"));
+    let expected = vector_file(description, frame);
+    if blessing() {
+        fs::create_dir_all(vectors_dir()).expect("create tests/vectors");
+        fs::write(&path, &expected).expect("write the vector");
+        return;
+    }
+    let (file_description, file_frame) = read_vector(name);
+    assert_eq!(
+        file_description, description,
+        "{name}.hex: description changed; rerun with SKYHOP_BLESS=1 if intended"
+    );
+    assert_eq!(
+        hex::encode(&file_frame),
+        hex::encode(frame),
+        "{name}.hex: the encoding changed: this is a wire format change; rerun with \
+         SKYHOP_BLESS=1 only if it is intended, and update PROTOCOL.md"
+    );
+}
+
+#[test]
+fn every_message_encodes_to_its_vector_and_back() {
+    let goldens = goldens();
+    let mut kinds = BTreeSet::new();
+    for g in &goldens {
+        let frame = encode(&g.message).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        check_or_bless(g.name, &g.description, &frame);
+
+        let (_, file_frame) = read_vector(g.name);
+        assert_eq!(
+            decode_frame(&file_frame).as_ref(),
+            Ok(&g.message),
+            "{}",
+            g.name
+        );
+        let mut dec = FrameDecoder::new();
+        dec.push(&file_frame);
+        assert_eq!(
+            dec.next_message(),
+            Ok(Some(g.message.clone())),
+            "{}",
+            g.name
+        );
+        kinds.insert(g.message.kind());
+    }
+    // At least one vector of every kind: 11 link messages besides `Routed`
+    // and 10 bodies, with "publish" naming both a link message and a body.
+    assert_eq!(kinds.len(), 20, "kinds covered: {kinds:?}");
+}
+
+#[test]
+fn every_bad_vector_is_refused_with_its_error() {
+    for b in bads() {
+        check_or_bless(b.name, &b.description, &b.frame);
+        let (description, file_frame) = read_vector(b.name);
+        assert!(
+            description.contains(&format!("decode error: {}", error_name(&b.expected))),
+            "{}: the description names the error",
+            b.name
+        );
+        let got = decode_frame(&file_frame);
+        assert!(
+            matches!(&got, Err(e) if same_error(e, &b.expected)),
+            "{}: expected {:?}, got {got:?}",
+            b.name,
+            b.expected
+        );
+        // A stream decoder refuses it the same way once the frame is whole.
+        let mut dec = FrameDecoder::new();
+        dec.push(&file_frame);
+        let streamed = dec.next_message();
+        assert!(
+            matches!(&streamed, Err(e) if same_error(e, &b.expected)),
+            "{}: streamed, expected {:?}, got {streamed:?}",
+            b.name,
+            b.expected
+        );
+    }
+}
+
+/// Every signature in the vectors verifies against its signer's key, so
+/// another implementation can check its signing code against them.
+#[test]
+fn signatures_in_the_vectors_verify() {
+    let mut checked = 0;
+    for g in goldens() {
+        // While blessing, another test may be rewriting the file right now.
+        let frame = if blessing() {
+            encode(&g.message).expect("encodes")
+        } else {
+            read_vector(g.name).1
+        };
+        let msg = decode_frame(&frame).expect("a golden vector decodes");
+        let mut check = |r: Result<(), SignatureError>| {
+            assert_eq!(r, Ok(()), "{}", g.name);
+            checked += 1;
+        };
+        match &msg {
+            Message::Leave(l) => check(verify_leave(l)),
+            Message::Publish(r) => check(verify_record(r)),
+            Message::Routed(p) => match &p.body {
+                Body::Chat(c) => check(verify_chat(c)),
+                Body::Publish(r) => check(verify_record(r)),
+                Body::Withdraw(Withdraw {
+                    reason: WithdrawReason::Left(l),
+                    ..
+                }) => check(verify_leave(l)),
+                Body::LocationReply {
+                    record: Some(r), ..
+                } => check(verify_record(r)),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    assert_eq!(
+        checked, 6,
+        "leave, publish, routed chat, publish, withdraw and reply"
+    );
+}
+
+/// `identities.txt`: per test identity, its secret, public key, PeerId bytes
+/// and NodeId, and the derivation PROTOCOL.md states holds for each.
+#[test]
+fn identities_derive_as_documented() {
+    let mut text = String::from(
+        "# name secret_key public_key peer_id_bytes node_id (all hex); \
+         node_id = SHA-256(peer_id_bytes), peer_id_bytes = 00 24 08 01 12 20 || public_key\n",
+    );
+    for (name, byte) in IDENTITIES {
+        let who = identity(name);
+        let peer_id = [&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20][..], &who.public_key()].concat();
+        assert_eq!(
+            peer_id,
+            who.libp2p_keypair().public().to_peer_id().to_bytes(),
+            "{name}: libp2p's PeerId bytes are the identity multihash of the protobuf key"
+        );
+        let node_id: [u8; 32] = Sha256::digest(&peer_id).into();
+        assert_eq!(NodeId(node_id), who.id(), "{name}");
+        assert_eq!(NodeId::from_ed25519(&who.public_key()), Some(who.id()));
+        text += &format!(
+            "{name} {} {} {} {}\n",
+            hex::encode([byte; 32]),
+            hex::encode(who.public_key()),
+            hex::encode(&peer_id),
+            who.id().to_hex()
+        );
+    }
+    let path = vectors_dir().join("identities.txt");
+    if blessing() {
+        fs::write(&path, &text).expect("write identities.txt");
+    }
+    assert_eq!(
+        fs::read_to_string(&path).expect("identities.txt exists"),
+        text,
+        "identities.txt changed; rerun with SKYHOP_BLESS=1 if intended"
+    );
+}
+
+/// No file in `tests/vectors/` is left over from a message that no longer
+/// exists, and no vector is missing.
+#[test]
+fn the_vector_directory_holds_exactly_the_vectors() {
+    let mut expected: BTreeSet<String> = goldens()
+        .iter()
+        .map(|g| format!("{}.hex", g.name))
+        .chain(bads().iter().map(|b| format!("{}.hex", b.name)))
+        .collect();
+    expected.insert("identities.txt".to_string());
+    let found: BTreeSet<String> = fs::read_dir(vectors_dir())
+        .expect("tests/vectors exists")
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    if blessing() {
+        for stale in found.difference(&expected) {
+            fs::remove_file(vectors_dir().join(stale)).expect("remove a stale vector");
+        }
+        return;
+    }
+    assert_eq!(found, expected);
+}
