@@ -1,0 +1,3 @@
+//! The `skyhop` command line.
+
+fn main() {}

@@ -1,0 +1,294 @@
+//! Chat delivery: the sender's retry queue and the receiver's window.
+//!
+//! The sender keeps every message until it is acked or its deadline passes,
+//! resending with exponential backoff; a `NotFound` that says the peer is
+//! offline ends it at once. The receiver drops duplicates (retries reuse the
+//! `msg_id`) and hands messages to the application in `seq` order per
+//! sender, holding a bounded number that arrive early.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use skyhop_protocol::{ChatMessage, MsgId, NodeId};
+
+use super::SimTime;
+
+/// A message awaiting its ack.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The signed message, resent as is.
+    pub chat: ChatMessage,
+    /// When it was first sent.
+    pub first_sent: SimTime,
+    /// When to resend next.
+    pub next_retry: SimTime,
+    /// Give up at this time.
+    pub deadline: SimTime,
+    /// Sends so far.
+    pub attempts: u32,
+    /// `NotFound { NoRecord }` answers so far.
+    pub not_found: u32,
+    /// Packet ids of the recent sends, to match `NotFound` answers.
+    pub packet_ids: VecDeque<MsgId>,
+}
+
+/// Packet ids remembered per pending message.
+const PACKET_IDS_KEPT: usize = 8;
+
+/// The sender's side: messages in flight, by `msg_id`.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pending: BTreeMap<MsgId, Pending>,
+    next_seq: BTreeMap<NodeId, u64>,
+}
+
+impl Outbox {
+    /// The next `seq` of the conversation with `to`.
+    pub fn next_seq(&mut self, to: NodeId) -> u64 {
+        let seq = self.next_seq.entry(to).or_insert(0);
+        *seq += 1;
+        *seq
+    }
+
+    /// Messages in flight.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Starts tracking a message sent now as packet `packet_id`.
+    pub fn insert(
+        &mut self,
+        chat: ChatMessage,
+        packet_id: MsgId,
+        now: SimTime,
+        first_retry: SimTime,
+        deadline: SimTime,
+    ) {
+        let mut packet_ids = VecDeque::new();
+        packet_ids.push_back(packet_id);
+        let p = Pending {
+            chat,
+            first_sent: now,
+            next_retry: now + first_retry,
+            deadline: now + deadline,
+            attempts: 1,
+            not_found: 0,
+            packet_ids,
+        };
+        self.pending.insert(p.chat.msg_id, p);
+    }
+
+    /// Records another send of `msg_id` as `packet_id`; the next retry comes
+    /// after `delay`.
+    pub fn resent(&mut self, msg_id: &MsgId, packet_id: MsgId, now: SimTime, delay: SimTime) {
+        if let Some(p) = self.pending.get_mut(msg_id) {
+            p.attempts += 1;
+            p.next_retry = now + delay;
+            p.packet_ids.push_back(packet_id);
+            if p.packet_ids.len() > PACKET_IDS_KEPT {
+                p.packet_ids.pop_front();
+            }
+        }
+    }
+
+    /// Stops tracking `msg_id` (acked or failed).
+    pub fn remove(&mut self, msg_id: &MsgId) -> Option<Pending> {
+        self.pending.remove(msg_id)
+    }
+
+    /// The pending message one of whose sends was `packet_id`.
+    pub fn by_packet(&mut self, packet_id: &MsgId) -> Option<&mut Pending> {
+        self.pending
+            .values_mut()
+            .find(|p| p.packet_ids.contains(packet_id))
+    }
+
+    /// Messages whose retry or deadline is due, by `msg_id`.
+    pub fn due(&self, now: SimTime) -> Vec<MsgId> {
+        self.pending
+            .values()
+            .filter(|p| p.next_retry <= now || p.deadline <= now)
+            .map(|p| p.chat.msg_id)
+            .collect()
+    }
+
+    /// The pending message `msg_id`.
+    pub fn get(&self, msg_id: &MsgId) -> Option<&Pending> {
+        self.pending.get(msg_id)
+    }
+
+    /// The earliest retry or deadline.
+    pub fn next_wakeup(&self) -> Option<SimTime> {
+        self.pending
+            .values()
+            .map(|p| p.next_retry.min(p.deadline))
+            .min()
+    }
+
+    /// Every pending message.
+    pub fn iter(&self) -> impl Iterator<Item = &Pending> {
+        self.pending.values()
+    }
+}
+
+/// Messages per sender held while an earlier `seq` is missing.
+pub const MAX_HELD_PER_SENDER: usize = 64;
+/// Message ids per sender remembered against duplicates.
+pub const SEEN_PER_SENDER: usize = 256;
+/// Senders tracked at most; the least recently heard is forgotten.
+pub const MAX_SENDERS: usize = 4096;
+/// How long a gap in `seq` may hold later messages back.
+pub const GAP_TIMEOUT: SimTime = 10 * super::SECS;
+
+/// What the receiver decided about an arriving message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Already seen: ack again, deliver nothing.
+    Duplicate,
+    /// These messages are now ready for the application, in order.
+    Ready(Vec<ChatMessage>),
+}
+
+#[derive(Debug, Default)]
+struct Sender {
+    delivered_seq: u64,
+    seen: VecDeque<MsgId>,
+    held: BTreeMap<u64, (ChatMessage, SimTime)>,
+    last_heard: SimTime,
+}
+
+/// The receiver's side: duplicate window and in-order hand-off per sender.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    senders: BTreeMap<NodeId, Sender>,
+}
+
+impl Inbox {
+    /// Takes a verified message that arrived at `now`.
+    pub fn arrive(&mut self, chat: ChatMessage, now: SimTime) -> Arrival {
+        if !self.senders.contains_key(&chat.from) && self.senders.len() >= MAX_SENDERS {
+            let quiet = self
+                .senders
+                .iter()
+                .min_by_key(|(id, s)| (s.last_heard, **id))
+                .map(|(id, _)| *id);
+            if let Some(id) = quiet {
+                self.senders.remove(&id);
+            }
+        }
+        let s = self.senders.entry(chat.from).or_default();
+        s.last_heard = now;
+        if s.seen.contains(&chat.msg_id) {
+            return Arrival::Duplicate;
+        }
+        s.seen.push_back(chat.msg_id);
+        if s.seen.len() > SEEN_PER_SENDER {
+            s.seen.pop_front();
+        }
+        let mut ready = Vec::new();
+        if chat.seq <= s.delivered_seq {
+            // An older seq with a new id: the sender restarted its
+            // conversation; deliver it and follow the new numbering.
+            s.delivered_seq = chat.seq;
+            ready.push(chat);
+        } else if chat.seq == s.delivered_seq + 1 {
+            s.delivered_seq = chat.seq;
+            ready.push(chat);
+        } else {
+            if s.held.len() >= MAX_HELD_PER_SENDER {
+                // Too far ahead to hold: release everything held in order.
+                Self::release_all(s, &mut ready);
+            }
+            s.held.insert(chat.seq, (chat, now));
+        }
+        Self::release_in_order(s, &mut ready);
+        Arrival::Ready(ready)
+    }
+
+    fn release_in_order(s: &mut Sender, ready: &mut Vec<ChatMessage>) {
+        while let Some((chat, _)) = s.held.remove(&(s.delivered_seq + 1)) {
+            s.delivered_seq = chat.seq;
+            ready.push(chat);
+        }
+    }
+
+    fn release_all(s: &mut Sender, ready: &mut Vec<ChatMessage>) {
+        for (seq, (chat, _)) in std::mem::take(&mut s.held) {
+            s.delivered_seq = seq;
+            ready.push(chat);
+        }
+    }
+
+    /// Releases messages held behind a gap older than [`GAP_TIMEOUT`]: the
+    /// missing ones are not coming (their sender gave up).
+    pub fn release_stalled(&mut self, now: SimTime) -> Vec<ChatMessage> {
+        let mut ready = Vec::new();
+        for s in self.senders.values_mut() {
+            let stalled = s.held.values().any(|(_, at)| at + GAP_TIMEOUT <= now);
+            if stalled {
+                Self::release_all(s, &mut ready);
+            }
+        }
+        ready
+    }
+
+    /// The earliest time a held message may be released.
+    pub fn next_wakeup(&self) -> Option<SimTime> {
+        self.senders
+            .values()
+            .flat_map(|s| s.held.values().map(|(_, at)| at + GAP_TIMEOUT))
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyhop_protocol::Identity;
+
+    fn chat(from: &Identity, to: NodeId, id: u64, seq: u64) -> ChatMessage {
+        from.chat(to, MsgId(id), seq, 0, format!("m{seq}"))
+            .expect("short")
+    }
+
+    #[test]
+    fn delivers_in_order_and_drops_duplicates() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        assert_eq!(inbox.arrive(chat(&a, b, 12, 2), 0), Arrival::Ready(vec![]));
+        assert_eq!(inbox.arrive(chat(&a, b, 12, 2), 1), Arrival::Duplicate);
+        let Arrival::Ready(ready) = inbox.arrive(chat(&a, b, 11, 1), 2) else {
+            panic!("not a duplicate")
+        };
+        assert_eq!(ready.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_gap_is_released_after_the_timeout() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        inbox.arrive(chat(&a, b, 13, 3), 0);
+        assert!(inbox.release_stalled(GAP_TIMEOUT - 1).is_empty());
+        assert_eq!(inbox.next_wakeup(), Some(GAP_TIMEOUT));
+        assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
+    }
+
+    #[test]
+    fn outbox_matches_not_found_to_its_message() {
+        let a = Identity::from_secret([1; 32]);
+        let mut out = Outbox::default();
+        let seq = out.next_seq(NodeId([2; 32]));
+        out.insert(chat(&a, NodeId([2; 32]), 7, seq), MsgId(100), 0, 10, 1000);
+        out.resent(&MsgId(7), MsgId(101), 10, 20);
+        assert_eq!(out.by_packet(&MsgId(100)).map(|p| p.attempts), Some(2));
+        assert_eq!(out.due(29), Vec::<MsgId>::new());
+        assert_eq!(out.due(30), vec![MsgId(7)]);
+        assert_eq!(out.next_wakeup(), Some(30));
+    }
+}

@@ -1,0 +1,75 @@
+//! A bounded window of recently seen keys, oldest forgotten first.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::Hash;
+
+/// Remembers the last `capacity` keys inserted.
+///
+/// # Implementation notes
+/// A `HashSet` is fine here despite the determinism rule: it is only ever
+/// queried, never iterated, so its order cannot leak into output.
+#[derive(Debug)]
+pub struct RecentIds<K: Hash + Eq + Copy> {
+    order: VecDeque<K>,
+    set: HashSet<K>,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq + Copy> RecentIds<K> {
+    /// An empty window of `capacity` keys (at least one).
+    pub fn new(capacity: usize) -> RecentIds<K> {
+        let capacity = capacity.max(1);
+        RecentIds {
+            order: VecDeque::with_capacity(capacity.min(1024)),
+            set: HashSet::new(),
+            capacity,
+        }
+    }
+
+    /// Records `key`; false when it was already in the window.
+    pub fn insert(&mut self, key: K) -> bool {
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Whether `key` is in the window.
+    pub fn contains(&self, key: &K) -> bool {
+        self.set.contains(key)
+    }
+
+    /// Keys in the window.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether the window is empty.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgets_the_oldest_beyond_capacity() {
+        let mut w = RecentIds::new(3);
+        assert!(w.insert(1));
+        assert!(!w.insert(1));
+        for k in 2..=4 {
+            assert!(w.insert(k));
+        }
+        assert_eq!(w.len(), 3);
+        assert!(!w.contains(&1));
+        assert!(w.contains(&4));
+    }
+}

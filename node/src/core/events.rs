@@ -1,0 +1,201 @@
+//! What a [`super::Node`] hands back to its driver: frames to send, links to
+//! open or close, events for the application, counters and status.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use skyhop_protocol::{Message, MsgId, NodeId, Role};
+
+use super::SimTime;
+
+/// A frame for a directly linked peer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transmit {
+    /// The neighbor to send to.
+    pub to: NodeId,
+    /// What to send.
+    pub msg: Message,
+}
+
+/// A link change the driver should make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open a link to this node; report it with `handle_link_up` (or, if it
+    /// fails, `handle_dial_failed`).
+    Dial {
+        /// The node's id, when known.
+        id: Option<NodeId>,
+        /// Addresses to try.
+        addrs: Vec<String>,
+    },
+    /// Close the link to `peer`.
+    Disconnect {
+        /// The neighbor.
+        peer: NodeId,
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+/// Why a chat message or trace was not delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatFailure {
+    /// The recipient left or was lost: it is offline.
+    Offline,
+    /// No home supernode knows the recipient.
+    NotFound,
+    /// No ack arrived before the deadline.
+    TimedOut,
+}
+
+impl std::fmt::Display for ChatFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChatFailure::Offline => "recipient is offline",
+            ChatFailure::NotFound => "recipient not found in the overlay",
+            ChatFailure::TimedOut => "no acknowledgement before the deadline",
+        })
+    }
+}
+
+/// Something the application should know.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// This ordinary node is attached to supernode `sn`.
+    Attached {
+        /// The primary supernode.
+        sn: NodeId,
+    },
+    /// This ordinary node lost its primary supernode.
+    Detached {
+        /// The lost supernode.
+        sn: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// A chat message arrived (in order per sender).
+    ChatReceived {
+        /// The author.
+        from: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// Its conversation position.
+        seq: u64,
+        /// The text.
+        body: String,
+        /// Hops it took.
+        hops: u8,
+    },
+    /// A chat message this node sent was acknowledged.
+    ChatDelivered {
+        /// The recipient.
+        to: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// Hops the message took.
+        hops: u8,
+        /// From first send to ack, in microseconds.
+        latency: SimTime,
+    },
+    /// A chat message this node sent will not be delivered.
+    ChatFailed {
+        /// The recipient.
+        to: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// Why.
+        reason: ChatFailure,
+    },
+    /// A trace probe came back.
+    TraceCompleted {
+        /// The probe's id.
+        probe_id: u64,
+        /// The node traced.
+        to: NodeId,
+        /// The hops, this node first.
+        path: Vec<NodeId>,
+        /// Round trip in microseconds.
+        rtt: SimTime,
+    },
+    /// A trace probe got no answer or a `NotFound`.
+    TraceFailed {
+        /// The probe's id.
+        probe_id: u64,
+        /// The node traced.
+        to: NodeId,
+        /// Why.
+        reason: ChatFailure,
+    },
+    /// A peer sent something forged or invalid and was dropped.
+    PeerMisbehaved {
+        /// The peer.
+        peer: NodeId,
+        /// What it did.
+        reason: String,
+    },
+}
+
+/// Counts of what the node did, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Frames received, by kind.
+    pub frames_in: BTreeMap<&'static str, u64>,
+    /// Frames sent, by kind.
+    pub frames_out: BTreeMap<&'static str, u64>,
+    /// Routed packets forwarded to another node.
+    pub forwarded: u64,
+    /// Routed packets delivered to this node.
+    pub delivered: u64,
+    /// Packets and frames dropped, by reason.
+    pub dropped: BTreeMap<&'static str, u64>,
+    /// Signed statements rejected as forged.
+    pub forged: u64,
+}
+
+impl Counters {
+    pub(crate) fn drop(&mut self, reason: &'static str) {
+        *self.dropped.entry(reason).or_default() += 1;
+    }
+}
+
+/// One host-cache entry: a supernode this node has seen, for rejoining.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HostCacheEntry {
+    /// The supernode's id.
+    pub id: NodeId,
+    /// Its addresses.
+    pub addrs: Vec<String>,
+    /// When it was last seen alive (driver time).
+    pub last_seen: SimTime,
+}
+
+/// A snapshot of a node for `skyhop status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its primary supernode (ordinary nodes).
+    pub primary: Option<NodeId>,
+    /// Its linked backup supernodes (ordinary nodes).
+    pub backups: Vec<NodeId>,
+    /// Its clients (supernodes).
+    pub clients: Vec<NodeId>,
+    /// Supernodes in its neighbor table.
+    pub neighbors: Vec<NodeId>,
+    /// Every linked peer.
+    pub links: Vec<NodeId>,
+    /// Location records held as a home supernode.
+    pub records: usize,
+    /// Location-cache entries.
+    pub cached_locations: usize,
+    /// Host-cache entries.
+    pub host_cache: usize,
+    /// Chat messages awaiting an ack.
+    pub pending_chats: usize,
+    /// Counters.
+    pub counters: Counters,
+}

@@ -1,0 +1,333 @@
+//! A small deterministic driver for multi-node core tests, in the manner of
+//! quinn-proto's test `Pair`: nodes exchange frames in virtual time through
+//! one event queue ordered by (time, sequence). Every frame goes through the
+//! real codec, so a node that emits an invalid message fails the test.
+//!
+//! The full simulator (network model, churn, metrics) is `crate::sim`; this
+//! harness is only what the core's own scenarios need.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use skyhop_protocol::{codec, Identity, Message, MsgId, NodeId, Role};
+
+use super::{Action, BootstrapPeer, Event, Node, NodeConfig, SimTime, MILLIS, SECS};
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    Wake(NodeId),
+    LinkUp(NodeId, NodeId),
+    LinkDown(NodeId, NodeId),
+    DialFailed(NodeId, NodeId),
+    Frame(NodeId, NodeId, Vec<u8>),
+}
+
+/// The test world.
+pub struct Harness {
+    pub nodes: BTreeMap<NodeId, Node>,
+    pub now: SimTime,
+    queue: BinaryHeap<Reverse<(SimTime, u64, Ev)>>,
+    seq: u64,
+    links: BTreeSet<(NodeId, NodeId)>,
+    /// One-way latency of every frame.
+    pub latency: SimTime,
+    /// Extra latency drawn per frame from 0..jitter (deterministic).
+    pub jitter: SimTime,
+    /// Deliver every routed frame twice.
+    pub duplicate_frames: bool,
+    /// Every application event, with the node that emitted it and when.
+    pub events: Vec<(SimTime, NodeId, Event)>,
+    jitter_state: u64,
+    processed: u64,
+}
+
+/// A node's secret from a small seed.
+pub fn identity(seed: u64) -> Identity {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&seed.to_le_bytes());
+    secret[8] = 0x5a;
+    Identity::from_secret(secret)
+}
+
+/// Bound on processed events per run call, against livelock.
+const MAX_EVENTS_PER_RUN: u64 = 20_000_000;
+
+impl Harness {
+    pub fn new() -> Harness {
+        Harness {
+            nodes: BTreeMap::new(),
+            now: 0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            links: BTreeSet::new(),
+            latency: 5 * MILLIS,
+            jitter: 0,
+            duplicate_frames: false,
+            events: Vec::new(),
+            jitter_state: 0x9e37_79b9_7f4a_7c15,
+            processed: 0,
+        }
+    }
+
+    fn push(&mut self, at: SimTime, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, ev)));
+    }
+
+    fn delay(&mut self) -> SimTime {
+        if self.jitter == 0 {
+            return self.latency;
+        }
+        // splitmix64: deterministic jitter without a global RNG.
+        self.jitter_state = self.jitter_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.jitter_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        self.latency + z % self.jitter
+    }
+
+    /// Adds a node with `cfg`, bootstrapping from `bootstrap`.
+    pub fn add(&mut self, seed: u64, mut cfg: NodeConfig, bootstrap: &[NodeId]) -> NodeId {
+        cfg.bootstrap = bootstrap
+            .iter()
+            .map(|id| BootstrapPeer {
+                id: Some(*id),
+                addrs: vec![format!("sim:{id}")],
+            })
+            .collect();
+        cfg.listen_addrs = vec![format!("sim:{seed}")];
+        let ident = identity(seed);
+        let id = ident.id();
+        let node = Node::new(cfg, ident, seed, self.now).expect("valid test config");
+        self.nodes.insert(id, node);
+        self.drain(id);
+        id
+    }
+
+    pub fn add_supernode(&mut self, seed: u64, bootstrap: &[NodeId]) -> NodeId {
+        self.add(seed, NodeConfig::supernode(), bootstrap)
+    }
+
+    pub fn add_ordinary(&mut self, seed: u64, bootstrap: &[NodeId]) -> NodeId {
+        self.add(seed, NodeConfig::default(), bootstrap)
+    }
+
+    pub fn node(&self, id: &NodeId) -> &Node {
+        &self.nodes[id]
+    }
+
+    pub fn node_mut(&mut self, id: &NodeId) -> &mut Node {
+        self.nodes.get_mut(id).expect("node exists")
+    }
+
+    /// Removes a node without telling anyone, as a crash does.
+    pub fn crash(&mut self, id: &NodeId) {
+        self.nodes.remove(id);
+        self.links.retain(|(a, b)| a != id && b != id);
+    }
+
+    /// Drains a node's outputs into the world and schedules its wake-up.
+    pub fn drain(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let mut transmits = Vec::new();
+        let mut actions = Vec::new();
+        let mut events = Vec::new();
+        while let Some(t) = node.poll_transmit() {
+            transmits.push(t);
+        }
+        while let Some(a) = node.poll_action() {
+            actions.push(a);
+        }
+        while let Some(e) = node.poll_event() {
+            events.push(e);
+        }
+        let wake = node.poll_timeout();
+        for e in events {
+            self.events.push((self.now, id, e));
+        }
+        for t in transmits {
+            if !self.links.contains(&(id, t.to)) {
+                continue;
+            }
+            let bytes = codec::encode(&t.msg)
+                .unwrap_or_else(|e| panic!("node {id:?} sent an invalid {}: {e}", t.msg.kind()));
+            let at = self.now + self.delay();
+            let twice = self.duplicate_frames && matches!(t.msg, Message::Routed(_));
+            if twice {
+                self.push(at + 1, Ev::Frame(id, t.to, bytes.clone()));
+            }
+            self.push(at, Ev::Frame(id, t.to, bytes));
+        }
+        for a in actions {
+            match a {
+                Action::Dial { id: Some(peer), .. } => {
+                    let at = self.now + self.latency * 2;
+                    if self.nodes.contains_key(&peer) && !self.links.contains(&(id, peer)) {
+                        self.push(at, Ev::LinkUp(id, peer));
+                    } else if !self.nodes.contains_key(&peer) {
+                        self.push(at, Ev::DialFailed(id, peer));
+                    }
+                }
+                Action::Dial { id: None, .. } => panic!("the harness dials by id only"),
+                Action::Disconnect { peer, .. } => {
+                    if self.links.remove(&(id, peer)) {
+                        self.links.remove(&(peer, id));
+                        let at = self.now + self.latency;
+                        self.push(at, Ev::LinkDown(peer, id));
+                    }
+                }
+            }
+        }
+        if let Some(at) = wake {
+            self.push(at.max(self.now), Ev::Wake(id));
+        }
+    }
+
+    /// Runs until virtual time `until`.
+    pub fn run_until(&mut self, until: SimTime) {
+        let budget = self.processed + MAX_EVENTS_PER_RUN;
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at > until {
+                break;
+            }
+            let Some(Reverse((at, _, ev))) = self.queue.pop() else {
+                break;
+            };
+            self.now = at;
+            self.processed += 1;
+            assert!(
+                self.processed < budget,
+                "event budget exhausted at {at} us: livelock?"
+            );
+            match ev {
+                Ev::Wake(id) => {
+                    let Some(node) = self.nodes.get_mut(&id) else {
+                        continue;
+                    };
+                    if node.poll_timeout().is_some_and(|t| t <= at) {
+                        node.handle_timeout(at);
+                        self.drain(id);
+                    }
+                }
+                Ev::LinkUp(a, b) => {
+                    if self.nodes.contains_key(&a)
+                        && self.nodes.contains_key(&b)
+                        && !self.links.contains(&(a, b))
+                    {
+                        self.links.insert((a, b));
+                        self.links.insert((b, a));
+                        for (x, y) in [(a, b), (b, a)] {
+                            self.node_mut(&x).handle_link_up(at, y);
+                            self.drain(x);
+                        }
+                    }
+                }
+                Ev::LinkDown(a, b) => {
+                    if let Some(node) = self.nodes.get_mut(&a) {
+                        node.handle_link_down(at, b);
+                        self.drain(a);
+                    }
+                }
+                Ev::DialFailed(a, b) => {
+                    if let Some(node) = self.nodes.get_mut(&a) {
+                        node.handle_dial_failed(at, Some(b), &[]);
+                        self.drain(a);
+                    }
+                }
+                Ev::Frame(from, to, bytes) => {
+                    if !self.links.contains(&(from, to)) {
+                        continue;
+                    }
+                    let msg = codec::decode_frame(&bytes).expect("frames the codec made decode");
+                    if let Some(node) = self.nodes.get_mut(&to) {
+                        node.handle_message(at, from, msg);
+                        self.drain(to);
+                    }
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    pub fn run_for(&mut self, d: SimTime) {
+        self.run_until(self.now + d);
+    }
+
+    /// Delivers a raw message to `to` as if `from` (a linked peer) sent it.
+    pub fn inject(&mut self, from: NodeId, to: NodeId, msg: Message) {
+        let now = self.now;
+        self.node_mut(&to).handle_message(now, from, msg);
+        self.drain(to);
+    }
+
+    pub fn send_chat(&mut self, from: NodeId, to: NodeId, text: &str) -> MsgId {
+        let now = self.now;
+        let id = self
+            .node_mut(&from)
+            .send_chat(now, to, text.to_string())
+            .expect("chat accepted");
+        self.drain(from);
+        id
+    }
+
+    /// The outcome of a chat message: delivered (with hops) or failed.
+    pub fn outcome(&self, from: NodeId, msg: MsgId) -> Option<Result<u8, super::ChatFailure>> {
+        self.events.iter().find_map(|(_, node, e)| match e {
+            Event::ChatDelivered { msg_id, hops, .. } if *node == from && *msg_id == msg => {
+                Some(Ok(*hops))
+            }
+            Event::ChatFailed { msg_id, reason, .. } if *node == from && *msg_id == msg => {
+                Some(Err(*reason))
+            }
+            _ => None,
+        })
+    }
+
+    pub fn received(&self, at: NodeId) -> Vec<(NodeId, String)> {
+        self.events
+            .iter()
+            .filter_map(|(_, node, e)| match e {
+                Event::ChatReceived { from, body, .. } if *node == at => {
+                    Some((*from, body.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn supernodes(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.role() == Role::Supernode)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn ordinaries(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.role() == Role::Ordinary)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Builds `sns` supernodes and `ons` ordinary nodes and lets them settle.
+    pub fn overlay(sns: u64, ons: u64) -> Harness {
+        let mut h = Harness::new();
+        let first = h.add_supernode(1, &[]);
+        for i in 1..sns {
+            h.add_supernode(1 + i, &[first]);
+        }
+        h.run_for(2 * SECS);
+        let sn_ids = h.supernodes();
+        for i in 0..ons {
+            let boot = sn_ids[(i as usize) % sn_ids.len()];
+            h.add_ordinary(1000 + i, &[boot]);
+        }
+        h.run_for(5 * SECS);
+        h
+    }
+}

@@ -1,0 +1,40 @@
+//! The sans-IO overlay core: everything a skyhop node decides, with no clock,
+//! no global RNG and no sockets.
+//!
+//! [`Node`] is the state machine; the libp2p runtime and the simulator are
+//! thin drivers around it, so the same routing, join, failover and chat code
+//! runs on real sockets and in a world of a million simulated nodes.
+//!
+//! Sub-machines, each with the same feed/drain shape:
+//! - [`table`]: the supernode's XOR k-buckets and leaf set;
+//! - [`directory`]: location records held as a home supernode, and the
+//!   location cache used for routing;
+//! - [`chat`]: the sender's retry queue and the receiver's duplicate and
+//!   ordering window;
+//! - [`dedup`]: the bounded window of recently seen packet ids.
+
+pub mod chat;
+pub mod config;
+pub mod dedup;
+pub mod directory;
+pub mod events;
+mod node;
+pub mod table;
+mod timers;
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod scenarios;
+
+pub use config::{BootstrapPeer, ConfigError, NodeConfig};
+pub use events::{Action, ChatFailure, Counters, Event, HostCacheEntry, Status, Transmit};
+pub use node::{ChatError, Node};
+
+/// Virtual or real time in microseconds since an epoch the driver chooses.
+pub type SimTime = u64;
+
+/// One millisecond of [`SimTime`].
+pub const MILLIS: SimTime = 1_000;
+/// One second of [`SimTime`].
+pub const SECS: SimTime = 1_000_000;

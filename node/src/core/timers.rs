@@ -1,0 +1,67 @@
+//! The node's timers: a fixed table indexed by an enum.
+
+use super::SimTime;
+
+/// Every timer a node has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// Heartbeats on idle links; dead-link detection.
+    Heartbeat = 0,
+    /// Expiry of records, caches and tombstones; record refresh.
+    Maintenance,
+    /// Ordinary node: the next attach attempt.
+    Attach,
+    /// Chat retries, deadlines and held-message release.
+    Chat,
+    /// Supernode: random bucket refresh lookups.
+    TableRefresh,
+}
+
+const COUNT: usize = 5;
+
+const ALL: [Timer; COUNT] = [
+    Timer::Heartbeat,
+    Timer::Maintenance,
+    Timer::Attach,
+    Timer::Chat,
+    Timer::TableRefresh,
+];
+
+/// When each timer fires next, if armed.
+#[derive(Clone, Debug, Default)]
+pub struct Timers {
+    at: [Option<SimTime>; COUNT],
+}
+
+impl Timers {
+    /// Arms `timer` for `at`, replacing any earlier arming.
+    pub fn set(&mut self, timer: Timer, at: SimTime) {
+        self.at[timer as usize] = Some(at);
+    }
+
+    /// Arms `timer` for `at` unless it is armed earlier.
+    pub fn set_earliest(&mut self, timer: Timer, at: SimTime) {
+        let slot = &mut self.at[timer as usize];
+        *slot = Some(slot.map_or(at, |t| t.min(at)));
+    }
+
+    /// The earliest armed time.
+    pub fn next(&self) -> Option<SimTime> {
+        self.at.iter().flatten().min().copied()
+    }
+
+    /// Disarms and returns every timer due at `now`.
+    pub fn take_due(&mut self, now: SimTime) -> Vec<Timer> {
+        ALL.iter()
+            .copied()
+            .filter(|t| {
+                let slot = &mut self.at[*t as usize];
+                let due = slot.is_some_and(|at| at <= now);
+                if due {
+                    *slot = None;
+                }
+                due
+            })
+            .collect()
+    }
+}

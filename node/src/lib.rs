@@ -1,0 +1,7 @@
+//! skyhop: a peer-to-peer overlay in the style of Skype's original
+//! architecture.
+//!
+//! - [`core`]: the sans-IO node (routing, supernode roles, chat delivery);
+//! - the libp2p runtime and the simulator drive it (their own modules).
+
+pub mod core;
