@@ -215,7 +215,8 @@ pub enum NotFoundReason {
 pub enum Body {
     /// A chat message for `dst`.
     Chat(ChatMessage),
-    /// `dst` has the chat message `msg_id` of `src`'s conversation.
+    /// `src` (the chat's recipient) has the chat message `msg_id` that `dst`
+    /// (its author) sent.
     ChatAck {
         /// The acknowledged message.
         msg_id: MsgId,
