@@ -70,11 +70,14 @@ pub enum EncodeError {
     TooLong(usize),
 }
 
+/// Decoding options. No bincode byte limit: the body is a slice already
+/// bounded by [`MAX_FRAME_BODY`], and bincode's slice reader checks every
+/// length against the bytes left before it allocates, so a limit would only
+/// add a check per field.
 fn options() -> impl Options {
     bincode::DefaultOptions::new()
         .with_varint_encoding()
         .with_little_endian()
-        .with_limit(MAX_FRAME_BODY as u64)
         .reject_trailing_bytes()
 }
 
@@ -94,14 +97,15 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<usize, EncodeErro
     msg.validate()?;
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
-    if let Err(err) = options().serialize_into(&mut *out, msg) {
-        out.truncate(start);
-        return Err(match *err {
-            bincode::ErrorKind::SizeLimit => EncodeError::TooLong(MAX_FRAME_BODY + 1),
-            other => unreachable!("encoding a validated message into a Vec failed: {other}"),
-        });
-    }
+    // Encoded without bincode's limit, which would cost a whole extra
+    // sizing pass; validated messages are bounded, and the length is checked
+    // right after.
+    encode_fields(msg, out);
     let body_len = out.len() - start - FRAME_HEADER_LEN;
+    if body_len > MAX_FRAME_BODY {
+        out.truncate(start);
+        return Err(EncodeError::TooLong(body_len));
+    }
     let header = u32::try_from(body_len).expect("the limit keeps the body under 4 GiB");
     out[start..start + FRAME_HEADER_LEN].copy_from_slice(&header.to_be_bytes());
     Ok(FRAME_HEADER_LEN + body_len)
