@@ -2,16 +2,20 @@
 //!
 //! A frame is a 4-byte big-endian body length followed by the body: one
 //! [`Message`] in bincode 1.3.3 with varint integers, little-endian fixed
-//! fields, a byte limit of [`MAX_FRAME_BODY`], and trailing bytes rejected.
+//! fields, a body of at most [`MAX_FRAME_BODY`] bytes, and trailing bytes
+//! rejected.
 //! [`encode_into`] appends whole frames to a caller's buffer (so a runtime
 //! can coalesce many frames into one write); [`FrameDecoder`] takes bytes as
 //! they arrive and yields messages.
 //!
 //! # Implementation notes
 //! - Decoding never panics and never reserves more than the frame limit:
-//!   the body is bounded before bincode sees it, bincode's own limit bounds
-//!   strings and byte strings, and sequences are capped by
-//!   `bounded::vec` while they decode.
+//!   the body is bounded by the frame header before bincode sees it,
+//!   bincode's slice reader checks every string and byte-string length
+//!   against the bytes left before allocating, and sequences are capped by
+//!   `bounded::vec` while they decode. The byte limit is therefore the frame
+//!   length itself rather than a bincode option, which would cost a check per
+//!   field (and, when encoding, a whole sizing pass).
 //! - The message tag and, for `Hello`, the version are read by hand before
 //!   bincode runs, so that an unknown tag or version gets its own error.
 //! - bincode is pinned to exactly 1.3.3; the one error string matched below
