@@ -14,8 +14,33 @@ use sha2::{Digest, Sha256};
 pub const NODE_ID_LEN: usize = 32;
 
 /// A node's 256-bit overlay identifier: SHA-256 of its PeerId bytes.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// On the wire (bincode) it is 32 raw bytes; in human-readable formats such
+/// as JSON and TOML it is the 64-character hex string people see everywhere
+/// else.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub [u8; NODE_ID_LEN]);
+
+impl Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<NodeId, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            <[u8; NODE_ID_LEN]>::deserialize(deserializer).map(NodeId)
+        }
+    }
+}
 
 /// The XOR distance between two [`NodeId`]s; smaller is closer.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -161,6 +186,20 @@ mod tests {
                 position: 63
             })
         );
+    }
+
+    #[test]
+    fn json_shows_hex_while_the_wire_keeps_raw_bytes() {
+        let a = id(0xab, 0x01);
+        let json = serde_json::to_string(&a).expect("serializes");
+        assert_eq!(json, format!("\"{a}\""));
+        assert_eq!(serde_json::from_str::<NodeId>(&json).expect("parses"), a);
+        assert!(serde_json::from_str::<NodeId>("\"zz\"").is_err());
+        let wire = crate::codec::encode(&crate::Message::StaleLocation(crate::StaleLocation {
+            node: a,
+        }))
+        .expect("encodes");
+        assert_eq!(wire.len(), 4 + 1 + 32, "tag then 32 raw bytes");
     }
 
     #[test]
