@@ -5,3 +5,4 @@
 //! - the libp2p runtime and the simulator drive it (their own modules).
 
 pub mod core;
+pub mod runtime;

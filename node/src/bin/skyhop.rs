@@ -1,3 +1,42 @@
-//! The `skyhop` command line.
+//! The `skyhop` command line: parses arguments and calls the library.
 
-fn main() {}
+use clap::{Parser, Subcommand};
+use skyhop_node::runtime::cli;
+
+/// skyhop: a peer-to-peer overlay node (supernodes, ordinary nodes, hop-by-hop
+/// routing, signed chat).
+#[derive(Parser, Debug)]
+#[command(name = "skyhop", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node on libp2p (TCP + Noise + Yamux) with a local control API.
+    Run(cli::RunArgs),
+    /// Send one chat message through a running node; exit 0 only if delivered.
+    Send(cli::SendArgs),
+    /// Show a running node's status.
+    Status(cli::StatusArgs),
+    /// Trace the hop path from a running node to another node.
+    Trace(cli::TraceArgs),
+    /// Chat interactively through a running node.
+    Chat(cli::ChatArgs),
+    /// Start a small overlay on 127.0.0.1, relay chat messages, report.
+    Demo(cli::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Run(a) => cli::run(a),
+        Command::Send(a) => cli::send(a),
+        Command::Status(a) => cli::status(a),
+        Command::Trace(a) => cli::trace(a),
+        Command::Chat(a) => cli::chat(a),
+        Command::Demo(a) => cli::demo(a),
+    };
+    cli::exit_code(result)
+}

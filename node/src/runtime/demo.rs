@@ -1,0 +1,212 @@
+//! `skyhop demo`: a small overlay of real libp2p nodes on 127.0.0.1 in this
+//! one process (each node its own tokio task and Swarm, talking TCP +
+//! Noise + Yamux over loopback), a batch of chat messages between random
+//! pairs, and a report.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use skyhop_protocol::{Identity, NodeId, Role};
+use tokio::time::Instant;
+
+use super::cli::DemoArgs;
+use super::clock::SplitMix64;
+use super::node_task::{start, NodeHandle, NodeOptions, SendOutcome, TraceOutcome};
+use super::RuntimeError;
+
+/// Longest wait for the overlay to form.
+const JOIN_WAIT: Duration = Duration::from_secs(30);
+/// Largest overlay the demo starts.
+const MAX_DEMO_NODES: usize = 200;
+
+fn identity(rng: &mut SplitMix64) -> Identity {
+    Identity::from_secret(rng.bytes32())
+}
+
+async fn start_node(
+    role: Role,
+    rng: &mut SplitMix64,
+    bootstrap: Vec<Multiaddr>,
+) -> Result<NodeHandle, RuntimeError> {
+    let mut opts = NodeOptions::loopback(role);
+    opts.identity = Some(identity(rng));
+    opts.seed = Some(rng.next_u64());
+    opts.bootstrap = bootstrap;
+    start(opts).await
+}
+
+fn first_addr(h: &NodeHandle) -> Result<Multiaddr, RuntimeError> {
+    h.info()
+        .listen_addrs
+        .first()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| RuntimeError::Transport("node has no listen address".into()))
+}
+
+/// Waits until `ready` holds for every node, or the deadline.
+async fn wait_until(
+    nodes: &[NodeHandle],
+    deadline: Instant,
+    ready: impl Fn(&super::StatusReport) -> bool,
+) -> Result<bool, RuntimeError> {
+    loop {
+        let mut all = true;
+        for n in nodes {
+            if !ready(&n.status().await?) {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs the demo; `Ok` only if every message was delivered.
+pub async fn run(args: DemoArgs) -> Result<(), RuntimeError> {
+    if args.supernodes == 0 || args.supernodes + args.nodes < 2 {
+        return Err(RuntimeError::Config(
+            "--supernodes must be at least 1 and there must be two nodes to chat".into(),
+        ));
+    }
+    if args.supernodes + args.nodes > MAX_DEMO_NODES {
+        return Err(RuntimeError::Config(format!(
+            "at most {MAX_DEMO_NODES} nodes in the demo; use `skyhop sim` for more"
+        )));
+    }
+    let started = Instant::now();
+    let mut rng = SplitMix64(args.seed);
+    println!(
+        "starting {} supernodes and {} ordinary nodes on 127.0.0.1 (one process, one libp2p swarm each; seed {})",
+        args.supernodes, args.nodes, args.seed
+    );
+    let mut sns = Vec::new();
+    let first = start_node(Role::Supernode, &mut rng, Vec::new()).await?;
+    let seed_addr = first_addr(&first)?;
+    sns.push(first);
+    for _ in 1..args.supernodes {
+        sns.push(start_node(Role::Supernode, &mut rng, vec![seed_addr.clone()]).await?);
+    }
+    let deadline = Instant::now() + JOIN_WAIT;
+    let want = args.supernodes - 1;
+    let sn_ready = wait_until(&sns, deadline, |s| s.status.neighbors.len() >= want).await?;
+    let sn_addrs: Vec<Multiaddr> = sns.iter().map(first_addr).collect::<Result<_, _>>()?;
+    let mut ons = Vec::new();
+    for i in 0..args.nodes {
+        // Each joins through one supernode; the overlay tells it of the rest.
+        let boot = sn_addrs[i % sn_addrs.len()].clone();
+        ons.push(start_node(Role::Ordinary, &mut rng, vec![boot]).await?);
+    }
+    let on_ready = wait_until(&ons, deadline, |s| s.status.primary.is_some()).await?;
+    let formed = started.elapsed();
+    let mut attached = 0;
+    for n in &ons {
+        if n.status().await?.status.primary.is_some() {
+            attached += 1;
+        }
+    }
+    println!(
+        "overlay formed in {:.2} s: supernode mesh {}, {attached}/{} ordinary nodes attached",
+        formed.as_secs_f64(),
+        if sn_ready { "complete" } else { "INCOMPLETE" },
+        args.nodes
+    );
+    for sn in &sns {
+        let s = sn.status().await?;
+        println!(
+            "  supernode {}  clients {:2}  neighbors {}",
+            s.info.node_id.short(),
+            s.status.clients.len(),
+            s.status.neighbors.len()
+        );
+    }
+    if !on_ready {
+        println!("warning: not every ordinary node attached within {JOIN_WAIT:?}; sending anyway");
+    }
+    // Chat between ordinary nodes (or any two nodes when there are fewer than two).
+    let chatters: Vec<NodeHandle> = if ons.len() >= 2 {
+        ons.clone()
+    } else {
+        sns.iter().chain(ons.iter()).cloned().collect()
+    };
+    let mut delivered = 0usize;
+    let mut hops_seen = Vec::new();
+    let mut latencies = Vec::new();
+    let chat_started = Instant::now();
+    for i in 0..args.messages {
+        let a = rng.below(chatters.len() as u64) as usize;
+        let mut b = rng.below(chatters.len() as u64 - 1) as usize;
+        if b >= a {
+            b += 1;
+        }
+        let (from, to) = (&chatters[a], &chatters[b]);
+        let to_id = to.info().node_id;
+        let text = format!("hello #{} from {}", i + 1, from.info().node_id.short());
+        let outcome = from.send_chat(to_id, text).await?;
+        let path = match from.trace(to_id).await? {
+            TraceOutcome::Completed { path, .. } => path_text(&path),
+            TraceOutcome::Failed(r) => format!("(trace failed: {r})"),
+        };
+        match outcome {
+            SendOutcome::Delivered { hops, latency } => {
+                delivered += 1;
+                hops_seen.push(hops);
+                latencies.push(latency);
+                println!(
+                    "#{:<3} {} -> {}  delivered  {hops} hops  {:6.2} ms  path {path}",
+                    i + 1,
+                    from.info().node_id.short(),
+                    to_id.short(),
+                    latency as f64 / 1000.0
+                );
+            }
+            SendOutcome::Failed(reason) => println!(
+                "#{:<3} {} -> {}  FAILED: {reason}",
+                i + 1,
+                from.info().node_id.short(),
+                to_id.short()
+            ),
+        }
+    }
+    hops_seen.sort_unstable();
+    latencies.sort_unstable();
+    let pct = |v: &[u64], p: usize| {
+        v.get(v.len().saturating_sub(1) * p / 100)
+            .copied()
+            .unwrap_or(0)
+    };
+    let hops64: Vec<u64> = hops_seen.iter().map(|h| u64::from(*h)).collect();
+    println!(
+        "delivered {delivered}/{} (hops p50 {} max {}; latency p50 {:.2} ms p99 {:.2} ms; chat phase {:.2} s, total {:.2} s)",
+        args.messages,
+        pct(&hops64, 50),
+        hops64.last().copied().unwrap_or(0),
+        pct(&latencies, 50) as f64 / 1000.0,
+        pct(&latencies, 99) as f64 / 1000.0,
+        chat_started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+    );
+    for n in sns.iter().chain(ons.iter()) {
+        let _ = n.shutdown().await;
+    }
+    if delivered == args.messages {
+        Ok(())
+    } else {
+        Err(RuntimeError::Control(format!(
+            "only {delivered} of {} messages were delivered",
+            args.messages
+        )))
+    }
+}
+
+fn path_text(path: &[NodeId]) -> String {
+    path.iter()
+        .map(NodeId::short)
+        .collect::<Vec<_>>()
+        .join(" > ")
+}

@@ -1,0 +1,80 @@
+//! The real runtime: a tokio task per node owning a libp2p swarm (TCP +
+//! Noise + Yamux, identify, ping, optional mDNS) and a [`crate::core::Node`],
+//! one framed `/skyhop/1` stream per neighbor, the key file and host cache in
+//! a data directory, a local control API (HTTP + JSON on 127.0.0.1), the CLI
+//! commands built on it, and the in-process demo.
+//!
+//! - [`node_task`]: [`start`] a node, talk to it through a [`NodeHandle`];
+//! - [`link`]: the per-neighbor reader and (coalescing) writer tasks;
+//! - [`control`]: the HTTP control server, [`http`]: its tiny client;
+//! - [`storage`]: key file, host cache, control-address file;
+//! - [`cli`]: what `skyhop run | send | status | trace | chat` do;
+//! - [`demo`]: `skyhop demo`.
+
+pub mod cli;
+pub mod clock;
+pub mod control;
+pub mod demo;
+pub mod events_log;
+pub mod http;
+pub mod link;
+pub mod node_task;
+pub mod storage;
+
+#[cfg(test)]
+mod tests;
+
+pub use node_task::{
+    start, KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,
+    TraceOutcome,
+};
+
+/// Why the runtime could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A configuration value or flag is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// The data directory could not be read or written.
+    #[error("{0}")]
+    Storage(String),
+    /// The libp2p transport could not be set up.
+    #[error("{0}")]
+    Transport(String),
+    /// The node task has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// A request to the node is invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Talking to a running node's control API failed.
+    #[error("{0}")]
+    Control(String),
+}
+
+/// Replaces every JSON array of exactly 32 bytes with its hex string, so
+/// node ids (serialized by serde as byte arrays) read as they do everywhere
+/// else.
+pub fn hex_ids(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            let bytes: Option<Vec<u8>> = (items.len() == 32)
+                .then(|| {
+                    items
+                        .iter()
+                        .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
+                        .collect()
+                })
+                .flatten();
+            match bytes {
+                Some(b) => Value::String(hex::encode(b)),
+                None => Value::Array(items.into_iter().map(hex_ids).collect()),
+            }
+        }
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, hex_ids(v))).collect())
+        }
+        other => other,
+    }
+}

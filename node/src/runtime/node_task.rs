@@ -1,0 +1,1108 @@
+//! The node task: one tokio task owning a libp2p `Swarm` and a
+//! [`crate::core::Node`], in the Client / EventLoop shape of rust-libp2p's
+//! file-sharing example. [`start`] builds both and returns a
+//! [`NodeHandle`]; everything else talks to the task through it.
+//!
+//! # Implementation notes
+//! - The clock is read once per wake-up ([`super::clock::now_micros`]) and
+//!   handed to the core with every input of that wake-up.
+//! - One `/skyhop/1` stream per neighbor: only the side with the smaller
+//!   PeerId opens it, as soon as a connection is established, so two nodes
+//!   that dial each other at once still share one stream. If a newer stream
+//!   arrives for a linked peer (the old one died unnoticed), the newer wins.
+//! - Each link has a generation number; events from a replaced link's tasks
+//!   are ignored.
+//! - A core `Disconnect` closes the writer's queue; once the writer has
+//!   flushed what was queued (a `Leave`, say), the connection is closed.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, StreamExt};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol};
+use skyhop_protocol::{Identity, Message, MsgId, NodeId, Role};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::clock::{core_seed, now_micros};
+use super::events_log::EventLog;
+use super::link::{read_loop, write_loop, LinkEvent, LINK_QUEUE};
+use super::{storage, RuntimeError};
+use crate::core::{Action, BootstrapPeer, Event, Node, NodeConfig, SimTime, Status};
+
+/// The skyhop stream protocol.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
+/// Connections with no traffic are kept this long (links heartbeat anyway).
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
+/// mDNS query interval.
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
+/// Dials to mDNS-discovered peers in flight at most.
+const MAX_MDNS_DIALS: usize = 16;
+/// Commands queued to the node task at most.
+const COMMAND_QUEUE: usize = 256;
+/// Decoded frames and link events queued to the node task at most (readers
+/// wait when it is full).
+const LINK_EVENT_QUEUE: usize = 4096;
+/// Inbound or opened streams queued to the node task at most.
+const STREAM_QUEUE: usize = 256;
+/// How long opening a stream may take.
+const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the listeners to report their addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the host cache is written to disk.
+const HOST_CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long writers get to flush on shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+/// Recent chat partners remembered for `/who` and prefix resolution.
+const MAX_RECENT_PARTNERS: usize = 256;
+/// PeerIds remembered for NodeIds seen on connections.
+const MAX_PEER_IDS: usize = 8192;
+/// Longest sleep between wake-ups when the core asks for none.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Whether to run mDNS discovery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MdnsMode {
+    /// Always.
+    On,
+    /// Never.
+    Off,
+    /// Only when listening on a non-loopback address.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for MdnsMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MdnsMode, String> {
+        match s {
+            "on" => Ok(MdnsMode::On),
+            "off" => Ok(MdnsMode::Off),
+            "auto" => Ok(MdnsMode::Auto),
+            other => Err(format!("'{other}': expected on, off or auto")),
+        }
+    }
+}
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Core tunables; `role`, `listen_addrs` and `bootstrap` are filled in
+    /// from the fields below.
+    pub config: NodeConfig,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses to bootstrap from (may end in `/p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Where the key file and host cache live; `None` keeps nothing on disk.
+    pub data_dir: Option<PathBuf>,
+    /// The identity; `None` loads or creates `<data_dir>/key` (or makes a
+    /// fresh one without a data dir).
+    pub identity: Option<Identity>,
+    /// mDNS discovery.
+    pub mdns: MdnsMode,
+    /// Seed of the core RNG; `None` draws one.
+    pub seed: Option<u64>,
+}
+
+impl NodeOptions {
+    /// Options for a node of `role` listening on 127.0.0.1, port chosen by
+    /// the OS, with nothing on disk and mDNS off.
+    pub fn loopback(role: Role) -> NodeOptions {
+        NodeOptions {
+            config: NodeConfig {
+                role,
+                ..NodeConfig::default()
+            },
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
+            bootstrap: Vec::new(),
+            data_dir: None,
+            identity: None,
+            mdns: MdnsMode::Off,
+            seed: None,
+        }
+    }
+}
+
+/// Who a running node is.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    /// Its overlay id.
+    pub node_id: NodeId,
+    /// Its libp2p peer id.
+    pub peer_id: PeerId,
+    /// Where it listens (each ending in `/p2p/<peer id>`).
+    pub listen_addrs: Vec<String>,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The outcome of a chat message sent through [`NodeHandle::send_chat`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Acknowledged by the recipient.
+    Delivered {
+        /// Hops the message took.
+        hops: u8,
+        /// From first send to ack, in microseconds.
+        latency: SimTime,
+    },
+    /// Not delivered; why.
+    Failed(String),
+}
+
+/// The outcome of a trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceOutcome {
+    /// The path, this node first, and the round trip in microseconds.
+    Completed {
+        /// The hops.
+        path: Vec<NodeId>,
+        /// Round trip.
+        rtt: SimTime,
+    },
+    /// Why no path came back.
+    Failed(String),
+}
+
+/// A status snapshot with the runtime's own facts.
+#[derive(Clone, Debug)]
+pub struct StatusReport {
+    /// The core's status.
+    pub status: Status,
+    /// Who the node is.
+    pub info: NodeInfo,
+    /// Frames dropped because a neighbor's queue was full.
+    pub dropped_frames: u64,
+    /// Connected libp2p peers.
+    pub connected_peers: usize,
+}
+
+/// Node ids this node knows, for `/who` and prefix resolution.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct KnownPeers {
+    /// Clients of this supernode.
+    pub clients: Vec<NodeId>,
+    /// Supernodes in the neighbor table.
+    pub neighbors: Vec<NodeId>,
+    /// Linked peers.
+    pub links: Vec<NodeId>,
+    /// Host-cache entries.
+    pub host_cache: Vec<NodeId>,
+    /// Recent chat partners, newest last.
+    pub recent: Vec<NodeId>,
+}
+
+impl KnownPeers {
+    /// Every id, without duplicates.
+    pub fn all(&self) -> BTreeSet<NodeId> {
+        [
+            &self.clients,
+            &self.neighbors,
+            &self.links,
+            &self.host_cache,
+            &self.recent,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect()
+    }
+}
+
+enum Command {
+    Status(oneshot::Sender<StatusReport>),
+    Send {
+        to: NodeId,
+        text: String,
+        reply: oneshot::Sender<SendOutcome>,
+    },
+    Trace {
+        to: NodeId,
+        reply: oneshot::Sender<TraceOutcome>,
+    },
+    Peers(oneshot::Sender<KnownPeers>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle to a running node task. Cloning it is cheap; the task stops on
+/// [`NodeHandle::shutdown`] or when every handle is dropped.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    info: NodeInfo,
+    events: Arc<EventLog>,
+    chat_deadline: Duration,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeHandle({})", self.info.node_id.short())
+    }
+}
+
+impl NodeHandle {
+    /// Who the node is.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// The node's recent events.
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| RuntimeError::Stopped)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// A status snapshot.
+    pub async fn status(&self) -> Result<StatusReport, RuntimeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// Node ids this node knows.
+    pub async fn peers(&self) -> Result<KnownPeers, RuntimeError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Sends `text` to `to` and waits (at most the chat deadline plus 5 s)
+    /// for its ack or failure.
+    pub async fn send_chat(&self, to: NodeId, text: String) -> Result<SendOutcome, RuntimeError> {
+        let wait = self.chat_deadline + Duration::from_secs(5);
+        let ask = self.ask(|reply| Command::Send { to, text, reply });
+        match tokio::time::timeout(wait, ask).await {
+            Ok(r) => r,
+            Err(_) => Ok(SendOutcome::Failed("no outcome before the deadline".into())),
+        }
+    }
+
+    /// Traces the hop path to `to`, waiting at most the chat deadline plus 5 s.
+    pub async fn trace(&self, to: NodeId) -> Result<TraceOutcome, RuntimeError> {
+        let wait = self.chat_deadline + Duration::from_secs(5);
+        match tokio::time::timeout(wait, self.ask(|reply| Command::Trace { to, reply })).await {
+            Ok(r) => r,
+            Err(_) => Ok(TraceOutcome::Failed("no answer before the deadline".into())),
+        }
+    }
+
+    /// Resolves a full hex id or a unique prefix of a known id.
+    pub async fn resolve(&self, text: &str) -> Result<NodeId, RuntimeError> {
+        if let Ok(id) = text.parse::<NodeId>() {
+            return Ok(id);
+        }
+        let prefix = text.trim().to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(RuntimeError::BadRequest(format!(
+                "'{text}' is not a node id or a hex prefix of one"
+            )));
+        }
+        let mut known = self.peers().await?.all();
+        known.insert(self.info.node_id);
+        let matches: Vec<NodeId> = known
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&prefix))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(RuntimeError::BadRequest(format!(
+                "no known node id starts with '{prefix}'; give the full 64-character id"
+            ))),
+            many => Err(RuntimeError::BadRequest(format!(
+                "'{prefix}' matches {} known ids; type more characters",
+                many.len()
+            ))),
+        }
+    }
+
+    /// Leaves the overlay, flushes, saves the host cache and stops the task.
+    pub async fn shutdown(&self) -> Result<(), RuntimeError> {
+        let wait = SHUTDOWN_FLUSH + Duration::from_secs(5);
+        match tokio::time::timeout(wait, self.ask(Command::Shutdown)).await {
+            Ok(r) => r,
+            Err(_) => Err(RuntimeError::Stopped),
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    stream: libp2p_stream::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// The peer id at the end of `addr`, if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+fn without_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
+}
+
+/// Starts a node: builds its swarm, listens, restores its host cache and
+/// spawns its task. Returns once the listen addresses are known.
+pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
+    let identity = match (&opts.identity, &opts.data_dir) {
+        (Some(i), _) => i.clone(),
+        (None, Some(dir)) => storage::load_or_create_identity(dir)?,
+        (None, None) => storage::fresh_identity(),
+    };
+    let node_id = identity.id();
+    let keypair = identity.libp2p_keypair();
+    let peer_id = keypair.public().to_peer_id();
+    let mdns_on = match opts.mdns {
+        MdnsMode::On => true,
+        MdnsMode::Off => false,
+        MdnsMode::Auto => opts.listen.iter().any(|a| !is_loopback(a)),
+    };
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| RuntimeError::Transport(format!("cannot set up TCP/Noise/Yamux: {e}")))?
+        .with_behaviour(|key| {
+            let mdns = if mdns_on {
+                let cfg = mdns::Config {
+                    query_interval: MDNS_QUERY_INTERVAL,
+                    ..mdns::Config::default()
+                };
+                Some(mdns::tokio::Behaviour::new(cfg, key.public().to_peer_id())?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                stream: libp2p_stream::Behaviour::new(),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/skyhop/1".into(), key.public())
+                        .with_agent_version(concat!("skyhop/", env!("CARGO_PKG_VERSION")).into()),
+                ),
+                ping: ping::Behaviour::default(),
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| RuntimeError::Transport(format!("cannot set up behaviours: {e}")))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+
+    let mut listeners = Vec::new();
+    for addr in &opts.listen {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| RuntimeError::Transport(format!("cannot listen on {addr}: {e}")))?;
+        listeners.push(id);
+    }
+    let mut listen_addrs = Vec::new();
+    let wait_all = async {
+        let mut reported = Vec::new();
+        while reported.len() < listeners.len() {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                } => {
+                    if !reported.contains(&listener_id) {
+                        reported.push(listener_id);
+                    }
+                    listen_addrs.push(address);
+                }
+                SwarmEvent::ListenerClosed { reason, .. } => {
+                    return Err(RuntimeError::Transport(format!(
+                        "listener closed: {reason:?}"
+                    )))
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(RuntimeError::Transport(format!("listener failed: {error}")))
+                }
+                _ => {}
+            }
+        }
+        // A wildcard listener reports one address per interface in a burst.
+        while let Ok(ev) =
+            tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await
+        {
+            if let SwarmEvent::NewListenAddr { address, .. } = ev {
+                listen_addrs.push(address);
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(LISTEN_TIMEOUT, wait_all)
+        .await
+        .map_err(|_| {
+            RuntimeError::Transport("listeners did not report an address in time".into())
+        })??;
+    let listen_strings: Vec<String> = listen_addrs
+        .iter()
+        .map(|a| a.clone().with(Protocol::P2p(peer_id)).to_string())
+        .collect();
+
+    let mut config = opts.config.clone();
+    config.listen_addrs = listen_strings.clone();
+    config.bootstrap = opts
+        .bootstrap
+        .iter()
+        .map(|a| BootstrapPeer {
+            id: peer_of(a).map(|p| NodeId::from_peer_id(&p)),
+            addrs: vec![a.to_string()],
+        })
+        .filter(|b| b.id != Some(node_id))
+        .collect();
+    let seed = opts
+        .seed
+        .unwrap_or_else(|| core_seed(&identity.secret_bytes()));
+    let now = now_micros();
+    let role = config.role;
+    let chat_deadline = Duration::from_micros(config.chat_deadline);
+    let mut core = Node::new(config, identity, seed, now)
+        .map_err(|e| RuntimeError::Config(format!("node config: {e}")))?;
+    if let Some(dir) = &opts.data_dir {
+        core.restore_host_cache(storage::load_host_cache(dir));
+    }
+
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control
+        .accept(PROTOCOL)
+        .map_err(|e| RuntimeError::Transport(format!("cannot accept {PROTOCOL}: {e}")))?;
+    let (stream_tx, stream_rx) = mpsc::channel(STREAM_QUEUE);
+    let accept_tx = stream_tx.clone();
+    // The accept loop only forwards: libp2p-stream drops streams when its
+    // own queue is full, so it must never wait on anything else.
+    let accept_task = tokio::spawn(async move {
+        while let Some((peer, stream)) = incoming.next().await {
+            if accept_tx
+                .send(NewStream::Opened { peer, stream })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (link_tx, link_rx) = mpsc::channel(LINK_EVENT_QUEUE);
+    let events = Arc::new(EventLog::default());
+    let info = NodeInfo {
+        node_id,
+        peer_id,
+        listen_addrs: listen_strings,
+        role,
+    };
+    let task = NodeTask {
+        swarm,
+        core,
+        control,
+        local_peer: peer_id,
+        links: BTreeMap::new(),
+        next_generation: 1,
+        opening: BTreeSet::new(),
+        peer_ids: BTreeMap::new(),
+        dials: BTreeMap::new(),
+        closing: Vec::new(),
+        disconnect_after_flush: BTreeMap::new(),
+        sends: BTreeMap::new(),
+        traces: BTreeMap::new(),
+        recent: VecDeque::new(),
+        dropped_frames: Arc::new(AtomicU64::new(0)),
+        events: events.clone(),
+        info: info.clone(),
+        data_dir: opts.data_dir.clone(),
+        link_tx,
+        stream_tx,
+    };
+    tokio::spawn(task.run(command_rx, link_rx, stream_rx, accept_task));
+    Ok(NodeHandle {
+        commands,
+        info,
+        events,
+        chat_deadline,
+    })
+}
+
+enum NewStream {
+    Opened { peer: PeerId, stream: Stream },
+    OpenFailed { peer: PeerId, reason: String },
+}
+
+struct LinkHandle {
+    generation: u64,
+    peer: PeerId,
+    queue: mpsc::Sender<Message>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+struct PendingDial {
+    id: Option<NodeId>,
+    addrs: Vec<String>,
+    /// Asked for by the core (else an mDNS discovery).
+    from_core: bool,
+}
+
+struct NodeTask {
+    swarm: libp2p::Swarm<Behaviour>,
+    core: Node,
+    control: libp2p_stream::Control,
+    local_peer: PeerId,
+    links: BTreeMap<NodeId, LinkHandle>,
+    next_generation: u64,
+    opening: BTreeSet<PeerId>,
+    peer_ids: BTreeMap<NodeId, PeerId>,
+    dials: BTreeMap<ConnectionId, PendingDial>,
+    closing: Vec<JoinHandle<()>>,
+    disconnect_after_flush: BTreeMap<u64, PeerId>,
+    sends: BTreeMap<MsgId, oneshot::Sender<SendOutcome>>,
+    traces: BTreeMap<u64, oneshot::Sender<TraceOutcome>>,
+    recent: VecDeque<NodeId>,
+    dropped_frames: Arc<AtomicU64>,
+    events: Arc<EventLog>,
+    info: NodeInfo,
+    data_dir: Option<PathBuf>,
+    link_tx: mpsc::Sender<LinkEvent>,
+    stream_tx: mpsc::Sender<NewStream>,
+}
+
+// Lives for one wake-up on the stack; see `LinkEvent` on boxing frames.
+#[allow(clippy::large_enum_variant)]
+enum Wake {
+    Swarm(Box<SwarmEvent<BehaviourEvent>>),
+    Link(LinkEvent),
+    Stream(NewStream),
+    Command(Option<Command>),
+    Timer,
+    SaveHosts,
+}
+
+impl NodeTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut link_rx: mpsc::Receiver<LinkEvent>,
+        mut stream_rx: mpsc::Receiver<NewStream>,
+        accept_task: JoinHandle<()>,
+    ) {
+        let mut save_hosts = tokio::time::interval(HOST_CACHE_SAVE_INTERVAL);
+        save_hosts.tick().await;
+        let mut shutdown_reply = None;
+        loop {
+            let now = now_micros();
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+            self.drain(now);
+            let sleep = self
+                .core
+                .poll_timeout()
+                .map(|t| Duration::from_micros(t.saturating_sub(now)))
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP);
+            let wake = tokio::select! {
+                ev = self.swarm.select_next_some() => Wake::Swarm(Box::new(ev)),
+                Some(ev) = link_rx.recv() => Wake::Link(ev),
+                Some(s) = stream_rx.recv() => Wake::Stream(s),
+                cmd = commands.recv() => Wake::Command(cmd),
+                _ = tokio::time::sleep(sleep) => Wake::Timer,
+                _ = save_hosts.tick() => Wake::SaveHosts,
+            };
+            // The one clock read of this wake-up.
+            let now = now_micros();
+            match wake {
+                Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
+                Wake::Link(ev) => self.on_link_event(now, ev),
+                Wake::Stream(s) => self.on_new_stream(now, s),
+                Wake::Command(Some(Command::Shutdown(reply))) => {
+                    shutdown_reply = Some(reply);
+                    break;
+                }
+                Wake::Command(Some(cmd)) => self.on_command(now, cmd),
+                Wake::Command(None) => break,
+                Wake::Timer => {}
+                Wake::SaveHosts => self.save_host_cache(),
+            }
+        }
+        let now = now_micros();
+        self.core.leave(now);
+        self.drain(now);
+        let writers: Vec<JoinHandle<()>> = std::mem::take(&mut self.closing)
+            .into_iter()
+            .chain(std::mem::take(&mut self.links).into_values().map(|l| {
+                l.reader.abort();
+                l.writer
+            }))
+            .collect();
+        let _ = tokio::time::timeout(SHUTDOWN_FLUSH, futures::future::join_all(writers)).await;
+        self.save_host_cache();
+        accept_task.abort();
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn save_host_cache(&self) {
+        if let Some(dir) = &self.data_dir {
+            if let Err(e) = storage::save_host_cache(dir, &self.core.host_cache()) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// Drains every core output until all three queues are empty.
+    fn drain(&mut self, now: SimTime) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.core.poll_transmit() {
+                progressed = true;
+                match self.links.get(&t.to) {
+                    Some(link) => {
+                        if link.queue.try_send(t.msg).is_err() {
+                            self.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    None => {
+                        self.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            while let Some(a) = self.core.poll_action() {
+                progressed = true;
+                match a {
+                    Action::Dial { id, addrs } => self.dial(now, id, addrs, true),
+                    Action::Disconnect { peer, reason } => {
+                        tracing::debug!(peer = %peer.short(), "disconnect: {reason}");
+                        self.close_link(peer);
+                    }
+                }
+            }
+            while let Some(e) = self.core.poll_event() {
+                progressed = true;
+                self.on_core_event(e);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.closing.retain(|h| !h.is_finished());
+    }
+
+    fn remember_partner(&mut self, id: NodeId) {
+        self.recent.retain(|r| *r != id);
+        if self.recent.len() >= MAX_RECENT_PARTNERS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id);
+    }
+
+    fn on_core_event(&mut self, e: Event) {
+        match &e {
+            Event::ChatDelivered {
+                to,
+                msg_id,
+                hops,
+                latency,
+            } => {
+                self.remember_partner(*to);
+                if let Some(reply) = self.sends.remove(msg_id) {
+                    let _ = reply.send(SendOutcome::Delivered {
+                        hops: *hops,
+                        latency: *latency,
+                    });
+                }
+            }
+            Event::ChatFailed { msg_id, reason, .. } => {
+                if let Some(reply) = self.sends.remove(msg_id) {
+                    let _ = reply.send(SendOutcome::Failed(reason.to_string()));
+                }
+            }
+            Event::ChatReceived { from, .. } => self.remember_partner(*from),
+            Event::TraceCompleted {
+                probe_id,
+                path,
+                rtt,
+                ..
+            } => {
+                if let Some(reply) = self.traces.remove(probe_id) {
+                    let _ = reply.send(TraceOutcome::Completed {
+                        path: path.clone(),
+                        rtt: *rtt,
+                    });
+                }
+            }
+            Event::TraceFailed {
+                probe_id, reason, ..
+            } => {
+                if let Some(reply) = self.traces.remove(probe_id) {
+                    let _ = reply.send(TraceOutcome::Failed(reason.to_string()));
+                }
+            }
+            Event::Attached { sn } => tracing::info!(sn = %sn.short(), "attached"),
+            Event::Detached { sn, reason } => {
+                tracing::info!(sn = %sn.short(), "detached: {reason}")
+            }
+            Event::PeerMisbehaved { peer, reason } => {
+                tracing::warn!(peer = %peer.short(), "peer misbehaved: {reason}")
+            }
+        }
+        self.events.push(e);
+    }
+
+    fn on_command(&mut self, now: SimTime, cmd: Command) {
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(StatusReport {
+                    status: self.core.status(),
+                    info: self.info.clone(),
+                    dropped_frames: self.dropped_frames.load(Ordering::Relaxed),
+                    connected_peers: self.swarm.connected_peers().count(),
+                });
+            }
+            Command::Peers(reply) => {
+                let status = self.core.status();
+                let _ = reply.send(KnownPeers {
+                    clients: status.clients,
+                    neighbors: status.neighbors,
+                    links: status.links,
+                    host_cache: self.core.host_cache().into_iter().map(|e| e.id).collect(),
+                    recent: self.recent.iter().copied().collect(),
+                });
+            }
+            Command::Send { to, text, reply } => match self.core.send_chat(now, to, text) {
+                Ok(msg_id) => {
+                    self.remember_partner(to);
+                    self.sends.insert(msg_id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(SendOutcome::Failed(e.to_string()));
+                }
+            },
+            Command::Trace { to, reply } => match self.core.trace(now, to) {
+                Ok(probe_id) => {
+                    self.traces.insert(probe_id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(TraceOutcome::Failed(e.to_string()));
+                }
+            },
+            Command::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn dial(&mut self, now: SimTime, id: Option<NodeId>, addrs: Vec<String>, from_core: bool) {
+        let parsed: Vec<Multiaddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let mut peer = id.and_then(|id| self.peer_ids.get(&id).copied());
+        if peer.is_none() {
+            peer = parsed
+                .iter()
+                .filter_map(peer_of)
+                .find(|p| id.is_none_or(|id| NodeId::from_peer_id(p) == id));
+        }
+        if let Some(p) = peer {
+            if p == self.local_peer {
+                if from_core {
+                    self.core.handle_dial_failed(now, id, &addrs);
+                }
+                return;
+            }
+            if self.swarm.is_connected(&p) {
+                // Connected without a link: the opener side opens the stream.
+                self.maybe_open_stream(p);
+                return;
+            }
+        }
+        let opts = match (peer, parsed.first()) {
+            (Some(p), _) => DialOpts::peer_id(p)
+                .addresses(parsed.iter().map(without_p2p).collect())
+                .build(),
+            (None, Some(a)) => DialOpts::unknown_peer_id().address(a.clone()).build(),
+            (None, None) => {
+                tracing::debug!(?addrs, "no dialable address");
+                if from_core {
+                    self.core.handle_dial_failed(now, id, &addrs);
+                }
+                return;
+            }
+        };
+        let connection = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.dials.insert(
+                    connection,
+                    PendingDial {
+                        id,
+                        addrs,
+                        from_core,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::debug!(?addrs, "dial failed at once: {e}");
+                if from_core {
+                    self.core.handle_dial_failed(now, id, &addrs);
+                }
+            }
+        }
+    }
+
+    /// Opens the skyhop stream to `peer` if this side is the opener (the
+    /// smaller PeerId) and no link or open is under way.
+    fn maybe_open_stream(&mut self, peer: PeerId) {
+        if self.local_peer >= peer
+            || self.links.contains_key(&NodeId::from_peer_id(&peer))
+            || !self.opening.insert(peer)
+        {
+            return;
+        }
+        let mut control = self.control.clone();
+        let tx = self.stream_tx.clone();
+        tokio::spawn(async move {
+            let result =
+                tokio::time::timeout(OPEN_STREAM_TIMEOUT, control.open_stream(peer, PROTOCOL))
+                    .await;
+            let msg = match result {
+                Ok(Ok(stream)) => NewStream::Opened { peer, stream },
+                Ok(Err(e)) => NewStream::OpenFailed {
+                    peer,
+                    reason: e.to_string(),
+                },
+                Err(_) => NewStream::OpenFailed {
+                    peer,
+                    reason: "timed out".into(),
+                },
+            };
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    fn remember_peer(&mut self, peer: PeerId) {
+        let id = NodeId::from_peer_id(&peer);
+        if self.peer_ids.len() >= MAX_PEER_IDS && !self.peer_ids.contains_key(&id) {
+            // Forget one that has no link; a full map of live links is fine.
+            let stale = self
+                .peer_ids
+                .keys()
+                .find(|k| !self.links.contains_key(k))
+                .copied();
+            if let Some(stale) = stale {
+                self.peer_ids.remove(&stale);
+            } else {
+                return;
+            }
+        }
+        self.peer_ids.insert(id, peer);
+    }
+
+    fn on_new_stream(&mut self, now: SimTime, s: NewStream) {
+        let (peer, stream) = match s {
+            NewStream::Opened { peer, stream } => (peer, stream),
+            NewStream::OpenFailed { peer, reason } => {
+                self.opening.remove(&peer);
+                tracing::debug!(%peer, "cannot open {PROTOCOL}: {reason}");
+                let id = NodeId::from_peer_id(&peer);
+                if !self.links.contains_key(&id) {
+                    self.core.handle_dial_failed(now, Some(id), &[]);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                return;
+            }
+        };
+        self.opening.remove(&peer);
+        if self.core.has_left() {
+            return;
+        }
+        self.remember_peer(peer);
+        let id = NodeId::from_peer_id(&peer);
+        if let Some(old) = self.links.remove(&id) {
+            // A newer stream replaces one that died unnoticed.
+            old.reader.abort();
+            self.closing.push(old.writer);
+            self.core.handle_link_down(now, id);
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let (read_half, write_half) = stream.split();
+        let (queue, queue_rx) = mpsc::channel(LINK_QUEUE);
+        let reader = tokio::spawn(read_loop(read_half, id, generation, self.link_tx.clone()));
+        let writer = tokio::spawn(write_loop(
+            write_half,
+            queue_rx,
+            id,
+            generation,
+            self.link_tx.clone(),
+        ));
+        self.links.insert(
+            id,
+            LinkHandle {
+                generation,
+                peer,
+                queue,
+                reader,
+                writer,
+            },
+        );
+        tracing::debug!(peer = %id.short(), "link up");
+        self.core.handle_link_up(now, id);
+    }
+
+    /// Closes the link the core asked to close: the writer flushes what is
+    /// queued, then the connection is closed.
+    fn close_link(&mut self, id: NodeId) {
+        if let Some(link) = self.links.remove(&id) {
+            link.reader.abort();
+            self.disconnect_after_flush
+                .insert(link.generation, link.peer);
+            self.closing.push(link.writer);
+            // Dropping `link.queue` lets the writer finish.
+        }
+    }
+
+    fn drop_link(&mut self, now: SimTime, id: NodeId, generation: u64, disconnect: bool) {
+        let current = self
+            .links
+            .get(&id)
+            .is_some_and(|l| l.generation == generation);
+        if !current {
+            return;
+        }
+        if let Some(link) = self.links.remove(&id) {
+            link.reader.abort();
+            self.closing.push(link.writer);
+            if disconnect {
+                let _ = self.swarm.disconnect_peer_id(link.peer);
+            }
+        }
+        self.core.handle_link_down(now, id);
+    }
+
+    fn on_link_event(&mut self, now: SimTime, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Frame {
+                node,
+                generation,
+                msg,
+            } => {
+                if self
+                    .links
+                    .get(&node)
+                    .is_some_and(|l| l.generation == generation)
+                {
+                    self.core.handle_message(now, node, msg);
+                }
+            }
+            LinkEvent::ReaderDone {
+                node,
+                generation,
+                error,
+                bad_input,
+            } => {
+                if let Some(e) = &error {
+                    tracing::debug!(peer = %node.short(), "link reader stopped: {e}");
+                }
+                self.drop_link(now, node, generation, bad_input);
+            }
+            LinkEvent::WriterDone {
+                node,
+                generation,
+                error,
+            } => {
+                if let Some(peer) = self.disconnect_after_flush.remove(&generation) {
+                    if !self.links.contains_key(&node) {
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                }
+                if let Some(e) = error {
+                    tracing::debug!(peer = %node.short(), "link writer stopped: {e}");
+                    self.drop_link(now, node, generation, false);
+                }
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, now: SimTime, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                self.dials.remove(&connection_id);
+                self.remember_peer(peer_id);
+                self.maybe_open_stream(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let id = NodeId::from_peer_id(&peer_id);
+                if let Some(generation) = self.links.get(&id).map(|l| l.generation) {
+                    self.drop_link(now, id, generation, false);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some(d) = self.dials.remove(&connection_id) {
+                    tracing::debug!(addrs = ?d.addrs, "dial failed: {error}");
+                    if d.from_core {
+                        self.core.handle_dial_failed(now, d.id, &d.addrs);
+                    }
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::debug!(%address, "listening");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let mut seen = BTreeSet::new();
+                for (peer, addr) in found {
+                    let busy = self.dials.values().filter(|d| !d.from_core).count();
+                    if peer == self.local_peer
+                        || self.swarm.is_connected(&peer)
+                        || busy >= MAX_MDNS_DIALS
+                        || !seen.insert(peer)
+                    {
+                        continue;
+                    }
+                    let addr = addr.with(Protocol::P2p(peer)).to_string();
+                    self.dial(now, Some(NodeId::from_peer_id(&peer)), vec![addr], false);
+                }
+            }
+            _ => {}
+        }
+    }
+}

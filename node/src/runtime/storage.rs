@@ -1,0 +1,154 @@
+//! What a node keeps in its data directory: the key file (so a restart keeps
+//! its NodeId), the host cache, and the control address for the CLI.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use skyhop_protocol::Identity;
+
+use super::RuntimeError;
+use crate::core::HostCacheEntry;
+
+/// File name of the secret key (64 hex characters, mode 0600).
+pub const KEY_FILE: &str = "key";
+/// File name of the host cache (JSON list of entries).
+pub const HOSTS_FILE: &str = "hosts.json";
+/// File name holding the control API address (`127.0.0.1:PORT`).
+pub const CONTROL_FILE: &str = "control";
+/// Largest host-cache file read back.
+const MAX_HOSTS_FILE: u64 = 4 << 20;
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> RuntimeError {
+    RuntimeError::Storage(format!("{what} {}: {e}", path.display()))
+}
+
+/// Loads the identity from `<dir>/key`, or creates a fresh one there.
+pub fn load_or_create_identity(dir: &Path) -> Result<Identity, RuntimeError> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "cannot create data dir", e))?;
+    let path = dir.join(KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => parse_key(&bytes).ok_or_else(|| {
+            RuntimeError::Storage(format!(
+                "key file {} is neither 32 raw bytes nor 64 hex characters; move it away to get a new identity",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let identity = fresh_identity();
+            write_private(&path, hex::encode(identity.secret_bytes()).as_bytes())?;
+            Ok(identity)
+        }
+        Err(e) => Err(io_err(&path, "cannot read key file", e)),
+    }
+}
+
+fn parse_key(bytes: &[u8]) -> Option<Identity> {
+    let text = std::str::from_utf8(bytes).map(str::trim).unwrap_or("");
+    let mut secret = [0u8; 32];
+    if text.len() == 64 && hex::decode_to_slice(text, &mut secret).is_ok() {
+        return Some(Identity::from_secret(secret));
+    }
+    if bytes.len() == 32 {
+        secret.copy_from_slice(bytes);
+        return Some(Identity::from_secret(secret));
+    }
+    None
+}
+
+/// A new random identity (libp2p's ed25519 key generation).
+pub fn fresh_identity() -> Identity {
+    let keypair = libp2p::identity::Keypair::generate_ed25519()
+        .try_into_ed25519()
+        .expect("generate_ed25519 yields an ed25519 key pair");
+    Identity::from_ed25519(keypair)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| io_err(path, "cannot write", e))?;
+    f.write_all(bytes)
+        .map_err(|e| io_err(path, "cannot write", e))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a
+/// crash never leaves half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, "cannot write", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, "cannot replace", e))
+}
+
+/// Reads `<dir>/hosts.json`; a missing or unreadable file is an empty cache.
+pub fn load_host_cache(dir: &Path) -> Vec<HostCacheEntry> {
+    let path = dir.join(HOSTS_FILE);
+    let too_big = std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_HOSTS_FILE);
+    if too_big {
+        tracing::warn!(path = %path.display(), "host cache file too large, ignored");
+        return Vec::new();
+    }
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), "host cache file unreadable, ignored: {e}");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Writes `<dir>/hosts.json`.
+pub fn save_host_cache(dir: &Path, entries: &[HostCacheEntry]) -> Result<(), RuntimeError> {
+    let json = serde_json::to_vec_pretty(entries)
+        .map_err(|e| RuntimeError::Storage(format!("cannot encode host cache: {e}")))?;
+    write_atomic(&dir.join(HOSTS_FILE), &json)
+}
+
+/// Reads the control address a running node wrote to `<dir>/control`.
+pub fn read_control_addr(dir: &Path) -> Result<std::net::SocketAddr, RuntimeError> {
+    let path = dir.join(CONTROL_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        RuntimeError::Storage(format!(
+            "cannot read {}: {e}; is `skyhop run --data-dir {}` running?",
+            path.display(),
+            dir.display()
+        ))
+    })?;
+    text.trim().parse().map_err(|_| {
+        RuntimeError::Storage(format!(
+            "{} holds {:?}, not an address like 127.0.0.1:7000",
+            path.display(),
+            text.trim()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_round_trip_keeps_the_node_id() {
+        let dir = std::env::temp_dir().join(format!("skyhop-key-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = load_or_create_identity(&dir).expect("created");
+        let b = load_or_create_identity(&dir).expect("loaded");
+        assert_eq!(a.id(), b.id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(KEY_FILE))
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
