@@ -518,6 +518,7 @@ async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), Runtim
     if let Some(t) = first {
         peer = resolve(addr, &t).await;
     }
+    let mut sending = Vec::new();
     let mut lines = stdin_lines();
     while let Some(line) = lines.recv().await {
         let line = line.trim().to_string();
@@ -569,16 +570,19 @@ async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), Runtim
                 };
                 println!("sent");
                 // Each message waits for its outcome on its own, so typing goes on.
-                tokio::spawn(async move {
+                sending.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
+                sending.push(tokio::spawn(async move {
                     let body = json!({ "to": to, "text": line });
                     match call(addr, "POST", "/send", Some(body), SEND_TIMEOUT).await {
                         Ok(v) => println!("{}", describe_send(&v).1),
                         Err(e) => println!("failed: {e}"),
                     }
-                });
+                }));
             }
         }
     }
+    // Input ended: let the messages in flight report their outcome.
+    let _ = tokio::time::timeout(SEND_TIMEOUT, futures::future::join_all(sending)).await;
     printer.abort();
     Ok(())
 }

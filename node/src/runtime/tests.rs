@@ -1,1 +1,157 @@
 //! Real libp2p nodes on 127.0.0.1, each test bounded by a timeout.
+
+use std::time::Duration;
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr};
+use serde_json::json;
+use skyhop_protocol::Role;
+use tokio::io::{AsyncReadExt, AsyncWriteExt as _};
+
+use super::node_task::PROTOCOL;
+use super::{control, http, start, NodeHandle, NodeOptions, SendOutcome, TraceOutcome};
+use crate::core::Event;
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn node(role: Role, bootstrap: Option<&NodeHandle>) -> NodeHandle {
+    let mut opts = NodeOptions::loopback(role);
+    if let Some(b) = bootstrap {
+        opts.bootstrap = vec![b.info().listen_addrs[0].parse().expect("multiaddr")];
+    }
+    start(opts).await.expect("node starts")
+}
+
+async fn attached(n: &NodeHandle) {
+    loop {
+        if n.status().await.expect("running").status.primary.is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A supernode and two ordinary nodes: a chat goes A -> SN -> B, arrives at
+/// B, and the control API reports it the same way.
+#[tokio::test]
+async fn chat_between_two_ordinary_nodes_through_a_supernode() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let sn = node(Role::Supernode, None).await;
+        let a = node(Role::Ordinary, Some(&sn)).await;
+        let b = node(Role::Ordinary, Some(&sn)).await;
+        attached(&a).await;
+        attached(&b).await;
+        let b_id = b.info().node_id;
+        match a.send_chat(b_id, "hello over libp2p".into()).await.expect("running") {
+            SendOutcome::Delivered { hops, .. } => assert_eq!(hops, 2),
+            SendOutcome::Failed(r) => panic!("not delivered: {r}"),
+        }
+        let got = b.events().since(0);
+        assert!(got.iter().any(|(_, e)| matches!(e,
+            Event::ChatReceived { from, body, .. } if *from == a.info().node_id && body == "hello over libp2p")));
+        match a.trace(b_id).await.expect("running") {
+            TraceOutcome::Completed { path, .. } => {
+                assert_eq!(path, vec![a.info().node_id, sn.info().node_id, b_id])
+            }
+            TraceOutcome::Failed(r) => panic!("trace failed: {r}"),
+        }
+
+        // The same through the control API, with a prefix the node knows.
+        let (addr, _server) = control::serve(a.clone(), "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("control API binds");
+        let prefix = &b_id.to_hex()[..10];
+        let (status, v) = http::request(
+            addr,
+            "POST",
+            "/send",
+            Some(&json!({"to": prefix, "text": "via http"})),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("answer");
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["delivered"], json!(true), "{v}");
+        let (status, v) = http::request(addr, "GET", "/nope", None, Duration::from_secs(5))
+            .await
+            .expect("answer");
+        assert_eq!(status, 404);
+        assert!(v["error"].is_string());
+        // A POST without Content-Length is refused with a JSON error.
+        let mut raw = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        raw.write_all(b"POST /send HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        raw.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+        for n in [&a, &b, &sn] {
+            n.shutdown().await.expect("clean shutdown");
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// A peer that sends garbage on /skyhop/1 is disconnected; the other
+/// nodes keep chatting.
+#[tokio::test]
+async fn garbage_on_the_stream_drops_only_that_peer() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let sn = node(Role::Supernode, None).await;
+        let a = node(Role::Ordinary, Some(&sn)).await;
+        let b = node(Role::Ordinary, Some(&sn)).await;
+        attached(&a).await;
+        attached(&b).await;
+
+        let mut bad = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("transport")
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let sn_addr: Multiaddr = sn.info().listen_addrs[0].parse().expect("multiaddr");
+        let sn_peer = sn.info().peer_id;
+        bad.dial(sn_addr).expect("dial");
+        let mut control = bad.behaviour().new_control();
+        let writer = tokio::spawn(async move {
+            let mut s = control
+                .open_stream(sn_peer, PROTOCOL)
+                .await
+                .expect("stream opens");
+            // A frame of 5 bytes whose body is no message.
+            s.write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff])
+                .await
+                .expect("write");
+            s.flush().await.expect("flush");
+            s
+        });
+        let mut closed = false;
+        while !closed {
+            if let SwarmEvent::ConnectionClosed { peer_id, .. } = bad.select_next_some().await {
+                closed = peer_id == sn_peer;
+            }
+        }
+        drop(writer);
+
+        match a
+            .send_chat(b.info().node_id, "still here".into())
+            .await
+            .expect("running")
+        {
+            SendOutcome::Delivered { .. } => {}
+            SendOutcome::Failed(r) => panic!("not delivered after the bad peer: {r}"),
+        }
+        let sn_status = sn.status().await.expect("running");
+        assert_eq!(sn_status.status.clients.len(), 2);
+    })
+    .await
+    .expect("test finished in time");
+}
