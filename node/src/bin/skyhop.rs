@@ -26,6 +26,8 @@ enum Command {
     Chat(cli::ChatArgs),
     /// Start a small overlay on 127.0.0.1, relay chat messages, report.
     Demo(cli::DemoArgs),
+    /// Run a deterministic simulation of many nodes from a scenario file.
+    Sim(skyhop_node::sim::SimArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +39,19 @@ fn main() -> std::process::ExitCode {
         Command::Trace(a) => cli::trace(a),
         Command::Chat(a) => cli::chat(a),
         Command::Demo(a) => cli::demo(a),
+        Command::Sim(a) => return sim(&a),
     };
     cli::exit_code(result)
+}
+
+/// `skyhop sim`: exits non-zero when the run cannot start or an invariant fails.
+fn sim(args: &skyhop_node::sim::SimArgs) -> std::process::ExitCode {
+    match skyhop_node::sim::run(args) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("skyhop sim: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

@@ -1,0 +1,293 @@
+//! The metrics document a run writes: every figure depends only on the seed
+//! and the scenario, so two runs of one seed give byte-identical JSON.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::config::SimConfig;
+
+/// Everything a run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Metrics {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The world seed.
+    pub seed: u64,
+    /// Whether the run finished without an invariant violation.
+    pub passed: bool,
+    /// The violation that stopped the run, if any.
+    pub violation: Option<Violation>,
+    /// Simulated seconds run.
+    pub simulated_s: f64,
+    /// Simulated events processed.
+    pub events: u64,
+    /// Node counts.
+    pub nodes: NodeCounts,
+    /// Chat delivery.
+    pub delivery: Delivery,
+    /// Hops of delivered chat messages (ordinary node to ordinary node).
+    pub hops: Summary,
+    /// Hop histogram: `hop_histogram[h]` messages took `h` hops.
+    pub hop_histogram: Vec<u64>,
+    /// Chat latency from first send to ack, milliseconds.
+    pub chat_latency_ms: Summary,
+    /// Time from a node's start to its first attachment, milliseconds.
+    pub join_time_ms: Summary,
+    /// Reattachment of ordinary nodes whose supernode was killed.
+    pub reattach: Reattach,
+    /// Share of live ordinary nodes attached, sampled.
+    pub attached_over_time: Vec<AttachSample>,
+    /// Delivery of messages by the sample interval they were sent in.
+    pub delivery_over_time: Vec<DeliverySample>,
+    /// Bytes on the wire.
+    pub traffic: Traffic,
+    /// Supernode load at the end.
+    pub supernodes: SupernodeLoad,
+    /// Core counters summed over every node that ever ran.
+    pub counters: CounterTotals,
+    /// Invariant checks made.
+    pub invariants: InvariantChecks,
+    /// The scenario as run.
+    pub config: SimConfig,
+}
+
+/// An invariant violation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Violation {
+    /// Simulated time, seconds.
+    pub time_s: f64,
+    /// Events processed before it.
+    pub event: u64,
+    /// What broke.
+    pub what: String,
+}
+
+/// Node counts.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeCounts {
+    /// Supernodes started (first starts).
+    pub supernodes: u64,
+    /// Ordinary nodes started (first starts, arrivals included).
+    pub ordinary: u64,
+    /// Supernodes live at the end.
+    pub live_supernodes_end: u64,
+    /// Ordinary nodes live at the end.
+    pub live_ordinary_end: u64,
+    /// Graceful leaves.
+    pub left: u64,
+    /// Crashes from churn.
+    pub crashed: u64,
+    /// Supernodes killed.
+    pub supernodes_killed: u64,
+    /// Restarts in storms.
+    pub restarts: u64,
+}
+
+/// Chat delivery.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Delivery {
+    /// Messages handed to a sender.
+    pub sent: u64,
+    /// Messages refused by the sender (queue full).
+    pub refused: u64,
+    /// Messages whose sender or recipient departed before the deadline:
+    /// not counted either way.
+    pub excluded_endpoint_departed: u64,
+    /// Messages counted.
+    pub eligible: u64,
+    /// Eligible messages acknowledged.
+    pub delivered: u64,
+    /// Eligible messages acknowledged within `deadline_ms`.
+    pub delivered_within_deadline: u64,
+    /// Eligible messages failed as offline.
+    pub failed_offline: u64,
+    /// Eligible messages failed as not found.
+    pub failed_not_found: u64,
+    /// Eligible messages failed as timed out.
+    pub failed_timed_out: u64,
+    /// Eligible messages with no outcome by the end.
+    pub unresolved: u64,
+    /// delivered / eligible.
+    pub eventual_ratio: f64,
+    /// delivered_within_deadline / eligible.
+    pub within_deadline_ratio: f64,
+    /// The "within deadline" bound, milliseconds.
+    pub deadline_ms: f64,
+}
+
+/// Percentiles of a sample.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Sample size.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Summary {
+    /// Nearest-rank percentiles of `values` (sorted here).
+    pub fn of(mut values: Vec<f64>) -> Summary {
+        if values.is_empty() {
+            return Summary::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let rank = |q: f64| {
+            let r = (q * n as f64).ceil() as usize;
+            values[r.clamp(1, n) - 1]
+        };
+        let mean = values.iter().sum::<f64>() / n as f64;
+        Summary {
+            count: n as u64,
+            mean: round3(mean),
+            p50: round3(rank(0.50)),
+            p90: round3(rank(0.90)),
+            p99: round3(rank(0.99)),
+            max: round3(values[n - 1]),
+        }
+    }
+}
+
+/// Rounds to three decimals, so that the JSON stays readable.
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Reattachment after supernode kills.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Reattach {
+    /// Ordinary nodes whose primary was killed.
+    pub orphans: u64,
+    /// Orphans that departed before reattaching: not counted.
+    pub excluded_departed: u64,
+    /// Orphans reattached by the end.
+    pub reattached: u64,
+    /// Orphans reattached within 30 s of the kill.
+    pub within_30s: u64,
+    /// within_30s / (orphans - excluded).
+    pub within_30s_ratio: f64,
+    /// Time from kill to reattachment, milliseconds.
+    pub time_ms: Summary,
+}
+
+/// One attachment sample.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachSample {
+    /// Simulated time, seconds.
+    pub t_s: f64,
+    /// Live ordinary nodes.
+    pub live: u64,
+    /// Of them, attached.
+    pub attached: u64,
+    /// attached / live.
+    pub ratio: f64,
+}
+
+/// Delivery of the messages sent in one interval.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliverySample {
+    /// Start of the interval, seconds.
+    pub t_s: f64,
+    /// Eligible messages sent in it.
+    pub eligible: u64,
+    /// Of them, delivered.
+    pub delivered: u64,
+    /// delivered / eligible (1 when none).
+    pub ratio: f64,
+}
+
+/// Frames and bytes of one kind.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct KindTraffic {
+    /// Frames sent.
+    pub frames: u64,
+    /// Encoded bytes, frame headers included.
+    pub bytes: u64,
+}
+
+/// Bytes on the wire.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Traffic {
+    /// Start of the measurement window (the warm-up's end), seconds.
+    pub window_start_s: f64,
+    /// Live-node seconds in the window.
+    pub node_seconds: f64,
+    /// Non-chat bytes in the window.
+    pub maintenance_bytes: u64,
+    /// Chat bytes (chat, acks, not-found answers) in the window.
+    pub chat_bytes: u64,
+    /// maintenance_bytes / node_seconds.
+    pub maintenance_bytes_per_node_per_s: f64,
+    /// Frames and bytes in the window by kind (`routed/...` for packet bodies).
+    pub by_kind: BTreeMap<String, KindTraffic>,
+    /// Frames sent over the whole run.
+    pub frames_total: u64,
+    /// Bytes sent over the whole run.
+    pub bytes_total: u64,
+    /// Frames a node sent on no link (the peer had closed it).
+    pub dropped_no_link: u64,
+    /// Frames that arrived at a dead node or on a closed link.
+    pub dropped_at_arrival: u64,
+    /// Frames dropped across a partition.
+    pub dropped_partition: u64,
+    /// Frames whose first transmission was lost (delayed by retransmission).
+    pub retransmitted: u64,
+}
+
+/// Supernode load at the end.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SupernodeLoad {
+    /// Clients per live supernode, mean.
+    pub clients_mean: f64,
+    /// Clients of the busiest supernode.
+    pub clients_max: u64,
+    /// Neighbor-table size, mean.
+    pub table_mean: f64,
+    /// Smallest neighbor table.
+    pub table_min: u64,
+    /// Largest neighbor table.
+    pub table_max: u64,
+    /// Links per supernode, mean.
+    pub links_mean: f64,
+}
+
+/// Core counters summed over all nodes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CounterTotals {
+    /// Packets forwarded.
+    pub forwarded: u64,
+    /// Packets delivered.
+    pub delivered: u64,
+    /// Forged statements rejected.
+    pub forged: u64,
+    /// Drops by reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// `PeerMisbehaved` events (none expected among honest nodes).
+    pub misbehaved_events: u64,
+}
+
+/// Invariant checks made.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct InvariantChecks {
+    /// Samples at which the overlay was steady and checked.
+    pub steady_samples: u64,
+    /// Ordinary nodes whose records were checked (over all samples).
+    pub records_checked: u64,
+    /// TTL expiries while steady (must be 0).
+    pub ttl_expired_steady: u64,
+    /// TTL expiries over the whole run.
+    pub ttl_expired_total: u64,
+    /// Duplicate packets dropped over the whole run.
+    pub duplicates_total: u64,
+    /// Largest hop count seen at a recipient.
+    pub max_hops_seen: u64,
+}

@@ -1,0 +1,287 @@
+//! What a run shows a person: the summary table on stdout, the wall-clock
+//! figures (kept apart from the metrics JSON), and SVG plots.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use super::metrics::Metrics;
+use super::SimError;
+
+/// Wall-clock figures of a run: they vary between runs and machines, so
+/// they never enter the metrics JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct Perf {
+    /// Wall-clock seconds of the simulation loop.
+    pub wall_s: f64,
+    /// Simulated events per wall-clock second.
+    pub events_per_s: f64,
+    /// Simulated seconds per wall-clock second.
+    pub speedup: f64,
+    /// Peak resident memory (VmHWM), KiB, when the OS reports it.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// Peak resident memory of this process from /proc/self/status (Linux).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.3}%", v * 100.0)
+}
+
+/// The readable summary.
+pub fn summary(m: &Metrics, perf: &Perf) -> String {
+    let mut out = String::new();
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<38} {v}");
+    };
+    row("scenario", format!("{} (seed {})", m.scenario, m.seed));
+    row(
+        "result",
+        match &m.violation {
+            None => "PASS: no invariant violated".to_string(),
+            Some(v) => format!("FAIL at {:.3} s (event {}): {}", v.time_s, v.event, v.what),
+        },
+    );
+    row(
+        "simulated",
+        format!("{:.1} s, {} events", m.simulated_s, m.events),
+    );
+    row(
+        "nodes started (SN / ON)",
+        format!("{} / {}", m.nodes.supernodes, m.nodes.ordinary),
+    );
+    row(
+        "live at end (SN / ON)",
+        format!(
+            "{} / {}",
+            m.nodes.live_supernodes_end, m.nodes.live_ordinary_end
+        ),
+    );
+    row(
+        "left / crashed / SN killed / restarts",
+        format!(
+            "{} / {} / {} / {}",
+            m.nodes.left, m.nodes.crashed, m.nodes.supernodes_killed, m.nodes.restarts
+        ),
+    );
+    let d = &m.delivery;
+    row(
+        "chat sent / eligible",
+        format!(
+            "{} / {} (excluded {})",
+            d.sent, d.eligible, d.excluded_endpoint_departed
+        ),
+    );
+    row("delivery eventual", pct(d.eventual_ratio));
+    row(
+        &format!("delivery within {:.0} ms", d.deadline_ms),
+        pct(d.within_deadline_ratio),
+    );
+    row(
+        "failed offline / not found / timeout",
+        format!(
+            "{} / {} / {} (unresolved {})",
+            d.failed_offline, d.failed_not_found, d.failed_timed_out, d.unresolved
+        ),
+    );
+    row(
+        "hops p50 / p90 / p99 / max",
+        format!(
+            "{} / {} / {} / {}",
+            m.hops.p50, m.hops.p90, m.hops.p99, m.hops.max
+        ),
+    );
+    row(
+        "chat latency p50 / p99",
+        format!(
+            "{:.1} ms / {:.1} ms",
+            m.chat_latency_ms.p50, m.chat_latency_ms.p99
+        ),
+    );
+    row(
+        "join time p50 / p99",
+        format!(
+            "{:.1} ms / {:.1} ms",
+            m.join_time_ms.p50, m.join_time_ms.p99
+        ),
+    );
+    if m.reattach.orphans > 0 {
+        row(
+            "reattach <= 30 s",
+            format!(
+                "{} ({} of {} orphans, p50 {:.0} ms, p99 {:.0} ms)",
+                pct(m.reattach.within_30s_ratio),
+                m.reattach.within_30s,
+                m.reattach.orphans - m.reattach.excluded_departed,
+                m.reattach.time_ms.p50,
+                m.reattach.time_ms.p99
+            ),
+        );
+    }
+    if let Some(min) = m
+        .attached_over_time
+        .iter()
+        .filter(|s| s.t_s >= m.traffic.window_start_s)
+        .map(|s| s.ratio)
+        .min_by(f64::total_cmp)
+    {
+        row("attached ON share, minimum", pct(min));
+    }
+    row(
+        "maintenance bytes / node / s",
+        format!("{:.1}", m.traffic.maintenance_bytes_per_node_per_s),
+    );
+    row(
+        "clients per SN mean / max",
+        format!(
+            "{:.1} / {}",
+            m.supernodes.clients_mean, m.supernodes.clients_max
+        ),
+    );
+    row(
+        "SN table min / mean / max",
+        format!(
+            "{} / {:.1} / {}",
+            m.supernodes.table_min, m.supernodes.table_mean, m.supernodes.table_max
+        ),
+    );
+    row(
+        "ttl expired / duplicates (total)",
+        format!(
+            "{} / {}",
+            m.invariants.ttl_expired_total, m.invariants.duplicates_total
+        ),
+    );
+    row(
+        "steady samples / records checked",
+        format!(
+            "{} / {}",
+            m.invariants.steady_samples, m.invariants.records_checked
+        ),
+    );
+    row("wall time", format!("{:.2} s", perf.wall_s));
+    row(
+        "events per wall second",
+        format!("{:.0}", perf.events_per_s),
+    );
+    row("simulated / wall", format!("{:.1}x", perf.speedup));
+    row(
+        "peak memory (VmHWM)",
+        perf.peak_rss_kib
+            .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+            .unwrap_or_else(|| "unknown".into()),
+    );
+    out
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> SimError {
+    SimError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes `hops.svg`, `delivery.svg` and `attached.svg` into `dir`.
+pub fn plots(m: &Metrics, dir: &Path) -> Result<(), SimError> {
+    std::fs::create_dir_all(dir).map_err(|e| plot_err(dir, e))?;
+    let hops = dir.join("hops.svg");
+    hop_histogram(m, &hops).map_err(|e| plot_err(&hops, e))?;
+    let delivery = dir.join("delivery.svg");
+    let points: Vec<(f64, f64)> = m
+        .delivery_over_time
+        .iter()
+        .map(|s| (s.t_s, s.ratio * 100.0))
+        .collect();
+    line_plot(
+        &delivery,
+        "chat delivery by send time (%)",
+        &points,
+        m.simulated_s,
+    )
+    .map_err(|e| plot_err(&delivery, e))?;
+    let attached = dir.join("attached.svg");
+    let points: Vec<(f64, f64)> = m
+        .attached_over_time
+        .iter()
+        .map(|s| (s.t_s, s.ratio * 100.0))
+        .collect();
+    line_plot(
+        &attached,
+        "ordinary nodes attached (%)",
+        &points,
+        m.simulated_s,
+    )
+    .map_err(|e| plot_err(&attached, e))?;
+    Ok(())
+}
+
+type PlotResult = Result<(), Box<dyn std::error::Error>>;
+
+fn hop_histogram(m: &Metrics, path: &Path) -> PlotResult {
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let last = m
+        .hop_histogram
+        .iter()
+        .rposition(|c| *c > 0)
+        .unwrap_or(0)
+        .max(4) as u32;
+    let top = m.hop_histogram.iter().copied().max().unwrap_or(1).max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("hops of delivered chat messages", ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0u32..last + 1).into_segmented(), 0u64..top + top / 10 + 1)?;
+    chart
+        .configure_mesh()
+        .x_desc("hops")
+        .y_desc("messages")
+        .draw()?;
+    chart.draw_series(
+        Histogram::vertical(&chart)
+            .style(BLUE.mix(0.6).filled())
+            .data(
+                m.hop_histogram
+                    .iter()
+                    .enumerate()
+                    .map(|(h, c)| (h as u32, *c)),
+            ),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+fn line_plot(path: &Path, title: &str, points: &[(f64, f64)], until: f64) -> PlotResult {
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let low = points
+        .iter()
+        .map(|p| p.1)
+        .fold(100.0f64, f64::min)
+        .min(99.0)
+        .floor();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..until.max(1.0), low..100.5f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("simulated seconds")
+        .y_desc("%")
+        .draw()?;
+    chart.draw_series(LineSeries::new(points.iter().copied(), &RED))?;
+    root.present()?;
+    Ok(())
+}
