@@ -56,8 +56,14 @@ const STREAM_QUEUE: usize = 256;
 const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the host cache is written to disk.
-const HOST_CACHE_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How often connections without a stream are swept.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
+/// Housekeeping ticks between writes of the host cache (30 s).
+const HOST_CACHE_SAVE_TICKS: u64 = 6;
+/// How long a connection may stay without a `/skyhop/1` stream.
+const STREAM_SETUP_TIMEOUT: SimTime = 15 * crate::core::SECS;
+/// Connected peers allowed besides a supernode's clients.
+const EXTRA_CONNECTIONS: usize = 512;
 /// How long writers get to flush on shutdown.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 /// Recent chat partners remembered for `/who` and prefix resolution.
@@ -531,6 +537,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         links: BTreeMap::new(),
         next_generation: 1,
         opening: BTreeSet::new(),
+        streamless: BTreeMap::new(),
         peer_ids: BTreeMap::new(),
         dials: BTreeMap::new(),
         closing: Vec::new(),
@@ -582,6 +589,8 @@ struct NodeTask {
     links: BTreeMap<NodeId, LinkHandle>,
     next_generation: u64,
     opening: BTreeSet<PeerId>,
+    /// Connected peers without a link yet, since when.
+    streamless: BTreeMap<PeerId, SimTime>,
     peer_ids: BTreeMap<NodeId, PeerId>,
     dials: BTreeMap<ConnectionId, PendingDial>,
     closing: Vec<JoinHandle<()>>,
@@ -605,7 +614,7 @@ enum Wake {
     Stream(NewStream),
     Command(Option<Command>),
     Timer,
-    SaveHosts,
+    Housekeeping,
 }
 
 impl NodeTask {
@@ -616,11 +625,12 @@ impl NodeTask {
         mut stream_rx: mpsc::Receiver<NewStream>,
         accept_task: JoinHandle<()>,
     ) {
-        let mut save_hosts = tokio::time::interval(HOST_CACHE_SAVE_INTERVAL);
-        save_hosts.tick().await;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        housekeeping.tick().await;
+        let mut ticks = 0u64;
         let mut shutdown_reply = None;
+        let mut now = now_micros();
         loop {
-            let now = now_micros();
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
             }
@@ -637,10 +647,10 @@ impl NodeTask {
                 Some(s) = stream_rx.recv() => Wake::Stream(s),
                 cmd = commands.recv() => Wake::Command(cmd),
                 _ = tokio::time::sleep(sleep) => Wake::Timer,
-                _ = save_hosts.tick() => Wake::SaveHosts,
+                _ = housekeeping.tick() => Wake::Housekeeping,
             };
             // The one clock read of this wake-up.
-            let now = now_micros();
+            now = now_micros();
             match wake {
                 Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
                 Wake::Link(ev) => self.on_link_event(now, ev),
@@ -652,7 +662,13 @@ impl NodeTask {
                 Wake::Command(Some(cmd)) => self.on_command(now, cmd),
                 Wake::Command(None) => break,
                 Wake::Timer => {}
-                Wake::SaveHosts => self.save_host_cache(),
+                Wake::Housekeeping => {
+                    ticks += 1;
+                    self.sweep_streamless(now);
+                    if ticks.is_multiple_of(HOST_CACHE_SAVE_TICKS) {
+                        self.save_host_cache();
+                    }
+                }
             }
         }
         let now = now_micros();
@@ -907,6 +923,26 @@ impl NodeTask {
         });
     }
 
+    /// Closes connections that got no `/skyhop/1` stream in time (the peer
+    /// is not a skyhop node, or its opener failed).
+    fn sweep_streamless(&mut self, now: SimTime) {
+        let stale: Vec<PeerId> = self
+            .streamless
+            .iter()
+            .filter(|(_, since)| now.saturating_sub(**since) >= STREAM_SETUP_TIMEOUT)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in stale {
+            self.streamless.remove(&peer);
+            let id = NodeId::from_peer_id(&peer);
+            if !self.links.contains_key(&id) {
+                tracing::debug!(%peer, "no {PROTOCOL} stream in time, disconnecting");
+                let _ = self.swarm.disconnect_peer_id(peer);
+                self.core.handle_dial_failed(now, Some(id), &[]);
+            }
+        }
+    }
+
     fn remember_peer(&mut self, peer: PeerId) {
         let id = NodeId::from_peer_id(&peer);
         if self.peer_ids.len() >= MAX_PEER_IDS && !self.peer_ids.contains_key(&id) {
@@ -940,6 +976,7 @@ impl NodeTask {
             }
         };
         self.opening.remove(&peer);
+        self.streamless.remove(&peer);
         if self.core.has_left() {
             return;
         }
@@ -989,7 +1026,9 @@ impl NodeTask {
         }
     }
 
-    fn drop_link(&mut self, now: SimTime, id: NodeId, generation: u64, disconnect: bool) {
+    /// Ends a link the peer or the transport ended, and closes the
+    /// connection too: a skyhop connection exists only for its link.
+    fn drop_link(&mut self, now: SimTime, id: NodeId, generation: u64) {
         let current = self
             .links
             .get(&id)
@@ -1000,9 +1039,7 @@ impl NodeTask {
         if let Some(link) = self.links.remove(&id) {
             link.reader.abort();
             self.closing.push(link.writer);
-            if disconnect {
-                let _ = self.swarm.disconnect_peer_id(link.peer);
-            }
+            let _ = self.swarm.disconnect_peer_id(link.peer);
         }
         self.core.handle_link_down(now, id);
     }
@@ -1031,7 +1068,10 @@ impl NodeTask {
                 if let Some(e) = &error {
                     tracing::debug!(peer = %node.short(), "link reader stopped: {e}");
                 }
-                self.drop_link(now, node, generation, bad_input);
+                if bad_input {
+                    tracing::warn!(peer = %node.short(), "dropping the peer for bad frames");
+                }
+                self.drop_link(now, node, generation);
             }
             LinkEvent::WriterDone {
                 node,
@@ -1045,7 +1085,7 @@ impl NodeTask {
                 }
                 if let Some(e) = error {
                     tracing::debug!(peer = %node.short(), "link writer stopped: {e}");
-                    self.drop_link(now, node, generation, false);
+                    self.drop_link(now, node, generation);
                 }
             }
         }
@@ -1059,7 +1099,16 @@ impl NodeTask {
                 ..
             } => {
                 self.dials.remove(&connection_id);
+                let limit = self.core.config().max_clients + EXTRA_CONNECTIONS;
+                if self.swarm.connected_peers().count() > limit {
+                    tracing::warn!(%peer_id, "over {limit} connected peers, refusing one more");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 self.remember_peer(peer_id);
+                if !self.links.contains_key(&NodeId::from_peer_id(&peer_id)) {
+                    self.streamless.entry(peer_id).or_insert(now);
+                }
                 self.maybe_open_stream(peer_id);
             }
             SwarmEvent::ConnectionClosed {
@@ -1067,9 +1116,10 @@ impl NodeTask {
                 num_established: 0,
                 ..
             } => {
+                self.streamless.remove(&peer_id);
                 let id = NodeId::from_peer_id(&peer_id);
                 if let Some(generation) = self.links.get(&id).map(|l| l.generation) {
-                    self.drop_link(now, id, generation, false);
+                    self.drop_link(now, id, generation);
                 }
             }
             SwarmEvent::OutgoingConnectionError {
