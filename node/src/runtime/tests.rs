@@ -155,3 +155,48 @@ async fn garbage_on_the_stream_drops_only_that_peer() {
     .await
     .expect("test finished in time");
 }
+
+/// When an ordinary node's supernode goes away, it reattaches to another
+/// and chat goes on.
+#[tokio::test]
+async fn ordinary_node_fails_over_to_another_supernode() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let sn1 = node(Role::Supernode, None).await;
+        let sn2 = node(Role::Supernode, Some(&sn1)).await;
+        let a = node(Role::Ordinary, Some(&sn1)).await;
+        let b = node(Role::Ordinary, Some(&sn2)).await;
+        attached(&a).await;
+        attached(&b).await;
+        let old = a.status().await.expect("running").status.primary;
+        let (gone, stays) = if old == Some(sn1.info().node_id) {
+            (&sn1, &sn2)
+        } else {
+            (&sn2, &sn1)
+        };
+        gone.shutdown().await.expect("clean shutdown");
+        loop {
+            let p = a.status().await.expect("running").status.primary;
+            if p == Some(stays.info().node_id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        loop {
+            let p = b.status().await.expect("running").status.primary;
+            if p == Some(stays.info().node_id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match a
+            .send_chat(b.info().node_id, "after failover".into())
+            .await
+            .expect("running")
+        {
+            SendOutcome::Delivered { .. } => {}
+            SendOutcome::Failed(r) => panic!("not delivered after failover: {r}"),
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
