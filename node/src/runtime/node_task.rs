@@ -426,6 +426,10 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
 
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control
+        .accept(PROTOCOL)
+        .map_err(|e| RuntimeError::Transport(format!("cannot accept {PROTOCOL}: {e}")))?;
     let mut listeners = Vec::new();
     for addr in &opts.listen {
         let id = swarm
@@ -434,6 +438,9 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         listeners.push(id);
     }
     let mut listen_addrs = Vec::new();
+    // Events that arrive while we wait (an mDNS discovery, an inbound
+    // connection) are replayed to the node task: mDNS reports a peer once.
+    let mut early = Vec::new();
     let wait_all = async {
         let mut reported = Vec::new();
         while reported.len() < listeners.len() {
@@ -455,15 +462,16 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
                 SwarmEvent::ListenerError { error, .. } => {
                     return Err(RuntimeError::Transport(format!("listener failed: {error}")))
                 }
-                _ => {}
+                other => keep_early(&mut early, other),
             }
         }
         // A wildcard listener reports one address per interface in a burst.
         while let Ok(ev) =
             tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await
         {
-            if let SwarmEvent::NewListenAddr { address, .. } = ev {
-                listen_addrs.push(address);
+            match ev {
+                SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
+                other => keep_early(&mut early, other),
             }
         }
         Ok(())
@@ -473,6 +481,9 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         .map_err(|_| {
             RuntimeError::Transport("listeners did not report an address in time".into())
         })??;
+    // Peers on other hosts cannot use a loopback address: advertise the
+    // others first, so that the core's cap on addresses keeps them.
+    listen_addrs.sort_by_key(is_loopback);
     let listen_strings: Vec<String> = listen_addrs
         .iter()
         .map(|a| a.clone().with(Protocol::P2p(peer_id)).to_string())
@@ -501,10 +512,6 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         core.restore_host_cache(storage::load_host_cache(dir));
     }
 
-    let mut control = swarm.behaviour().stream.new_control();
-    let mut incoming = control
-        .accept(PROTOCOL)
-        .map_err(|e| RuntimeError::Transport(format!("cannot accept {PROTOCOL}: {e}")))?;
     let (stream_tx, stream_rx) = mpsc::channel(STREAM_QUEUE);
     let accept_tx = stream_tx.clone();
     // The accept loop only forwards: libp2p-stream drops streams when its
@@ -552,13 +559,22 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         link_tx,
         stream_tx,
     };
-    tokio::spawn(task.run(command_rx, link_rx, stream_rx, accept_task));
+    tokio::spawn(task.run(command_rx, link_rx, stream_rx, accept_task, early));
     Ok(NodeHandle {
         commands,
         info,
         events,
         chat_deadline,
     })
+}
+
+/// Swarm events kept from before the node task starts, at most.
+const MAX_EARLY_EVENTS: usize = 1024;
+
+fn keep_early(early: &mut Vec<SwarmEvent<BehaviourEvent>>, ev: SwarmEvent<BehaviourEvent>) {
+    if early.len() < MAX_EARLY_EVENTS {
+        early.push(ev);
+    }
 }
 
 enum NewStream {
@@ -624,7 +640,12 @@ impl NodeTask {
         mut link_rx: mpsc::Receiver<LinkEvent>,
         mut stream_rx: mpsc::Receiver<NewStream>,
         accept_task: JoinHandle<()>,
+        early: Vec<SwarmEvent<BehaviourEvent>>,
     ) {
+        let now = now_micros();
+        for ev in early {
+            self.on_swarm_event(now, ev);
+        }
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         housekeeping.tick().await;
         let mut ticks = 0u64;
@@ -1138,6 +1159,12 @@ impl NodeTask {
                 tracing::debug!(%address, "listening");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                // An attached ordinary node needs no more peers; supernodes
+                // link to what they find, so that supernodes meet each other
+                // and unattached nodes meet supernodes.
+                if self.core.role() == Role::Ordinary && self.core.primary().is_some() {
+                    return;
+                }
                 let mut seen = BTreeSet::new();
                 for (peer, addr) in found {
                     let busy = self.dials.values().filter(|d| !d.from_core).count();
