@@ -160,7 +160,21 @@ fn map_bincode(err: bincode::ErrorKind) -> DecodeError {
         bincode::ErrorKind::Custom(msg) if msg.contains("variant index") => {
             DecodeError::UnknownTag(msg)
         }
-        other => DecodeError::Malformed(other.to_string()),
+        bincode::ErrorKind::Custom(msg)
+            if msg.contains("extension point") || msg.contains("u128 range") =>
+        {
+            DecodeError::Malformed(
+                "varint marker byte 254 or 255 (only 251, 252 and 253 announce a longer integer)"
+                    .into(),
+            )
+        }
+        other => DecodeError::Malformed(
+            other
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
     }
 }
 

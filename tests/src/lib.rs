@@ -1,0 +1,369 @@
+//! Helpers for skyhop's black-box tests: start real `skyhop run` processes on
+//! 127.0.0.1, talk to them through their control API, and clean up — kill
+//! every process and remove every data directory — even when a test fails.
+//!
+//! Every wait here is bounded; a bound that runs out fails the test with what
+//! was seen, it never hangs.
+
+// The clock rule (clippy.toml) guards the sans-IO core and the simulator;
+// black-box tests bound their waits by wall-clock time, which is what it is for.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a node may take to start and serve its control API.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an overlay may take until every ordinary node is attached.
+pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `skyhop` binary, built once per test process if it is not there.
+pub fn skyhop_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ sits in the workspace")
+            .to_path_buf();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "skyhop-node", "--bin", "skyhop"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the skyhop binary failed");
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        let bin = target.join("debug").join("skyhop");
+        assert!(bin.exists(), "no binary at {}", bin.display());
+        bin
+    })
+}
+
+/// Polls `check` every 100 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct Scratch {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    /// Makes a new, unique scratch directory.
+    pub fn new(label: &str) -> Scratch {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("skyhop-e2e-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir is writable");
+        Scratch { path }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// One HTTP/1.1 request to a control API; the status code and JSON body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<(u16, Value), String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut response = Vec::new();
+    stream
+        .take(1 << 20)
+        .read_to_end(&mut response)
+        .map_err(|e| format!("read {method} {path}: {e}"))?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no header end in {text:?}"))?;
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status code in {head:?}"))?;
+    let json = serde_json::from_str(body.trim())
+        .map_err(|e| format!("body of {method} {path} is not JSON ({e}): {body:?}"))?;
+    Ok((code, json))
+}
+
+/// A running `skyhop run` process, killed on drop.
+pub struct NodeProc {
+    child: Option<Child>,
+    /// Its data directory.
+    pub dir: PathBuf,
+    /// Its control API address.
+    pub control: SocketAddr,
+    /// Its node id (hex).
+    pub id: String,
+    /// Its first listen address, with `/p2p/`, for others to bootstrap from.
+    pub addr: String,
+    /// Its role as passed on the command line.
+    pub role: String,
+}
+
+impl NodeProc {
+    /// Starts `skyhop run` with `role` in `dir`, bootstrapping from `bootstrap`,
+    /// and waits until its control API answers.
+    pub fn start(dir: &Path, role: &str, bootstrap: &[String]) -> NodeProc {
+        NodeProc::start_with(dir, role, bootstrap, &[])
+    }
+
+    /// As [`NodeProc::start`], with extra flags.
+    pub fn start_with(dir: &Path, role: &str, bootstrap: &[String], extra: &[&str]) -> NodeProc {
+        std::fs::create_dir_all(dir).expect("data dir");
+        let _ = std::fs::remove_file(dir.join("control"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .expect("log file");
+        let mut cmd = Command::new(skyhop_bin());
+        cmd.args([
+            "run",
+            "--role",
+            role,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--control",
+            "127.0.0.1:0",
+            "--mdns",
+            "off",
+        ])
+        .arg("--data-dir")
+        .arg(dir);
+        for b in bootstrap {
+            cmd.args(["--bootstrap", b]);
+        }
+        cmd.args(extra);
+        cmd.env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        let child = cmd.spawn().expect("skyhop starts");
+        let mut node = NodeProc {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            control: "127.0.0.1:1".parse().expect("addr"),
+            id: String::new(),
+            addr: String::new(),
+            role: role.to_string(),
+        };
+        let up = wait_until(START_TIMEOUT, || {
+            let Some(addr) = std::fs::read_to_string(dir.join("control"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            else {
+                return false;
+            };
+            node.control = addr;
+            node.try_status().is_ok()
+        });
+        assert!(
+            up,
+            "node in {} did not serve its control API in time; log:\n{}",
+            dir.display(),
+            node.log()
+        );
+        let status = node.status();
+        node.id = status["id"].as_str().expect("status has an id").to_string();
+        node.addr = status["listen_addrs"][0]
+            .as_str()
+            .expect("status has a listen address")
+            .to_string();
+        node
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    fn try_status(&self) -> Result<Value, String> {
+        match http(self.control, "GET", "/status", None, Duration::from_secs(5))? {
+            (200, v) => Ok(v),
+            (code, v) => Err(format!("status {code}: {v}")),
+        }
+    }
+
+    /// `GET /status`.
+    pub fn status(&self) -> Value {
+        self.try_status().unwrap_or_else(|e| {
+            panic!(
+                "status of {}: {e}; log:\n{}",
+                self.dir.display(),
+                self.log()
+            )
+        })
+    }
+
+    /// The primary supernode's id, if attached.
+    pub fn primary(&self) -> Option<String> {
+        self.try_status()
+            .ok()
+            .and_then(|s| s["primary"].as_str().map(str::to_string))
+    }
+
+    /// `POST /send`; the JSON outcome.
+    pub fn send(&self, to: &str, text: &str) -> Value {
+        let body = serde_json::json!({ "to": to, "text": text });
+        match http(
+            self.control,
+            "POST",
+            "/send",
+            Some(&body),
+            Duration::from_secs(60),
+        ) {
+            Ok((_, v)) => v,
+            Err(e) => panic!("send from {}: {e}", self.id),
+        }
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for the process to exit.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A local overlay of real processes: supernodes first, then ordinary nodes
+/// bootstrapped round-robin from them.
+pub struct Overlay {
+    /// The supernodes.
+    pub supernodes: Vec<NodeProc>,
+    /// The ordinary nodes.
+    pub ordinary: Vec<NodeProc>,
+    /// Where the data directories live; declared last so that it is removed
+    /// after the processes are killed.
+    pub scratch: Scratch,
+}
+
+impl Overlay {
+    /// Starts `sns` supernodes and `ons` ordinary nodes and waits until every
+    /// ordinary node is attached.
+    pub fn start(label: &str, sns: usize, ons: usize) -> Overlay {
+        let scratch = Scratch::new(label);
+        let mut supernodes: Vec<NodeProc> = Vec::new();
+        for i in 0..sns {
+            let boot: Vec<String> = supernodes
+                .first()
+                .map(|s| vec![s.addr.clone()])
+                .unwrap_or_default();
+            supernodes.push(NodeProc::start(
+                &scratch.path.join(format!("sn{i}")),
+                "supernode",
+                &boot,
+            ));
+        }
+        let ordinary: Vec<NodeProc> = (0..ons)
+            .map(|i| {
+                let boot = vec![supernodes[i % sns].addr.clone()];
+                NodeProc::start(&scratch.path.join(format!("on{i}")), "ordinary", &boot)
+            })
+            .collect();
+        let overlay = Overlay {
+            supernodes,
+            ordinary,
+            scratch,
+        };
+        let all = wait_until(ATTACH_TIMEOUT, || {
+            overlay.ordinary.iter().all(|n| n.primary().is_some())
+        });
+        if !all {
+            let missing: Vec<&str> = overlay
+                .ordinary
+                .iter()
+                .filter(|n| n.primary().is_none())
+                .map(|n| n.id.as_str())
+                .collect();
+            panic!("ordinary nodes not attached within {ATTACH_TIMEOUT:?}: {missing:?}");
+        }
+        overlay
+    }
+}
+
+/// A tiny deterministic PRNG (splitmix64) for choosing test pairs.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next number below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    }
+}

@@ -1,0 +1,175 @@
+//! A hostile peer — garbage bytes, an oversize frame, a forged location
+//! record — is disconnected with the reason logged, while the supernode keeps
+//! serving everyone else.
+
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol};
+use skyhop_protocol::{
+    codec, FrameDecoder, Hello, Identity, Join, Message, NodeId, Role, PROTOCOL_VERSION,
+};
+use skyhop_tests::Overlay;
+
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
+
+/// What the hostile client does once its stream is open.
+enum Attack {
+    Bytes(Vec<u8>),
+    ForgedRecord,
+}
+
+/// Connects to `target` as `identity`, runs `attack`, and returns whether the
+/// supernode closed the connection within 10 s.
+async fn attack(target: &str, identity: Identity, attack: Attack) -> bool {
+    let addr: Multiaddr = target.parse().expect("multiaddr");
+    let peer = addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .expect("address has /p2p/");
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("transport")
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.dial(addr).expect("dial");
+    let mut control = swarm.behaviour().new_control();
+    let writer = tokio::spawn(async move {
+        let mut s = control
+            .open_stream(peer, PROTOCOL)
+            .await
+            .expect("stream opens");
+        match attack {
+            Attack::Bytes(bytes) => {
+                s.write_all(&bytes).await.expect("write");
+                s.flush().await.expect("flush");
+            }
+            Attack::ForgedRecord => forge(&mut s, &identity).await,
+        }
+        // Hold the stream open until the other side closes it.
+        let mut sink = [0u8; 1024];
+        while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::ConnectionClosed { peer_id, .. } = swarm.select_next_some().await {
+                if peer_id == peer {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .is_ok();
+    writer.abort();
+    closed
+}
+
+/// Says hello and joins like an honest ordinary node, then publishes a
+/// record that claims to be someone else's.
+async fn forge(s: &mut libp2p::Stream, me: &Identity) {
+    let hello = Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Ordinary,
+        id: me.id(),
+        listen_addrs: vec![],
+        agent: "hostile-test".into(),
+    });
+    let mut out = Vec::new();
+    codec::encode_into(&hello, &mut out).expect("encodes");
+    codec::encode_into(&Message::Join(Join { request_id: 1 }), &mut out).expect("encodes");
+    s.write_all(&out).await.expect("write");
+    s.flush().await.expect("flush");
+    // Wait (bounded by the caller's timeout) for the Accept.
+    let mut dec = FrameDecoder::new();
+    let mut buf = [0u8; 4096];
+    let mut accepted = false;
+    while !accepted {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before accepting us");
+        dec.push(&buf[..n]);
+        while let Some(m) = dec.next_message().expect("valid frames") {
+            accepted |= matches!(m, Message::Accept(_));
+        }
+    }
+    // A record for a node that is not us, signed by us: the key does not
+    // hash to the claimed id.
+    let victim = NodeId([0x42; 32]);
+    let mut record = me.location_record(NodeId([0; 32]), vec![], 1, 60);
+    record.node = victim;
+    let mut out = Vec::new();
+    codec::encode_into(&Message::Publish(record), &mut out).expect("encodes");
+    s.write_all(&out).await.expect("write");
+    s.flush().await.expect("flush");
+}
+
+#[test]
+fn hostile_peers_are_dropped_and_everyone_else_is_served() {
+    let overlay = Overlay::start("hostile", 2, 3);
+    let sn = &overlay.supernodes[0];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let garbage = vec![0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff];
+    assert!(
+        rt.block_on(attack(
+            &sn.addr,
+            Identity::from_secret([7; 32]),
+            Attack::Bytes(garbage)
+        )),
+        "garbage sender kept"
+    );
+
+    let oversize = 1_000_000u32.to_be_bytes().to_vec();
+    assert!(
+        rt.block_on(attack(
+            &sn.addr,
+            Identity::from_secret([8; 32]),
+            Attack::Bytes(oversize)
+        )),
+        "oversize sender kept"
+    );
+
+    assert!(
+        rt.block_on(attack(
+            &sn.addr,
+            Identity::from_secret([9; 32]),
+            Attack::ForgedRecord
+        )),
+        "forger kept"
+    );
+
+    let log = sn.log();
+    for needle in ["malformed", "too long", "forged"] {
+        assert!(
+            log.to_lowercase().contains(needle),
+            "supernode log does not mention {needle:?}:\n{log}"
+        );
+    }
+    let counters = &sn.status()["counters"];
+    assert!(
+        counters["forged"].as_u64().unwrap_or(0) >= 1,
+        "forgery not counted: {counters}"
+    );
+
+    // Everyone else is still served.
+    let ons = &overlay.ordinary;
+    for (a, b) in [(0, 1), (1, 2), (2, 0)] {
+        let outcome = ons[a].send(&ons[b].id, "still served");
+        assert_eq!(outcome["delivered"], true, "{outcome}");
+    }
+}
