@@ -414,6 +414,15 @@ impl Node {
         }
         if self.table.remove(&peer) {
             self.cache.forget_supernode(&peer);
+            // The set of home supernodes changed: republish our clients'
+            // records once every supernode has noticed the loss (a heartbeat
+            // timeout from now) rather than up to `record_refresh` later, so
+            // that records whose homes all died reach the new closest
+            // supernodes before senders give up.
+            let due = now + self.cfg.heartbeat_interval * u64::from(self.cfg.dead_after_missed);
+            self.last_refresh = self
+                .last_refresh
+                .min(due.saturating_sub(self.cfg.record_refresh));
         }
         if let Some(client) = self.clients.remove(&peer) {
             if let Some(record) = client.record {
@@ -702,11 +711,11 @@ impl Node {
             return;
         }
         if record.node != from || record.sn != self.id {
-            self.misbehaved(
-                now,
-                from,
-                format!("published a record for {} at {}", record.node, record.sn),
+            let reason = format!(
+                "forged location record: it claims {} is attached to {}, but came from client {} of {}",
+                record.node, record.sn, from, self.id
             );
+            self.misbehaved(now, from, reason);
             return;
         }
         if let Err(e) = sign::verify_record(&record) {
