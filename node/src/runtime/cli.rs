@@ -274,7 +274,7 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, RuntimeError> {
 /// `skyhop run`: runs a node until SIGINT or SIGTERM, then leaves
 /// gracefully, saves the host cache and returns.
 pub fn run(args: RunArgs) -> Result<(), RuntimeError> {
-    init_logging("info,libp2p_mdns=warn");
+    init_logging("info,libp2p_mdns=warn,yamux=error");
     let plan = plan_run(&args)?;
     runtime()?.block_on(run_plan(plan))
 }
@@ -700,7 +700,7 @@ async fn print_incoming(addr: SocketAddr, mut since: u64) {
 
 /// `skyhop demo`.
 pub fn demo(args: DemoArgs) -> Result<(), RuntimeError> {
-    init_logging("warn");
+    init_logging("warn,yamux=off");
     runtime()?.block_on(super::demo::run(args))
 }
 
@@ -732,6 +732,31 @@ mod tests {
             ..RunArgs::default()
         };
         assert!(plan_run(&args).is_err());
+        let dir = std::env::temp_dir().join(format!("skyhop-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("node.toml");
+        std::fs::write(
+            &file,
+            "role = \"supernode\"\nmax_clients = 7\nmdns = \"off\"\n[node]\nttl = 9\n",
+        )
+        .expect("write config");
+        let args = RunArgs {
+            config: Some(file.clone()),
+            max_clients: Some(5),
+            ..RunArgs::default()
+        };
+        let plan = plan_run(&args).expect("file and flags merge");
+        assert_eq!(plan.options.config.role, Role::Supernode);
+        assert_eq!(
+            plan.options.config.max_clients, 5,
+            "the flag wins over the file"
+        );
+        assert_eq!(plan.options.config.ttl, 9);
+        assert_eq!(plan.options.mdns, MdnsMode::Off);
+        std::fs::write(&file, "colour = \"red\"\n").expect("write config");
+        let e = plan_run(&args).expect_err("unknown key").to_string();
+        assert!(e.contains("--config") && e.contains("colour"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
         let ok = plan_run(&RunArgs::default()).expect("defaults work");
         assert_eq!(ok.options.mdns, MdnsMode::Auto);
         assert_eq!(ok.options.listen[0].to_string(), DEFAULT_LISTEN);
