@@ -200,3 +200,37 @@ async fn ordinary_node_fails_over_to_another_supernode() {
     .await
     .expect("test finished in time");
 }
+
+/// A burst of chats in flight at once all arrive: the per-neighbor queues
+/// and coalesced writes carry them without loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_chats_is_delivered() {
+    const BURST: usize = 300;
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let sn = node(Role::Supernode, None).await;
+        let a = node(Role::Ordinary, Some(&sn)).await;
+        let b = node(Role::Ordinary, Some(&sn)).await;
+        attached(&a).await;
+        attached(&b).await;
+        let to = b.info().node_id;
+        let started = tokio::time::Instant::now();
+        let sends: Vec<_> = (0..BURST)
+            .map(|i| {
+                let a = a.clone();
+                tokio::spawn(async move { a.send_chat(to, format!("burst {i}")).await })
+            })
+            .collect();
+        let mut delivered = 0;
+        for s in sends {
+            if let Ok(Ok(SendOutcome::Delivered { .. })) = s.await {
+                delivered += 1;
+            }
+        }
+        eprintln!("{delivered}/{BURST} delivered in {:?}", started.elapsed());
+        assert_eq!(delivered, BURST);
+        let dropped = a.status().await.expect("running").dropped_frames;
+        assert_eq!(dropped, 0, "no frame dropped on a full queue");
+    })
+    .await
+    .expect("test finished in time");
+}
