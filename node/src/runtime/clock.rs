@@ -18,6 +18,26 @@ pub fn now_micros() -> SimTime {
         .unwrap_or(0)
 }
 
+/// The wall clock made monotonic: the core's contract wants `now` never to
+/// go back, and the wall clock can (NTP steps, a changed date).
+#[derive(Debug, Default)]
+pub struct MonotonicClock {
+    last: SimTime,
+}
+
+impl MonotonicClock {
+    /// A clock that never reads earlier than `start`.
+    pub fn starting_at(start: SimTime) -> MonotonicClock {
+        MonotonicClock { last: start }
+    }
+
+    /// The current time, never less than the last value returned.
+    pub fn now(&mut self) -> SimTime {
+        self.last = self.last.max(now_micros());
+        self.last
+    }
+}
+
 /// Eight bytes from the operating system's randomness, or `None` where
 /// `/dev/urandom` cannot be read.
 pub fn os_random_u64() -> Option<u64> {

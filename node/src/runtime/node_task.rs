@@ -31,7 +31,7 @@ use skyhop_protocol::{Identity, Message, MsgId, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::clock::{core_seed, now_micros};
+use super::clock::{core_seed, now_micros, MonotonicClock};
 use super::events_log::EventLog;
 use super::link::{read_loop, write_loop, LinkEvent, LINK_QUEUE};
 use super::{storage, RuntimeError};
@@ -544,6 +544,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         links: BTreeMap::new(),
         next_generation: 1,
         opening: BTreeSet::new(),
+        clock: MonotonicClock::starting_at(now),
         streamless: BTreeMap::new(),
         peer_ids: BTreeMap::new(),
         dials: BTreeMap::new(),
@@ -605,6 +606,7 @@ struct NodeTask {
     links: BTreeMap<NodeId, LinkHandle>,
     next_generation: u64,
     opening: BTreeSet<PeerId>,
+    clock: MonotonicClock,
     /// Connected peers without a link yet, since when.
     streamless: BTreeMap<PeerId, SimTime>,
     peer_ids: BTreeMap<NodeId, PeerId>,
@@ -642,7 +644,7 @@ impl NodeTask {
         accept_task: JoinHandle<()>,
         early: Vec<SwarmEvent<BehaviourEvent>>,
     ) {
-        let now = now_micros();
+        let now = self.clock.now();
         for ev in early {
             self.on_swarm_event(now, ev);
         }
@@ -650,7 +652,7 @@ impl NodeTask {
         housekeeping.tick().await;
         let mut ticks = 0u64;
         let mut shutdown_reply = None;
-        let mut now = now_micros();
+        let mut now = self.clock.now();
         loop {
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
@@ -671,7 +673,7 @@ impl NodeTask {
                 _ = housekeeping.tick() => Wake::Housekeeping,
             };
             // The one clock read of this wake-up.
-            now = now_micros();
+            now = self.clock.now();
             match wake {
                 Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
                 Wake::Link(ev) => self.on_link_event(now, ev),
@@ -692,7 +694,7 @@ impl NodeTask {
                 }
             }
         }
-        let now = now_micros();
+        let now = self.clock.now();
         self.core.leave(now);
         self.drain(now);
         let writers: Vec<JoinHandle<()>> = std::mem::take(&mut self.closing)
