@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::node_task::{NodeHandle, SendOutcome, StatusReport, TraceOutcome};
-use super::{hex_ids, RuntimeError};
+use super::RuntimeError;
 use crate::core::Event;
 
 /// Largest request line plus headers.
@@ -241,7 +241,7 @@ async fn route(handle: &NodeHandle, req: Request) -> Response {
         ("GET", "/peers") => handle
             .peers()
             .await
-            .map(|p| ok(hex_ids(serde_json::to_value(p).unwrap_or(Value::Null))))
+            .map(|p| ok(serde_json::to_value(p).unwrap_or(Value::Null)))
             .map_err(stopped),
         ("GET", "/events") => Ok(events(handle, &req.query).await),
         ("POST", "/send") => send(handle, &req).await,
@@ -346,7 +346,7 @@ async fn events(handle: &NodeHandle, query: &str) -> Response {
 
 /// The JSON of one logged event, ids in hex.
 pub fn event_json(seq: u64, e: &Event) -> Value {
-    let mut v = hex_ids(serde_json::to_value(e).unwrap_or(Value::Null));
+    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
         map.insert("seq".into(), json!(seq));
     }
@@ -355,7 +355,7 @@ pub fn event_json(seq: u64, e: &Event) -> Value {
 
 /// The JSON of `GET /status`: the core status plus who the node is.
 pub fn status_json(s: &StatusReport) -> Value {
-    let mut v = hex_ids(serde_json::to_value(&s.status).unwrap_or(Value::Null));
+    let mut v = serde_json::to_value(&s.status).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
         map.insert("peer_id".into(), json!(s.info.peer_id.to_string()));
         map.insert("listen_addrs".into(), json!(s.info.listen_addrs));

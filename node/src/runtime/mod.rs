@@ -51,30 +51,3 @@ pub enum RuntimeError {
     #[error("{0}")]
     Control(String),
 }
-
-/// Replaces every JSON array of exactly 32 bytes with its hex string, so
-/// node ids (serialized by serde as byte arrays) read as they do everywhere
-/// else.
-pub fn hex_ids(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Array(items) => {
-            let bytes: Option<Vec<u8>> = (items.len() == 32)
-                .then(|| {
-                    items
-                        .iter()
-                        .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
-                        .collect()
-                })
-                .flatten();
-            match bytes {
-                Some(b) => Value::String(hex::encode(b)),
-                None => Value::Array(items.into_iter().map(hex_ids).collect()),
-            }
-        }
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, hex_ids(v))).collect())
-        }
-        other => other,
-    }
-}
