@@ -45,7 +45,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub control: Option<String>,
     /// TOML file with the same settings (flags override it) and an optional
-    /// [node] table of core tunables.
+    /// `[node]` table of core tunables.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// mDNS discovery: on, off, or auto (on only for a non-loopback listen address).
