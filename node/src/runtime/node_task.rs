@@ -25,7 +25,7 @@ use futures::{AsyncReadExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol};
 use skyhop_protocol::{Identity, Message, MsgId, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
@@ -907,6 +907,9 @@ impl NodeTask {
                     },
                 );
             }
+            // Already dialing this peer (an mDNS dial, say): the link comes
+            // up from that dial, so this is no failure.
+            Err(DialError::DialPeerConditionFalse(_)) => {}
             Err(e) => {
                 tracing::debug!(?addrs, "dial failed at once: {e}");
                 if from_core {
