@@ -13,7 +13,10 @@ fn skip_reason() -> Option<String> {
     }
     match Command::new("ip").args(["netns", "list"]).output() {
         Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!("`ip netns` fails: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        Ok(out) => Some(format!(
+            "`ip netns` fails: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
         Err(e) => Some(format!("`ip` is not installed: {e}")),
     }
 }
@@ -24,7 +27,9 @@ fn four_hosts_on_a_virtual_lan_find_each_other_by_mdns_and_chat() {
         println!("skipped: the netns LAN test needs root and `ip netns`: {reason}");
         return;
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
     let bin = skyhop_tests::skyhop_bin();
     let out = Command::new("timeout")
         .arg("180")
@@ -35,7 +40,14 @@ fn four_hosts_on_a_virtual_lan_find_each_other_by_mdns_and_chat() {
         .expect("the script runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "lan-netns.sh failed ({:?}):\n{stdout}\n{stderr}", out.status);
-    assert!(stdout.contains("attached through mDNS discovery"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "lan-netns.sh failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("attached through mDNS discovery"),
+        "{stdout}"
+    );
     assert!(stdout.contains("delivered"), "{stdout}");
 }
