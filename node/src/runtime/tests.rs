@@ -234,3 +234,51 @@ async fn a_burst_of_concurrent_chats_is_delivered() {
     .await
     .expect("test finished in time");
 }
+
+/// `GET /events` long-polls: a chat that arrives while the request waits
+/// is returned at once, with the sender's id.
+#[tokio::test]
+async fn events_long_poll_returns_an_incoming_chat() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let sn = node(Role::Supernode, None).await;
+        let a = node(Role::Ordinary, Some(&sn)).await;
+        let b = node(Role::Ordinary, Some(&sn)).await;
+        attached(&a).await;
+        attached(&b).await;
+        let (addr, _server) = control::serve(b.clone(), "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("control API binds");
+        let since = b.events().newest();
+        let poll = tokio::spawn(async move {
+            http::request(
+                addr,
+                "GET",
+                &format!("/events?since={since}"),
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = tokio::time::Instant::now();
+        let outcome = a.send_chat(b.info().node_id, "poll me".into()).await;
+        assert!(matches!(outcome, Ok(SendOutcome::Delivered { .. })));
+        let (status, v) = poll.await.expect("joined").expect("answer");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "long-poll woke up"
+        );
+        assert_eq!(status, 200);
+        let chat = v["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e["event"] == "chat_received")
+            .expect("the chat is among the events")
+            .clone();
+        assert_eq!(chat["body"], "poll me");
+        assert_eq!(chat["from"], a.info().node_id.to_hex());
+    })
+    .await
+    .expect("test finished in time");
+}
