@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use skyhop_protocol::Role;
 
 use super::control::{self, EVENTS_WAIT};
-use super::node_task::{self, MdnsMode, NodeOptions};
+use super::handle::{MdnsMode, NodeOptions};
+use super::node_task;
 use super::{http, storage, RuntimeError};
 use crate::core::NodeConfig;
 

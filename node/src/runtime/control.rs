@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::node_task::{NodeHandle, SendOutcome, StatusReport, TraceOutcome};
+use super::handle::{NodeHandle, SendOutcome, StatusReport, TraceOutcome};
 use super::RuntimeError;
 use crate::core::Event;
 

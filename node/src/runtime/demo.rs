@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use super::cli::DemoArgs;
 use super::clock::SplitMix64;
-use super::node_task::{start, NodeHandle, NodeOptions, SendOutcome, TraceOutcome};
+use super::handle::{NodeHandle, NodeOptions, SendOutcome, TraceOutcome};
+use super::node_task::start;
 use super::RuntimeError;
 
 /// Longest wait for the overlay to form.

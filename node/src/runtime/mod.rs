@@ -4,7 +4,8 @@
 //! a data directory, a local control API (HTTP + JSON on 127.0.0.1), the CLI
 //! commands built on it, and the in-process demo.
 //!
-//! - [`node_task`]: [`start`] a node, talk to it through a [`NodeHandle`];
+//! - [`node_task`]: [`start`] a node; [`handle`]: talk to it through a
+//!   [`NodeHandle`];
 //! - [`link`]: the per-neighbor reader and (coalescing) writer tasks;
 //! - [`control`]: the HTTP control server, [`http`]: its tiny client;
 //! - [`storage`]: key file, host cache, control-address file;
@@ -16,6 +17,7 @@ pub mod clock;
 pub mod control;
 pub mod demo;
 pub mod events_log;
+pub mod handle;
 pub mod http;
 pub mod link;
 pub mod node_task;
@@ -24,10 +26,11 @@ pub mod storage;
 #[cfg(test)]
 mod tests;
 
-pub use node_task::{
-    start, KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,
+pub use handle::{
+    KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,
     TraceOutcome,
 };
+pub use node_task::start;
 
 /// Why the runtime could not do something.
 #[derive(Debug, thiserror::Error)]

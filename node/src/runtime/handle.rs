@@ -1,0 +1,292 @@
+//! What callers of a running node hold: [`NodeHandle`] (status, chat, trace,
+//! peers, events, shutdown), the options to start one with, and the
+//! outcomes it reports. The node task itself is [`super::node_task`].
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use skyhop_protocol::{Identity, NodeId, Role};
+use tokio::sync::{mpsc, oneshot};
+
+use super::events_log::EventLog;
+use super::node_task::SHUTDOWN_FLUSH;
+use super::RuntimeError;
+use crate::core::{NodeConfig, SimTime, Status};
+
+/// Whether to run mDNS discovery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MdnsMode {
+    /// Always.
+    On,
+    /// Never.
+    Off,
+    /// Only when listening on a non-loopback address.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for MdnsMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MdnsMode, String> {
+        match s {
+            "on" => Ok(MdnsMode::On),
+            "off" => Ok(MdnsMode::Off),
+            "auto" => Ok(MdnsMode::Auto),
+            other => Err(format!("'{other}': expected on, off or auto")),
+        }
+    }
+}
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Core tunables; `role`, `listen_addrs` and `bootstrap` are filled in
+    /// from the fields below.
+    pub config: NodeConfig,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses to bootstrap from (may end in `/p2p/<peer id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Where the key file and host cache live; `None` keeps nothing on disk.
+    pub data_dir: Option<PathBuf>,
+    /// The identity; `None` loads or creates `<data_dir>/key` (or makes a
+    /// fresh one without a data dir).
+    pub identity: Option<Identity>,
+    /// mDNS discovery.
+    pub mdns: MdnsMode,
+    /// Seed of the core RNG; `None` draws one.
+    pub seed: Option<u64>,
+}
+
+impl NodeOptions {
+    /// Options for a node of `role` listening on 127.0.0.1, port chosen by
+    /// the OS, with nothing on disk and mDNS off.
+    pub fn loopback(role: Role) -> NodeOptions {
+        NodeOptions {
+            config: NodeConfig {
+                role,
+                ..NodeConfig::default()
+            },
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
+            bootstrap: Vec::new(),
+            data_dir: None,
+            identity: None,
+            mdns: MdnsMode::Off,
+            seed: None,
+        }
+    }
+}
+
+/// Who a running node is.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    /// Its overlay id.
+    pub node_id: NodeId,
+    /// Its libp2p peer id.
+    pub peer_id: PeerId,
+    /// Where it listens (each ending in `/p2p/<peer id>`).
+    pub listen_addrs: Vec<String>,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The outcome of a chat message sent through [`NodeHandle::send_chat`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Acknowledged by the recipient.
+    Delivered {
+        /// Hops the message took.
+        hops: u8,
+        /// From first send to ack, in microseconds.
+        latency: SimTime,
+    },
+    /// Not delivered; why.
+    Failed(String),
+}
+
+/// The outcome of a trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceOutcome {
+    /// The path, this node first, and the round trip in microseconds.
+    Completed {
+        /// The hops.
+        path: Vec<NodeId>,
+        /// Round trip.
+        rtt: SimTime,
+    },
+    /// Why no path came back.
+    Failed(String),
+}
+
+/// A status snapshot with the runtime's own facts.
+#[derive(Clone, Debug)]
+pub struct StatusReport {
+    /// The core's status.
+    pub status: Status,
+    /// Who the node is.
+    pub info: NodeInfo,
+    /// Frames dropped because a neighbor's queue was full.
+    pub dropped_frames: u64,
+    /// Connected libp2p peers.
+    pub connected_peers: usize,
+}
+
+/// Node ids this node knows, for `/who` and prefix resolution.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct KnownPeers {
+    /// Clients of this supernode.
+    pub clients: Vec<NodeId>,
+    /// Supernodes in the neighbor table.
+    pub neighbors: Vec<NodeId>,
+    /// Linked peers.
+    pub links: Vec<NodeId>,
+    /// Host-cache entries.
+    pub host_cache: Vec<NodeId>,
+    /// Recent chat partners, newest last.
+    pub recent: Vec<NodeId>,
+}
+
+impl KnownPeers {
+    /// Every id, without duplicates.
+    pub fn all(&self) -> BTreeSet<NodeId> {
+        [
+            &self.clients,
+            &self.neighbors,
+            &self.links,
+            &self.host_cache,
+            &self.recent,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect()
+    }
+}
+
+pub(super) enum Command {
+    Status(oneshot::Sender<StatusReport>),
+    Send {
+        to: NodeId,
+        text: String,
+        reply: oneshot::Sender<SendOutcome>,
+    },
+    Trace {
+        to: NodeId,
+        reply: oneshot::Sender<TraceOutcome>,
+    },
+    Peers(oneshot::Sender<KnownPeers>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle to a running node task. Cloning it is cheap; the task stops on
+/// [`NodeHandle::shutdown`] or when every handle is dropped.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) info: NodeInfo,
+    pub(super) events: Arc<EventLog>,
+    pub(super) chat_deadline: Duration,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeHandle({})", self.info.node_id.short())
+    }
+}
+
+impl NodeHandle {
+    /// Who the node is.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// The node's recent events.
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| RuntimeError::Stopped)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// A status snapshot.
+    pub async fn status(&self) -> Result<StatusReport, RuntimeError> {
+        self.ask(Command::Status).await
+    }
+
+    /// Node ids this node knows.
+    pub async fn peers(&self) -> Result<KnownPeers, RuntimeError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Sends `text` to `to` and waits (at most the chat deadline plus 5 s)
+    /// for its ack or failure.
+    pub async fn send_chat(&self, to: NodeId, text: String) -> Result<SendOutcome, RuntimeError> {
+        let wait = self.chat_deadline + Duration::from_secs(5);
+        let ask = self.ask(|reply| Command::Send { to, text, reply });
+        match tokio::time::timeout(wait, ask).await {
+            Ok(r) => r,
+            Err(_) => Ok(SendOutcome::Failed("no outcome before the deadline".into())),
+        }
+    }
+
+    /// Traces the hop path to `to`, waiting at most the chat deadline plus 5 s.
+    pub async fn trace(&self, to: NodeId) -> Result<TraceOutcome, RuntimeError> {
+        let wait = self.chat_deadline + Duration::from_secs(5);
+        match tokio::time::timeout(wait, self.ask(|reply| Command::Trace { to, reply })).await {
+            Ok(r) => r,
+            Err(_) => Ok(TraceOutcome::Failed("no answer before the deadline".into())),
+        }
+    }
+
+    /// Resolves a full hex id or a unique prefix of a known id.
+    pub async fn resolve(&self, text: &str) -> Result<NodeId, RuntimeError> {
+        if let Ok(id) = text.parse::<NodeId>() {
+            return Ok(id);
+        }
+        let prefix = text.trim().to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(RuntimeError::BadRequest(format!(
+                "'{text}' is not a node id or a hex prefix of one"
+            )));
+        }
+        let mut known = self.peers().await?.all();
+        known.insert(self.info.node_id);
+        let matches: Vec<NodeId> = known
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&prefix))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(RuntimeError::BadRequest(format!(
+                "no known node id starts with '{prefix}'; give the full 64-character id"
+            ))),
+            many => Err(RuntimeError::BadRequest(format!(
+                "'{prefix}' matches {} known ids; type more characters",
+                many.len()
+            ))),
+        }
+    }
+
+    /// Leaves the overlay, flushes, saves the host cache and stops the task.
+    pub async fn shutdown(&self) -> Result<(), RuntimeError> {
+        let wait = SHUTDOWN_FLUSH + Duration::from_secs(5);
+        match tokio::time::timeout(wait, self.ask(Command::Shutdown)).await {
+            Ok(r) => r,
+            Err(_) => Err(RuntimeError::Stopped),
+        }
+    }
+}
