@@ -1,8 +1,7 @@
 //! The node task: one tokio task owning a libp2p `Swarm` and a
 //! [`crate::core::Node`], in the Client / EventLoop shape of rust-libp2p's
 //! file-sharing example. [`start`] builds both and returns a
-//! [`NodeHandle`]; everything else talks to the task
-//! through it.
+//! [`NodeHandle`]; everything else talks to the task through it.
 //!
 //! # Implementation notes
 //! - The clock is read once per wake-up ([`super::clock::now_micros`]) and
