@@ -9,9 +9,11 @@
 //! - [`link`]: the per-neighbor reader and (coalescing) writer tasks;
 //! - [`control`]: the HTTP control server, [`http`]: its tiny client;
 //! - [`storage`]: key file, host cache, control-address file;
-//! - [`cli`]: what `skyhop run | send | status | trace | chat` do;
+//! - [`cli`]: what `skyhop run | send | status | trace` do, [`chat`]: the
+//!   interactive prompt;
 //! - [`demo`]: `skyhop demo`.
 
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod control;
