@@ -4,6 +4,7 @@
 //! - [`core`]: the sans-IO node (routing, supernode roles, chat delivery);
 //! - the libp2p runtime and the simulator drive it (their own modules).
 
+pub mod bench;
 pub mod core;
 pub mod runtime;
 pub mod sim;

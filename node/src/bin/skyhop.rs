@@ -28,6 +28,11 @@ enum Command {
     Demo(cli::DemoArgs),
     /// Run a deterministic simulation of many nodes from a scenario file.
     Sim(skyhop_node::sim::SimArgs),
+    /// Benchmarks on loopback: relay cost per hop, join times, many nodes.
+    Bench(skyhop_node::bench::BenchArgs),
+    /// A relay process of `skyhop bench relay` (internal).
+    #[command(hide = true)]
+    BenchParty(skyhop_node::bench::party::PartyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +45,10 @@ fn main() -> std::process::ExitCode {
         Command::Chat(a) => cli::chat(a),
         Command::Demo(a) => cli::demo(a),
         Command::Sim(a) => return sim(&a),
+        Command::Bench(a) => return skyhop_node::bench::exit_code(skyhop_node::bench::run(a)),
+        Command::BenchParty(a) => {
+            return skyhop_node::bench::exit_code(skyhop_node::bench::party(a))
+        }
     };
     cli::exit_code(result)
 }
