@@ -20,7 +20,9 @@ impl<K: Hash + Eq + Copy> RecentIds<K> {
     pub fn new(capacity: usize) -> RecentIds<K> {
         let capacity = capacity.max(1);
         RecentIds {
-            order: VecDeque::with_capacity(capacity.min(1024)),
+            // Grown on demand: most ordinary nodes see few packets, and
+            // 40 KiB reserved per node was 10^6 nodes' worth of 40 GiB.
+            order: VecDeque::new(),
             set: HashSet::new(),
             capacity,
         }

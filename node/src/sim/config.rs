@@ -267,6 +267,10 @@ pub struct Workload {
     pub body_bytes: usize,
     /// The "within deadline" delivery bound, milliseconds.
     pub deadline_ms: f64,
+    /// 0: each message goes to a uniformly random online node. Otherwise
+    /// each sender keeps this many contacts (drawn uniformly among online
+    /// nodes, replaced when they depart for good) and writes to one of them.
+    pub contacts: u32,
 }
 
 impl Default for Workload {
@@ -276,6 +280,7 @@ impl Default for Workload {
             start_s: None,
             body_bytes: 64,
             deadline_ms: 5000.0,
+            contacts: 0,
         }
     }
 }
@@ -455,6 +460,9 @@ impl SimConfig {
         }
         if w.body_bytes == 0 || w.body_bytes > skyhop_protocol::MAX_CHAT_BODY {
             return bad("workload.body_bytes", "must be between 1 and 4096");
+        }
+        if w.contacts > 1024 {
+            return bad("workload.contacts", "must be at most 1024");
         }
         if !(nonneg(w.deadline_ms) && w.deadline_ms > 0.0) {
             return bad("workload.deadline_ms", "must be positive");

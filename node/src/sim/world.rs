@@ -137,6 +137,7 @@ struct Slot {
     bootstrap: Vec<BootstrapPeer>,
     saved_host_cache: Vec<HostCacheEntry>,
     departures: Vec<SimTime>,
+    contacts: Vec<u32>,
     ttl_seen: u64,
     pool_pos: u32,
 }
@@ -362,6 +363,7 @@ impl World {
             bootstrap: Vec::new(),
             saved_host_cache: Vec::new(),
             departures: Vec::new(),
+            contacts: Vec::new(),
             ttl_seen: 0,
             pool_pos: NOT_IN_POOL,
         });
@@ -1055,8 +1057,14 @@ impl World {
             };
             // Users message contacts shown online: both ends attached.
             let mut pair = None;
+            let contacts = self.cfg.workload.contacts as usize;
             for _ in 0..16 {
-                let (a, b) = (pick(self), pick(self));
+                let (a, b) = if contacts == 0 {
+                    (pick(self), pick(self))
+                } else {
+                    let a = pick(self);
+                    (a, self.contact_of(a, contacts, &pick))
+                };
                 if a != b && self.online(a) && self.online(b) {
                     pair = Some((a, b));
                     break;
@@ -1098,6 +1106,31 @@ impl World {
             SECS
         };
         self.push(now + next, Ev::Chat);
+    }
+
+    /// One of `a`'s contacts: those gone for good are replaced by online
+    /// nodes drawn with `pick`, up to `want` of them.
+    fn contact_of(&mut self, a: u32, want: usize, pick: &dyn Fn(&mut World) -> u32) -> u32 {
+        let mut list = std::mem::take(&mut self.slots[a as usize].contacts);
+        // Contacts that are down are dropped; one that restarts may be
+        // drawn again later.
+        list.retain(|c| self.slots[*c as usize].node.is_some());
+        for _ in 0..want.saturating_sub(list.len()) * 2 {
+            if list.len() >= want {
+                break;
+            }
+            let c = pick(self);
+            if c != a && self.online(c) && !list.contains(&c) {
+                list.push(c);
+            }
+        }
+        let b = if list.is_empty() {
+            a
+        } else {
+            list[self.chat_rng.random_range(0..list.len())]
+        };
+        self.slots[a as usize].contacts = list;
+        b
     }
 
     // ----- sampling and invariants -----
