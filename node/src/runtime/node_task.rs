@@ -85,6 +85,15 @@ struct Behaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
+/// Whether `addr` listens on every interface (0.0.0.0 or ::).
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
 fn is_loopback(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_loopback(),
@@ -166,6 +175,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
             .map_err(|e| RuntimeError::Transport(format!("cannot listen on {addr}: {e}")))?;
         listeners.push(id);
     }
+    let wildcard = opts.listen.iter().any(is_unspecified);
     let mut listen_addrs = Vec::new();
     // Events that arrive while we wait (an mDNS discovery, an inbound
     // connection) are replayed to the node task: mDNS reports a peer once.
@@ -194,10 +204,15 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
                 other => keep_early(&mut early, other),
             }
         }
-        // A wildcard listener reports one address per interface in a burst.
-        while let Ok(ev) =
-            tokio::time::timeout(Duration::from_millis(50), swarm.select_next_some()).await
-        {
+        // A wildcard listener reports one address per interface in a burst;
+        // a specific address reports itself once, so only a wildcard waits
+        // (the wait was most of a node's join time on loopback).
+        let burst = if wildcard {
+            Duration::from_millis(50)
+        } else {
+            Duration::ZERO
+        };
+        while let Ok(ev) = tokio::time::timeout(burst, swarm.select_next_some()).await {
             match ev {
                 SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
                 other => keep_early(&mut early, other),
