@@ -33,6 +33,10 @@ pub struct RelayArgs {
     /// Chat body sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "128,1024")]
     pub bodies: Vec<usize>,
+    /// Only these paths (direct, copy, forward, circuit, skyhop), e.g. to
+    /// profile one; ratios need their references in the same run.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 /// The kind of path between A and B.
@@ -51,6 +55,16 @@ pub enum PathKind {
 }
 
 impl PathKind {
+    fn key(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Copy => "copy",
+            PathKind::Forward => "forward",
+            PathKind::Circuit => "circuit",
+            PathKind::Skyhop => "skyhop",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             PathKind::Direct => "direct TCP (no relay)",
@@ -316,9 +330,12 @@ fn cases(bodies: &[usize]) -> Vec<(PathKind, usize, usize)> {
 }
 
 /// Runs every case; a case that fails is reported and left out.
-pub async fn measure_all(bodies: &[usize], plan: Plan) -> Vec<Row> {
+pub async fn measure_all(bodies: &[usize], only: &[String], plan: Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     for (kind, relays, body) in cases(bodies) {
+        if !only.is_empty() && !only.iter().any(|o| o == kind.key()) {
+            continue;
+        }
         eprintln!("  {} x{relays}, {body}-byte bodies ...", kind.name());
         match run_case(kind, relays, body, plan).await {
             Ok(row) => rows.push(row),
@@ -458,7 +475,7 @@ pub async fn run(args: RelayArgs) -> Result<(), BenchError> {
         wire::WINDOW,
         plan.pings
     );
-    let rows = measure_all(&args.bodies, plan).await;
+    let rows = measure_all(&args.bodies, &args.only, plan).await;
     println!("{}", table(&rows));
     print!("{}", targets(&rows));
     Ok(())
