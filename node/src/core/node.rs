@@ -1673,6 +1673,23 @@ impl Node {
                 }),
             );
         }
+        // Re-link supernodes we knew and lost that would fit in the table:
+        // after a partition heals, no lookup inside either half would ever
+        // reach the other half again.
+        let lost: Vec<(NodeId, Vec<String>)> = self
+            .host_cache
+            .values()
+            .filter(|e| {
+                !self.links.contains_key(&e.id)
+                    && !self.attach.avoid.contains_key(&e.id)
+                    && self.table.has_room_for(&e.id)
+            })
+            .take(PARALLEL_ATTACH_DIALS)
+            .map(|e| (e.id, e.addrs.clone()))
+            .collect();
+        for (id, addrs) in lost {
+            self.dial(now, Some(id), addrs);
+        }
         if self.table.is_empty() {
             self.timers.set_earliest(Timer::Attach, now);
         }

@@ -118,3 +118,41 @@ fn every_shipped_scenario_parses() {
     }
     assert!(n >= 2);
 }
+
+#[test]
+fn the_overlay_grows_back_together_after_a_partition_heals() {
+    let cfg = scenario("partition-small");
+    let m = simulate(&cfg, cfg.seed);
+    assert!(m.passed, "seed {}: {:?}", m.seed, m.violation);
+    assert!(m.traffic.dropped_partition > 0, "the cut dropped frames");
+    let during = m
+        .delivery_over_time
+        .iter()
+        .filter(|s| (60.0..90.0).contains(&s.t_s))
+        .map(|s| s.ratio)
+        .fold(1.0f64, f64::min);
+    assert!(during < 0.9, "messages across the cut fail while it lasts");
+    // The table refresh (60 s) re-links the halves: messages sent from then
+    // on all arrive.
+    for s in m.delivery_over_time.iter().filter(|s| s.t_s >= 150.0) {
+        assert_eq!(s.delivered, s.eligible, "seed {}: {s:?}", m.seed);
+    }
+}
+
+#[test]
+fn a_ttl_too_small_for_the_overlay_is_a_violation_with_time_and_event() {
+    let text = format!("{TINY}\n[node]\nttl = 2\n[invariants]\nsettle_s = 5\n");
+    let text = text.replace(
+        "session = { dist = \"weibull\", median_s = 40, shape = 0.7 }\n",
+        "",
+    );
+    let cfg = SimConfig::parse(&text, "tiny-ttl").expect("valid");
+    let m = simulate(&cfg, 3);
+    let v = m
+        .violation
+        .expect("packets run out of TTL in a steady overlay");
+    assert!(!m.passed);
+    assert!(v.what.contains("TTL"), "{}", v.what);
+    assert!(v.time_s > 0.0 && v.event > 0);
+    assert_eq!(m.seed, 3);
+}
