@@ -54,6 +54,8 @@ const COMMAND_QUEUE: usize = 256;
 /// Decoded frames and link events queued to the node task at most (readers
 /// wait when it is full).
 const LINK_EVENT_QUEUE: usize = 4096;
+/// Link events handled at most per wake-up of the node task.
+const LINK_EVENTS_PER_WAKE: usize = 128;
 /// Inbound or opened streams queued to the node task at most.
 const STREAM_QUEUE: usize = 256;
 /// How long opening a stream may take.
@@ -420,7 +422,18 @@ impl NodeTask {
             now = self.clock.now();
             match wake {
                 Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
-                Wake::Link(ev) => self.on_link_event(now, ev),
+                Wake::Link(ev) => {
+                    self.on_link_event(now, ev);
+                    // Frames arrive in bursts: take what is already queued
+                    // in this wake-up instead of one select (a swarm poll, a
+                    // new timer, a clock read) per frame.
+                    for _ in 1..LINK_EVENTS_PER_WAKE {
+                        match link_rx.try_recv() {
+                            Ok(ev) => self.on_link_event(now, ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Wake::Stream(s) => self.on_new_stream(now, s),
                 Wake::Command(Some(Command::Shutdown(reply))) => {
                     shutdown_reply = Some(reply);
