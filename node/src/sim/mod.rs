@@ -149,9 +149,21 @@ pub fn run(args: &SimArgs) -> Result<bool, SimError> {
         // report. It never reaches the world or the metrics JSON.
         #[allow(clippy::disallowed_methods)]
         let started = std::time::Instant::now();
-        let metrics = match &bar {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &bar {
             Some(pb) => world.run(&mut Bar(pb.clone())),
             None => world.run(&mut ()),
+        }));
+        let metrics = match ran {
+            Ok(m) => m,
+            Err(panic) => {
+                // A broken invariant inside a node: say how to reproduce it.
+                eprintln!(
+                    "skyhop sim: panicked in {} with seed {seed}; reproduce with: skyhop sim {} --seed {seed}",
+                    args.config.display(),
+                    args.config.display()
+                );
+                std::panic::resume_unwind(panic)
+            }
         };
         (metrics, started.elapsed().as_secs_f64())
     };
