@@ -954,6 +954,11 @@ impl Node {
             None => {
                 let reason = if self.directory.departed(&p.dst, now) {
                     NotFoundReason::Offline
+                } else if located.is_some_and(|sn| sn != self.id) {
+                    // We hold a record, but its supernode is unreachable
+                    // (it just failed; the client is reattaching): a
+                    // transient answer, not "no such node".
+                    NotFoundReason::NoRoute
                 } else {
                     NotFoundReason::NoRecord
                 };
