@@ -183,6 +183,19 @@ pub fn decode_body(body: &[u8]) -> Result<Message, DecodeError> {
     if body.len() > MAX_FRAME_BODY {
         return Err(DecodeError::TooLong { len: body.len() });
     }
+    // Routed chat and ack packets, most of what a relay decodes, without
+    // serde's byte-at-a-time arrays; anything else goes through serde.
+    if let Some(msg) = crate::fast::decode_routed(body) {
+        return Ok(msg);
+    }
+    serde_decode_body(body)
+}
+
+/// [`decode_body`] through serde only (every message; every error).
+pub(crate) fn serde_decode_body(body: &[u8]) -> Result<Message, DecodeError> {
+    if body.len() > MAX_FRAME_BODY {
+        return Err(DecodeError::TooLong { len: body.len() });
+    }
     // A tag or version that does not parse is left to bincode, which tells a
     // cut-off varint (truncated) from an invalid marker byte (malformed).
     if let Some((tag, tag_len)) = peek_varint(body) {

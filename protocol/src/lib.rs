@@ -7,6 +7,7 @@
 
 mod bounded;
 pub mod codec;
+mod fast;
 pub mod id;
 pub mod limits;
 pub mod message;
