@@ -856,6 +856,14 @@ impl World {
                 return;
             }
         };
+        // A frame for a peer this node has no link to never reaches the wire.
+        let to = match self.by_id.get(&to_id) {
+            Some(&to) if self.slots[from as usize].links.contains_key(&to) => to,
+            _ => {
+                self.traffic.dropped_no_link += 1;
+                return;
+            }
+        };
         let (routed, is_chat) = match &msg {
             Message::Routed(p) => (
                 true,
@@ -882,10 +890,7 @@ impl World {
                 self.traffic.maintenance += len;
             }
         }
-        let Some(&to) = self.by_id.get(&to_id) else {
-            self.traffic.dropped_no_link += 1;
-            return;
-        };
+        // Sent, but lost in the cut.
         if self.cut(from, to) {
             self.traffic.dropped_partition += 1;
             return;
@@ -893,7 +898,6 @@ impl World {
         let extra = self.loss_delay();
         let now = self.now;
         let Some(end) = self.slots[from as usize].links.get_mut(&to) else {
-            self.traffic.dropped_no_link += 1;
             return;
         };
         let arrive = (now + end.latency + extra).max(end.last_arrival);
