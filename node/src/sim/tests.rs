@@ -156,3 +156,34 @@ fn a_ttl_too_small_for_the_overlay_is_a_violation_with_time_and_event() {
     assert!(v.time_s > 0.0 && v.event > 0);
     assert_eq!(m.seed, 3);
 }
+
+#[test]
+fn the_command_writes_metrics_perf_and_plots() {
+    let dir = std::env::temp_dir().join(format!("skyhop-sim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, TINY).expect("write the scenario");
+    let out = dir.join("tiny.json");
+    let args = super::SimArgs {
+        config,
+        seed: Some(5),
+        out: Some(out.clone()),
+        plots: Some(dir.join("plots")),
+        quiet: true,
+    };
+    assert!(super::run(&args).expect("the run starts"), "tiny passes");
+    let written = std::fs::read_to_string(&out).expect("metrics written");
+    let cfg = SimConfig::parse(TINY, "tiny").expect("valid");
+    assert_eq!(
+        written,
+        to_json(&simulate(&cfg, 5)),
+        "the file is the metrics"
+    );
+    let perf = std::fs::read_to_string(dir.join("tiny.json.perf.json")).expect("perf written");
+    assert!(perf.contains("wall_s") && !written.contains("wall_s"));
+    for plot in ["hops.svg", "delivery.svg", "attached.svg"] {
+        let svg = std::fs::read_to_string(dir.join("plots").join(plot)).expect("plot written");
+        assert!(svg.starts_with("<svg"), "{plot}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
