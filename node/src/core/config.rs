@@ -49,6 +49,11 @@ pub struct NodeConfig {
     pub location_cache_ttl: SimTime,
     /// Location-cache entries kept.
     pub location_cache_size: usize,
+    /// How long a supernode holds a client's packet to an unknown location
+    /// while it looks the location up, so that the packet can go straight to
+    /// the recipient's supernode (Skype's search-then-connect); 0 forwards at
+    /// once toward the home supernodes instead.
+    pub lookup_hold: SimTime,
     /// Records a home supernode keeps at most.
     pub max_records: usize,
     /// Packet ids remembered against duplicates.
@@ -92,8 +97,9 @@ impl Default for NodeConfig {
             dead_after_missed: 3,
             record_lifetime_s: 90,
             record_refresh: 30 * SECS,
-            location_cache_ttl: 60 * SECS,
+            location_cache_ttl: 600 * SECS,
             location_cache_size: 4096,
+            lookup_hold: SECS,
             max_records: 200_000,
             dedup_window: 8192,
             chat_deadline: 30 * SECS,

@@ -40,6 +40,9 @@ const NEIGHBORS_RETURNED: usize = 20;
 const NOT_FOUND_LIMIT: u32 = 3;
 /// Candidates an ordinary node dials at once while looking for a supernode.
 const PARALLEL_ATTACH_DIALS: usize = 3;
+/// Packets held for location lookups at most, in all and per destination.
+const MAX_HELD_PACKETS: usize = 4096;
+const MAX_HELD_PER_DST: usize = 32;
 /// How long a peer that misbehaved is refused.
 const BAN_FOR: SimTime = 60 * SECS;
 /// Banned peers remembered at most.
@@ -130,6 +133,8 @@ pub struct Node {
     directory: Directory,
     cache: LocationCache,
     queries: BTreeMap<NodeId, SimTime>,
+    held: BTreeMap<NodeId, Vec<(SimTime, Option<NodeId>, Packet)>>,
+    held_count: usize,
     attach: Attach,
     host_cache: BTreeMap<NodeId, HostCacheEntry>,
     dials: BTreeMap<String, SimTime>,
@@ -184,6 +189,8 @@ impl Node {
             links: BTreeMap::new(),
             clients: BTreeMap::new(),
             queries: BTreeMap::new(),
+            held: BTreeMap::new(),
+            held_count: 0,
             attach: Attach::default(),
             host_cache: BTreeMap::new(),
             dials: BTreeMap::new(),
@@ -893,7 +900,11 @@ impl Node {
 
     /// The supernode routing steps of DESIGN.md, for a packet not addressed
     /// to this node.
-    fn route(&mut self, now: SimTime, from: Option<NodeId>, mut p: Packet) {
+    fn route(&mut self, now: SimTime, from: Option<NodeId>, p: Packet) {
+        self.route_packet(now, from, p, true);
+    }
+
+    fn route_packet(&mut self, now: SimTime, from: Option<NodeId>, mut p: Packet, may_hold: bool) {
         if Self::is_home_bound(&p.body) {
             match self.table.next_hop(&p.dst).map(|e| e.id) {
                 Some(next) => self.forward(now, next, p),
@@ -942,10 +953,18 @@ impl Node {
             && p.location == LocationHop::Unused
             && from.is_some_and(|f| f == p.src)
         {
-            // Our own client's packet to an unknown location: look it up so
-            // that the next one takes the direct path.
-            if self.clients.contains_key(&p.src) {
-                self.query_location(now, p.dst);
+            // Our own client's packet to an unknown location: look it up,
+            // and hold the packet briefly so that it too takes the direct
+            // path (ON -> SN -> SN -> ON) rather than a detour through the
+            // recipient's home supernode.
+            if self.clients.contains_key(&p.src)
+                && self.query_location(now, p.dst)
+                && may_hold
+                && self.cfg.lookup_hold > 0
+                && self.can_hold(&p.dst)
+            {
+                self.hold(now, from, p);
+                return;
             }
         }
         // Steps 4 and 5.
@@ -979,13 +998,66 @@ impl Node {
         self.table.next_hop(sn).map(|e| e.id)
     }
 
-    fn query_location(&mut self, now: SimTime, node: NodeId) {
-        if self.queries.contains_key(&node) || self.queries.len() >= MAX_PENDING_QUERIES {
-            return;
+    /// Looks up where `node` is attached; true while a lookup is pending.
+    fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
+        if self.queries.contains_key(&node) {
+            return true;
+        }
+        if self.queries.len() >= MAX_PENDING_QUERIES {
+            return false;
         }
         self.queries.insert(node, now);
         let request_id = self.rng.random();
         self.originate(now, node, Body::LocationQuery { request_id, node }, None);
+        true
+    }
+
+    fn can_hold(&self, dst: &NodeId) -> bool {
+        self.held_count < MAX_HELD_PACKETS
+            && self
+                .held
+                .get(dst)
+                .is_none_or(|v| v.len() < MAX_HELD_PER_DST)
+    }
+
+    fn hold(&mut self, now: SimTime, from: Option<NodeId>, p: Packet) {
+        self.held.entry(p.dst).or_default().push((now, from, p));
+        self.held_count += 1;
+        self.timers
+            .set_earliest(Timer::Lookup, now + self.cfg.lookup_hold);
+    }
+
+    /// Sends on the packets held for `dst`: its lookup was answered.
+    fn release_held(&mut self, now: SimTime, dst: &NodeId) {
+        let Some(packets) = self.held.remove(dst) else {
+            return;
+        };
+        self.held_count -= packets.len();
+        for (_, from, p) in packets {
+            self.route_packet(now, from, p, false);
+        }
+    }
+
+    /// Sends on, the usual way, packets whose lookup took too long.
+    fn on_lookup_timer(&mut self, now: SimTime) {
+        let hold = self.cfg.lookup_hold;
+        let overdue: Vec<NodeId> = self
+            .held
+            .iter()
+            .filter(|(_, v)| v.first().is_some_and(|(at, _, _)| at + hold <= now))
+            .map(|(dst, _)| *dst)
+            .collect();
+        for dst in overdue {
+            self.release_held(now, &dst);
+        }
+        if let Some(at) = self
+            .held
+            .values()
+            .filter_map(|v| v.first().map(|(at, _, _)| at + hold))
+            .min()
+        {
+            self.timers.set(Timer::Lookup, at.max(now + 1));
+        }
     }
 
     /// A home-bound packet reached the closest supernode to its `dst`.
@@ -1147,6 +1219,7 @@ impl Node {
                         self.counters.drop("forged_record");
                     }
                 }
+                self.release_held(now, &node);
             }
             Body::Datagram(_) => {}
         }
@@ -1506,6 +1579,7 @@ impl Node {
                 Timer::Attach => self.on_attach_timer(now),
                 Timer::Chat => self.on_chat_timer(now),
                 Timer::TableRefresh => self.on_table_refresh(now),
+                Timer::Lookup => self.on_lookup_timer(now),
             }
         }
     }
@@ -1540,8 +1614,13 @@ impl Node {
                 dead.push((*id, "no hello"));
             } else if silent >= dead_after {
                 dead.push((*id, "heartbeats missed"));
-            } else if silent + interval / 2 >= interval && !self.clients.contains_key(id) {
-                // Our clients heartbeat us; everyone else idle gets a probe.
+            } else if (silent >= interval / 2 && self.probes(id, l.role))
+                || (silent >= interval * 3 / 2 && !self.clients.contains_key(id))
+            {
+                // The other end probes too once it has heard nothing for a
+                // while: traffic may flow one way only. Our own clients are
+                // not probed: heartbeating us is their job, and one that
+                // stops is gone.
                 ping.push(*id);
             }
         }
@@ -1564,6 +1643,20 @@ impl Node {
             self.ensure_backups(now);
         }
         self.timers.set(Timer::Heartbeat, now + interval);
+    }
+
+    /// Whether this end of the link to `peer` sends the heartbeats. One end
+    /// probing is enough: the other hears the probe and the ack proves the
+    /// way back, so each idle link costs one heartbeat and one ack per
+    /// interval, not two of each. An ordinary node probes its supernodes
+    /// (it needs their RTT and load to choose); between equals the lower id
+    /// probes.
+    fn probes(&self, peer: &NodeId, peer_role: Option<Role>) -> bool {
+        match (self.cfg.role, peer_role) {
+            (Role::Ordinary, Some(Role::Supernode)) => true,
+            (Role::Supernode, Some(Role::Ordinary)) => false,
+            _ => self.id < *peer,
+        }
     }
 
     fn on_maintenance(&mut self, now: SimTime) {

@@ -484,3 +484,51 @@ fn a_supernode_without_peers_backs_off_instead_of_spinning() {
     assert_eq!(wakes, 0, "no frames with nobody to talk to");
     assert!(h.node(&sn).table().is_empty());
 }
+
+#[test]
+fn first_chats_take_three_hops_when_the_sender_supernode_looks_up_first() {
+    let mut h = Harness::overlay(5, 40);
+    let ons = h.ordinaries();
+    // Pairs on different supernodes, each talking for the first time.
+    let p: Vec<(NodeId, NodeId)> = pairs(&ons, 40, 7)
+        .into_iter()
+        .filter(|(a, b)| h.node(a).primary() != h.node(b).primary())
+        .collect();
+    assert!(p.len() >= 20);
+    let (delivered, failed, max_hops) = chat_pairs(&mut h, &p);
+    assert_eq!((delivered, failed), (p.len(), 0));
+    assert_eq!(
+        max_hops, 3,
+        "ON -> SN -> SN -> ON even without a warm cache"
+    );
+}
+
+#[test]
+fn without_the_lookup_hold_first_chats_detour_through_home_supernodes() {
+    let mut h = Harness::new();
+    let eager = NodeConfig {
+        lookup_hold: 0,
+        ..NodeConfig::supernode()
+    };
+    let first = h.add(1, eager.clone(), &[]);
+    for i in 2..=5 {
+        h.add(i, eager.clone(), &[first]);
+    }
+    h.run_for(2 * SECS);
+    let sns = h.supernodes();
+    for i in 0..40 {
+        h.add_ordinary(1000 + i, &[sns[i as usize % sns.len()]]);
+    }
+    h.run_for(5 * SECS);
+    let ons = h.ordinaries();
+    let p: Vec<(NodeId, NodeId)> = pairs(&ons, 40, 7)
+        .into_iter()
+        .filter(|(a, b)| h.node(a).primary() != h.node(b).primary())
+        .collect();
+    let (delivered, failed, max_hops) = chat_pairs(&mut h, &p);
+    assert_eq!((delivered, failed), (p.len(), 0));
+    assert_eq!(
+        max_hops, 4,
+        "some first chats pass the recipient's home supernode"
+    );
+}

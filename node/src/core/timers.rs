@@ -15,9 +15,11 @@ pub enum Timer {
     Chat,
     /// Supernode: random bucket refresh lookups.
     TableRefresh,
+    /// Supernode: packets held for a location lookup are sent on anyway.
+    Lookup,
 }
 
-const COUNT: usize = 5;
+const COUNT: usize = 6;
 
 const ALL: [Timer; COUNT] = [
     Timer::Heartbeat,
@@ -25,6 +27,7 @@ const ALL: [Timer; COUNT] = [
     Timer::Attach,
     Timer::Chat,
     Timer::TableRefresh,
+    Timer::Lookup,
 ];
 
 /// When each timer fires next, if armed.
