@@ -1081,20 +1081,26 @@ impl Node {
                 }
             }
             Body::LocationQuery { request_id, node } => {
-                let record = self.directory.get(&node, now).cloned();
-                self.originate(
-                    now,
-                    p.src,
-                    Body::LocationReply {
-                        request_id,
-                        node,
-                        record,
-                    },
-                    None,
-                );
+                self.answer_location_query(now, p.src, request_id, node)
             }
             _ => self.counters.drop("not_home_bound"),
         }
+    }
+
+    fn answer_location_query(
+        &mut self,
+        now: SimTime,
+        asker: NodeId,
+        request_id: u64,
+        node: NodeId,
+    ) {
+        let record = self.directory.get(&node, now).cloned();
+        let reply = Body::LocationReply {
+            request_id,
+            node,
+            record,
+        };
+        self.originate(now, asker, reply, None);
     }
 
     fn forward(&mut self, now: SimTime, to: NodeId, mut p: Packet) {
@@ -1197,17 +1203,7 @@ impl Node {
                 }
             }
             Body::LocationQuery { request_id, node } => {
-                let record = self.directory.get(&node, now).cloned();
-                self.originate(
-                    now,
-                    p.src,
-                    Body::LocationReply {
-                        request_id,
-                        node,
-                        record,
-                    },
-                    None,
-                );
+                self.answer_location_query(now, p.src, request_id, node)
             }
             Body::LocationReply { node, record, .. } => {
                 self.queries.remove(&node);
