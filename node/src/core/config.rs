@@ -39,6 +39,12 @@ pub struct NodeConfig {
     pub host_cache_size: usize,
     /// Interval of heartbeats on idle links.
     pub heartbeat_interval: SimTime,
+    /// Interval of heartbeats on idle links between two supernodes (checked
+    /// at `heartbeat_interval` ticks). Clients keep `heartbeat_interval`, so
+    /// they still notice a dead supernode fast; a longer value here saves
+    /// maintenance traffic where supernode links are many (flat mode) at
+    /// the price of slower routing around a dead supernode.
+    pub supernode_heartbeat_interval: SimTime,
     /// Heartbeat intervals of silence after which a link is dead.
     pub dead_after_missed: u32,
     /// How long a location record lives at a home supernode after arrival.
@@ -94,6 +100,7 @@ impl Default for NodeConfig {
             backups: 2,
             host_cache_size: 200,
             heartbeat_interval: 2 * SECS,
+            supernode_heartbeat_interval: 2 * SECS,
             dead_after_missed: 3,
             record_lifetime_s: 90,
             record_refresh: 30 * SECS,
@@ -148,11 +155,15 @@ impl NodeConfig {
 
     /// Checks that the values can work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 12] = [
+        let positive: [(&'static str, u64); 13] = [
             ("max_clients", self.max_clients as u64),
             ("bucket_size", self.bucket_size as u64),
             ("replicas", self.replicas as u64),
             ("heartbeat_interval", self.heartbeat_interval),
+            (
+                "supernode_heartbeat_interval",
+                self.supernode_heartbeat_interval,
+            ),
             ("dead_after_missed", u64::from(self.dead_after_missed)),
             ("record_lifetime_s", u64::from(self.record_lifetime_s)),
             ("record_refresh", self.record_refresh),

@@ -1600,11 +1600,16 @@ impl Node {
     }
 
     fn on_heartbeat_timer(&mut self, now: SimTime) {
-        let interval = self.cfg.heartbeat_interval;
-        let dead_after = interval * u64::from(self.cfg.dead_after_missed);
+        let tick = self.cfg.heartbeat_interval;
         let mut dead = Vec::new();
         let mut ping = Vec::new();
         for (id, l) in &self.links {
+            let interval = if self.cfg.role == Role::Supernode && l.role == Some(Role::Supernode) {
+                self.cfg.supernode_heartbeat_interval
+            } else {
+                tick
+            };
+            let dead_after = interval * u64::from(self.cfg.dead_after_missed);
             let silent = now.saturating_sub(l.last_heard);
             if l.role.is_none() && now.saturating_sub(l.up_since) >= self.cfg.join_timeout {
                 dead.push((*id, "no hello"));
@@ -1638,7 +1643,7 @@ impl Node {
         if self.cfg.role == Role::Ordinary && self.attach.primary.is_some() {
             self.ensure_backups(now);
         }
-        self.timers.set(Timer::Heartbeat, now + interval);
+        self.timers.set(Timer::Heartbeat, now + tick);
     }
 
     /// Whether this end of the link to `peer` sends the heartbeats. One end
