@@ -171,14 +171,7 @@ impl Inbox {
     /// Takes a verified message that arrived at `now`.
     pub fn arrive(&mut self, chat: ChatMessage, now: SimTime) -> Arrival {
         if !self.senders.contains_key(&chat.from) && self.senders.len() >= MAX_SENDERS {
-            let quiet = self
-                .senders
-                .iter()
-                .min_by_key(|(id, s)| (s.last_heard, **id))
-                .map(|(id, _)| *id);
-            if let Some(id) = quiet {
-                self.senders.remove(&id);
-            }
+            super::evict_lowest(&mut self.senders, |s| s.last_heard);
         }
         let s = self.senders.entry(chat.from).or_default();
         s.last_heard = now;

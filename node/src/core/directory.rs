@@ -69,21 +69,10 @@ impl Directory {
             None => StoreOutcome::New,
         };
         if outcome == StoreOutcome::New && self.records.len() >= self.max_records {
-            self.evict_soonest();
+            super::evict_lowest(&mut self.records, |s| s.expires);
         }
         self.records.insert(record.node, Stored { record, expires });
         outcome
-    }
-
-    fn evict_soonest(&mut self) {
-        let victim = self
-            .records
-            .iter()
-            .min_by_key(|(id, s)| (s.expires, **id))
-            .map(|(id, _)| *id);
-        if let Some(id) = victim {
-            self.records.remove(&id);
-        }
     }
 
     /// Removes the record of `node` if it names supernode `sn` and is not
@@ -105,14 +94,7 @@ impl Directory {
         }
         if departed || matches {
             if self.tombstones.len() >= self.max_records {
-                let oldest = self
-                    .tombstones
-                    .iter()
-                    .min_by_key(|(id, (_, t))| (*t, **id))
-                    .map(|(id, _)| *id);
-                if let Some(id) = oldest {
-                    self.tombstones.remove(&id);
-                }
+                super::evict_lowest(&mut self.tombstones, |(_, until)| *until);
             }
             let held = self.tombstones.get(node).map_or(0, |(s, _)| *s);
             self.tombstones
@@ -181,14 +163,7 @@ impl LocationCache {
     /// Remembers that `node` is attached to `sn`.
     pub fn insert(&mut self, node: NodeId, sn: NodeId, now: SimTime) {
         if !self.entries.contains_key(&node) && self.entries.len() >= self.capacity {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(id, (_, t))| (*t, **id))
-                .map(|(id, _)| *id);
-            if let Some(id) = oldest {
-                self.entries.remove(&id);
-            }
+            super::evict_lowest(&mut self.entries, |(_, until)| *until);
         }
         self.entries.insert(node, (sn, now + self.ttl));
     }

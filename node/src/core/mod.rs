@@ -31,6 +31,22 @@ pub use config::{BootstrapPeer, ConfigError, NodeConfig};
 pub use events::{Action, ChatFailure, Counters, Event, HostCacheEntry, Status, Transmit};
 pub use node::{ChatError, Node};
 
+/// Removes the entry of `map` whose value ranks lowest by `rank` (ties go to
+/// the lowest key, so the choice is deterministic): how every bounded map in
+/// the core makes room.
+pub(crate) fn evict_lowest<K: Ord + Copy, V, R: Ord>(
+    map: &mut std::collections::BTreeMap<K, V>,
+    rank: impl Fn(&V) -> R,
+) {
+    let victim = map
+        .iter()
+        .min_by_key(|(k, v)| (rank(v), **k))
+        .map(|(k, _)| *k);
+    if let Some(k) = victim {
+        map.remove(&k);
+    }
+}
+
 /// Virtual or real time in microseconds since an epoch the driver chooses.
 pub type SimTime = u64;
 
