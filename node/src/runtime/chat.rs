@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::cli::{
-    call, describe_send, describe_status, describe_trace, short, REQUEST_TIMEOUT, SEND_TIMEOUT,
+    call, describe_send, describe_status, describe_trace, short, short_ids, REQUEST_TIMEOUT,
+    SEND_TIMEOUT,
 };
 use super::control::EVENTS_WAIT;
 use super::RuntimeError;
@@ -172,14 +173,7 @@ async fn who(addr: SocketAddr) {
     match call(addr, "GET", "/peers", None, REQUEST_TIMEOUT).await {
         Ok(v) => {
             for k in ["clients", "neighbors", "links", "recent"] {
-                let ids: Vec<&str> = v
-                    .get(k)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(short)
-                    .collect();
+                let ids = short_ids(&v, k);
                 if !ids.is_empty() {
                     println!("{k:10} {}", ids.join(" "));
                 }

@@ -446,16 +446,20 @@ pub(super) fn describe_status(v: &Value) -> String {
     out
 }
 
+/// The short forms of the ids in the JSON array `v[key]` (none if absent).
+pub(super) fn short_ids<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(short)
+        .collect()
+}
+
 pub(super) fn describe_trace(v: &Value) -> (bool, String) {
     if v.get("ok").and_then(Value::as_bool) == Some(true) {
-        let path: Vec<&str> = v
-            .get("path")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(short)
-            .collect();
+        let path = short_ids(v, "path");
         let ms = v.get("rtt_ms").and_then(Value::as_f64).unwrap_or(0.0);
         (
             true,
