@@ -23,6 +23,16 @@ async fn node(role: Role, bootstrap: Option<&NodeHandle>) -> NodeHandle {
     start(opts).await.expect("node starts")
 }
 
+/// A supernode and two ordinary nodes attached to it.
+async fn trio() -> (NodeHandle, NodeHandle, NodeHandle) {
+    let sn = node(Role::Supernode, None).await;
+    let a = node(Role::Ordinary, Some(&sn)).await;
+    let b = node(Role::Ordinary, Some(&sn)).await;
+    attached(&a).await;
+    attached(&b).await;
+    (sn, a, b)
+}
+
 async fn attached(n: &NodeHandle) {
     loop {
         if n.status().await.expect("running").status.primary.is_some() {
@@ -37,11 +47,7 @@ async fn attached(n: &NodeHandle) {
 #[tokio::test]
 async fn chat_between_two_ordinary_nodes_through_a_supernode() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let sn = node(Role::Supernode, None).await;
-        let a = node(Role::Ordinary, Some(&sn)).await;
-        let b = node(Role::Ordinary, Some(&sn)).await;
-        attached(&a).await;
-        attached(&b).await;
+        let (sn, a, b) = trio().await;
         let b_id = b.info().node_id;
         match a.send_chat(b_id, "hello over libp2p".into()).await.expect("running") {
             SendOutcome::Delivered { hops, .. } => assert_eq!(hops, 2),
@@ -99,11 +105,7 @@ async fn chat_between_two_ordinary_nodes_through_a_supernode() {
 #[tokio::test]
 async fn garbage_on_the_stream_drops_only_that_peer() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let sn = node(Role::Supernode, None).await;
-        let a = node(Role::Ordinary, Some(&sn)).await;
-        let b = node(Role::Ordinary, Some(&sn)).await;
-        attached(&a).await;
-        attached(&b).await;
+        let (sn, a, b) = trio().await;
 
         let mut bad = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
@@ -207,11 +209,7 @@ async fn ordinary_node_fails_over_to_another_supernode() {
 async fn a_burst_of_concurrent_chats_is_delivered() {
     const BURST: usize = 300;
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let sn = node(Role::Supernode, None).await;
-        let a = node(Role::Ordinary, Some(&sn)).await;
-        let b = node(Role::Ordinary, Some(&sn)).await;
-        attached(&a).await;
-        attached(&b).await;
+        let (_sn, a, b) = trio().await;
         let to = b.info().node_id;
         let started = tokio::time::Instant::now();
         let sends: Vec<_> = (0..BURST)
@@ -240,11 +238,7 @@ async fn a_burst_of_concurrent_chats_is_delivered() {
 #[tokio::test]
 async fn events_long_poll_returns_an_incoming_chat() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let sn = node(Role::Supernode, None).await;
-        let a = node(Role::Ordinary, Some(&sn)).await;
-        let b = node(Role::Ordinary, Some(&sn)).await;
-        attached(&a).await;
-        attached(&b).await;
+        let (_sn, a, b) = trio().await;
         let (addr, _server) = control::serve(b.clone(), "127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("control API binds");
