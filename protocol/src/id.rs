@@ -18,8 +18,40 @@ pub const NODE_ID_LEN: usize = 32;
 /// On the wire (bincode) it is 32 raw bytes; in human-readable formats such
 /// as JSON and TOML it is the 64-character hex string people see everywhere
 /// else.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct NodeId(pub [u8; NODE_ID_LEN]);
+
+/// The four big-endian 64-bit words of 32 bytes: comparing them in order is
+/// comparing the bytes lexicographically, without a `memcmp` call per
+/// comparison (ids are compared in every map lookup of the core).
+fn words(b: &[u8; NODE_ID_LEN]) -> [u64; 4] {
+    let w = |i: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(x)
+    };
+    [w(0), w(1), w(2), w(3)]
+}
+
+impl Ord for NodeId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        words(&self.0).cmp(&words(&other.0))
+    }
+}
+
+impl PartialOrd for NodeId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for NodeId {
+    /// Ids are SHA-256 outputs, so their first eight bytes are already
+    /// uniform; hashing those alone keeps map lookups cheap.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(words(&self.0)[0]);
+    }
+}
 
 impl Serialize for NodeId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -43,8 +75,20 @@ impl<'de> Deserialize<'de> for NodeId {
 }
 
 /// The XOR distance between two [`NodeId`]s; smaller is closer.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Distance(pub [u8; NODE_ID_LEN]);
+
+impl Ord for Distance {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        words(&self.0).cmp(&words(&other.0))
+    }
+}
+
+impl PartialOrd for Distance {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// Why a string is not a [`NodeId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,5 +260,24 @@ mod tests {
         let t = NodeId([0; 32]);
         assert!(id(0, 5).closer_to(&t, &id(1, 0)));
         assert!(!id(1, 0).closer_to(&t, &id(1, 0)));
+    }
+
+    #[test]
+    fn ordering_is_the_byte_order() {
+        // Ids that differ in one byte at every position, both ways.
+        let mut ids = Vec::new();
+        for pos in 0..32 {
+            for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut b = [0x55u8; 32];
+                b[pos] = v;
+                ids.push(b);
+            }
+        }
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(NodeId(*a).cmp(&NodeId(*b)), a.cmp(b));
+                assert_eq!(Distance(*a).cmp(&Distance(*b)), a.cmp(b));
+            }
+        }
     }
 }

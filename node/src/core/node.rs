@@ -20,7 +20,8 @@ use super::table::{InsertOutcome, NeighborTable};
 use super::timers::{Timer, Timers};
 use super::{SimTime, MILLIS, SECS};
 
-/// How often records, caches and pending requests are expired.
+/// How often records, caches and pending requests are expired, at least:
+/// the work runs on the first heartbeat tick after the interval.
 const MAINTENANCE_INTERVAL: SimTime = 5 * SECS;
 /// Outputs queued at most between drains; beyond, they are dropped and counted.
 const MAX_QUEUED_OUTPUTS: usize = 1 << 16;
@@ -141,7 +142,8 @@ pub struct Node {
     banned: BTreeMap<NodeId, SimTime>,
     outbox: Outbox,
     inbox: Inbox,
-    seen: RecentIds<(NodeId, MsgId)>,
+    /// Packets seen, by [`packet_key`].
+    seen: RecentIds<u64>,
     traces: BTreeMap<u64, PendingTrace>,
     timers: Timers,
     transmits: VecDeque<Transmit>,
@@ -150,7 +152,33 @@ pub struct Node {
     counters: Counters,
     record_seq: u64,
     last_refresh: SimTime,
+    /// Housekeeping runs on the first heartbeat tick at or after this, so
+    /// that it never costs a wake-up of its own.
+    maintenance_due: SimTime,
     left: bool,
+}
+
+/// The duplicate-window key of packet `id` from `src`: 8 bytes instead of
+/// 40. Ids are SHA-256 outputs, so their first word is uniform, and the
+/// packet id is random; two live packets collide with probability 2^-64,
+/// the same odds as two random packet ids from one source.
+fn packet_key(src: &NodeId, id: MsgId) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&src.0[..8]);
+    u64::from_be_bytes(word) ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Pops the front of an output queue and frees the queue's buffer once it
+/// is drained: a supernode's heartbeat tick queues a frame per link, and a
+/// buffer kept at that size on every node was most of the simulator's
+/// memory at 10^5 nodes. A driver drains after every input, so the queue is
+/// usually empty between calls and nothing is lost by starting from zero.
+fn pop_releasing<T>(queue: &mut VecDeque<T>) -> Option<T> {
+    let item = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > 0 {
+        *queue = VecDeque::new();
+    }
+    item
 }
 
 impl std::fmt::Debug for Node {
@@ -174,7 +202,6 @@ impl Node {
         let mut timers = Timers::default();
         timers.set(Timer::Attach, now);
         timers.set(Timer::Heartbeat, now + cfg.heartbeat_interval);
-        timers.set(Timer::Maintenance, now + MAINTENANCE_INTERVAL);
         if cfg.role == Role::Supernode {
             timers.set(Timer::TableRefresh, now + cfg.table_refresh);
         }
@@ -205,6 +232,7 @@ impl Node {
             counters: Counters::default(),
             record_seq: 0,
             last_refresh: now,
+            maintenance_due: now + MAINTENANCE_INTERVAL,
             left: false,
             cfg,
         })
@@ -306,17 +334,17 @@ impl Node {
 
     /// The next frame to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        pop_releasing(&mut self.transmits)
     }
 
     /// The next link change to make.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        pop_releasing(&mut self.actions)
     }
 
     /// The next application event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        pop_releasing(&mut self.events)
     }
 
     /// When to call [`Node::handle_timeout`] next.
@@ -849,7 +877,7 @@ impl Node {
             trace,
             body,
         };
-        self.seen.insert((self.id, id));
+        self.seen.insert(packet_key(&self.id, id));
         if dst == self.id {
             self.deliver(now, p);
             return id;
@@ -869,7 +897,7 @@ impl Node {
     }
 
     fn handle_packet(&mut self, now: SimTime, from: Option<NodeId>, mut p: Packet) {
-        if !self.seen.insert((p.src, p.id)) {
+        if !self.seen.insert(packet_key(&p.src, p.id)) {
             self.counters.drop("duplicate");
             return;
         }
@@ -1567,7 +1595,6 @@ impl Node {
         for timer in self.timers.take_due(now) {
             match timer {
                 Timer::Heartbeat => self.on_heartbeat_timer(now),
-                Timer::Maintenance => self.on_maintenance(now),
                 Timer::Attach => self.on_attach_timer(now),
                 Timer::Chat => self.on_chat_timer(now),
                 Timer::TableRefresh => self.on_table_refresh(now),
@@ -1639,6 +1666,9 @@ impl Node {
         if self.cfg.role == Role::Ordinary && self.attach.primary.is_some() {
             self.ensure_backups(now);
         }
+        if now >= self.maintenance_due {
+            self.on_maintenance(now);
+        }
         self.timers.set(Timer::Heartbeat, now + tick);
     }
 
@@ -1687,8 +1717,7 @@ impl Node {
                 self.originate(now, record.node, Body::Publish(record), None);
             }
         }
-        self.timers
-            .set(Timer::Maintenance, now + MAINTENANCE_INTERVAL);
+        self.maintenance_due = now + MAINTENANCE_INTERVAL;
     }
 
     fn on_chat_timer(&mut self, now: SimTime) {

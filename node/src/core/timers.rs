@@ -7,8 +7,6 @@ use super::SimTime;
 pub enum Timer {
     /// Heartbeats on idle links; dead-link detection.
     Heartbeat = 0,
-    /// Expiry of records, caches and tombstones; record refresh.
-    Maintenance,
     /// Ordinary node: the next attach attempt.
     Attach,
     /// Chat retries, deadlines and held-message release.
@@ -19,11 +17,10 @@ pub enum Timer {
     Lookup,
 }
 
-const COUNT: usize = 6;
+const COUNT: usize = 5;
 
 const ALL: [Timer; COUNT] = [
     Timer::Heartbeat,
-    Timer::Maintenance,
     Timer::Attach,
     Timer::Chat,
     Timer::TableRefresh,

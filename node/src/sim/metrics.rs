@@ -22,6 +22,9 @@ pub struct Metrics {
     pub simulated_s: f64,
     /// Simulated events processed.
     pub events: u64,
+    /// Events processed, by kind; a `wake` runs a node's due timers, a
+    /// `wake_stale` was superseded by an earlier deadline and did nothing.
+    pub events_by_kind: BTreeMap<&'static str, u64>,
     /// Node counts.
     pub nodes: NodeCounts,
     /// Chat delivery.

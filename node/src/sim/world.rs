@@ -90,6 +90,45 @@ enum Ev {
     Sample,
 }
 
+impl Ev {
+    /// Names of the kinds, indexed by [`Ev::index`], then `wake_stale`.
+    const NAMES: [&'static str; 14] = [
+        "start",
+        "wake",
+        "frame",
+        "link_up",
+        "link_down",
+        "dial_failed",
+        "session_end",
+        "sn_kill",
+        "storm",
+        "storm_restart",
+        "topology",
+        "chat",
+        "sample",
+        "wake_stale",
+    ];
+    const WAKE_STALE: usize = 13;
+
+    fn index(&self) -> usize {
+        match self {
+            Ev::Start { .. } => 0,
+            Ev::Wake { .. } => 1,
+            Ev::Frame { .. } => 2,
+            Ev::LinkUp { .. } => 3,
+            Ev::LinkDown { .. } => 4,
+            Ev::DialFailed { .. } => 5,
+            Ev::SessionEnd { .. } => 6,
+            Ev::SnKill { .. } => 7,
+            Ev::Storm { .. } => 8,
+            Ev::StormRestart { .. } => 9,
+            Ev::Topology => 10,
+            Ev::Chat => 11,
+            Ev::Sample => 12,
+        }
+    }
+}
+
 struct Queued {
     at: SimTime,
     seq: u64,
@@ -129,6 +168,9 @@ struct Slot {
     site: u32,
     inc: u32,
     node: Option<Box<Node>>,
+    /// The key pair made with the slot, until its first start takes it
+    /// (a restart derives it again: key generation is costly at 10^6 nodes).
+    identity: Option<Identity>,
     links: BTreeMap<u32, LinkEnd>,
     wake_at: Option<SimTime>,
     started_at: SimTime,
@@ -204,6 +246,7 @@ pub struct World {
     act_buf: Vec<Action>,
     ev_buf: Vec<Event>,
     processed: u64,
+    by_kind: [u64; Ev::NAMES.len()],
     last_topology: SimTime,
     violation: Option<Violation>,
     // metrics
@@ -278,6 +321,7 @@ impl World {
             act_buf: Vec::new(),
             ev_buf: Vec::new(),
             processed: 0,
+            by_kind: [0; Ev::NAMES.len()],
             last_topology: 0,
             violation: None,
             traffic: TrafficCounters::default(),
@@ -355,6 +399,7 @@ impl World {
             site,
             inc: 0,
             node: None,
+            identity: Some(identity),
             links: BTreeMap::new(),
             wake_at: None,
             started_at: 0,
@@ -411,6 +456,7 @@ impl World {
                 ));
                 break;
             }
+            self.by_kind[ev.index()] += 1;
             if matches!(ev, Ev::Sample) {
                 progress.at(at);
             }
@@ -429,6 +475,7 @@ impl World {
                 let now = self.now;
                 let sl = &mut self.slots[slot as usize];
                 if sl.inc != inc || sl.wake_at != Some(now) {
+                    self.by_kind[Ev::WAKE_STALE] += 1;
                     return;
                 }
                 sl.wake_at = None;
@@ -557,7 +604,9 @@ impl World {
         cfg.role = role;
         cfg.bootstrap = sl.bootstrap.clone();
         cfg.listen_addrs = vec![format!("sim:{slot}")];
-        let identity = Identity::from_secret(dist::node_secret(self.seed, u64::from(slot)));
+        let identity = sl.identity.take().unwrap_or_else(|| {
+            Identity::from_secret(dist::node_secret(self.seed, u64::from(slot)))
+        });
         let rng_seed = dist::node_rng_seed(self.seed, u64::from(slot), u64::from(sl.inc));
         let mut node = match Node::new(cfg, identity, rng_seed, now) {
             Ok(n) => n,
@@ -1459,6 +1508,12 @@ impl World {
             violation: self.violation.clone(),
             simulated_s: round3(self.now as f64 / SECS as f64),
             events: self.processed,
+            events_by_kind: Ev::NAMES
+                .iter()
+                .zip(self.by_kind)
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (*k, n))
+                .collect(),
             nodes: self.counts.clone(),
             delivery: d,
             hops: Summary::of(hops),
