@@ -24,6 +24,7 @@
 pub mod config;
 mod dist;
 pub mod metrics;
+mod queue;
 mod report;
 mod world;
 

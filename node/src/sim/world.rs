@@ -4,7 +4,8 @@
 //! # Implementation notes
 //! - One event queue ordered by (time, sequence number): two events at the
 //!   same microsecond run in the order they were scheduled, so a run is a
-//!   pure function of the seed and the scenario.
+//!   pure function of the seed and the scenario. It is a calendar queue
+//!   (`queue.rs`), which pops in the same order as a binary heap.
 //! - Nodes live in a `Vec` indexed by node index (a "slot"); a restarted node
 //!   keeps its slot and identity and gets a new incarnation number, which
 //!   invalidates the events scheduled for the old one. The id-to-slot map is
@@ -26,8 +27,7 @@
 //!   skipped, which keeps the queue proportional to the nodes and frames in
 //!   flight.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::RngExt;
@@ -44,6 +44,7 @@ use super::metrics::{
     round3, AttachSample, CounterTotals, Delivery, DeliverySample, InvariantChecks, KindTraffic,
     Metrics, NodeCounts, Reattach, Summary, SupernodeLoad, Traffic, Violation,
 };
+use super::queue::{Entry, EventQueue};
 
 /// What happens at a point in virtual time.
 enum Ev {
@@ -129,30 +130,6 @@ impl Ev {
     }
 }
 
-struct Queued {
-    at: SimTime,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    /// Reversed: the heap pops the earliest (time, seq) first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 /// One end of a link, held by the node at that end.
 struct LinkEnd {
     epoch: u64,
@@ -231,7 +208,7 @@ pub struct World {
     now: SimTime,
     end: SimTime,
     warmup: SimTime,
-    queue: BinaryHeap<Queued>,
+    queue: EventQueue<Ev>,
     seq: u64,
     net_rng: Xoshiro256PlusPlus,
     churn_rng: Xoshiro256PlusPlus,
@@ -363,7 +340,7 @@ impl World {
             now: 0,
             end,
             warmup,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             seq: 0,
             net_rng: dist::stream_rng(seed, 1),
             churn_rng: dist::stream_rng(seed, 2),
@@ -484,11 +461,7 @@ impl World {
 
     fn push(&mut self, at: SimTime, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Queued {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(at, self.seq, ev);
     }
 
     fn fail(&mut self, what: String) {
@@ -503,11 +476,11 @@ impl World {
 
     /// Runs to the end (or the first violation) and returns the metrics.
     pub fn run(mut self, progress: &mut dyn Progress) -> Metrics {
-        while let Some(top) = self.queue.peek() {
-            if top.at > self.end || self.violation.is_some() {
+        while let Some(next) = self.queue.peek_time() {
+            if next > self.end || self.violation.is_some() {
                 break;
             }
-            let Some(Queued { at, ev, .. }) = self.queue.pop() else {
+            let Some(Entry { at, item: ev, .. }) = self.queue.pop() else {
                 break;
             };
             self.now = at;
