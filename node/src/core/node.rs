@@ -16,7 +16,7 @@ use super::config::{ConfigError, NodeConfig};
 use super::dedup::RecentIds;
 use super::directory::{Directory, LocationCache, StoreOutcome};
 use super::events::{Action, ChatFailure, Counters, Event, HostCacheEntry, Status, Transmit};
-use super::table::{InsertOutcome, NeighborTable};
+use super::table::{self, InsertOutcome, NeighborTable};
 use super::timers::{Timer, Timers};
 use super::{SimTime, MILLIS, SECS};
 
@@ -728,15 +728,19 @@ impl Node {
     }
 
     fn sample_supernodes(&mut self, n: usize) -> Vec<PeerInfo> {
-        let mut all: Vec<PeerInfo> = self.table.iter().map(NeighborTable::peer_info).collect();
-        // A partial Fisher-Yates shuffle with the node's seeded RNG.
+        // A partial Fisher-Yates shuffle with the node's seeded RNG, over
+        // references: only the chosen entries are cloned (a supernode's
+        // table has hundreds, each with its addresses).
+        let mut all: Vec<&table::Entry> = self.table.iter().collect();
         let take = n.min(all.len()).min(MAX_PEERS_PER_MESSAGE);
         for i in 0..take {
             let j = self.rng.random_range(i..all.len());
             all.swap(i, j);
         }
-        all.truncate(take);
-        all
+        all[..take]
+            .iter()
+            .map(|e| NeighborTable::peer_info(e))
+            .collect()
     }
 
     fn on_client_publish(&mut self, now: SimTime, from: NodeId, record: LocationRecord) {
