@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use skyhop_protocol::{NodeId, PeerInfo};
+use skyhop_protocol::{Distance, NodeId, PeerInfo};
 
 use super::SimTime;
 
@@ -197,10 +197,15 @@ impl NeighborTable {
 
     /// Up to `n` entries closest to `target`, nearest first.
     pub fn closest(&self, target: &NodeId, n: usize) -> Vec<&Entry> {
-        let mut all: Vec<&Entry> = self.iter().collect();
-        all.sort_by_key(|e| e.id.distance(target));
-        all.truncate(n);
-        all
+        // Each distance computed once, and only the n closest sorted.
+        let mut all: Vec<(Distance, &Entry)> =
+            self.iter().map(|e| (e.id.distance(target), e)).collect();
+        if n < all.len() {
+            all.select_nth_unstable_by_key(n, |(d, _)| *d);
+            all.truncate(n);
+        }
+        all.sort_unstable_by_key(|(d, _)| *d);
+        all.into_iter().map(|(_, e)| e).collect()
     }
 
     /// Whether this node is among the `r` closest to `target` of itself and
