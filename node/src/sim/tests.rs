@@ -61,6 +61,11 @@ fn assert_delivers(name: &str) {
         m.delivery
     );
     assert!(m.hops.max <= f64::from(cfg.node.ttl));
+    // The per-kind counts account for every event, and frames dominate.
+    let by_kind: u64 = m.events_by_kind.values().sum();
+    assert_eq!(by_kind, m.events, "{name}: {:?}", m.events_by_kind);
+    assert!(m.events_by_kind["frame"] > m.events / 2);
+    assert!(m.events_by_kind["wake"] > 0);
 }
 
 #[test]

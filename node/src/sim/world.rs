@@ -109,6 +109,7 @@ impl Ev {
         "sample",
         "wake_stale",
     ];
+    const WAKE: usize = 1;
     const WAKE_STALE: usize = 13;
 
     fn index(&self) -> usize {
@@ -511,6 +512,8 @@ impl World {
                 let now = self.now;
                 let sl = &mut self.slots[slot as usize];
                 if sl.inc != inc || sl.wake_at != Some(now) {
+                    // Counted as a wake by the loop; it is a stale one.
+                    self.by_kind[Ev::WAKE] -= 1;
                     self.by_kind[Ev::WAKE_STALE] += 1;
                     return;
                 }
