@@ -49,6 +49,8 @@ const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
 const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// Dials to mDNS-discovered peers in flight at most.
 const MAX_MDNS_DIALS: usize = 16;
+/// mDNS-discovered peers remembered at most.
+const MAX_MDNS_PEERS: usize = 256;
 /// Commands queued to the node task at most.
 const COMMAND_QUEUE: usize = 256;
 /// Decoded frames and link events queued to the node task at most (readers
@@ -292,6 +294,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         opening: BTreeSet::new(),
         clock: MonotonicClock::starting_at(now),
         streamless: BTreeMap::new(),
+        mdns_peers: BTreeMap::new(),
         peer_ids: BTreeMap::new(),
         dials: BTreeMap::new(),
         closing: Vec::new(),
@@ -355,6 +358,11 @@ struct NodeTask {
     clock: MonotonicClock,
     /// Connected peers without a link yet, since when.
     streamless: BTreeMap<PeerId, SimTime>,
+    /// Peers mDNS found and has not seen expire, with an address each: mDNS
+    /// reports a peer once, so a first contact that fails (a race between
+    /// two simultaneous dials can leave one end with a stream the other
+    /// never saw) must be retried from here.
+    mdns_peers: BTreeMap<PeerId, Multiaddr>,
     peer_ids: BTreeMap<NodeId, PeerId>,
     dials: BTreeMap<ConnectionId, PendingDial>,
     closing: Vec<JoinHandle<()>>,
@@ -445,6 +453,14 @@ impl NodeTask {
                 Wake::Housekeeping => {
                     ticks += 1;
                     self.sweep_streamless(now);
+                    if self.core.role() == Role::Ordinary && self.core.primary().is_none() {
+                        let known: Vec<(PeerId, Multiaddr)> = self
+                            .mdns_peers
+                            .iter()
+                            .map(|(p, a)| (*p, a.clone()))
+                            .collect();
+                        self.dial_mdns_peers(now, known);
+                    }
                     if ticks.is_multiple_of(HOST_CACHE_SAVE_TICKS) {
                         self.save_host_cache();
                     }
@@ -706,6 +722,29 @@ impl NodeTask {
         });
     }
 
+    /// Dials the mDNS-found peers this node is not connected to, while it
+    /// needs them: an ordinary node until it is attached (at each discovery
+    /// and at each housekeeping tick), a supernode at discovery, so that
+    /// supernodes meet each other and unattached nodes meet supernodes.
+    fn dial_mdns_peers(&mut self, now: SimTime, found: Vec<(PeerId, Multiaddr)>) {
+        if self.core.role() == Role::Ordinary && self.core.primary().is_some() {
+            return;
+        }
+        let mut seen = BTreeSet::new();
+        for (peer, addr) in found {
+            let busy = self.dials.values().filter(|d| !d.from_core).count();
+            if peer == self.local_peer
+                || self.swarm.is_connected(&peer)
+                || busy >= MAX_MDNS_DIALS
+                || !seen.insert(peer)
+            {
+                continue;
+            }
+            let addr = addr.with(Protocol::P2p(peer)).to_string();
+            self.dial(now, Some(NodeId::from_peer_id(&peer)), vec![addr], false);
+        }
+    }
+
     /// Closes connections that got no `/skyhop/1` stream in time (the peer
     /// is not a skyhop node, or its opener failed).
     fn sweep_streamless(&mut self, now: SimTime) {
@@ -921,24 +960,17 @@ impl NodeTask {
                 tracing::debug!(%address, "listening");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
-                // An attached ordinary node needs no more peers; supernodes
-                // link to what they find, so that supernodes meet each other
-                // and unattached nodes meet supernodes.
-                if self.core.role() == Role::Ordinary && self.core.primary().is_some() {
-                    return;
-                }
-                let mut seen = BTreeSet::new();
-                for (peer, addr) in found {
-                    let busy = self.dials.values().filter(|d| !d.from_core).count();
-                    if peer == self.local_peer
-                        || self.swarm.is_connected(&peer)
-                        || busy >= MAX_MDNS_DIALS
-                        || !seen.insert(peer)
+                for (peer, addr) in &found {
+                    if self.mdns_peers.len() < MAX_MDNS_PEERS || self.mdns_peers.contains_key(peer)
                     {
-                        continue;
+                        self.mdns_peers.insert(*peer, addr.clone());
                     }
-                    let addr = addr.with(Protocol::P2p(peer)).to_string();
-                    self.dial(now, Some(NodeId::from_peer_id(&peer)), vec![addr], false);
+                }
+                self.dial_mdns_peers(now, found);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(gone))) => {
+                for (peer, _) in gone {
+                    self.mdns_peers.remove(&peer);
                 }
             }
             _ => {}
