@@ -791,8 +791,13 @@ impl NodeTask {
                 tracing::debug!(%peer, "cannot open {PROTOCOL}: {reason}");
                 let id = NodeId::from_peer_id(&peer);
                 if !self.links.contains_key(&id) {
+                    // The connection stays: the peer's own stream may be
+                    // queued behind this failure (both ends open one when
+                    // each thinks it is the opener, as a hostile or broken
+                    // peer may), and dropping the connection here lost it
+                    // unread. A peer that opens none is closed by the
+                    // sweep of stream-less connections.
                     self.core.handle_dial_failed(now, Some(id), &[]);
-                    let _ = self.swarm.disconnect_peer_id(peer);
                 }
                 return;
             }
