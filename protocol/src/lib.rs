@@ -11,6 +11,7 @@ mod fast;
 pub mod id;
 pub mod limits;
 pub mod message;
+pub mod recent;
 pub mod sign;
 
 pub use bounded::Signature;

@@ -95,35 +95,23 @@ pub fn chat_signed_bytes(c: &ChatMessage) -> Vec<u8> {
 /// statements while their frames are in flight ([`preverify`]), so the
 /// receiving node finds them here. Bounded: the oldest entries go first.
 mod memo {
-    use std::collections::{HashSet, VecDeque};
     use std::sync::{LazyLock, Mutex};
+
+    use crate::recent::RecentIds;
 
     /// Digests remembered at most.
     const CAPACITY: usize = 1 << 16;
 
-    #[derive(Default)]
-    struct Memo {
-        order: VecDeque<[u8; 32]>,
-        set: HashSet<[u8; 32]>,
-    }
-
-    static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(Mutex::default);
+    static MEMO: LazyLock<Mutex<RecentIds<[u8; 32]>>> =
+        LazyLock::new(|| Mutex::new(RecentIds::new(CAPACITY)));
 
     pub(super) fn contains(digest: &[u8; 32]) -> bool {
-        MEMO.lock().is_ok_and(|m| m.set.contains(digest))
+        MEMO.lock().is_ok_and(|m| m.contains(digest))
     }
 
     pub(super) fn insert(digest: [u8; 32]) {
-        let Ok(mut m) = MEMO.lock() else {
-            return;
-        };
-        if m.set.insert(digest) {
-            m.order.push_back(digest);
-            if m.order.len() > CAPACITY {
-                if let Some(old) = m.order.pop_front() {
-                    m.set.remove(&old);
-                }
-            }
+        if let Ok(mut m) = MEMO.lock() {
+            m.insert(digest);
         }
     }
 }
@@ -166,49 +154,51 @@ fn verify(
     }
 }
 
-/// Whether `message` carries a signed statement that [`preverify`] checks.
-pub fn carries_signature(message: &crate::Message) -> bool {
-    use crate::message::{Body, Message};
-    match message {
-        Message::Publish(_) | Message::Leave(_) => true,
-        Message::Routed(p) => matches!(
-            p.body,
-            Body::Publish(_)
-                | Body::LocationReply {
-                    record: Some(_),
-                    ..
-                }
-                | Body::Chat(_)
-                | Body::Withdraw(_)
-        ),
-        _ => false,
-    }
+/// A signed statement a message carries.
+enum Statement<'a> {
+    Record(&'a LocationRecord),
+    Leave(&'a Leave),
+    Chat(&'a ChatMessage),
 }
 
-/// Verifies every signed statement `message` carries, for the effect of
-/// remembering the good ones (see the memo above): a simulator calls it from
-/// another thread while the frame is in flight. The outcome is not
-/// returned: the receiver verifies (or finds the memo) as always.
-pub fn preverify(message: &crate::Message) {
+/// The signed statement `message` carries, if any.
+fn statement(message: &crate::Message) -> Option<Statement<'_>> {
     use crate::message::{Body, Message, WithdrawReason};
     match message {
-        Message::Publish(r) => drop(verify_record(r)),
-        Message::Leave(l) => drop(verify_leave(l)),
+        Message::Publish(r) => Some(Statement::Record(r)),
+        Message::Leave(l) => Some(Statement::Leave(l)),
         Message::Routed(p) => match &p.body {
             Body::Publish(r)
             | Body::LocationReply {
                 record: Some(r), ..
-            } => drop(verify_record(r)),
-            Body::Chat(c) => drop(verify_chat(c)),
-            Body::Withdraw(w) => {
-                if let WithdrawReason::Left(l) = &w.reason {
-                    drop(verify_leave(l));
-                }
-            }
-            _ => {}
+            } => Some(Statement::Record(r)),
+            Body::Chat(c) => Some(Statement::Chat(c)),
+            Body::Withdraw(w) => match &w.reason {
+                WithdrawReason::Left(l) => Some(Statement::Leave(l)),
+                _ => None,
+            },
+            _ => None,
         },
-        _ => {}
+        _ => None,
     }
+}
+
+/// Whether `message` carries a signed statement that [`preverify`] checks.
+pub fn carries_signature(message: &crate::Message) -> bool {
+    statement(message).is_some()
+}
+
+/// Verifies the signed statement `message` carries, for the effect of
+/// remembering it if good (see the memo above): a simulator calls it from
+/// another thread while the frame is in flight. The outcome is not
+/// returned: the receiver verifies (or finds the memo) as always.
+pub fn preverify(message: &crate::Message) {
+    let _ = match statement(message) {
+        Some(Statement::Record(r)) => verify_record(r),
+        Some(Statement::Leave(l)) => verify_leave(l),
+        Some(Statement::Chat(c)) => verify_chat(c),
+        None => Ok(()),
+    };
 }
 
 /// Checks that `record` was signed by the node it describes.

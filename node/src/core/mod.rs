@@ -10,12 +10,10 @@
 //! - [`directory`]: location records held as a home supernode, and the
 //!   location cache used for routing;
 //! - [`chat`]: the sender's retry queue and the receiver's duplicate and
-//!   ordering window;
-//! - [`dedup`]: the bounded window of recently seen packet ids.
+//!   ordering window (packet duplicates use `skyhop_protocol::recent`).
 
 pub mod chat;
 pub mod config;
-pub mod dedup;
 pub mod directory;
 pub mod events;
 mod node;

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+use skyhop_protocol::recent::RecentIds;
 use skyhop_protocol::{
     sign, Accept, Body, ChatMessage, FindNeighbors, Heartbeat, HeartbeatAck, Hello, Identity, Join,
     LocationHop, LocationRecord, Message, MsgId, Neighbors, NodeId, NotFoundReason, Packet,
@@ -13,7 +14,6 @@ use skyhop_protocol::{
 
 use super::chat::{Arrival, Inbox, Outbox};
 use super::config::{ConfigError, NodeConfig};
-use super::dedup::RecentIds;
 use super::directory::{Directory, LocationCache, StoreOutcome};
 use super::events::{Action, ChatFailure, Counters, Event, HostCacheEntry, Status, Transmit};
 use super::table::{self, InsertOutcome, NeighborTable};

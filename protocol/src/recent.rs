@@ -1,4 +1,5 @@
-//! A bounded window of recently seen keys, oldest forgotten first.
+//! A bounded window of recently seen keys, oldest forgotten first: the
+//! core's duplicate-packet window and the memo of verified signatures.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
