@@ -25,13 +25,13 @@ pub fn derive(seed: u64, parts: &[u64]) -> u64 {
         .fold(splitmix64(seed), |acc, p| splitmix64(acc ^ splitmix64(*p)))
 }
 
-/// The ed25519 secret of node `index` in the world seeded by `seed`.
-pub fn node_secret(seed: u64, index: u64) -> [u8; 32] {
+/// The identity of node `index` in the world seeded by `seed`.
+pub fn node_identity(seed: u64, index: u64) -> skyhop_protocol::Identity {
     let mut secret = [0u8; 32];
     for (i, chunk) in secret.chunks_mut(8).enumerate() {
         chunk.copy_from_slice(&derive(seed, &[1, index, i as u64]).to_le_bytes());
     }
-    secret
+    skyhop_protocol::Identity::from_secret(secret)
 }
 
 /// The RNG seed of incarnation `incarnation` of node `index`.
@@ -145,8 +145,8 @@ mod tests {
 
     #[test]
     fn derived_seeds_differ_per_node_and_incarnation() {
-        assert_ne!(node_secret(1, 0), node_secret(1, 1));
-        assert_ne!(node_secret(1, 0), node_secret(2, 0));
+        assert_ne!(node_identity(1, 0).id(), node_identity(1, 1).id());
+        assert_ne!(node_identity(1, 0).id(), node_identity(2, 0).id());
         assert_ne!(node_rng_seed(1, 0, 0), node_rng_seed(1, 0, 1));
         assert_eq!(node_rng_seed(9, 3, 1), node_rng_seed(9, 3, 1));
     }

@@ -259,9 +259,7 @@ pub struct World {
 /// generation is ~20 µs a node, 20 s of one core at 10^6 nodes.
 fn identities(seed: u64, count: u64) -> Vec<Identity> {
     let make = |range: std::ops::Range<u64>| -> Vec<Identity> {
-        range
-            .map(|i| Identity::from_secret(dist::node_secret(seed, i)))
-            .collect()
+        range.map(|i| dist::node_identity(seed, i)).collect()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let chunk = count.div_ceil(threads.max(1)).max(1);
@@ -427,8 +425,7 @@ impl World {
     /// A new node index of `role`, with its identity if already made.
     fn new_slot(&mut self, role: Role, identity: Option<Identity>) -> u32 {
         let index = self.slots.len() as u64;
-        let identity =
-            identity.unwrap_or_else(|| Identity::from_secret(dist::node_secret(self.seed, index)));
+        let identity = identity.unwrap_or_else(|| dist::node_identity(self.seed, index));
         let id = identity.id();
         let site =
             (dist::derive(self.seed, &[4, index]) % u64::from(self.cfg.network.sites)) as u32;
@@ -643,9 +640,10 @@ impl World {
         cfg.role = role;
         cfg.bootstrap = sl.bootstrap.clone();
         cfg.listen_addrs = vec![format!("sim:{slot}")];
-        let identity = sl.identity.take().unwrap_or_else(|| {
-            Identity::from_secret(dist::node_secret(self.seed, u64::from(slot)))
-        });
+        let identity = sl
+            .identity
+            .take()
+            .unwrap_or_else(|| dist::node_identity(self.seed, u64::from(slot)));
         let rng_seed = dist::node_rng_seed(self.seed, u64::from(slot), u64::from(sl.inc));
         let mut node = match Node::new(cfg, identity, rng_seed, now) {
             Ok(n) => n,
