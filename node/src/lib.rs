@@ -1,10 +1,10 @@
 //! skyhop: a peer-to-peer overlay in the style of Skype's original
 //! architecture.
 //!
-//! - [`core`]: the sans-IO node (routing, supernode roles, chat delivery);
+//! - [`skyhop_core`] (its own crate): the sans-IO node (routing, supernode roles,
+//!   chat delivery);
 //! - the libp2p runtime and the simulator drive it (their own modules).
 
 pub mod bench;
-pub mod core;
 pub mod runtime;
 pub mod sim;

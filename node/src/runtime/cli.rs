@@ -15,7 +15,7 @@ use super::control;
 use super::handle::{MdnsMode, NodeOptions};
 use super::node_task;
 use super::{http, storage, RuntimeError};
-use crate::core::NodeConfig;
+use skyhop_core::NodeConfig;
 
 /// Default listen address: loopback, port chosen by the OS.
 pub const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";

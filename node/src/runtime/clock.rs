@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use crate::core::SimTime;
+use skyhop_core::SimTime;
 
 /// Microseconds since the UNIX epoch: the `now` handed to the core.
 ///

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::handle::{NodeHandle, SendOutcome, StatusReport, TraceOutcome};
 use super::RuntimeError;
-use crate::core::Event;
+use skyhop_core::Event;
 
 /// Largest request line plus headers.
 pub const MAX_HEAD: usize = 16 * 1024;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::core::Event;
+use skyhop_core::Event;
 
 /// Events kept at most; older ones are forgotten.
 pub const EVENT_LOG_SIZE: usize = 1024;

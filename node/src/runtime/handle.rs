@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::events_log::EventLog;
 use super::node_task::SHUTDOWN_FLUSH;
 use super::RuntimeError;
-use crate::core::{NodeConfig, SimTime, Status};
+use skyhop_core::{NodeConfig, SimTime, Status};
 
 /// Whether to run mDNS discovery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]

@@ -1,5 +1,5 @@
 //! The real runtime: a tokio task per node owning a libp2p swarm (TCP +
-//! Noise + Yamux, identify, ping, optional mDNS) and a [`crate::core::Node`],
+//! Noise + Yamux, identify, ping, optional mDNS) and a [`skyhop_core::Node`],
 //! one framed `/skyhop/1` stream per neighbor, the key file and host cache in
 //! a data directory, a local control API (HTTP + JSON on 127.0.0.1), the CLI
 //! commands built on it, and the in-process demo.

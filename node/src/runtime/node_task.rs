@@ -1,5 +1,5 @@
 //! The node task: one tokio task owning a libp2p `Swarm` and a
-//! [`crate::core::Node`], in the Client / EventLoop shape of rust-libp2p's
+//! [`skyhop_core::Node`], in the Client / EventLoop shape of rust-libp2p's
 //! file-sharing example. [`start`] builds both and returns a
 //! [`NodeHandle`]; everything else talks to the task through it.
 //!
@@ -39,7 +39,7 @@ use super::handle::{
 };
 use super::link::{read_loop, write_loop, LinkEvent, LINK_QUEUE};
 use super::{storage, RuntimeError};
-use crate::core::{Action, BootstrapPeer, Event, Node, SimTime};
+use skyhop_core::{Action, BootstrapPeer, Event, Node, SimTime};
 
 /// The skyhop stream protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
@@ -69,7 +69,7 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
 /// Housekeeping ticks between writes of the host cache (30 s).
 const HOST_CACHE_SAVE_TICKS: u64 = 6;
 /// How long a connection may stay without a `/skyhop/1` stream.
-const STREAM_SETUP_TIMEOUT: SimTime = 15 * crate::core::SECS;
+const STREAM_SETUP_TIMEOUT: SimTime = 15 * skyhop_core::SECS;
 /// Connected peers allowed besides a supernode's clients.
 const EXTRA_CONNECTIONS: usize = 512;
 /// How long writers get to flush on shutdown.

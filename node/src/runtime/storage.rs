@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use skyhop_protocol::Identity;
 
 use super::RuntimeError;
-use crate::core::HostCacheEntry;
+use skyhop_core::HostCacheEntry;
 
 /// File name of the secret key (64 hex characters, mode 0600).
 pub const KEY_FILE: &str = "key";

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt as _};
 
 use super::node_task::PROTOCOL;
 use super::{control, http, start, NodeHandle, NodeOptions, SendOutcome, TraceOutcome};
-use crate::core::Event;
+use skyhop_core::Event;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 

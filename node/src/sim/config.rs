@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::NodeConfig;
+use skyhop_core::NodeConfig;
 
 use super::SimError;
 

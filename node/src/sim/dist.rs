@@ -4,7 +4,7 @@
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::core::{SimTime, MILLIS, SECS};
+use skyhop_core::{SimTime, MILLIS, SECS};
 
 use super::config::{Latency, Session};
 

@@ -1,5 +1,5 @@
 //! The deterministic simulator: `skyhop sim CONFIG [--seed N] [--out FILE]
-//! [--plots DIR]` runs many [`crate::core::Node`]s in one discrete-event
+//! [--plots DIR]` runs many [`skyhop_core::Node`]s in one discrete-event
 //! world, with a seeded network model (latency per link class, loss as TCP
 //! retransmission delay, partitions), churn (session times, supernode kills,
 //! restart storms) and a chat workload, checks invariants as it goes, and
@@ -38,7 +38,7 @@ pub use config::SimConfig;
 pub use metrics::Metrics;
 pub use report::Perf;
 
-use crate::core::SECS;
+use skyhop_core::SECS;
 
 /// Arguments of `skyhop sim`.
 #[derive(Clone, Debug, clap::Args)]
@@ -115,7 +115,7 @@ pub fn to_json(m: &Metrics) -> String {
 struct Bar(indicatif::ProgressBar);
 
 impl world::Progress for Bar {
-    fn at(&mut self, now: crate::core::SimTime) {
+    fn at(&mut self, now: skyhop_core::SimTime) {
         self.0.set_position(now / SECS);
     }
 }

@@ -17,7 +17,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::core::SimTime;
+use skyhop_core::SimTime;
 
 /// Simulated time per bucket, µs.
 const WIDTH: SimTime = 1_000;

@@ -33,7 +33,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::RngExt;
 use skyhop_protocol::{codec, Body, Identity, Message, NodeId, Role};
 
-use crate::core::{
+use skyhop_core::{
     Action, BootstrapPeer, ChatFailure, Event, HostCacheEntry, Node, NodeConfig, SimTime, MILLIS,
     SECS,
 };
@@ -224,7 +224,7 @@ pub struct World {
     preverify: Option<std::sync::mpsc::SyncSender<Vec<Message>>>,
     /// The batch being gathered for it.
     preverify_batch: Vec<Message>,
-    tx_buf: Vec<crate::core::Transmit>,
+    tx_buf: Vec<skyhop_core::Transmit>,
     act_buf: Vec<Action>,
     ev_buf: Vec<Event>,
     processed: u64,

@@ -3,7 +3,7 @@
 //! one event queue ordered by (time, sequence). Every frame goes through the
 //! real codec, so a node that emits an invalid message fails the test.
 //!
-//! The full simulator (network model, churn, metrics) is `crate::sim`; this
+//! The full simulator (network model, churn, metrics) is `skyhop_node::sim`; this
 //! harness is only what the core's own scenarios need.
 
 use std::cmp::Reverse;
