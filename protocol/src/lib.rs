@@ -11,6 +11,7 @@ mod fast;
 pub mod id;
 pub mod limits;
 pub mod message;
+pub mod mix;
 pub mod recent;
 pub mod sign;
 
@@ -21,4 +22,4 @@ pub use codec::{
 pub use id::{Distance, MsgId, NodeId, ParseNodeIdError};
 pub use limits::*;
 pub use message::*;
-pub use sign::{verify_chat, verify_leave, verify_record, Identity, SignatureError};
+pub use sign::{verify_chat, verify_leave, verify_record, Identity, SignatureError, SignatureMemo};

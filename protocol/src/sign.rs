@@ -83,36 +83,112 @@ pub fn chat_signed_bytes(c: &ChatMessage) -> Vec<u8> {
     )
 }
 
-/// Signatures that verified, remembered process-wide by a digest of
-/// everything verification looked at (id, key, signed bytes, signature), so
-/// that the same statement is never verified twice. Only successes are
-/// remembered, so a hit answers exactly what verifying again would.
+/// Signatures that verified, remembered by a digest of everything
+/// verification looked at (id, key, signed bytes, signature), so that the
+/// same statement is never verified twice. Only successes are remembered,
+/// so a hit answers exactly what verifying again would. Bounded: the
+/// oldest entries go first.
+///
+/// The caller owns it and decides who shares it: a node keeps its own; the
+/// simulator gives one to all its nodes and to the thread that verifies
+/// statements while their frames are in flight ([`SignatureMemo::preverify`]).
+/// It is `Sync` (a mutex inside) for that reason.
 ///
 /// # Implementation notes
 /// Verification is ~40 µs, hashing the statement ~1 µs. In one node it
 /// saves repeats (a record that comes back by replication); in the
-/// simulator, where 10^6 nodes share a process, a second thread verifies
-/// statements while their frames are in flight ([`preverify`]), so the
-/// receiving node finds them here. Bounded: the oldest entries go first.
-mod memo {
-    use std::sync::{LazyLock, Mutex};
+/// simulator, where 10^6 nodes share a process, the second thread does
+/// most of the verifying.
+#[derive(Debug)]
+pub struct SignatureMemo {
+    /// Digests of statements that verified, newest last.
+    verified: std::sync::Mutex<crate::recent::RecentIds<[u8; 32]>>,
+}
 
-    use crate::recent::RecentIds;
+impl Default for SignatureMemo {
+    fn default() -> SignatureMemo {
+        SignatureMemo::new(SignatureMemo::DEFAULT_CAPACITY)
+    }
+}
 
-    /// Digests remembered at most.
-    const CAPACITY: usize = 1 << 16;
+impl SignatureMemo {
+    /// Digests remembered by [`SignatureMemo::default`].
+    pub const DEFAULT_CAPACITY: usize = 1 << 16;
 
-    static MEMO: LazyLock<Mutex<RecentIds<[u8; 32]>>> =
-        LazyLock::new(|| Mutex::new(RecentIds::new(CAPACITY)));
-
-    pub(super) fn contains(digest: &[u8; 32]) -> bool {
-        MEMO.lock().is_ok_and(|m| m.contains(digest))
+    /// An empty memo of at most `capacity` digests.
+    pub fn new(capacity: usize) -> SignatureMemo {
+        SignatureMemo {
+            verified: std::sync::Mutex::new(crate::recent::RecentIds::new(capacity)),
+        }
     }
 
-    pub(super) fn insert(digest: [u8; 32]) {
-        if let Ok(mut m) = MEMO.lock() {
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.verified.lock().is_ok_and(|m| m.contains(digest))
+    }
+
+    fn insert(&self, digest: [u8; 32]) {
+        if let Ok(mut m) = self.verified.lock() {
             m.insert(digest);
         }
+    }
+
+    fn verify(
+        &self,
+        claimed: &NodeId,
+        key: &PublicKey,
+        msg: &[u8],
+        sig: &Signature,
+    ) -> Result<(), SignatureError> {
+        let digest = digest(claimed, key, msg, sig);
+        if self.contains(&digest) {
+            return Ok(());
+        }
+        verify(claimed, key, msg, sig)?;
+        self.insert(digest);
+        Ok(())
+    }
+
+    /// [`verify_record`], remembering a success.
+    pub fn verify_record(&self, record: &LocationRecord) -> Result<(), SignatureError> {
+        self.verify(
+            &record.node,
+            &record.public_key,
+            &record_signed_bytes(record),
+            &record.signature,
+        )
+    }
+
+    /// [`verify_leave`], remembering a success.
+    pub fn verify_leave(&self, leave: &Leave) -> Result<(), SignatureError> {
+        self.verify(
+            &leave.node,
+            &leave.public_key,
+            &leave_signed_bytes(leave),
+            &leave.signature,
+        )
+    }
+
+    /// [`verify_chat`], remembering a success.
+    pub fn verify_chat(&self, chat: &ChatMessage) -> Result<(), SignatureError> {
+        self.verify(
+            &chat.from,
+            &chat.from_key,
+            &chat_signed_bytes(chat),
+            &chat.signature,
+        )
+    }
+
+    /// Verifies the signed statement `message` carries, for the effect of
+    /// remembering it if good: a simulator calls it from another thread
+    /// while the frame is in flight. The outcome is not returned: the
+    /// receiver verifies (or finds the memo) as always.
+    pub fn preverify(&self, message: &crate::Message) {
+        let _ = match statement(message) {
+            Some(Statement::Record(r)) => self.verify_record(r),
+            Some(Statement::Leave(l)) => self.verify_leave(l),
+            Some(Statement::Chat(c)) => self.verify_chat(c),
+            None => Ok(()),
+        };
     }
 }
 
@@ -133,10 +209,6 @@ fn verify(
     msg: &[u8],
     sig: &Signature,
 ) -> Result<(), SignatureError> {
-    let digest = digest(claimed, key, msg, sig);
-    if memo::contains(&digest) {
-        return Ok(());
-    }
     let public = ed25519::PublicKey::try_from_bytes(key).map_err(|_| SignatureError::BadKey)?;
     let actual =
         NodeId::from_peer_id(&libp2p_identity::PublicKey::from(public.clone()).to_peer_id());
@@ -147,7 +219,6 @@ fn verify(
         });
     }
     if public.verify(msg, &sig.0) {
-        memo::insert(digest);
         Ok(())
     } else {
         Err(SignatureError::BadSignature)
@@ -183,22 +254,10 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
     }
 }
 
-/// Whether `message` carries a signed statement that [`preverify`] checks.
+/// Whether `message` carries a signed statement that
+/// [`SignatureMemo::preverify`] checks.
 pub fn carries_signature(message: &crate::Message) -> bool {
     statement(message).is_some()
-}
-
-/// Verifies the signed statement `message` carries, for the effect of
-/// remembering it if good (see the memo above): a simulator calls it from
-/// another thread while the frame is in flight. The outcome is not
-/// returned: the receiver verifies (or finds the memo) as always.
-pub fn preverify(message: &crate::Message) {
-    let _ = match statement(message) {
-        Some(Statement::Record(r)) => verify_record(r),
-        Some(Statement::Leave(l)) => verify_leave(l),
-        Some(Statement::Chat(c)) => verify_chat(c),
-        None => Ok(()),
-    };
 }
 
 /// Checks that `record` was signed by the node it describes.
@@ -399,15 +458,22 @@ mod tests {
         let record = alice.location_record(sn, vec![], 3, 60);
         let publish = crate::Message::Publish(record.clone());
         assert!(carries_signature(&publish));
-        preverify(&publish);
-        assert_eq!(verify_record(&record), Ok(()));
+        let memo = SignatureMemo::new(16);
+        memo.preverify(&publish);
+        assert_eq!(memo.verify_record(&record), Ok(()));
         // Every field and the signature are covered by the memo's digest.
         let mut later = record.clone();
         later.seq += 1;
-        assert_eq!(verify_record(&later), Err(SignatureError::BadSignature));
+        assert_eq!(
+            memo.verify_record(&later),
+            Err(SignatureError::BadSignature)
+        );
         let mut resigned = record.clone();
         resigned.signature.0[0] ^= 1;
-        assert_eq!(verify_record(&resigned), Err(SignatureError::BadSignature));
+        assert_eq!(
+            memo.verify_record(&resigned),
+            Err(SignatureError::BadSignature)
+        );
         let hb = crate::Message::Heartbeat(crate::Heartbeat { nonce: 1 });
         assert!(!carries_signature(&hb));
     }

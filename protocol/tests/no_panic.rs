@@ -14,6 +14,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 
+use skyhop_protocol::mix::SplitMix64;
 use skyhop_protocol::*;
 
 const DEFAULT_SEED: u64 = 0x5eed_c0de_2026_0001;
@@ -23,15 +24,11 @@ const DEFAULT_ITERS: u64 = 1_000_000;
 const THREADS: u64 = 2;
 
 /// splitmix64: tiny, fast, and good enough to pick bytes and positions.
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (n > 0); the modulo bias is irrelevant here.
@@ -451,7 +448,9 @@ fn check(rng: &mut Rng, frame: &[u8]) -> usize {
 type Tally = ([u64; OUTCOMES.len()], u64);
 
 fn run_share(seed: u64, worker: u64, iters: u64, corpus: &[Vec<u8>]) -> Tally {
-    let mut rng = Rng(seed ^ worker.wrapping_mul(0xa076_1d64_78bd_642f));
+    let mut rng = Rng(SplitMix64(
+        seed ^ worker.wrapping_mul(0xa076_1d64_78bd_642f),
+    ));
     let mut counts = [0u64; OUTCOMES.len()];
     let mut random = 0;
     for i in 0..iters {
@@ -497,7 +496,7 @@ fn a_million_bad_frames_never_panic() {
     let iters = env_u64("SKYHOP_NO_PANIC_ITERS", DEFAULT_ITERS);
     println!("no-panic: seed {seed:#x} (SKYHOP_NO_PANIC_SEED), {iters} inputs");
 
-    let corpus = corpus(&mut Rng(seed));
+    let corpus = corpus(&mut Rng(SplitMix64(seed)));
     let share = iters.div_ceil(THREADS);
     let results: Vec<Tally> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS)

@@ -355,15 +355,16 @@ impl Overlay {
 }
 
 /// A tiny deterministic PRNG (splitmix64) for choosing test pairs.
-pub struct SplitMix(pub u64);
+pub struct SplitMix(pub skyhop_protocol::mix::SplitMix64);
 
 impl SplitMix {
+    /// A stream seeded by `seed`.
+    pub fn new(seed: u64) -> SplitMix {
+        SplitMix(skyhop_protocol::mix::SplitMix64(seed))
+    }
+
     /// The next number below `n`.
     pub fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) % n as u64) as usize
+        self.0.below(n as u64) as usize
     }
 }

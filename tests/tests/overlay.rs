@@ -11,7 +11,7 @@ use skyhop_tests::{wait_until, NodeProc, Overlay, SplitMix};
 fn three_supernodes_and_twenty_ordinary_nodes_deliver_200_chats() {
     let overlay = Overlay::start("200chats", 3, 20);
     let ons = &overlay.ordinary;
-    let mut rng = SplitMix(2026);
+    let mut rng = SplitMix::new(2026);
     let pairs: Vec<(usize, usize)> = (0..200)
         .map(|_| {
             let a = rng.below(ons.len());

@@ -1,11 +1,10 @@
 //! What a [`super::Node`] hands back to its driver: frames to send, links to
 //! open or close, events for the application, counters and status.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use skyhop_protocol::{Message, MsgId, NodeId, Role};
 
+use super::counters::Counters;
 use super::SimTime;
 
 /// A frame for a directly linked peer.
@@ -15,6 +14,20 @@ pub struct Transmit {
     pub to: NodeId,
     /// What to send.
     pub msg: Message,
+}
+
+/// What [`super::Node::poll_output`] hands the driver.
+// A transmit is as large as the message it carries; boxing it would cost an
+// allocation per frame, and an `Output` only lives from poll to dispatch.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// News for the application.
+    Event(Event),
+    /// A frame to write to a linked peer.
+    Transmit(Transmit),
+    /// A link to open or close.
+    Action(Action),
 }
 
 /// A link change the driver should make.
@@ -135,29 +148,6 @@ pub enum Event {
         /// What it did.
         reason: String,
     },
-}
-
-/// Counts of what the node did, for status and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    /// Frames received, by kind.
-    pub frames_in: BTreeMap<&'static str, u64>,
-    /// Frames sent, by kind.
-    pub frames_out: BTreeMap<&'static str, u64>,
-    /// Routed packets forwarded to another node.
-    pub forwarded: u64,
-    /// Routed packets delivered to this node.
-    pub delivered: u64,
-    /// Packets and frames dropped, by reason.
-    pub dropped: BTreeMap<&'static str, u64>,
-    /// Signed statements rejected as forged.
-    pub forged: u64,
-}
-
-impl Counters {
-    pub(crate) fn drop(&mut self, reason: &'static str) {
-        *self.dropped.entry(reason).or_default() += 1;
-    }
 }
 
 /// One host-cache entry: a supernode this node has seen, for rejoining.

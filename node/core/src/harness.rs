@@ -8,10 +8,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 
-use skyhop_protocol::{codec, Identity, Message, MsgId, NodeId, Role};
+use skyhop_protocol::mix::SplitMix64;
+use skyhop_protocol::{codec, Identity, Message, MsgId, NodeId, Role, SignatureMemo};
 
-use super::{Action, BootstrapPeer, Event, Node, NodeConfig, SimTime, MILLIS, SECS};
+use super::{
+    Action, BootstrapPeer, Event, Node, NodeConfig, Output, SimTime, Transmit, MILLIS, SECS,
+};
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
@@ -37,8 +41,10 @@ pub struct Harness {
     pub duplicate_frames: bool,
     /// Every application event, with the node that emitted it and when.
     pub events: Vec<(SimTime, NodeId, Event)>,
-    jitter_state: u64,
+    jitter_rng: SplitMix64,
     processed: u64,
+    /// Verified signatures, shared by the nodes as a simulator shares them.
+    memo: Arc<SignatureMemo>,
 }
 
 /// A node's secret from a small seed.
@@ -64,8 +70,9 @@ impl Harness {
             jitter: 0,
             duplicate_frames: false,
             events: Vec::new(),
-            jitter_state: 0x9e37_79b9_7f4a_7c15,
+            jitter_rng: SplitMix64(0x9e37_79b9_7f4a_7c15),
             processed: 0,
+            memo: Arc::default(),
         }
     }
 
@@ -78,13 +85,8 @@ impl Harness {
         if self.jitter == 0 {
             return self.latency;
         }
-        // splitmix64: deterministic jitter without a global RNG.
-        self.jitter_state = self.jitter_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.jitter_state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        self.latency + z % self.jitter
+        // Deterministic jitter without a global RNG.
+        self.latency + self.jitter_rng.below(self.jitter)
     }
 
     /// Adds a node with `cfg`, bootstrapping from `bootstrap`.
@@ -99,7 +101,8 @@ impl Harness {
         cfg.listen_addrs = vec![format!("sim:{seed}")];
         let ident = identity(seed);
         let id = ident.id();
-        let node = Node::new(cfg, ident, seed, self.now).expect("valid test config");
+        let node = Node::new(cfg, ident, seed, self.now, Arc::clone(&self.memo))
+            .expect("valid test config");
         self.nodes.insert(id, node);
         self.drain(id);
         id
@@ -129,60 +132,50 @@ impl Harness {
 
     /// Drains a node's outputs into the world and schedules its wake-up.
     pub fn drain(&mut self, id: NodeId) {
-        let Some(node) = self.nodes.get_mut(&id) else {
-            return;
-        };
-        let mut transmits = Vec::new();
-        let mut actions = Vec::new();
-        let mut events = Vec::new();
-        while let Some(t) = node.poll_transmit() {
-            transmits.push(t);
-        }
-        while let Some(a) = node.poll_action() {
-            actions.push(a);
-        }
-        while let Some(e) = node.poll_event() {
-            events.push(e);
-        }
-        let wake = node.poll_timeout();
-        for e in events {
-            self.events.push((self.now, id, e));
-        }
-        for t in transmits {
-            if !self.links.contains(&(id, t.to)) {
-                continue;
-            }
-            let bytes = codec::encode(&t.msg)
-                .unwrap_or_else(|e| panic!("node {id:?} sent an invalid {}: {e}", t.msg.kind()));
-            let at = self.now + self.delay();
-            let twice = self.duplicate_frames && matches!(t.msg, Message::Routed(_));
-            if twice {
-                self.push(at + 1, Ev::Frame(id, t.to, bytes.clone()));
-            }
-            self.push(at, Ev::Frame(id, t.to, bytes));
-        }
-        for a in actions {
-            match a {
-                Action::Dial { id: Some(peer), .. } => {
-                    let at = self.now + self.latency * 2;
-                    if self.nodes.contains_key(&peer) && !self.links.contains(&(id, peer)) {
-                        self.push(at, Ev::LinkUp(id, peer));
-                    } else if !self.nodes.contains_key(&peer) {
-                        self.push(at, Ev::DialFailed(id, peer));
-                    }
-                }
-                Action::Dial { id: None, .. } => panic!("the harness dials by id only"),
-                Action::Disconnect { peer, .. } => {
-                    if self.links.remove(&(id, peer)) {
-                        self.links.remove(&(peer, id));
-                        let at = self.now + self.latency;
-                        self.push(at, Ev::LinkDown(peer, id));
-                    }
-                }
+        while let Some(out) = self.nodes.get_mut(&id).and_then(Node::poll_output) {
+            match out {
+                Output::Event(e) => self.events.push((self.now, id, e)),
+                Output::Transmit(t) => self.transmit(id, t),
+                Output::Action(a) => self.action(id, a),
             }
         }
-        if let Some(at) = wake {
+        if let Some(at) = self.nodes.get(&id).and_then(Node::poll_timeout) {
             self.push(at.max(self.now), Ev::Wake(id));
+        }
+    }
+
+    fn transmit(&mut self, id: NodeId, t: Transmit) {
+        if !self.links.contains(&(id, t.to)) {
+            return;
+        }
+        let bytes = codec::encode(&t.msg)
+            .unwrap_or_else(|e| panic!("node {id:?} sent an invalid {}: {e}", t.msg.kind()));
+        let at = self.now + self.delay();
+        let twice = self.duplicate_frames && matches!(t.msg, Message::Routed(_));
+        if twice {
+            self.push(at + 1, Ev::Frame(id, t.to, bytes.clone()));
+        }
+        self.push(at, Ev::Frame(id, t.to, bytes));
+    }
+
+    fn action(&mut self, id: NodeId, a: Action) {
+        match a {
+            Action::Dial { id: Some(peer), .. } => {
+                let at = self.now + self.latency * 2;
+                if self.nodes.contains_key(&peer) && !self.links.contains(&(id, peer)) {
+                    self.push(at, Ev::LinkUp(id, peer));
+                } else if !self.nodes.contains_key(&peer) {
+                    self.push(at, Ev::DialFailed(id, peer));
+                }
+            }
+            Action::Dial { id: None, .. } => panic!("the harness dials by id only"),
+            Action::Disconnect { peer, .. } => {
+                if self.links.remove(&(id, peer)) {
+                    self.links.remove(&(peer, id));
+                    let at = self.now + self.latency;
+                    self.push(at, Ev::LinkDown(peer, id));
+                }
+            }
         }
     }
 

@@ -14,6 +14,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod counters;
 pub mod directory;
 pub mod events;
 mod node;
@@ -26,7 +27,8 @@ mod harness;
 mod scenarios;
 
 pub use config::{BootstrapPeer, ConfigError, NodeConfig};
-pub use events::{Action, ChatFailure, Counters, Event, HostCacheEntry, Status, Transmit};
+pub use counters::{Counters, DropReason};
+pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
 pub use node::{ChatError, Node};
 
 /// Removes the entry of `map` whose value ranks lowest by `rank` (ties go to
@@ -43,6 +45,25 @@ pub(crate) fn evict_lowest<K: Ord + Copy, V, R: Ord>(
     if let Some(k) = victim {
         map.remove(&k);
     }
+}
+
+/// Moves a uniformly random choice of `n` items (fewer if `items` is
+/// shorter) to the front of `items`, in random order, and returns them: a
+/// partial Fisher-Yates shuffle that draws exactly one number per chosen
+/// item from `rng`, so that callers (the core, the simulator's churn) stay
+/// byte-for-byte reproducible from their seeds.
+pub fn partial_shuffle<'a, T, R: rand::Rng + ?Sized>(
+    items: &'a mut [T],
+    n: usize,
+    rng: &mut R,
+) -> &'a mut [T] {
+    use rand::RngExt;
+    let take = n.min(items.len());
+    for i in 0..take {
+        let j = rng.random_range(i..items.len());
+        items.swap(i, j);
+    }
+    &mut items[..take]
 }
 
 /// Virtual or real time in microseconds since an epoch the driver chooses.

@@ -1,21 +1,23 @@
 //! [`Node`]: one skyhop node as a sans-IO state machine.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use skyhop_protocol::recent::RecentIds;
 use skyhop_protocol::{
-    sign, Accept, Body, ChatMessage, FindNeighbors, Heartbeat, HeartbeatAck, Hello, Identity, Join,
+    Accept, Body, ChatMessage, FindNeighbors, Heartbeat, HeartbeatAck, Hello, Identity, Join,
     LocationHop, LocationRecord, Message, MsgId, Neighbors, NodeId, NotFoundReason, Packet,
-    PeerInfo, Redirect, Role, StaleLocation, Trace, Withdraw, WithdrawReason, MAX_ADDRS,
-    MAX_CHAT_BODY, MAX_PEERS_PER_MESSAGE, MAX_TRACE_HOPS, PROTOCOL_VERSION,
+    PeerInfo, Redirect, Role, SignatureMemo, StaleLocation, Trace, Withdraw, WithdrawReason,
+    MAX_ADDRS, MAX_CHAT_BODY, MAX_PEERS_PER_MESSAGE, MAX_TRACE_HOPS, PROTOCOL_VERSION,
 };
 
 use super::chat::{Arrival, Inbox, Outbox};
 use super::config::{ConfigError, NodeConfig};
+use super::counters::{Counters, DropReason};
 use super::directory::{Directory, LocationCache, StoreOutcome};
-use super::events::{Action, ChatFailure, Counters, Event, HostCacheEntry, Status, Transmit};
+use super::events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
 use super::table::{self, InsertOutcome, NeighborTable};
 use super::timers::{Timer, Timers};
 use super::{SimTime, MILLIS, SECS};
@@ -110,10 +112,11 @@ struct PendingTrace {
 /// - Feed inputs with the `handle_*` methods, each carrying `now`, the
 ///   driver's current time in microseconds (monotonic; the simulator's
 ///   virtual clock or the runtime's wall clock read once per wake-up).
-/// - After every input, drain all three outputs until empty:
-///   [`Node::poll_transmit`] (frames for linked peers),
-///   [`Node::poll_action`] (links to dial or close) and
-///   [`Node::poll_event`] (news for the application).
+/// - After every input, call [`Node::poll_output`] until it returns `None`,
+///   acting on each [`Output`] as it comes: a frame for a linked peer, a
+///   link to dial or close, news for the application. Acting on an output
+///   may feed the node again (a dial that fails at once); keep polling, and
+///   the outputs of that input follow in the same loop.
 /// - Then ask [`Node::poll_timeout`] when to call [`Node::handle_timeout`]
 ///   next, if nothing else arrives first.
 ///
@@ -156,6 +159,8 @@ pub struct Node {
     /// that it never costs a wake-up of its own.
     maintenance_due: SimTime,
     left: bool,
+    /// Signed statements that verified, shared as the caller chose.
+    memo: Arc<SignatureMemo>,
 }
 
 /// The duplicate-window key of packet `id` from `src`: 8 bytes instead of
@@ -191,11 +196,16 @@ impl Node {
     /// A node with identity `identity`, its RNG seeded by `seed`, started at
     /// `now`. It begins to join on its first [`Node::handle_timeout`], which
     /// [`Node::poll_timeout`] asks for at once.
+    ///
+    /// `memo` remembers the signed statements that verified; the caller
+    /// decides who shares it (a simulator shares one among all its nodes and
+    /// the thread that verifies frames in flight).
     pub fn new(
         cfg: NodeConfig,
         identity: Identity,
         seed: u64,
         now: SimTime,
+        memo: Arc<SignatureMemo>,
     ) -> Result<Node, ConfigError> {
         cfg.validate()?;
         let id = identity.id();
@@ -234,6 +244,7 @@ impl Node {
             last_refresh: now,
             maintenance_due: now + MAINTENANCE_INTERVAL,
             left: false,
+            memo,
             cfg,
         })
     }
@@ -332,19 +343,23 @@ impl Node {
 
     // ----- outputs -----
 
-    /// The next frame to send.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        pop_releasing(&mut self.transmits)
-    }
-
-    /// The next link change to make.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        pop_releasing(&mut self.actions)
-    }
-
-    /// The next application event.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        pop_releasing(&mut self.events)
+    /// The next thing the driver must do, or `None` when the node has
+    /// nothing more to say until its next input.
+    ///
+    /// Outputs come in a fixed order of kind: every [`Output::Event`]
+    /// first, then every [`Output::Transmit`], then every
+    /// [`Output::Action`]; within a kind, in the order the node made them.
+    /// Frames thus precede any `Disconnect` made by the same input (a
+    /// `Leave` is written before the link closes), and the application
+    /// hears of a change before its consequences reach the network.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(e) = pop_releasing(&mut self.events) {
+            return Some(Output::Event(e));
+        }
+        if let Some(t) = pop_releasing(&mut self.transmits) {
+            return Some(Output::Transmit(t));
+        }
+        pop_releasing(&mut self.actions).map(Output::Action)
     }
 
     /// When to call [`Node::handle_timeout`] next.
@@ -357,7 +372,7 @@ impl Node {
 
     fn send(&mut self, to: NodeId, msg: Message) {
         if self.transmits.len() >= MAX_QUEUED_OUTPUTS {
-            self.counters.drop("output_queue_full");
+            self.counters.drop(DropReason::OutputQueueFull);
             return;
         }
         *self.counters.frames_out.entry(msg.kind()).or_default() += 1;
@@ -367,7 +382,7 @@ impl Node {
     fn emit(&mut self, event: Event) {
         if self.events.len() >= MAX_QUEUED_OUTPUTS {
             self.events.pop_front();
-            self.counters.drop("event_queue_full");
+            self.counters.drop(DropReason::EventQueueFull);
         }
         self.events.push_back(event);
     }
@@ -542,7 +557,7 @@ impl Node {
             return;
         }
         let Some(link) = self.links.get_mut(&from) else {
-            self.counters.drop("not_linked");
+            self.counters.drop(DropReason::NotLinked);
             return;
         };
         link.last_heard = now;
@@ -609,7 +624,7 @@ impl Node {
             return;
         };
         if link.role.is_some() {
-            self.counters.drop("repeated_hello");
+            self.counters.drop(DropReason::RepeatedHello);
             return;
         }
         link.role = Some(h.role);
@@ -698,7 +713,7 @@ impl Node {
         if self.cfg.role != Role::Supernode
             || self.links.get(&from).and_then(|l| l.role) != Some(Role::Ordinary)
         {
-            self.counters.drop("join_to_non_supernode");
+            self.counters.drop(DropReason::JoinToNonSupernode);
             return;
         }
         if !self.clients.contains_key(&from) && self.clients.len() >= self.cfg.max_clients {
@@ -732,12 +747,7 @@ impl Node {
         // references: only the chosen entries are cloned (a supernode's
         // table has hundreds, each with its addresses).
         let mut all: Vec<&table::Entry> = self.table.iter().collect();
-        let take = n.min(all.len()).min(MAX_PEERS_PER_MESSAGE);
-        for i in 0..take {
-            let j = self.rng.random_range(i..all.len());
-            all.swap(i, j);
-        }
-        all[..take]
+        crate::partial_shuffle(&mut all, n.min(MAX_PEERS_PER_MESSAGE), &mut self.rng)
             .iter()
             .map(|e| NeighborTable::peer_info(e))
             .collect()
@@ -745,7 +755,7 @@ impl Node {
 
     fn on_client_publish(&mut self, now: SimTime, from: NodeId, record: LocationRecord) {
         if !self.clients.contains_key(&from) {
-            self.counters.drop("publish_from_non_client");
+            self.counters.drop(DropReason::PublishFromNonClient);
             return;
         }
         if record.node != from || record.sn != self.id {
@@ -756,7 +766,7 @@ impl Node {
             self.misbehaved(now, from, reason);
             return;
         }
-        if let Err(e) = sign::verify_record(&record) {
+        if let Err(e) = self.memo.verify_record(&record) {
             self.misbehaved(now, from, format!("forged location record: {e}"));
             return;
         }
@@ -768,14 +778,14 @@ impl Node {
 
     fn on_leave(&mut self, now: SimTime, from: NodeId, leave: skyhop_protocol::Leave) {
         if !self.clients.contains_key(&from) {
-            self.counters.drop("leave_from_non_client");
+            self.counters.drop(DropReason::LeaveFromNonClient);
             return;
         }
         if leave.node != from || leave.sn != self.id {
             self.misbehaved(now, from, "leave names another node or supernode".into());
             return;
         }
-        if let Err(e) = sign::verify_leave(&leave) {
+        if let Err(e) = self.memo.verify_leave(&leave) {
             self.misbehaved(now, from, format!("forged leave: {e}"));
             return;
         }
@@ -816,9 +826,9 @@ impl Node {
             .directory
             .get(&record.node, now)
             .is_some_and(|held| *held == record);
-        if !known && sign::verify_record(&record).is_err() {
+        if !known && self.memo.verify_record(&record).is_err() {
             self.counters.forged += 1;
-            self.counters.drop("forged_record");
+            self.counters.drop(DropReason::ForgedRecord);
             return None;
         }
         Some(self.directory.store(record, now))
@@ -826,9 +836,9 @@ impl Node {
 
     fn apply_withdraw(&mut self, now: SimTime, w: &Withdraw) -> bool {
         if let WithdrawReason::Left(leave) = &w.reason {
-            if leave.node != w.node || leave.sn != w.sn || sign::verify_leave(leave).is_err() {
+            if leave.node != w.node || leave.sn != w.sn || self.memo.verify_leave(leave).is_err() {
                 self.counters.forged += 1;
-                self.counters.drop("forged_leave");
+                self.counters.drop(DropReason::ForgedLeave);
                 return false;
             }
         }
@@ -893,7 +903,7 @@ impl Node {
                 match (direct, self.attach.primary) {
                     (true, _) => self.forward(now, dst, p),
                     (false, Some(sn)) => self.forward(now, sn, p),
-                    (false, None) => self.counters.drop("not_attached"),
+                    (false, None) => self.counters.drop(DropReason::NotAttached),
                 }
             }
         }
@@ -902,7 +912,7 @@ impl Node {
 
     fn handle_packet(&mut self, now: SimTime, from: Option<NodeId>, mut p: Packet) {
         if !self.seen.insert(packet_key(&p.src, p.id)) {
-            self.counters.drop("duplicate");
+            self.counters.drop(DropReason::Duplicate);
             return;
         }
         if let Some(trace) = &mut p.trace {
@@ -915,7 +925,7 @@ impl Node {
         } else if self.cfg.role == Role::Supernode {
             self.route(now, from, p);
         } else {
-            self.counters.drop("misrouted");
+            self.counters.drop(DropReason::Misrouted);
         }
     }
 
@@ -1111,7 +1121,7 @@ impl Node {
             Body::LocationQuery { request_id, node } => {
                 self.answer_location_query(now, p.src, request_id, node)
             }
-            _ => self.counters.drop("not_home_bound"),
+            _ => self.counters.drop(DropReason::NotHomeBound),
         }
     }
 
@@ -1149,12 +1159,7 @@ impl Node {
     }
 
     fn undeliverable(&mut self, now: SimTime, p: Packet, reason: NotFoundReason) {
-        self.counters.drop(match reason {
-            NotFoundReason::NoRecord => "no_record",
-            NotFoundReason::Offline => "offline",
-            NotFoundReason::TtlExpired => "ttl_expired",
-            NotFoundReason::NoRoute => "no_route",
-        });
+        self.counters.drop(DropReason::undeliverable(reason));
         // Only what a user waits on gets an answer, so that answers never
         // cause answers.
         if matches!(
@@ -1199,7 +1204,7 @@ impl Node {
                         });
                     }
                 } else {
-                    self.counters.drop("unexpected_ack");
+                    self.counters.drop(DropReason::UnexpectedAck);
                 }
             }
             Body::NotFound {
@@ -1236,11 +1241,11 @@ impl Node {
             Body::LocationReply { node, record, .. } => {
                 self.queries.remove(&node);
                 if let Some(record) = record {
-                    if record.node == node && sign::verify_record(&record).is_ok() {
+                    if record.node == node && self.memo.verify_record(&record).is_ok() {
                         self.cache.insert(node, record.sn, now);
                     } else {
                         self.counters.forged += 1;
-                        self.counters.drop("forged_record");
+                        self.counters.drop(DropReason::ForgedRecord);
                     }
                 }
                 self.release_held(now, &node);
@@ -1251,17 +1256,17 @@ impl Node {
 
     fn on_chat(&mut self, now: SimTime, src: NodeId, hops: u8, chat: ChatMessage) {
         if chat.to != self.id || chat.from != src {
-            self.counters.drop("misaddressed_chat");
+            self.counters.drop(DropReason::MisaddressedChat);
             return;
         }
-        if sign::verify_chat(&chat).is_err() {
+        if self.memo.verify_chat(&chat).is_err() {
             self.counters.forged += 1;
-            self.counters.drop("forged_chat");
+            self.counters.drop(DropReason::ForgedChat);
             return;
         }
         let (msg_id, seq) = (chat.msg_id, chat.seq);
         match self.inbox.arrive(chat, now) {
-            Arrival::Duplicate => self.counters.drop("duplicate_chat"),
+            Arrival::Duplicate => self.counters.drop(DropReason::DuplicateChat),
             Arrival::Ready(ready) => {
                 for c in ready {
                     self.emit(Event::ChatReceived {
@@ -1408,7 +1413,7 @@ impl Node {
         match self.attach.joining {
             Some((sn, request_id, _)) if sn == from && request_id == a.request_id => {}
             _ => {
-                self.counters.drop("unexpected_accept");
+                self.counters.drop(DropReason::UnexpectedAccept);
                 return;
             }
         }

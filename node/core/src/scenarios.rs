@@ -3,7 +3,7 @@
 use skyhop_protocol::{Body, Identity, LocationHop, Message, MsgId, NodeId, Packet, Role};
 
 use super::harness::{identity, Harness};
-use super::{ChatFailure, Event, NodeConfig, SECS};
+use super::{ChatFailure, DropReason, Event, NodeConfig, SECS};
 
 /// The identity of a harness node (ordinary nodes use seeds 1000 and up).
 fn identity_of(id: NodeId) -> (u64, Identity) {
@@ -272,10 +272,7 @@ fn a_packet_whose_ttl_runs_out_comes_back_as_ttl_expired() {
     assert!(
         h.node(&h.node(&a).primary().expect("attached"))
             .counters()
-            .dropped
-            .get("ttl_expired")
-            .copied()
-            .unwrap_or(0)
+            .dropped(DropReason::TtlExpired)
             >= 1
     );
     assert!(h.received(b).is_empty());
@@ -299,7 +296,7 @@ fn duplicated_frames_deliver_each_chat_once() {
     let dups: u64 = h
         .nodes
         .values()
-        .map(|n| n.counters().dropped.get("duplicate").copied().unwrap_or(0))
+        .map(|n| n.counters().dropped(DropReason::Duplicate))
         .sum();
     assert!(dups > 0, "the duplicate window dropped the copies");
 }
@@ -321,7 +318,7 @@ fn a_packet_seen_twice_is_dropped_by_the_window() {
     };
     h.inject(a, sn, Message::Routed(p.clone()));
     h.inject(a, sn, Message::Routed(p));
-    assert_eq!(h.node(&sn).counters().dropped.get("duplicate"), Some(&1));
+    assert_eq!(h.node(&sn).counters().dropped(DropReason::Duplicate), 1);
 }
 
 #[test]
@@ -463,7 +460,14 @@ fn a_restarted_node_rejoins_from_its_host_cache_alone() {
     h.crash(&on);
     h.run_for(10 * SECS);
     let (seed, ident) = identity_of(on);
-    let mut node = super::Node::new(NodeConfig::default(), ident, seed, h.now).expect("valid");
+    let mut node = super::Node::new(
+        NodeConfig::default(),
+        ident,
+        seed,
+        h.now,
+        Default::default(),
+    )
+    .expect("valid");
     node.restore_host_cache(cache);
     h.nodes.insert(on, node);
     h.drain(on);

@@ -48,34 +48,7 @@ pub fn os_random_u64() -> Option<u64> {
     Some(u64::from_le_bytes(bytes))
 }
 
-/// One step of splitmix64: a tiny deterministic PRNG for seeds and the demo.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// The next 64 pseudo-random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (`n > 0`); the tiny modulo bias does not matter here.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// 32 pseudo-random bytes.
-    pub fn bytes32(&mut self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for chunk in out.chunks_mut(8) {
-            chunk.copy_from_slice(&self.next_u64().to_le_bytes());
-        }
-        out
-    }
-}
+pub use skyhop_protocol::mix::SplitMix64;
 
 /// A seed for a node's core RNG: fresh OS randomness mixed with the node's
 /// secret, so two nodes never share a seed even if `/dev/urandom` is missing.
@@ -88,17 +61,4 @@ pub fn core_seed(secret: &[u8; 32]) -> u64 {
         seed ^= SplitMix64(u64::from_le_bytes(b) ^ seed).next_u64();
     }
     seed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splitmix_is_deterministic() {
-        let mut a = SplitMix64(7);
-        let mut b = SplitMix64(7);
-        assert_eq!(a.next_u64(), b.next_u64());
-        assert!(a.below(10) < 10);
-    }
 }

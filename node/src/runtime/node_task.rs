@@ -39,7 +39,7 @@ use super::handle::{
 };
 use super::link::{read_loop, write_loop, LinkEvent, LINK_QUEUE};
 use super::{storage, RuntimeError};
-use skyhop_core::{Action, BootstrapPeer, Event, Node, SimTime};
+use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
 
 /// The skyhop stream protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
@@ -254,7 +254,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     let now = now_micros();
     let role = config.role;
     let chat_deadline = Duration::from_micros(config.chat_deadline);
-    let mut core = Node::new(config, identity, seed, now)
+    let mut core = Node::new(config, identity, seed, now, Default::default())
         .map_err(|e| RuntimeError::Config(format!("node config: {e}")))?;
     if let Some(dir) = &opts.data_dir {
         core.restore_host_cache(storage::load_host_cache(dir));
@@ -493,13 +493,12 @@ impl NodeTask {
         }
     }
 
-    /// Drains every core output until all three queues are empty.
+    /// Acts on every core output until the core has nothing more to say.
     fn drain(&mut self, now: SimTime) {
-        loop {
-            let mut progressed = false;
-            while let Some(t) = self.core.poll_transmit() {
-                progressed = true;
-                match self.links.get(&t.to) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Event(e) => self.on_core_event(e),
+                Output::Transmit(t) => match self.links.get(&t.to) {
                     Some(link) => {
                         if link.queue.try_send(t.msg).is_err() {
                             self.dropped_frames.fetch_add(1, Ordering::Relaxed);
@@ -508,24 +507,12 @@ impl NodeTask {
                     None => {
                         self.dropped_frames.fetch_add(1, Ordering::Relaxed);
                     }
+                },
+                Output::Action(Action::Dial { id, addrs }) => self.dial(now, id, addrs, true),
+                Output::Action(Action::Disconnect { peer, reason }) => {
+                    tracing::debug!(peer = %peer.short(), "disconnect: {reason}");
+                    self.close_link(peer);
                 }
-            }
-            while let Some(a) = self.core.poll_action() {
-                progressed = true;
-                match a {
-                    Action::Dial { id, addrs } => self.dial(now, id, addrs, true),
-                    Action::Disconnect { peer, reason } => {
-                        tracing::debug!(peer = %peer.short(), "disconnect: {reason}");
-                        self.close_link(peer);
-                    }
-                }
-            }
-            while let Some(e) = self.core.poll_event() {
-                progressed = true;
-                self.on_core_event(e);
-            }
-            if !progressed {
-                break;
             }
         }
         self.closing.retain(|h| !h.is_finished());

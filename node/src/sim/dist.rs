@@ -8,13 +8,7 @@ use skyhop_core::{SimTime, MILLIS, SECS};
 
 use super::config::{Latency, Session};
 
-/// One step of splitmix64: a well-mixed 64-bit value from `x`.
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+pub use skyhop_protocol::mix::splitmix64;
 
 /// A value derived from the world seed and a tuple of small integers, one
 /// splitmix64 round per component, so that different tuples never share a

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use skyhop_core::DropReason;
 
 use super::config::SimConfig;
 
@@ -272,8 +273,8 @@ pub struct CounterTotals {
     pub delivered: u64,
     /// Forged statements rejected.
     pub forged: u64,
-    /// Drops by reason.
-    pub dropped: BTreeMap<String, u64>,
+    /// Drops by reason (serialized by name, in name order).
+    pub dropped: BTreeMap<DropReason, u64>,
     /// `PeerMisbehaved` events (none expected among honest nodes).
     pub misbehaved_events: u64,
 }

@@ -28,14 +28,15 @@
 //!   flight.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::RngExt;
-use skyhop_protocol::{codec, Body, Identity, Message, NodeId, Role};
+use skyhop_protocol::{codec, Body, Identity, Message, NodeId, Role, SignatureMemo};
 
 use skyhop_core::{
-    Action, BootstrapPeer, ChatFailure, Event, HostCacheEntry, Node, NodeConfig, SimTime, MILLIS,
-    SECS,
+    partial_shuffle, Action, BootstrapPeer, ChatFailure, DropReason, Event, HostCacheEntry, Node,
+    NodeConfig, Output, SimTime, MILLIS, SECS,
 };
 
 use super::config::SimConfig;
@@ -220,13 +221,13 @@ pub struct World {
     ons: Pool,
     next_epoch: u64,
     scratch: Vec<u8>,
+    /// Signed statements verified so far, shared by every node and the
+    /// verifier thread.
+    memo: Arc<SignatureMemo>,
     /// Frames with signed statements, for the verifier thread.
     preverify: Option<std::sync::mpsc::SyncSender<Vec<Message>>>,
     /// The batch being gathered for it.
     preverify_batch: Vec<Message>,
-    tx_buf: Vec<skyhop_core::Transmit>,
-    act_buf: Vec<Action>,
-    ev_buf: Vec<Event>,
     processed: u64,
     by_kind: [u64; Ev::NAMES.len()],
     last_topology: SimTime,
@@ -282,12 +283,12 @@ const PREVERIFY_BATCH: usize = 32;
 
 /// Starts the thread that verifies the signed statements of frames while
 /// they are in flight, so that the receiving node finds them in the
-/// protocol's memo of verified signatures instead of spending ~40 µs of the
-/// event loop's thread on each. Results never flow back into the world: a
+/// world's memo of verified signatures (shared with every node) instead of
+/// spending ~40 µs of the event loop's thread on each. Results never flow back into the world: a
 /// node verifies (or hits the memo) exactly as without the thread, so the
 /// run stays a function of the seed. None on a one-core machine, or when no
 /// thread can be started.
-fn spawn_verifier() -> Option<std::sync::mpsc::SyncSender<Vec<Message>>> {
+fn spawn_verifier(memo: Arc<SignatureMemo>) -> Option<std::sync::mpsc::SyncSender<Vec<Message>>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 {
         return None;
@@ -298,7 +299,7 @@ fn spawn_verifier() -> Option<std::sync::mpsc::SyncSender<Vec<Message>>> {
         .spawn(move || {
             for batch in rx {
                 for msg in &batch {
-                    skyhop_protocol::sign::preverify(msg);
+                    memo.preverify(msg);
                 }
             }
         })
@@ -333,6 +334,7 @@ impl World {
         let warmup = secs(cfg.warmup_s);
         let chat_start = secs(cfg.workload.start_s.unwrap_or(cfg.warmup_s));
         let chat_stop = end.saturating_sub(cfg.node.chat_deadline + 5 * SECS);
+        let memo = Arc::new(SignatureMemo::default());
         let mut w = World {
             node_cfg: cfg.node.clone(),
             seed,
@@ -350,11 +352,9 @@ impl World {
             ons: Pool::default(),
             next_epoch: 1,
             scratch: Vec::with_capacity(1024),
-            preverify: spawn_verifier(),
+            preverify: spawn_verifier(Arc::clone(&memo)),
+            memo,
             preverify_batch: Vec::new(),
-            tx_buf: Vec::new(),
-            act_buf: Vec::new(),
-            ev_buf: Vec::new(),
             processed: 0,
             by_kind: [0; Ev::NAMES.len()],
             last_topology: 0,
@@ -645,7 +645,7 @@ impl World {
             .take()
             .unwrap_or_else(|| dist::node_identity(self.seed, u64::from(slot)));
         let rng_seed = dist::node_rng_seed(self.seed, u64::from(slot), u64::from(sl.inc));
-        let mut node = match Node::new(cfg, identity, rng_seed, now) {
+        let mut node = match Node::new(cfg, identity, rng_seed, now, Arc::clone(&self.memo)) {
             Ok(n) => n,
             Err(e) => {
                 self.fail(format!("node configuration refused: {e}"));
@@ -716,7 +716,7 @@ impl World {
         sl.attached_at = None;
         sl.departures.push(now);
         let c = node.counters();
-        let ttl = c.dropped.get("ttl_expired").copied().unwrap_or(0);
+        let ttl = c.dropped(DropReason::TtlExpired);
         self.ttl_total += ttl.saturating_sub(sl.ttl_seen);
         sl.ttl_seen = 0;
         let d = &mut self.departed_counters;
@@ -724,7 +724,7 @@ impl World {
         d.delivered += c.delivered;
         d.forged += c.forged;
         for (k, v) in &c.dropped {
-            *d.dropped.entry((*k).to_string()).or_default() += v;
+            *d.dropped.entry(*k).or_default() += v;
         }
         match sl.role {
             Role::Supernode => self.sns.remove(&mut self.slots, slot),
@@ -745,10 +745,7 @@ impl World {
         let k = ((live as f64) * fraction).round() as usize;
         let mut pick = self.sns.members.clone();
         pick.sort_unstable();
-        for i in 0..k {
-            let j = self.churn_rng.random_range(i..pick.len());
-            pick.swap(i, j);
-        }
+        partial_shuffle(&mut pick, k, &mut self.churn_rng);
         pick.truncate(k);
         let killed: std::collections::BTreeSet<NodeId> =
             pick.iter().map(|s| self.slots[*s as usize].id).collect();
@@ -774,10 +771,7 @@ impl World {
         let mut pick = self.ons.members.clone();
         pick.sort_unstable();
         let k = ((pick.len() as f64) * storm.fraction).round() as usize;
-        for i in 0..k {
-            let j = self.churn_rng.random_range(i..pick.len());
-            pick.swap(i, j);
-        }
+        partial_shuffle(&mut pick, k, &mut self.churn_rng);
         pick.truncate(k);
         let window = secs(storm.window_s);
         let downtime = secs(storm.downtime_s);
@@ -891,36 +885,21 @@ impl World {
 
     /// Drains a node's outputs into the world and schedules its wake-up.
     fn drain(&mut self, slot: u32) {
-        let mut tx = std::mem::take(&mut self.tx_buf);
-        let mut acts = std::mem::take(&mut self.act_buf);
-        let mut evs = std::mem::take(&mut self.ev_buf);
-        let wake = {
-            let Some(node) = self.slots[slot as usize].node.as_mut() else {
-                return;
-            };
-            while let Some(t) = node.poll_transmit() {
-                tx.push(t);
+        while let Some(out) = self.slots[slot as usize]
+            .node
+            .as_mut()
+            .and_then(|n| n.poll_output())
+        {
+            match out {
+                Output::Event(e) => self.on_event(slot, e),
+                Output::Transmit(t) => self.transmit(slot, t.to, t.msg),
+                Output::Action(a) => self.action(slot, a),
             }
-            while let Some(a) = node.poll_action() {
-                acts.push(a);
-            }
-            while let Some(e) = node.poll_event() {
-                evs.push(e);
-            }
-            node.poll_timeout()
-        };
-        for e in evs.drain(..) {
-            self.on_event(slot, e);
         }
-        for t in tx.drain(..) {
-            self.transmit(slot, t.to, t.msg);
-        }
-        for a in acts.drain(..) {
-            self.action(slot, a);
-        }
-        self.tx_buf = tx;
-        self.act_buf = acts;
-        self.ev_buf = evs;
+        let wake = self.slots[slot as usize]
+            .node
+            .as_ref()
+            .and_then(|n| n.poll_timeout());
         if let Some(at) = wake {
             let at = at.max(self.now);
             let sl = &mut self.slots[slot as usize];
@@ -1260,12 +1239,7 @@ impl World {
         let mut delta = 0;
         for sl in self.slots.iter_mut() {
             if let Some(node) = sl.node.as_ref() {
-                let c = node
-                    .counters()
-                    .dropped
-                    .get("ttl_expired")
-                    .copied()
-                    .unwrap_or(0);
+                let c = node.counters().dropped(DropReason::TtlExpired);
                 delta += c.saturating_sub(sl.ttl_seen);
                 sl.ttl_seen = c;
             }
@@ -1488,7 +1462,7 @@ impl World {
             totals.delivered += c.delivered;
             totals.forged += c.forged;
             for (k, v) in &c.dropped {
-                *totals.dropped.entry((*k).to_string()).or_default() += v;
+                *totals.dropped.entry(*k).or_default() += v;
             }
             if sl.role == Role::Supernode {
                 clients.push(node.clients().count() as u64);
@@ -1515,8 +1489,16 @@ impl World {
             table_max: tables.iter().copied().max().unwrap_or(0),
             links_mean: mean(&links),
         };
-        self.inv.ttl_expired_total = totals.dropped.get("ttl_expired").copied().unwrap_or(0);
-        self.inv.duplicates_total = totals.dropped.get("duplicate").copied().unwrap_or(0);
+        self.inv.ttl_expired_total = totals
+            .dropped
+            .get(&DropReason::TtlExpired)
+            .copied()
+            .unwrap_or(0);
+        self.inv.duplicates_total = totals
+            .dropped
+            .get(&DropReason::Duplicate)
+            .copied()
+            .unwrap_or(0);
         self.inv.max_hops_seen = u64::from(self.max_hops);
         let t = &self.traffic;
         let traffic = Traffic {

@@ -1,0 +1,189 @@
+//! What a [`super::Node`] counts: frames in and out by kind, packets
+//! forwarded and delivered, and every drop by its [`DropReason`].
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use skyhop_protocol::NotFoundReason;
+
+/// Why a frame, packet or output was dropped. Drivers match on the variant;
+/// [`DropReason::as_str`] is the name reports and metrics print.
+///
+/// Variants are declared in the order of their names, so that a map keyed
+/// by reason lists them as a map keyed by name would (the simulator's
+/// metrics depend on it; a test holds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// A routed packet already seen (its id is in the duplicate window).
+    Duplicate,
+    /// A chat message already received (a retry whose ack was lost); it is acked again.
+    DuplicateChat,
+    /// The application event queue was full; the oldest event was dropped.
+    EventQueueFull,
+    /// A chat message whose author signature does not verify.
+    ForgedChat,
+    /// A withdraw carrying a `Leave` that does not verify or names another node.
+    ForgedLeave,
+    /// A location record whose signature does not verify.
+    ForgedRecord,
+    /// A `Join` sent to a node that is not a supernode, or by a peer that is not an ordinary node.
+    JoinToNonSupernode,
+    /// A `Leave` from a peer that is not this supernode's client.
+    LeaveFromNonClient,
+    /// A chat message whose `to` is not this node or whose `from` is not the packet's source.
+    MisaddressedChat,
+    /// An ordinary node received a routed packet addressed to another node.
+    Misrouted,
+    /// Undeliverable: no home supernode holds a record of the destination.
+    NoRecord,
+    /// Undeliverable: no link toward the destination or its supernode.
+    NoRoute,
+    /// An ordinary node with no supernode tried to send a packet.
+    NotAttached,
+    /// A packet that is not a publish, withdraw or query reached a home supernode as home-bound.
+    NotHomeBound,
+    /// A frame from a peer with no open link.
+    NotLinked,
+    /// Undeliverable: the destination left or was lost.
+    Offline,
+    /// The frame output queue was full between drains.
+    OutputQueueFull,
+    /// A location record published by a peer that is not this supernode's client.
+    PublishFromNonClient,
+    /// A second `Hello` on one link.
+    RepeatedHello,
+    /// Undeliverable: the packet's time-to-live ran out.
+    TtlExpired,
+    /// An `Accept` that answers no `Join` this node sent.
+    UnexpectedAccept,
+    /// A `ChatAck` for no chat awaiting one (already acked, failed or never sent).
+    UnexpectedAck,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 22] = [
+        DropReason::Duplicate,
+        DropReason::DuplicateChat,
+        DropReason::EventQueueFull,
+        DropReason::ForgedChat,
+        DropReason::ForgedLeave,
+        DropReason::ForgedRecord,
+        DropReason::JoinToNonSupernode,
+        DropReason::LeaveFromNonClient,
+        DropReason::MisaddressedChat,
+        DropReason::Misrouted,
+        DropReason::NoRecord,
+        DropReason::NoRoute,
+        DropReason::NotAttached,
+        DropReason::NotHomeBound,
+        DropReason::NotLinked,
+        DropReason::Offline,
+        DropReason::OutputQueueFull,
+        DropReason::PublishFromNonClient,
+        DropReason::RepeatedHello,
+        DropReason::TtlExpired,
+        DropReason::UnexpectedAccept,
+        DropReason::UnexpectedAck,
+    ];
+
+    /// The snake_case name, as metrics and status print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Duplicate => "duplicate",
+            DropReason::DuplicateChat => "duplicate_chat",
+            DropReason::EventQueueFull => "event_queue_full",
+            DropReason::ForgedChat => "forged_chat",
+            DropReason::ForgedLeave => "forged_leave",
+            DropReason::ForgedRecord => "forged_record",
+            DropReason::JoinToNonSupernode => "join_to_non_supernode",
+            DropReason::LeaveFromNonClient => "leave_from_non_client",
+            DropReason::MisaddressedChat => "misaddressed_chat",
+            DropReason::Misrouted => "misrouted",
+            DropReason::NoRecord => "no_record",
+            DropReason::NoRoute => "no_route",
+            DropReason::NotAttached => "not_attached",
+            DropReason::NotHomeBound => "not_home_bound",
+            DropReason::NotLinked => "not_linked",
+            DropReason::Offline => "offline",
+            DropReason::OutputQueueFull => "output_queue_full",
+            DropReason::PublishFromNonClient => "publish_from_non_client",
+            DropReason::RepeatedHello => "repeated_hello",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::UnexpectedAccept => "unexpected_accept",
+            DropReason::UnexpectedAck => "unexpected_ack",
+        }
+    }
+
+    /// The drop that a `NotFound` answer of `reason` stands for.
+    pub fn undeliverable(reason: NotFoundReason) -> DropReason {
+        match reason {
+            NotFoundReason::NoRecord => DropReason::NoRecord,
+            NotFoundReason::Offline => DropReason::Offline,
+            NotFoundReason::TtlExpired => DropReason::TtlExpired,
+            NotFoundReason::NoRoute => DropReason::NoRoute,
+        }
+    }
+}
+
+impl Serialize for DropReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counts of what the node did, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Frames received, by kind.
+    pub frames_in: BTreeMap<&'static str, u64>,
+    /// Frames sent, by kind.
+    pub frames_out: BTreeMap<&'static str, u64>,
+    /// Routed packets forwarded to another node.
+    pub forwarded: u64,
+    /// Routed packets delivered to this node.
+    pub delivered: u64,
+    /// Packets and frames dropped, by reason.
+    pub dropped: BTreeMap<DropReason, u64>,
+    /// Signed statements rejected as forged.
+    pub forged: u64,
+}
+
+impl Counters {
+    pub(crate) fn drop(&mut self, reason: DropReason) {
+        *self.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// How many were dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.get(&reason).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::DropReason;
+
+    #[test]
+    fn every_drop_reason_has_its_own_snake_case_name() {
+        let names: BTreeSet<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), DropReason::ALL.len(), "names are distinct");
+        let declared: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        let sorted: Vec<&str> = names.iter().copied().collect();
+        assert_eq!(declared, sorted, "declared in name order");
+        for n in names {
+            assert!(
+                n.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{n} is snake_case"
+            );
+        }
+    }
+}
