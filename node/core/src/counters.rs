@@ -58,11 +58,14 @@ pub enum DropReason {
     UnexpectedAccept,
     /// A `ChatAck` for no chat awaiting one (already acked, failed or never sent).
     UnexpectedAck,
+    /// A reply (neighbors, location, trace) that answers no request this
+    /// node has in flight, or comes from a peer it did not ask.
+    UnsolicitedReply,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Duplicate,
         DropReason::DuplicateChat,
         DropReason::EventQueueFull,
@@ -85,6 +88,7 @@ impl DropReason {
         DropReason::TtlExpired,
         DropReason::UnexpectedAccept,
         DropReason::UnexpectedAck,
+        DropReason::UnsolicitedReply,
     ];
 
     /// The snake_case name, as metrics and status print it.
@@ -112,6 +116,7 @@ impl DropReason {
             DropReason::TtlExpired => "ttl_expired",
             DropReason::UnexpectedAccept => "unexpected_accept",
             DropReason::UnexpectedAck => "unexpected_ack",
+            DropReason::UnsolicitedReply => "unsolicited_reply",
         }
     }
 

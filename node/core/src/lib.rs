@@ -5,19 +5,40 @@
 //! thin drivers around it, so the same routing, join, failover and chat code
 //! runs on real sockets and in a world of a million simulated nodes.
 //!
-//! Sub-machines, each with the same feed/drain shape:
-//! - [`table`]: the supernode's XOR k-buckets and leaf set;
-//! - [`directory`]: location records held as a home supernode, and the
-//!   location cache used for routing;
-//! - [`chat`]: the sender's retry queue and the receiver's duplicate and
-//!   ordering window (packet duplicates use `skyhop_protocol::recent`).
+//! [`Node`] is a facade over sub-machines, each a type in its own file
+//! that owns its state and opens with what it owns:
+//! - `links`: open links, dials in flight, banned peers, heartbeat choices;
+//! - `host_cache`: supernodes known, for joining and rejoining;
+//! - `attach`: how an ordinary node finds, joins and keeps a supernode;
+//! - `supernode`: a supernode's clients, `Join` answers, record refresh;
+//! - `home`: location records held as a home supernode, and replication
+//!   (the records themselves in [`directory`]);
+//! - `routing`: DESIGN.md's routing steps, location hops, held packets,
+//!   the duplicate window;
+//! - `pending`: every request awaiting a reply, keyed by request id;
+//! - `delivery`: chat sending, retries, acks and receiving (the queues in
+//!   [`chat`]);
+//! - [`table`]: the supernode's XOR k-buckets and leaf set.
+//!
+//! Sub-machines never call each other; [`Node`] dispatches every input and
+//! carries out what they decide, and all outputs leave through one door,
+//! [`Node::poll_output`].
 
+mod attach;
 pub mod chat;
 pub mod config;
+mod context;
 pub mod counters;
+mod delivery;
 pub mod directory;
 pub mod events;
+mod home;
+mod host_cache;
+mod links;
 mod node;
+mod pending;
+mod routing;
+mod supernode;
 pub mod table;
 mod timers;
 
@@ -28,8 +49,9 @@ mod scenarios;
 
 pub use config::{BootstrapPeer, ConfigError, NodeConfig};
 pub use counters::{Counters, DropReason};
+pub use delivery::ChatError;
 pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
-pub use node::{ChatError, Node};
+pub use node::Node;
 
 /// Removes the entry of `map` whose value ranks lowest by `rank` (ties go to
 /// the lowest key, so the choice is deterministic): how every bounded map in
@@ -44,6 +66,17 @@ pub(crate) fn evict_lowest<K: Ord + Copy, V, R: Ord>(
         .map(|(k, _)| *k);
     if let Some(k) = victim {
         map.remove(&k);
+    }
+}
+
+/// Frees an emptied map's node: a `BTreeMap` keeps its root leaf (eleven
+/// entries' worth, ~900 bytes for a pending request) after its last entry
+/// goes, and maps that are briefly used on every node (a join in flight, a
+/// dial) would otherwise cost that much per node for good, a gigabyte at
+/// 10^6 simulated nodes.
+pub(crate) fn release_if_empty<K, V>(map: &mut std::collections::BTreeMap<K, V>) {
+    if map.is_empty() {
+        *map = std::collections::BTreeMap::new();
     }
 }
 

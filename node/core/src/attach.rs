@@ -1,0 +1,366 @@
+//! Attachment: how an ordinary node finds, joins and keeps a supernode. It
+//! picks a linked supernode by RTT and load, sends `Join` (a request in the
+//! pending table), follows `Redirect`s, dials host-cache entries and then
+//! bootstrap addresses with jittered exponential backoff, keeps backups
+//! linked for fast failover, and publishes its signed location record. A
+//! supernode uses the same backoff to dial its bootstrap peers while its
+//! table is empty.
+
+use std::collections::BTreeMap;
+
+use rand::RngExt;
+use skyhop_protocol::{Accept, Join, Message, NodeId, Redirect, Role, MAX_ADDRS};
+
+use super::context::Ctx;
+use super::counters::DropReason;
+use super::events::{Action, Event};
+use super::host_cache::HostCache;
+use super::links::Links;
+use super::pending::{PendingRequests, Request, RequestId};
+use super::timers::Timer;
+use super::{SimTime, MILLIS, SECS};
+
+/// How long a supernode that redirected or failed is not asked again.
+const AVOID_FOR: SimTime = 30 * SECS;
+/// Candidates an ordinary node dials at once while looking for a supernode.
+pub(crate) const PARALLEL_ATTACH_DIALS: usize = 3;
+
+/// The attachment state.
+#[derive(Debug, Default)]
+pub(crate) struct Attach {
+    /// The supernode this node is attached to.
+    primary: Option<NodeId>,
+    /// The `Join` in flight (its entry in the pending table names the
+    /// supernode and when it was sent).
+    joining: Option<RequestId>,
+    /// Rounds of backoff since the last success.
+    attempts: u32,
+    /// Supernodes not to ask again until the given time.
+    avoid: BTreeMap<NodeId, SimTime>,
+    /// The `seq` of the last record or `Leave` this node signed.
+    record_seq: u64,
+}
+
+impl Attach {
+    /// The supernode this node is attached to.
+    pub fn primary(&self) -> Option<NodeId> {
+        self.primary
+    }
+
+    /// Whether `id` is to be avoided for now.
+    pub fn avoids(&self, id: &NodeId) -> bool {
+        self.avoid.contains_key(id)
+    }
+
+    /// The supernode the `Join` in flight went to, and when.
+    fn join_in_flight(&self, pending: &PendingRequests) -> Option<(NodeId, SimTime)> {
+        let f = pending.get(self.joining?)?;
+        match f.request {
+            Request::Join { sn } => Some((sn, f.sent)),
+            _ => None,
+        }
+    }
+
+    /// Forgets the `Join` in flight.
+    fn abandon_join(&mut self, pending: &mut PendingRequests) {
+        if let Some(id) = self.joining.take() {
+            pending.remove(id);
+        }
+    }
+
+    /// Runs the attach timer of an ordinary node: keep backups if attached,
+    /// else wait for the join in flight, join a linked supernode, or dial
+    /// candidates.
+    pub fn drive(
+        &mut self,
+        ctx: &mut Ctx,
+        links: &mut Links,
+        host_cache: &HostCache,
+        pending: &mut PendingRequests,
+        now: SimTime,
+    ) {
+        self.avoid.retain(|_, until| *until > now);
+        if self.primary.is_some() {
+            self.ensure_backups(ctx, links, host_cache, now);
+            return;
+        }
+        if let Some((sn, sent)) = self.join_in_flight(pending) {
+            if now < sent + ctx.cfg.join_timeout {
+                ctx.timers
+                    .set_earliest(Timer::Attach, sent + ctx.cfg.join_timeout);
+                return;
+            }
+            self.avoid.insert(sn, now + AVOID_FOR);
+            self.abandon_join(pending);
+        }
+        // A linked supernode: pick by RTT and load.
+        let best = links
+            .iter()
+            .filter(|(id, l)| l.role == Some(Role::Supernode) && !self.avoid.contains_key(id))
+            .min_by_key(|(id, l)| {
+                (
+                    l.rtt.unwrap_or(SECS) + u64::from(l.load) * 100,
+                    l.up_since,
+                    **id,
+                )
+            })
+            .map(|(id, _)| *id);
+        if let Some(sn) = best {
+            let request_id = ctx.rng.random();
+            if pending.insert(request_id, Request::Join { sn }, now, None) {
+                self.joining = Some(request_id);
+            }
+            ctx.out.send(sn, Message::Join(Join { request_id }));
+            ctx.timers
+                .set_earliest(Timer::Attach, now + ctx.cfg.join_timeout);
+            return;
+        }
+        // Nothing linked: dial candidates from the host cache, then bootstrap.
+        let in_flight = links.dials_in_flight();
+        let mut dialed = 0;
+        for (id, addrs) in self.candidates(ctx, links, host_cache) {
+            if in_flight + dialed >= PARALLEL_ATTACH_DIALS {
+                break;
+            }
+            if links.dial(ctx, now, id, addrs) {
+                dialed += 1;
+            }
+        }
+        if in_flight + dialed > 0 {
+            ctx.timers
+                .set_earliest(Timer::Attach, now + ctx.cfg.join_timeout);
+        } else {
+            self.back_off(ctx, now);
+        }
+    }
+
+    fn candidates(
+        &self,
+        ctx: &Ctx,
+        links: &Links,
+        host_cache: &HostCache,
+    ) -> Vec<(Option<NodeId>, Vec<String>)> {
+        let usable = |id: &NodeId| !links.contains(id) && !self.avoid.contains_key(id);
+        let mut out: Vec<(Option<NodeId>, Vec<String>)> = host_cache
+            .newest_first()
+            .into_iter()
+            .filter(|e| usable(&e.id))
+            .map(|e| (Some(e.id), e.addrs))
+            .collect();
+        for b in &ctx.cfg.bootstrap {
+            if b.id
+                .is_none_or(|id| usable(&id) && !host_cache.contains(&id))
+            {
+                out.push((b.id, b.addrs.clone()));
+            }
+        }
+        out
+    }
+
+    /// Runs the attach timer of a supernode with an empty table: dial the
+    /// bootstrap peers, then back off.
+    pub fn bootstrap_supernode(&mut self, ctx: &mut Ctx, links: &mut Links, now: SimTime) {
+        let boot = ctx.cfg.bootstrap.clone();
+        for b in boot {
+            if b.id != Some(ctx.id) && b.id.is_none_or(|id| !links.contains(&id)) {
+                links.dial(ctx, now, b.id, b.addrs);
+            }
+        }
+        self.back_off(ctx, now);
+    }
+
+    /// Jittered exponential backoff: synchronized rejoin storms are how both
+    /// big Skype outages began.
+    fn back_off(&mut self, ctx: &mut Ctx, now: SimTime) {
+        let exp = self.attempts.min(16);
+        let base = ctx
+            .cfg
+            .attach_backoff_initial
+            .saturating_mul(1 << exp)
+            .min(ctx.cfg.attach_backoff_max);
+        let jittered = base / 2 + ctx.rng.random_range(0..=base);
+        self.attempts = self.attempts.saturating_add(1);
+        // Clear the avoid list so the next round may retry everyone.
+        self.avoid.clear();
+        ctx.timers.set(Timer::Attach, now + jittered.max(MILLIS));
+    }
+
+    /// Dials host-cache supernodes until `backups` are linked besides the
+    /// primary.
+    pub fn ensure_backups(
+        &mut self,
+        ctx: &mut Ctx,
+        links: &mut Links,
+        host_cache: &HostCache,
+        now: SimTime,
+    ) {
+        let have = links.backups(self.primary).len();
+        if have >= ctx.cfg.backups {
+            return;
+        }
+        let mut need = ctx.cfg.backups - have;
+        let candidates: Vec<_> = host_cache
+            .newest_first()
+            .into_iter()
+            .filter(|e| {
+                Some(e.id) != self.primary
+                    && !links.contains(&e.id)
+                    && !self.avoid.contains_key(&e.id)
+            })
+            .collect();
+        for e in candidates {
+            if need == 0 {
+                break;
+            }
+            if links.dial(ctx, now, Some(e.id), e.addrs) {
+                need -= 1;
+            }
+        }
+    }
+
+    /// A supernode accepted our `Join`: attach, learn the supernodes it
+    /// named, publish our record and link backups.
+    // The facade lends each sub-machine exactly the state it touches, so
+    // that sub-machines never reach into each other.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_accept(
+        &mut self,
+        ctx: &mut Ctx,
+        links: &mut Links,
+        host_cache: &mut HostCache,
+        pending: &mut PendingRequests,
+        now: SimTime,
+        from: NodeId,
+        a: Accept,
+    ) {
+        let asked = self.joining == Some(a.request_id)
+            && pending
+                .take_if(a.request_id, |r| *r == Request::Join { sn: from })
+                .is_some();
+        if !asked {
+            ctx.out.drop(DropReason::UnexpectedAccept);
+            return;
+        }
+        self.joining = None;
+        self.primary = Some(from);
+        self.attempts = 0;
+        if let Some(link) = links.get_mut(&from) {
+            link.load = a.clients;
+        }
+        for p in a.supernodes {
+            if p.id != ctx.id {
+                host_cache.add(p.id, p.addrs, now);
+            }
+        }
+        ctx.out.emit(Event::Attached { sn: from });
+        self.publish_record(ctx, links, now);
+        self.ensure_backups(ctx, links, host_cache, now);
+    }
+
+    /// A full supernode redirected our `Join`: avoid it, learn the
+    /// supernodes it named, close the link and try again at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_redirect(
+        &mut self,
+        ctx: &mut Ctx,
+        links: &mut Links,
+        host_cache: &mut HostCache,
+        pending: &mut PendingRequests,
+        now: SimTime,
+        from: NodeId,
+        r: Redirect,
+    ) {
+        let asked = self.joining == Some(r.request_id)
+            && pending
+                .take_if(r.request_id, |q| *q == Request::Join { sn: from })
+                .is_some();
+        if !asked {
+            ctx.out.drop(DropReason::UnsolicitedReply);
+            return;
+        }
+        self.joining = None;
+        self.avoid.insert(from, now + AVOID_FOR);
+        for p in r.supernodes {
+            if p.id != ctx.id {
+                // Seen now: redirect targets are tried first.
+                host_cache.add(p.id, p.addrs, now);
+            }
+        }
+        ctx.out.act(Action::Disconnect {
+            peer: from,
+            reason: "supernode is full".into(),
+        });
+        links.remove(&from);
+        ctx.timers.set_earliest(Timer::Attach, now);
+    }
+
+    /// Signs and sends our location record to the primary supernode.
+    pub fn publish_record(&mut self, ctx: &mut Ctx, links: &Links, now: SimTime) {
+        let Some(sn) = self.primary else {
+            return;
+        };
+        self.record_seq = self.record_seq.max(now).saturating_add(1);
+        let mut sn_addrs = links.get(&sn).map(|l| l.addrs.clone()).unwrap_or_default();
+        sn_addrs.truncate(MAX_ADDRS);
+        let record =
+            ctx.identity
+                .location_record(sn, sn_addrs, self.record_seq, ctx.cfg.record_lifetime_s);
+        ctx.out.send(sn, Message::Publish(record));
+    }
+
+    /// The node leaves: tell the primary with a signed `Leave`.
+    pub fn leave(&mut self, ctx: &mut Ctx, now: SimTime) {
+        if let Some(sn) = self.primary.take() {
+            self.record_seq = self.record_seq.max(now).saturating_add(1);
+            let leave = ctx.identity.leave(sn, self.record_seq);
+            ctx.out.send(sn, Message::Leave(leave));
+        }
+    }
+
+    /// A dial to `id` failed: avoid it for a while.
+    pub fn dial_failed(
+        &mut self,
+        ctx: &mut Ctx,
+        pending: &mut PendingRequests,
+        now: SimTime,
+        id: Option<NodeId>,
+    ) {
+        if let Some(id) = id {
+            self.avoid.insert(id, now + AVOID_FOR);
+            if self.join_in_flight(pending).is_some_and(|(sn, _)| sn == id) {
+                self.abandon_join(pending);
+            }
+        }
+        if ctx.cfg.role == Role::Ordinary && self.primary.is_none() {
+            ctx.timers.set_earliest(Timer::Attach, now);
+        }
+    }
+
+    /// The link to `peer` closed (for `reason`): a join to it is over, and
+    /// if it was the primary, fail over at once.
+    pub fn link_lost(
+        &mut self,
+        ctx: &mut Ctx,
+        pending: &mut PendingRequests,
+        now: SimTime,
+        peer: NodeId,
+        reason: &str,
+    ) {
+        if self
+            .join_in_flight(pending)
+            .is_some_and(|(sn, _)| sn == peer)
+        {
+            self.abandon_join(pending);
+            ctx.timers.set_earliest(Timer::Attach, now);
+        }
+        if self.primary == Some(peer) {
+            self.primary = None;
+            ctx.out.emit(Event::Detached {
+                sn: peer,
+                reason: reason.to_string(),
+            });
+            // Fail over at once: a backup is usually linked already.
+            ctx.timers.set_earliest(Timer::Attach, now);
+        }
+    }
+}

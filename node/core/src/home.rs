@@ -1,0 +1,168 @@
+//! A supernode's duties as a home supernode: storing the signed location
+//! records and withdrawals that reach it as one of the `replicas` closest
+//! to a node, copying them to the other home supernodes, answering
+//! location queries, and handing records over to a closer supernode that
+//! links up. The records themselves live in [`super::directory::Directory`].
+//!
+//! It decides what to send; the `Node` facade originates the packets it
+//! returns, in order.
+
+use skyhop_protocol::{Body, LocationRecord, NodeId, Withdraw, WithdrawReason};
+
+use super::context::Ctx;
+use super::counters::DropReason;
+use super::directory::{Directory, StoreOutcome};
+use super::table::NeighborTable;
+use super::SimTime;
+
+/// A packet for the facade to originate: destination and body.
+pub(crate) type Originate = (NodeId, Body);
+
+/// The home-supernode state: the location directory.
+#[derive(Debug)]
+pub(crate) struct Home {
+    /// Records held as a home supernode, with tombstones.
+    directory: Directory,
+}
+
+impl Home {
+    /// An empty directory of at most `max_records` records.
+    pub fn new(max_records: usize) -> Home {
+        Home {
+            directory: Directory::new(max_records),
+        }
+    }
+
+    /// The records held.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Forgets expired records and tombstones.
+    pub fn expire(&mut self, now: SimTime) {
+        self.directory.expire(now);
+    }
+
+    /// Stores a record, verifying it unless it is byte-for-byte the record
+    /// already held (a refresh): verification is the costly part.
+    pub fn store(
+        &mut self,
+        ctx: &mut Ctx,
+        now: SimTime,
+        record: LocationRecord,
+    ) -> Option<StoreOutcome> {
+        let known = self
+            .directory
+            .get(&record.node, now)
+            .is_some_and(|held| *held == record);
+        if !known && ctx.memo.verify_record(&record).is_err() {
+            ctx.out.counters.forged += 1;
+            ctx.out.drop(DropReason::ForgedRecord);
+            return None;
+        }
+        Some(self.directory.store(record, now))
+    }
+
+    /// Applies a withdrawal; false if it carries a forged `Leave`.
+    pub fn apply_withdraw(&mut self, ctx: &mut Ctx, now: SimTime, w: &Withdraw) -> bool {
+        if let WithdrawReason::Left(leave) = &w.reason {
+            if leave.node != w.node || leave.sn != w.sn || ctx.memo.verify_leave(leave).is_err() {
+                ctx.out.counters.forged += 1;
+                ctx.out.drop(DropReason::ForgedLeave);
+                return false;
+            }
+        }
+        self.directory.withdraw(&w.node, &w.sn, w.seq, true, now);
+        true
+    }
+
+    /// A home-bound packet from `src` reached the closest supernode to its
+    /// destination: store and replicate, or answer. The packets to send.
+    pub fn at_home(
+        &mut self,
+        ctx: &mut Ctx,
+        table: &NeighborTable,
+        now: SimTime,
+        src: NodeId,
+        body: Body,
+    ) -> Vec<Originate> {
+        ctx.out.counters.delivered += 1;
+        match body {
+            Body::Publish(record) => {
+                let stored = self.store(ctx, now, record.clone());
+                if stored.is_none_or(|outcome| outcome == StoreOutcome::Stale) {
+                    return Vec::new();
+                }
+                replicas_of(ctx, table, &record.node)
+                    .into_iter()
+                    .map(|replica| (replica, Body::Publish(record.clone())))
+                    .collect()
+            }
+            Body::Withdraw(w) => {
+                if !self.apply_withdraw(ctx, now, &w) {
+                    return Vec::new();
+                }
+                replicas_of(ctx, table, &w.node)
+                    .into_iter()
+                    .map(|replica| (replica, Body::Withdraw(w.clone())))
+                    .collect()
+            }
+            Body::LocationQuery { request_id, node } => {
+                vec![self.answer_query(now, src, request_id, node)]
+            }
+            _ => {
+                ctx.out.drop(DropReason::NotHomeBound);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The reply to `asker`'s location query for `node`.
+    pub fn answer_query(
+        &self,
+        now: SimTime,
+        asker: NodeId,
+        request_id: u64,
+        node: NodeId,
+    ) -> Originate {
+        let record = self.directory.get(&node, now).cloned();
+        let reply = Body::LocationReply {
+            request_id,
+            node,
+            record,
+        };
+        (asker, reply)
+    }
+
+    /// The records a newcomer supernode is now among the `r` closest to,
+    /// to hand over to it.
+    pub fn records_for_newcomer(
+        &self,
+        table: &NeighborTable,
+        r: usize,
+        newcomer: NodeId,
+    ) -> Vec<LocationRecord> {
+        self.directory
+            .records()
+            .filter(|s| {
+                let d = newcomer.distance(&s.record.node);
+                table
+                    .iter()
+                    .filter(|e| e.id != newcomer && e.id.distance(&s.record.node) < d)
+                    .take(r)
+                    .count()
+                    < r
+            })
+            .map(|s| s.record.clone())
+            .collect()
+    }
+}
+
+/// The other home supernodes of `node`: the closest in the table.
+fn replicas_of(ctx: &Ctx, table: &NeighborTable, node: &NodeId) -> Vec<NodeId> {
+    table
+        .closest(node, ctx.cfg.replicas.saturating_sub(1))
+        .iter()
+        .map(|e| e.id)
+        .collect()
+}

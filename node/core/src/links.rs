@@ -1,0 +1,249 @@
+//! Links and dials: the peers this node has an open link to (with what each
+//! said in its `Hello`, when it was last heard and its RTT), the dials in
+//! flight, and the peers refused for misbehaving. It decides which links
+//! are dead and which to probe on a heartbeat tick; the `Node` facade acts
+//! on the decision.
+
+use std::collections::BTreeMap;
+
+use skyhop_protocol::{NodeId, Role};
+
+use super::config::NodeConfig;
+use super::context::Ctx;
+use super::events::Action;
+use super::SimTime;
+
+/// How long a peer that misbehaved is refused.
+const BAN_FOR: SimTime = 60 * super::SECS;
+/// Banned peers remembered at most.
+const MAX_BANNED: usize = 1024;
+
+/// One open link.
+#[derive(Clone, Debug)]
+pub(crate) struct Link {
+    /// The role the peer declared in its `Hello`; `None` until it arrives.
+    pub role: Option<Role>,
+    /// The addresses the peer listens on, from its `Hello`.
+    pub addrs: Vec<String>,
+    /// When the link opened.
+    pub up_since: SimTime,
+    /// When a frame last arrived on it.
+    pub last_heard: SimTime,
+    /// The heartbeat awaiting its ack: nonce and send time.
+    pub ping: Option<(u64, SimTime)>,
+    /// The last measured round trip.
+    pub rtt: Option<SimTime>,
+    /// Clients the peer reported serving (supernodes), from its acks.
+    pub load: u16,
+}
+
+/// What a dial in flight is keyed by: the peer's id when known, else the
+/// first address dialed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum DialKey {
+    /// A dial to a known node.
+    Id(NodeId),
+    /// A dial to an address whose node is not known yet.
+    Addr(String),
+}
+
+/// What a heartbeat tick found.
+#[derive(Debug, Default)]
+pub(crate) struct HeartbeatTick {
+    /// Links to close, with why.
+    pub dead: Vec<(NodeId, &'static str)>,
+    /// Links to probe now.
+    pub ping: Vec<NodeId>,
+}
+
+/// The link table.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    /// Open links by peer.
+    map: BTreeMap<NodeId, Link>,
+    /// Dials in flight and when each began.
+    dials: BTreeMap<DialKey, SimTime>,
+    /// Peers refused until the given time.
+    banned: BTreeMap<NodeId, SimTime>,
+}
+
+impl Links {
+    /// The link to `peer`.
+    pub fn get(&self, peer: &NodeId) -> Option<&Link> {
+        self.map.get(peer)
+    }
+
+    /// The link to `peer`, to update.
+    pub fn get_mut(&mut self, peer: &NodeId) -> Option<&mut Link> {
+        self.map.get_mut(peer)
+    }
+
+    /// Whether a link to `peer` is open.
+    pub fn contains(&self, peer: &NodeId) -> bool {
+        self.map.contains_key(peer)
+    }
+
+    /// Open links in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &Link)> {
+        self.map.iter()
+    }
+
+    /// Linked peers in id order.
+    pub fn peers(&self) -> impl Iterator<Item = &NodeId> {
+        self.map.keys()
+    }
+
+    /// Whether `peer` is linked and said it is a supernode.
+    pub fn is_supernode(&self, peer: &NodeId) -> bool {
+        self.map
+            .get(peer)
+            .is_some_and(|l| l.role == Some(Role::Supernode))
+    }
+
+    /// Dials in flight.
+    pub fn dials_in_flight(&self) -> usize {
+        self.dials.len()
+    }
+
+    /// Opens the link to `peer` unless it is banned (then asks the driver
+    /// to close it and returns false).
+    pub fn up(&mut self, ctx: &mut Ctx, now: SimTime, peer: NodeId) -> bool {
+        self.dials.remove(&DialKey::Id(peer));
+        crate::release_if_empty(&mut self.dials);
+        if self.banned.get(&peer).is_some_and(|until| *until > now) {
+            ctx.out.act(Action::Disconnect {
+                peer,
+                reason: "banned for misbehaving".into(),
+            });
+            return false;
+        }
+        self.map.insert(
+            peer,
+            Link {
+                role: None,
+                addrs: Vec::new(),
+                up_since: now,
+                last_heard: now,
+                ping: None,
+                rtt: None,
+                load: 0,
+            },
+        );
+        true
+    }
+
+    /// Closes the link to `peer`; the link, if there was one.
+    pub fn remove(&mut self, peer: &NodeId) -> Option<Link> {
+        self.map.remove(peer)
+    }
+
+    /// Forgets every link (the node leaves).
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    /// Asks the driver to dial, unless the same dial is in flight or too
+    /// many are; true if the dial was asked for.
+    pub fn dial(
+        &mut self,
+        ctx: &mut Ctx,
+        now: SimTime,
+        id: Option<NodeId>,
+        addrs: Vec<String>,
+    ) -> bool {
+        let key = match (id, addrs.first()) {
+            (Some(id), _) => DialKey::Id(id),
+            (None, Some(a)) => DialKey::Addr(a.clone()),
+            (None, None) => return false,
+        };
+        if self.dials.contains_key(&key) || self.dials.len() >= ctx.cfg.max_pending_dials {
+            return false;
+        }
+        self.dials.insert(key, now);
+        ctx.out.act(Action::Dial { id, addrs });
+        true
+    }
+
+    /// A dial failed: it is no longer in flight.
+    pub fn dial_failed(&mut self, id: Option<NodeId>, addrs: &[String]) {
+        if let Some(id) = id {
+            self.dials.remove(&DialKey::Id(id));
+        }
+        for a in addrs {
+            self.dials.remove(&DialKey::Addr(a.clone()));
+        }
+        crate::release_if_empty(&mut self.dials);
+    }
+
+    /// Forgets dials older than the join timeout: the driver reports every
+    /// dial's end, but a lost report must not block the slot forever.
+    pub fn expire_dials(&mut self, now: SimTime, timeout: SimTime) {
+        self.dials.retain(|_, at| *at + timeout > now);
+        crate::release_if_empty(&mut self.dials);
+    }
+
+    /// Refuses `peer` for a while.
+    pub fn ban(&mut self, now: SimTime, peer: NodeId) {
+        self.banned.retain(|_, until| *until > now);
+        if self.banned.len() < MAX_BANNED {
+            self.banned.insert(peer, now + BAN_FOR);
+        }
+    }
+
+    /// Linked supernodes other than `primary`: an ordinary node's backups.
+    pub fn backups(&self, primary: Option<NodeId>) -> Vec<NodeId> {
+        self.map
+            .iter()
+            .filter(|(id, l)| l.role == Some(Role::Supernode) && Some(**id) != primary)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Which links are dead and which to probe at `now`. `is_client` tells
+    /// this supernode's own clients apart: heartbeating us is their job.
+    pub fn heartbeat_tick(
+        &self,
+        cfg: &NodeConfig,
+        own: &NodeId,
+        now: SimTime,
+        is_client: impl Fn(&NodeId) -> bool,
+    ) -> HeartbeatTick {
+        let mut tick = HeartbeatTick::default();
+        for (id, l) in &self.map {
+            let interval = if cfg.role == Role::Supernode && l.role == Some(Role::Supernode) {
+                cfg.supernode_heartbeat_interval
+            } else {
+                cfg.heartbeat_interval
+            };
+            let dead_after = interval * u64::from(cfg.dead_after_missed);
+            let silent = now.saturating_sub(l.last_heard);
+            if l.role.is_none() && now.saturating_sub(l.up_since) >= cfg.join_timeout {
+                tick.dead.push((*id, "no hello"));
+            } else if silent >= dead_after {
+                tick.dead.push((*id, "heartbeats missed"));
+            } else if (silent >= interval / 2 && probes(cfg.role, own, id, l.role))
+                || (silent >= interval * 3 / 2 && !is_client(id))
+            {
+                // The other end probes too once it has heard nothing for a
+                // while: traffic may flow one way only. Our own clients are
+                // not probed: heartbeating us is their job, and one that
+                // stops is gone.
+                tick.ping.push(*id);
+            }
+        }
+        tick
+    }
+}
+
+/// Whether this end of the link to `peer` sends the heartbeats. One end
+/// probing is enough: the other hears the probe and the ack proves the way
+/// back, so each idle link costs one heartbeat and one ack per interval,
+/// not two of each. An ordinary node probes its supernodes (it needs their
+/// RTT and load to choose); between equals the lower id probes.
+fn probes(own_role: Role, own: &NodeId, peer: &NodeId, peer_role: Option<Role>) -> bool {
+    match (own_role, peer_role) {
+        (Role::Ordinary, Some(Role::Supernode)) => true,
+        (Role::Supernode, Some(Role::Ordinary)) => false,
+        _ => own < peer,
+    }
+}

@@ -1,0 +1,296 @@
+//! The packet pipeline of a [`Node`]: a packet is originated here or
+//! arrives on a link, is checked against the duplicate window, routed by
+//! the [`Router`]'s decision (forward, deliver at home, look up, or answer
+//! not-found), and when it is for this node, delivered to the sub-machine
+//! that owns its body: chat delivery, traces, the home directory or the
+//! location cache.
+
+use skyhop_protocol::{
+    Body, LocationHop, LocationRecord, Message, MsgId, NodeId, NotFoundReason, Packet, Role, Trace,
+    MAX_TRACE_HOPS,
+};
+
+use super::{Node, QUERY_TIMEOUT};
+use crate::counters::DropReason;
+use crate::events::{ChatFailure, Event};
+use crate::pending::Request;
+use crate::routing::{Route, RouteView};
+use crate::SimTime;
+
+use rand::RngExt;
+
+impl Node {
+    /// Starts a packet from this node; its packet id.
+    pub(super) fn originate(
+        &mut self,
+        now: SimTime,
+        dst: NodeId,
+        body: Body,
+        trace: Option<Trace>,
+    ) -> MsgId {
+        let id = MsgId(self.ctx.rng.random());
+        let p = Packet {
+            dst,
+            src: self.ctx.id,
+            id,
+            ttl: self.ctx.cfg.ttl,
+            hops: 0,
+            location: LocationHop::Unused,
+            trace,
+            body,
+        };
+        self.router.first_sight(&self.ctx.id, id);
+        if dst == self.ctx.id {
+            self.deliver(now, p);
+            return id;
+        }
+        match self.ctx.cfg.role {
+            Role::Supernode => self.route(now, None, p, true),
+            Role::Ordinary => {
+                let direct = self.links.get(&dst).is_some_and(|l| l.role.is_some());
+                match (direct, self.attach.primary()) {
+                    (true, _) => self.forward(now, dst, p),
+                    (false, Some(sn)) => self.forward(now, sn, p),
+                    (false, None) => self.ctx.out.drop(DropReason::NotAttached),
+                }
+            }
+        }
+        id
+    }
+
+    pub(super) fn handle_packet(&mut self, now: SimTime, from: Option<NodeId>, mut p: Packet) {
+        if !self.router.first_sight(&p.src, p.id) {
+            self.ctx.out.drop(DropReason::Duplicate);
+            return;
+        }
+        if let Some(trace) = &mut p.trace {
+            if trace.0.len() < MAX_TRACE_HOPS {
+                trace.0.push(self.ctx.id);
+            }
+        }
+        if p.dst == self.ctx.id {
+            self.deliver(now, p);
+        } else if self.ctx.cfg.role == Role::Supernode {
+            self.route(now, from, p, true);
+        } else {
+            self.ctx.out.drop(DropReason::Misrouted);
+        }
+    }
+
+    /// Routes `p` (from `from`) and carries out the decision; `may_hold`
+    /// is false for a packet released from a lookup hold.
+    fn route(&mut self, now: SimTime, from: Option<NodeId>, p: Packet, may_hold: bool) {
+        let view = RouteView {
+            links: &self.links,
+            table: &self.table,
+            supernode: &self.supernode,
+            directory: self.home.directory(),
+        };
+        let decision = self.router.route(&mut self.ctx, &view, now, from, p);
+        self.enact(now, from, decision, may_hold);
+    }
+
+    fn enact(&mut self, now: SimTime, from: Option<NodeId>, decision: Route, may_hold: bool) {
+        match decision {
+            Route::Forward(to, p) => self.forward(now, to, p),
+            Route::AtHome(p) => {
+                let sends = self
+                    .home
+                    .at_home(&mut self.ctx, &self.table, now, p.src, p.body);
+                for (dst, body) in sends {
+                    self.originate(now, dst, body, None);
+                }
+            }
+            Route::LookUp(p) => {
+                // Our own client's packet to an unknown location: look it
+                // up, and hold the packet briefly so that it too takes the
+                // direct path (ON -> SN -> SN -> ON) rather than a detour
+                // through the recipient's home supernode.
+                if self.query_location(now, p.dst)
+                    && may_hold
+                    && self.ctx.cfg.lookup_hold > 0
+                    && self.router.can_hold(&p.dst)
+                {
+                    self.router.hold(&mut self.ctx, now, from, p);
+                    return;
+                }
+                let view = RouteView {
+                    links: &self.links,
+                    table: &self.table,
+                    supernode: &self.supernode,
+                    directory: self.home.directory(),
+                };
+                let onward = self.router.onward(&self.ctx, &view, now, p, None);
+                self.enact(now, from, onward, may_hold);
+            }
+            Route::Undeliverable(p, reason) => self.undeliverable(now, p, reason),
+        }
+    }
+
+    /// Looks up where `node` is attached; true while a lookup is pending.
+    fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
+        if self.pending.location_pending(&node) {
+            return true;
+        }
+        let request = Request::Location { node };
+        if !self.pending.has_room(&request) {
+            return false;
+        }
+        let request_id = self.ctx.rng.random();
+        self.pending
+            .insert(request_id, request, now, Some(now + QUERY_TIMEOUT));
+        self.originate(now, node, Body::LocationQuery { request_id, node }, None);
+        true
+    }
+
+    /// Sends on the packets held for `dst`: its lookup was answered or took
+    /// too long.
+    pub(super) fn release_held(&mut self, now: SimTime, dst: &NodeId) {
+        for (from, p) in self.router.release(dst) {
+            self.route(now, from, p, false);
+        }
+    }
+
+    fn forward(&mut self, now: SimTime, to: NodeId, mut p: Packet) {
+        if p.ttl == 0 {
+            self.undeliverable(now, p, NotFoundReason::TtlExpired);
+            return;
+        }
+        if !self.links.contains(&to) {
+            self.undeliverable(now, p, NotFoundReason::NoRoute);
+            return;
+        }
+        p.ttl -= 1;
+        p.hops = p.hops.saturating_add(1);
+        if p.src != self.ctx.id {
+            self.ctx.out.counters.forwarded += 1;
+        }
+        self.ctx.out.send(to, Message::Routed(p));
+    }
+
+    fn undeliverable(&mut self, now: SimTime, p: Packet, reason: NotFoundReason) {
+        self.ctx.out.drop(DropReason::undeliverable(reason));
+        // Only what a user waits on gets an answer, so that answers never
+        // cause answers.
+        if matches!(
+            p.body,
+            Body::Chat(_) | Body::TraceProbe { .. } | Body::Datagram(_)
+        ) && p.src != self.ctx.id
+        {
+            let not_found = Body::NotFound {
+                packet_id: p.id,
+                dst: p.dst,
+                reason,
+            };
+            self.originate(now, p.src, not_found, None);
+        } else if p.src == self.ctx.id {
+            self.on_not_found(p.id, reason);
+        }
+    }
+
+    /// A packet addressed to this node arrived.
+    fn deliver(&mut self, now: SimTime, p: Packet) {
+        self.ctx.out.counters.delivered += 1;
+        match p.body {
+            Body::Chat(chat) => {
+                if let Some(ack) = self.chats.on_chat(&mut self.ctx, now, p.src, p.hops, chat) {
+                    self.originate(now, p.src, ack, None);
+                }
+            }
+            Body::ChatAck { msg_id, hops, .. } => {
+                self.chats.on_ack(&mut self.ctx, now, p.src, msg_id, hops)
+            }
+            Body::NotFound {
+                packet_id, reason, ..
+            } => self.on_not_found(packet_id, reason),
+            Body::TraceProbe { probe_id } => {
+                let path = p.trace.map(|t| t.0).unwrap_or_default();
+                self.originate(now, p.src, Body::TraceReply { probe_id, path }, None);
+            }
+            Body::TraceReply { probe_id, path } => {
+                let asked = self.pending.take_if(
+                    probe_id,
+                    |r| matches!(r, Request::Trace { to, .. } if *to == p.src),
+                );
+                match asked {
+                    Some(f) => self.ctx.out.emit(Event::TraceCompleted {
+                        probe_id,
+                        to: p.src,
+                        path,
+                        rtt: now.saturating_sub(f.sent),
+                    }),
+                    None => self.ctx.out.drop(DropReason::UnsolicitedReply),
+                }
+            }
+            Body::Publish(record) => {
+                // A replica copy from a home supernode.
+                if self.ctx.cfg.role == Role::Supernode {
+                    self.home.store(&mut self.ctx, now, record);
+                }
+            }
+            Body::Withdraw(w) => {
+                if self.ctx.cfg.role == Role::Supernode {
+                    self.home.apply_withdraw(&mut self.ctx, now, &w);
+                }
+            }
+            Body::LocationQuery { request_id, node } => {
+                let (asker, reply) = self.home.answer_query(now, p.src, request_id, node);
+                self.originate(now, asker, reply, None);
+            }
+            Body::LocationReply {
+                request_id,
+                node,
+                record,
+            } => self.on_location_reply(now, request_id, node, record),
+            Body::Datagram(_) => {}
+        }
+    }
+
+    /// The answer to a location query: cache it if it answers one we asked,
+    /// and send on what was held for it.
+    fn on_location_reply(
+        &mut self,
+        now: SimTime,
+        request_id: u64,
+        node: NodeId,
+        record: Option<LocationRecord>,
+    ) {
+        let asked = self
+            .pending
+            .take_if(request_id, |r| *r == Request::Location { node });
+        if asked.is_none() {
+            self.ctx.out.drop(DropReason::UnsolicitedReply);
+            return;
+        }
+        if let Some(record) = record {
+            if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
+                self.router.cache_mut().insert(node, record.sn, now);
+            } else {
+                self.ctx.out.counters.forged += 1;
+                self.ctx.out.drop(DropReason::ForgedRecord);
+            }
+        }
+        self.release_held(now, &node);
+    }
+
+    /// Packet `packet_id`, sent by this node, could not be delivered.
+    fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason) {
+        if let Some(probe_id) = self.pending.trace_by_packet(&packet_id) {
+            if let Some(f) = self.pending.remove(probe_id) {
+                if let Request::Trace { to, .. } = f.request {
+                    let reason = match reason {
+                        NotFoundReason::Offline => ChatFailure::Offline,
+                        _ => ChatFailure::NotFound,
+                    };
+                    self.ctx.out.emit(Event::TraceFailed {
+                        probe_id,
+                        to,
+                        reason,
+                    });
+                }
+            }
+            return;
+        }
+        self.chats.on_not_found(&mut self.ctx, packet_id, reason);
+    }
+}
