@@ -536,3 +536,67 @@ fn without_the_lookup_hold_first_chats_detour_through_home_supernodes() {
         "some first chats pass the recipient's home supernode"
     );
 }
+
+#[test]
+fn neighbors_nobody_asked_for_change_no_host_cache() {
+    let mut h = Harness::overlay(3, 2);
+    let on = h.ordinaries()[0];
+    let sn = h.node(&on).primary().expect("attached");
+    let fake = identity(77_777).id();
+    let unasked = Message::Neighbors(skyhop_protocol::Neighbors {
+        request_id: 42,
+        peers: vec![skyhop_protocol::PeerInfo {
+            id: fake,
+            addrs: vec!["sim:nowhere".into()],
+        }],
+    });
+    h.inject(sn, on, unasked);
+    h.run_for(SECS);
+    assert_eq!(
+        h.node(&on).counters().dropped(DropReason::UnsolicitedReply),
+        1,
+        "the reply was dropped and counted"
+    );
+    assert!(
+        h.node(&on).host_cache().iter().all(|e| e.id != fake),
+        "the advertised supernode did not enter the host cache"
+    );
+}
+
+#[test]
+fn a_location_reply_nobody_asked_for_is_not_cached() {
+    let mut h = Harness::overlay(3, 2);
+    let sns = h.supernodes();
+    let (target, liar) = (sns[0], sns[1]);
+    let victim = h.ordinaries()[0];
+    let (_, victim_key) = identity_of(victim);
+    // A genuine, signed, but old record of the victim that names the liar.
+    let old = victim_key.location_record(liar, vec![], 1, 60);
+    let before = h.node(&target).status().cached_locations;
+    let reply = Packet {
+        dst: target,
+        src: liar,
+        id: MsgId(9),
+        ttl: 8,
+        hops: 1,
+        location: LocationHop::Unused,
+        trace: None,
+        body: Body::LocationReply {
+            request_id: 4242,
+            node: victim,
+            record: Some(old),
+        },
+    };
+    h.inject(liar, target, Message::Routed(reply));
+    assert_eq!(
+        h.node(&target)
+            .counters()
+            .dropped(DropReason::UnsolicitedReply),
+        1
+    );
+    assert_eq!(
+        h.node(&target).status().cached_locations,
+        before,
+        "nothing was cached"
+    );
+}
