@@ -1,32 +1,29 @@
 //! The real runtime: a tokio task per node owning a libp2p swarm (TCP +
 //! Noise + Yamux, identify, ping, optional mDNS) and a [`skyhop_core::Node`],
 //! one framed `/skyhop/1` stream per neighbor, the key file and host cache in
-//! a data directory, a local control API (HTTP + JSON on 127.0.0.1), the CLI
-//! commands built on it, and the in-process demo.
+//! a data directory, and the local control API server (HTTP + JSON on
+//! 127.0.0.1). It drives the core; what a person touches (commands, chat
+//! prompt, demo, the control-API client) is the front (`crate::front`), on top
+//! of it.
 //!
 //! - [`node_task`]: [`start`] a node; [`handle`]: talk to it through a
 //!   [`NodeHandle`];
 //! - [`link`]: the per-neighbor reader and (coalescing) writer tasks;
-//! - [`control`]: the HTTP control server, [`http`]: its tiny client;
-//! - [`storage`]: key file, host cache, control-address file;
-//! - [`cli`]: what `skyhop run | send | status | trace` do, [`chat`]: the
-//!   interactive prompt;
-//! - [`demo`]: `skyhop demo`.
+//! - [`clock`]: the one clock read and the RNG seeds;
+//! - [`events_log`]: recent events for the control API's long-poll;
+//! - [`control`]: the HTTP control server;
+//! - [`storage`]: key file, host cache, control-address file.
 
-pub mod chat;
-pub mod cli;
 pub mod clock;
 pub mod control;
-pub mod demo;
 pub mod events_log;
 pub mod handle;
-pub mod http;
 pub mod link;
 pub mod node_task;
 pub mod storage;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use handle::{
     KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::RuntimeError;
+use crate::runtime::RuntimeError;
 
 /// Largest response read.
 const MAX_RESPONSE: u64 = 4 << 20;

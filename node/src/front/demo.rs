@@ -5,15 +5,39 @@
 
 use std::time::Duration;
 
+use clap::Args;
 use libp2p::Multiaddr;
 use skyhop_protocol::{Identity, NodeId, Role};
 use tokio::time::Instant;
 
-use super::cli::DemoArgs;
-use super::clock::SplitMix64;
-use super::handle::{NodeHandle, NodeOptions, SendOutcome, TraceOutcome};
-use super::node_task::start;
-use super::RuntimeError;
+use super::process::{init_logging, tokio_runtime};
+use crate::runtime::clock::SplitMix64;
+use crate::runtime::{
+    start, NodeHandle, NodeOptions, RuntimeError, SendOutcome, StatusReport, TraceOutcome,
+};
+
+/// `skyhop demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Supernodes to start.
+    #[arg(long, default_value_t = 3)]
+    pub supernodes: usize,
+    /// Ordinary nodes to start.
+    #[arg(long, default_value_t = 12)]
+    pub nodes: usize,
+    /// Chat messages to relay.
+    #[arg(long, default_value_t = 50)]
+    pub messages: usize,
+    /// Seed for identities and the choice of pairs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `skyhop demo`.
+pub fn demo(args: DemoArgs) -> Result<(), RuntimeError> {
+    init_logging("warn,yamux=off");
+    tokio_runtime()?.block_on(run(args))
+}
 
 /// Longest wait for the overlay to form.
 const JOIN_WAIT: Duration = Duration::from_secs(30);
@@ -48,7 +72,7 @@ fn first_addr(h: &NodeHandle) -> Result<Multiaddr, RuntimeError> {
 async fn wait_until(
     nodes: &[NodeHandle],
     deadline: Instant,
-    ready: impl Fn(&super::StatusReport) -> bool,
+    ready: impl Fn(&StatusReport) -> bool,
 ) -> Result<bool, RuntimeError> {
     loop {
         let mut all = true;
@@ -69,7 +93,7 @@ async fn wait_until(
 }
 
 /// Runs the demo; `Ok` only if every message was delivered.
-pub async fn run(args: DemoArgs) -> Result<(), RuntimeError> {
+async fn run(args: DemoArgs) -> Result<(), RuntimeError> {
     if args.supernodes == 0 || args.supernodes + args.nodes < 2 {
         return Err(RuntimeError::Config(
             "--supernodes must be at least 1 and there must be two nodes to chat".into(),

@@ -7,17 +7,34 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::Args;
 use serde_json::{json, Value};
 
-use super::cli::{
-    call, describe_send, describe_status, describe_trace, short, short_ids, REQUEST_TIMEOUT,
-    SEND_TIMEOUT,
-};
-use super::control::EVENTS_WAIT;
-use super::RuntimeError;
+use super::client::{call, control_addr, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
+use super::describe::{describe_send, describe_status, describe_trace, short, short_ids};
+use super::process::tokio_runtime;
+use crate::runtime::control::EVENTS_WAIT;
+use crate::runtime::RuntimeError;
+
+/// `skyhop chat`.
+#[derive(Args, Debug, Clone)]
+pub struct ChatArgs {
+    /// The running node.
+    #[command(flatten)]
+    pub target: Target,
+    /// Peer to talk to first (id or unique prefix).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// `skyhop chat`: an interactive prompt against a running node.
+pub fn chat(args: ChatArgs) -> Result<(), RuntimeError> {
+    let addr = control_addr(&args.target)?;
+    tokio_runtime()?.block_on(chat_loop(addr, args.to))
+}
 
 /// Runs the prompt until `/quit` or the end of input.
-pub(super) async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), RuntimeError> {
+async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), RuntimeError> {
     let me = call(addr, "GET", "/status", None, REQUEST_TIMEOUT).await?;
     let my_id = me
         .get("id")

@@ -1,0 +1,96 @@
+//! `skyhop send | status | trace`: one request to a running node's control
+//! API, its answer printed.
+
+use clap::Args;
+use serde_json::json;
+
+use super::client::{call, control_addr, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
+use super::describe::{describe_send, describe_status, describe_trace};
+use super::process::tokio_runtime;
+use crate::runtime::RuntimeError;
+
+/// `skyhop send`: send one message.
+#[derive(Args, Debug, Clone)]
+pub struct SendArgs {
+    /// The running node.
+    #[command(flatten)]
+    pub target: Target,
+    /// Recipient: a node id or a unique prefix of a known one.
+    #[arg(long)]
+    pub to: String,
+    /// The message.
+    pub text: String,
+}
+
+/// `skyhop status`.
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    /// The running node.
+    #[command(flatten)]
+    pub target: Target,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `skyhop trace`.
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// The running node.
+    #[command(flatten)]
+    pub target: Target,
+    /// The node to trace: an id or a unique prefix of a known one.
+    pub id: String,
+}
+
+/// `skyhop send`: exits 0 only if the message was delivered.
+pub fn send(args: SendArgs) -> Result<(), RuntimeError> {
+    let addr = control_addr(&args.target)?;
+    tokio_runtime()?.block_on(async {
+        let body = json!({ "to": args.to, "text": args.text });
+        let v = call(addr, "POST", "/send", Some(body), SEND_TIMEOUT).await?;
+        let (delivered, line) = describe_send(&v);
+        if delivered {
+            println!("{line}");
+            Ok(())
+        } else {
+            Err(RuntimeError::Control(line))
+        }
+    })
+}
+
+/// `skyhop status`.
+pub fn status(args: StatusArgs) -> Result<(), RuntimeError> {
+    let addr = control_addr(&args.target)?;
+    tokio_runtime()?.block_on(async {
+        let v = call(addr, "GET", "/status", None, REQUEST_TIMEOUT).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            print!("{}", describe_status(&v));
+        }
+        Ok(())
+    })
+}
+
+/// `skyhop trace`.
+pub fn trace(args: TraceArgs) -> Result<(), RuntimeError> {
+    let addr = control_addr(&args.target)?;
+    tokio_runtime()?.block_on(async {
+        let v = call(
+            addr,
+            "POST",
+            "/trace",
+            Some(json!({ "to": args.id })),
+            SEND_TIMEOUT,
+        )
+        .await?;
+        let (ok, line) = describe_trace(&v);
+        if ok {
+            println!("{line}");
+            Ok(())
+        } else {
+            Err(RuntimeError::Control(line))
+        }
+    })
+}
