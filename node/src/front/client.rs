@@ -1,15 +1,16 @@
 //! The control-API client: which running node a command means ([`Target`])
-//! and one call to its control API, over the small HTTP transport in
-//! [`super::http`].
+//! and one typed call to its control API ([`call`]), over the small HTTP
+//! transport in [`super::http`]. The requests and replies are the runtime's
+//! [`crate::runtime::api`] types, the same the server uses.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::Value;
 
 use super::http;
+use crate::runtime::api::{ErrorReply, Method, Request};
 use crate::runtime::{storage, RuntimeError};
 
 /// How long a plain control request may take.
@@ -44,20 +45,37 @@ pub fn control_addr(target: &Target) -> Result<SocketAddr, RuntimeError> {
     }
 }
 
-pub(super) async fn call(
+/// Sends `request` to the control API at `addr` and reads its reply; an
+/// answer other than 200 is an error carrying the node's message.
+pub(super) async fn call<R: Request>(
     addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
+    request: &R,
     timeout: Duration,
-) -> Result<Value, RuntimeError> {
-    let (status, value) = http::request(addr, method, path, body.as_ref(), timeout).await?;
+) -> Result<R::Reply, RuntimeError> {
+    let query = request.query();
+    let target = if query.is_empty() {
+        R::PATH.to_string()
+    } else {
+        format!("{}?{query}", R::PATH)
+    };
+    let body = match R::METHOD {
+        Method::Get => None,
+        // The requests are plain structs of strings and numbers.
+        Method::Post => {
+            Some(serde_json::to_value(request).expect("control API requests serialize"))
+        }
+    };
+    let (status, value) =
+        http::request(addr, R::METHOD.as_str(), &target, body.as_ref(), timeout).await?;
     if status != 200 {
-        let msg = value
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown error");
-        return Err(RuntimeError::Control(msg.to_string()));
+        let msg = serde_json::from_value::<ErrorReply>(value)
+            .map_or_else(|_| "unknown error".to_string(), |e| e.error);
+        return Err(RuntimeError::Control(msg));
     }
-    Ok(value)
+    serde_json::from_value(value).map_err(|e| {
+        RuntimeError::Control(format!(
+            "control API at {addr} answered {} with an unexpected reply: {e}",
+            R::PATH
+        ))
+    })
 }

@@ -2,12 +2,12 @@
 //! API, its answer printed.
 
 use clap::Args;
-use serde_json::json;
 
 use super::client::{call, control_addr, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
 use super::describe::{describe_send, describe_status, describe_trace};
 use super::process::tokio_runtime;
-use crate::runtime::RuntimeError;
+use crate::runtime::api::{SendRequest, StatusRequest, TraceRequest};
+use crate::runtime::{RuntimeError, SendOutcome, TraceOutcome};
 
 /// `skyhop send`: send one message.
 #[derive(Args, Debug, Clone)]
@@ -46,15 +46,19 @@ pub struct TraceArgs {
 /// `skyhop send`: exits 0 only if the message was delivered.
 pub fn send(args: SendArgs) -> Result<(), RuntimeError> {
     let addr = control_addr(&args.target)?;
+    let request = SendRequest {
+        to: args.to,
+        text: args.text,
+    };
     tokio_runtime()?.block_on(async {
-        let body = json!({ "to": args.to, "text": args.text });
-        let v = call(addr, "POST", "/send", Some(body), SEND_TIMEOUT).await?;
-        let (delivered, line) = describe_send(&v);
-        if delivered {
-            println!("{line}");
-            Ok(())
-        } else {
-            Err(RuntimeError::Control(line))
+        let reply = call(addr, &request, SEND_TIMEOUT).await?;
+        let line = describe_send(&reply.outcome);
+        match reply.outcome {
+            SendOutcome::Delivered { .. } => {
+                println!("{line}");
+                Ok(())
+            }
+            SendOutcome::Failed(_) => Err(RuntimeError::Control(line)),
         }
     })
 }
@@ -63,11 +67,14 @@ pub fn send(args: SendArgs) -> Result<(), RuntimeError> {
 pub fn status(args: StatusArgs) -> Result<(), RuntimeError> {
     let addr = control_addr(&args.target)?;
     tokio_runtime()?.block_on(async {
-        let v = call(addr, "GET", "/status", None, REQUEST_TIMEOUT).await?;
+        let status = call(addr, &StatusRequest, REQUEST_TIMEOUT).await?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).unwrap_or_default()
+            );
         } else {
-            print!("{}", describe_status(&v));
+            print!("{}", describe_status(&status));
         }
         Ok(())
     })
@@ -76,21 +83,16 @@ pub fn status(args: StatusArgs) -> Result<(), RuntimeError> {
 /// `skyhop trace`.
 pub fn trace(args: TraceArgs) -> Result<(), RuntimeError> {
     let addr = control_addr(&args.target)?;
+    let request = TraceRequest { to: args.id };
     tokio_runtime()?.block_on(async {
-        let v = call(
-            addr,
-            "POST",
-            "/trace",
-            Some(json!({ "to": args.id })),
-            SEND_TIMEOUT,
-        )
-        .await?;
-        let (ok, line) = describe_trace(&v);
-        if ok {
-            println!("{line}");
-            Ok(())
-        } else {
-            Err(RuntimeError::Control(line))
+        let reply = call(addr, &request, SEND_TIMEOUT).await?;
+        let line = describe_trace(&reply.outcome);
+        match reply.outcome {
+            TraceOutcome::Completed { .. } => {
+                println!("{line}");
+                Ok(())
+            }
+            TraceOutcome::Failed(_) => Err(RuntimeError::Control(line)),
         }
     })
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 use libp2p::Multiaddr;
-use skyhop_protocol::{Identity, NodeId, Role};
+use skyhop_protocol::{Identity, Role};
 use tokio::time::Instant;
 
+use super::describe::path_text;
 use super::process::{init_logging, tokio_runtime};
 use crate::runtime::clock::SplitMix64;
 use crate::runtime::{
@@ -227,11 +228,4 @@ async fn run(args: DemoArgs) -> Result<(), RuntimeError> {
             args.messages
         )))
     }
-}
-
-fn path_text(path: &[NodeId]) -> String {
-    path.iter()
-        .map(NodeId::short)
-        .collect::<Vec<_>>()
-        .join(" > ")
 }

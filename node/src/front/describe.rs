@@ -1,89 +1,74 @@
 //! Human text for the control API's answers: what `skyhop send | status |
-//! trace` print and what the chat prompt shows.
+//! trace` print, what the chat prompt shows, and the demo's paths.
 
-use serde_json::Value;
+use skyhop_protocol::NodeId;
 
-pub(super) fn short(hex: &str) -> &str {
-    hex.get(..8).unwrap_or(hex)
-}
+use crate::runtime::api::Status;
+use crate::runtime::{SendOutcome, TraceOutcome};
 
-/// A human line for a `/send` answer, and whether it was delivered.
-pub(super) fn describe_send(v: &Value) -> (bool, String) {
-    if v.get("delivered").and_then(Value::as_bool) == Some(true) {
-        let hops = v.get("hops").and_then(Value::as_u64).unwrap_or(0);
-        let ms = v.get("latency_ms").and_then(Value::as_f64).unwrap_or(0.0);
-        (true, format!("delivered ({hops} hops, {ms:.1} ms)"))
-    } else {
-        let reason = v
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown reason");
-        (false, format!("failed: {reason}"))
+/// A human line for a send's outcome.
+pub(super) fn describe_send(outcome: &SendOutcome) -> String {
+    match outcome {
+        SendOutcome::Delivered { hops, latency } => {
+            format!("delivered ({hops} hops, {:.1} ms)", millis(*latency))
+        }
+        SendOutcome::Failed(reason) => format!("failed: {reason}"),
     }
 }
 
-pub(super) fn describe_status(v: &Value) -> String {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
-    let n = |k: &str| v.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+/// A human line for a trace's outcome.
+pub(super) fn describe_trace(outcome: &TraceOutcome) -> String {
+    match outcome {
+        TraceOutcome::Completed { path, rtt } => format!(
+            "{} ({} hops, rtt {:.1} ms)",
+            path_text(path),
+            path.len().saturating_sub(1),
+            millis(*rtt)
+        ),
+        TraceOutcome::Failed(reason) => format!("trace failed: {reason}"),
+    }
+}
+
+/// The lines of `skyhop status`.
+pub(super) fn describe_status(s: &Status) -> String {
     let mut out = String::new();
-    out += &format!("node id    {}\n", s("id"));
-    out += &format!("peer id    {}\n", s("peer_id"));
-    out += &format!("role       {}\n", s("role"));
-    if let Some(p) = v.get("primary").and_then(Value::as_str) {
-        out += &format!("primary    {}\n", short(p));
+    out += &format!("node id    {}\n", s.id);
+    out += &format!("peer id    {}\n", s.peer_id);
+    out += &format!("role       {:?}\n", s.role);
+    if let Some(p) = s.primary {
+        out += &format!("primary    {}\n", p.short());
     }
     out += &format!(
         "links {}  neighbors {}  clients {}  backups {}\n",
-        n("links"),
-        n("neighbors"),
-        n("clients"),
-        n("backups")
+        s.links.len(),
+        s.neighbors.len(),
+        s.clients.len(),
+        s.backups.len()
     );
     out += &format!(
         "records {}  cached locations {}  host cache {}  pending chats {}\n",
-        v.get("records").and_then(Value::as_u64).unwrap_or(0),
-        v.get("cached_locations")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-        v.get("host_cache").and_then(Value::as_u64).unwrap_or(0),
-        v.get("pending_chats").and_then(Value::as_u64).unwrap_or(0),
+        s.records, s.cached_locations, s.host_cache, s.pending_chats,
     );
-    for a in v
-        .get("listen_addrs")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        out += &format!("listening  {}\n", a.as_str().unwrap_or(""));
+    for a in &s.listen_addrs {
+        out += &format!("listening  {a}\n");
     }
     out
 }
 
-/// The short forms of the ids in the JSON array `v[key]` (none if absent).
-pub(super) fn short_ids<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(short)
-        .collect()
+/// The short forms of `ids`, space-separated.
+pub(super) fn short_ids(ids: &[NodeId]) -> String {
+    ids.iter().map(NodeId::short).collect::<Vec<_>>().join(" ")
 }
 
-pub(super) fn describe_trace(v: &Value) -> (bool, String) {
-    if v.get("ok").and_then(Value::as_bool) == Some(true) {
-        let path = short_ids(v, "path");
-        let ms = v.get("rtt_ms").and_then(Value::as_f64).unwrap_or(0.0);
-        (
-            true,
-            format!(
-                "{} ({} hops, rtt {ms:.1} ms)",
-                path.join(" > "),
-                path.len().saturating_sub(1)
-            ),
-        )
-    } else {
-        let reason = v.get("reason").and_then(Value::as_str).unwrap_or("unknown");
-        (false, format!("trace failed: {reason}"))
-    }
+/// A hop path as short ids joined by `>`.
+pub(super) fn path_text(path: &[NodeId]) -> String {
+    path.iter()
+        .map(NodeId::short)
+        .collect::<Vec<_>>()
+        .join(" > ")
+}
+
+/// Microseconds as milliseconds.
+pub(super) fn millis(micros: u64) -> f64 {
+    micros as f64 / 1000.0
 }

@@ -6,10 +6,14 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::client::{call, REQUEST_TIMEOUT, SEND_TIMEOUT};
 use super::http;
+use crate::runtime::api::{
+    Event, EventsRequest, PeersRequest, SendRequest, StatusRequest, TraceRequest,
+};
 use crate::runtime::control;
 use crate::runtime::tests::{trio, TEST_TIMEOUT};
-use crate::runtime::SendOutcome;
+use crate::runtime::{SendOutcome, TraceOutcome};
 
 /// The control API sends a chat to a prefix the node knows, answers an
 /// unknown path with 404 and a JSON error, and refuses a POST without
@@ -97,6 +101,61 @@ async fn events_long_poll_returns_an_incoming_chat() {
             .clone();
         assert_eq!(chat["body"], "poll me");
         assert_eq!(chat["from"], a.info().node_id.to_hex());
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// The typed client reads every reply the server writes: status, peers,
+/// events, a delivered send and a completed trace.
+#[tokio::test]
+async fn the_typed_client_reads_every_reply() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (sn, a, b) = trio().await;
+        let (addr, _server) = control::serve(a.clone(), "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("control API binds");
+        let status = call(addr, &StatusRequest, REQUEST_TIMEOUT)
+            .await
+            .expect("status");
+        assert_eq!(status.id, a.info().node_id);
+        assert_eq!(status.primary, Some(sn.info().node_id));
+        let to = b.info().node_id;
+        let send = SendRequest {
+            to: to.to_hex(),
+            text: "typed".into(),
+        };
+        let sent = call(addr, &send, SEND_TIMEOUT).await.expect("send");
+        assert_eq!(sent.to, to);
+        assert!(matches!(
+            sent.outcome,
+            SendOutcome::Delivered { hops: 2, .. }
+        ));
+        let peers = call(addr, &PeersRequest, REQUEST_TIMEOUT)
+            .await
+            .expect("peers");
+        assert!(peers.recent.contains(&to), "{peers:?}");
+        let traced = call(addr, &TraceRequest { to: to.to_hex() }, SEND_TIMEOUT)
+            .await
+            .expect("trace");
+        assert!(
+            matches!(&traced.outcome, TraceOutcome::Completed { path, .. } if path.len() == 3),
+            "{traced:?}"
+        );
+        let events = EventsRequest {
+            since: 0,
+            wait: Some(0),
+        };
+        let log = call(addr, &events, REQUEST_TIMEOUT).await.expect("events");
+        assert!(log
+            .events
+            .iter()
+            .any(|e| matches!(e.event, Event::ChatDelivered { to: t, .. } if t == to)));
+        let unknown = TraceRequest { to: "zz".into() };
+        let e = call(addr, &unknown, SEND_TIMEOUT)
+            .await
+            .expect_err("not an id");
+        assert!(e.to_string().contains("'zz'"), "{e}");
     })
     .await
     .expect("test finished in time");

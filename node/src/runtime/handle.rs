@@ -137,7 +137,7 @@ pub struct StatusReport {
 }
 
 /// Node ids this node knows, for `/who` and prefix resolution.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KnownPeers {
     /// Clients of this supernode.
     pub clients: Vec<NodeId>,

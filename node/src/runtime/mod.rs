@@ -11,9 +11,11 @@
 //! - [`link`]: the per-neighbor reader and (coalescing) writer tasks;
 //! - [`clock`]: the one clock read and the RNG seeds;
 //! - [`events_log`]: recent events for the control API's long-poll;
-//! - [`control`]: the HTTP control server;
+//! - [`control`]: the HTTP control server, [`api`]: its typed requests and
+//!   replies;
 //! - [`storage`]: key file, host cache, control-address file.
 
+pub mod api;
 pub mod clock;
 pub mod control;
 pub mod events_log;
