@@ -13,10 +13,10 @@ use skyhop_protocol::NodeId;
 use super::client::{call, control_addr, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
 use super::describe::{describe_send, describe_status, describe_trace, short_ids};
 use super::process::tokio_runtime;
+use super::FrontError;
 use crate::runtime::api::{
     Event, EventsRequest, PeersRequest, SendRequest, StatusRequest, TraceRequest, EVENTS_WAIT,
 };
-use crate::runtime::RuntimeError;
 
 /// `skyhop chat`.
 #[derive(Args, Debug, Clone)]
@@ -30,13 +30,13 @@ pub struct ChatArgs {
 }
 
 /// `skyhop chat`: an interactive prompt against a running node.
-pub fn chat(args: ChatArgs) -> Result<(), RuntimeError> {
+pub fn chat(args: ChatArgs) -> Result<(), FrontError> {
     let addr = control_addr(&args.target)?;
     tokio_runtime()?.block_on(chat_loop(addr, args.to))
 }
 
 /// Runs the prompt until `/quit` or the end of input.
-async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), RuntimeError> {
+async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), FrontError> {
     let me = call(addr, &StatusRequest, REQUEST_TIMEOUT).await?;
     println!(
         "chatting as {} ({:?}). Commands: /to ID, /who, /trace ID, /status, /quit",

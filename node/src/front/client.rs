@@ -10,8 +10,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::http;
+use super::FrontError;
 use crate::runtime::api::{ErrorReply, Method, Request};
-use crate::runtime::{storage, RuntimeError};
+use crate::runtime::storage;
 
 /// How long a plain control request may take.
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,18 +31,16 @@ pub struct Target {
 }
 
 /// The control address of the node `target` names.
-pub fn control_addr(target: &Target) -> Result<SocketAddr, RuntimeError> {
+pub fn control_addr(target: &Target) -> Result<SocketAddr, FrontError> {
     match (&target.control, &target.data_dir) {
-        (Some(c), _) => c.parse().map_err(|_| {
-            RuntimeError::Config(format!(
-                "--control '{c}': not an address; expected e.g. 127.0.0.1:7000"
-            ))
+        (Some(c), _) => c.parse().map_err(|_| FrontError::BadFlag {
+            flag: "--control",
+            value: c.clone(),
+            problem: "not an address",
+            fix: "expected e.g. 127.0.0.1:7000",
         }),
-        (None, Some(dir)) => storage::read_control_addr(dir),
-        (None, None) => Err(RuntimeError::Config(
-            "which node? give --data-dir DIR (of a running `skyhop run`) or --control 127.0.0.1:PORT"
-                .into(),
-        )),
+        (None, Some(dir)) => Ok(storage::read_control_addr(dir)?),
+        (None, None) => Err(FrontError::NoTarget),
     }
 }
 
@@ -51,7 +50,7 @@ pub(super) async fn call<R: Request>(
     addr: SocketAddr,
     request: &R,
     timeout: Duration,
-) -> Result<R::Reply, RuntimeError> {
+) -> Result<R::Reply, FrontError> {
     let query = request.query();
     let target = if query.is_empty() {
         R::PATH.to_string()
@@ -68,14 +67,13 @@ pub(super) async fn call<R: Request>(
     let (status, value) =
         http::request(addr, R::METHOD.as_str(), &target, body.as_ref(), timeout).await?;
     if status != 200 {
-        let msg = serde_json::from_value::<ErrorReply>(value)
+        let message = serde_json::from_value::<ErrorReply>(value)
             .map_or_else(|_| "unknown error".to_string(), |e| e.error);
-        return Err(RuntimeError::Control(msg));
+        return Err(FrontError::Refused { status, message });
     }
-    serde_json::from_value(value).map_err(|e| {
-        RuntimeError::Control(format!(
-            "control API at {addr} answered {} with an unexpected reply: {e}",
-            R::PATH
-        ))
+    serde_json::from_value(value).map_err(|source| FrontError::UnexpectedReply {
+        addr,
+        path: R::PATH,
+        source,
     })
 }

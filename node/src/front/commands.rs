@@ -6,8 +6,9 @@ use clap::Args;
 use super::client::{call, control_addr, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
 use super::describe::{describe_send, describe_status, describe_trace};
 use super::process::tokio_runtime;
+use super::FrontError;
 use crate::runtime::api::{SendRequest, StatusRequest, TraceRequest};
-use crate::runtime::{RuntimeError, SendOutcome, TraceOutcome};
+use crate::runtime::{SendOutcome, TraceOutcome};
 
 /// `skyhop send`: send one message.
 #[derive(Args, Debug, Clone)]
@@ -44,7 +45,7 @@ pub struct TraceArgs {
 }
 
 /// `skyhop send`: exits 0 only if the message was delivered.
-pub fn send(args: SendArgs) -> Result<(), RuntimeError> {
+pub fn send(args: SendArgs) -> Result<(), FrontError> {
     let addr = control_addr(&args.target)?;
     let request = SendRequest {
         to: args.to,
@@ -52,19 +53,18 @@ pub fn send(args: SendArgs) -> Result<(), RuntimeError> {
     };
     tokio_runtime()?.block_on(async {
         let reply = call(addr, &request, SEND_TIMEOUT).await?;
-        let line = describe_send(&reply.outcome);
         match reply.outcome {
             SendOutcome::Delivered { .. } => {
-                println!("{line}");
+                println!("{}", describe_send(&reply.outcome));
                 Ok(())
             }
-            SendOutcome::Failed(_) => Err(RuntimeError::Control(line)),
+            SendOutcome::Failed(reason) => Err(FrontError::NotDelivered { reason }),
         }
     })
 }
 
 /// `skyhop status`.
-pub fn status(args: StatusArgs) -> Result<(), RuntimeError> {
+pub fn status(args: StatusArgs) -> Result<(), FrontError> {
     let addr = control_addr(&args.target)?;
     tokio_runtime()?.block_on(async {
         let status = call(addr, &StatusRequest, REQUEST_TIMEOUT).await?;
@@ -81,18 +81,17 @@ pub fn status(args: StatusArgs) -> Result<(), RuntimeError> {
 }
 
 /// `skyhop trace`.
-pub fn trace(args: TraceArgs) -> Result<(), RuntimeError> {
+pub fn trace(args: TraceArgs) -> Result<(), FrontError> {
     let addr = control_addr(&args.target)?;
     let request = TraceRequest { to: args.id };
     tokio_runtime()?.block_on(async {
         let reply = call(addr, &request, SEND_TIMEOUT).await?;
-        let line = describe_trace(&reply.outcome);
         match reply.outcome {
             TraceOutcome::Completed { .. } => {
-                println!("{line}");
+                println!("{}", describe_trace(&reply.outcome));
                 Ok(())
             }
-            TraceOutcome::Failed(_) => Err(RuntimeError::Control(line)),
+            TraceOutcome::Failed(reason) => Err(FrontError::TraceFailed { reason }),
         }
     })
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::describe::path_text;
 use super::process::{init_logging, tokio_runtime};
+use super::FrontError;
 use crate::runtime::clock::SplitMix64;
 use crate::runtime::{
     start, NodeHandle, NodeOptions, RuntimeError, SendOutcome, StatusReport, TraceOutcome,
@@ -35,7 +36,7 @@ pub struct DemoArgs {
 }
 
 /// `skyhop demo`.
-pub fn demo(args: DemoArgs) -> Result<(), RuntimeError> {
+pub fn demo(args: DemoArgs) -> Result<(), FrontError> {
     init_logging("warn,yamux=off");
     tokio_runtime()?.block_on(run(args))
 }
@@ -61,12 +62,14 @@ async fn start_node(
     start(opts).await
 }
 
-fn first_addr(h: &NodeHandle) -> Result<Multiaddr, RuntimeError> {
+fn first_addr(h: &NodeHandle) -> Result<Multiaddr, FrontError> {
     h.info()
         .listen_addrs
         .first()
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| RuntimeError::Transport("node has no listen address".into()))
+        .ok_or_else(|| FrontError::NoListenAddr {
+            node: h.info().node_id.short(),
+        })
 }
 
 /// Waits until `ready` holds for every node, or the deadline.
@@ -94,16 +97,14 @@ async fn wait_until(
 }
 
 /// Runs the demo; `Ok` only if every message was delivered.
-async fn run(args: DemoArgs) -> Result<(), RuntimeError> {
+async fn run(args: DemoArgs) -> Result<(), FrontError> {
     if args.supernodes == 0 || args.supernodes + args.nodes < 2 {
-        return Err(RuntimeError::Config(
-            "--supernodes must be at least 1 and there must be two nodes to chat".into(),
-        ));
+        return Err(FrontError::DemoTooSmall);
     }
     if args.supernodes + args.nodes > MAX_DEMO_NODES {
-        return Err(RuntimeError::Config(format!(
-            "at most {MAX_DEMO_NODES} nodes in the demo; use `skyhop sim` for more"
-        )));
+        return Err(FrontError::DemoTooLarge {
+            max: MAX_DEMO_NODES,
+        });
     }
     let started = Instant::now();
     let mut rng = SplitMix64(args.seed);
@@ -223,9 +224,9 @@ async fn run(args: DemoArgs) -> Result<(), RuntimeError> {
     if delivered == args.messages {
         Ok(())
     } else {
-        Err(RuntimeError::Control(format!(
-            "only {delivered} of {} messages were delivered",
-            args.messages
-        )))
+        Err(FrontError::DemoUndelivered {
+            delivered,
+            sent: args.messages,
+        })
     }
 }

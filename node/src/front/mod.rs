@@ -10,16 +10,20 @@
 //! - [`client`]: which running node a command means, and calls to its
 //!   control API over [`http`];
 //! - [`describe`]: the human text of the control API's answers;
-//! - [`process`]: the tokio runtime, logging and exit code every command shares.
+//! - [`process`]: the tokio runtime, logging and exit code every command shares;
+//! - [`error`]: [`FrontError`], why a command failed.
 
 pub mod chat;
 pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod describe;
+pub mod error;
 pub mod http;
 pub mod process;
 pub mod run;
+
+pub use error::FrontError;
 
 #[cfg(test)]
 mod tests;

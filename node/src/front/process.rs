@@ -2,10 +2,10 @@
 //! on, logging to stderr, and the exit code it ends with. The commands of
 //! [`super`] use these; nothing here knows a command.
 
-use crate::runtime::RuntimeError;
+use super::FrontError;
 
 /// The process exit code for a command's result, printing the error.
-pub fn exit_code(result: Result<(), RuntimeError>) -> std::process::ExitCode {
+pub fn exit_code(result: Result<(), FrontError>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -16,11 +16,11 @@ pub fn exit_code(result: Result<(), RuntimeError>) -> std::process::ExitCode {
 }
 
 /// A multi-threaded tokio runtime for one command.
-pub(super) fn tokio_runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
+pub(super) fn tokio_runtime() -> Result<tokio::runtime::Runtime, FrontError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| RuntimeError::Config(format!("cannot start tokio: {e}")))
+        .map_err(FrontError::Tokio)
 }
 
 /// Logs to stderr, `RUST_LOG` overriding `default`.

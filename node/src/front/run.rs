@@ -11,7 +11,8 @@ use skyhop_core::NodeConfig;
 use skyhop_protocol::Role;
 
 use super::process::{init_logging, tokio_runtime};
-use crate::runtime::{control, start, storage, MdnsMode, NodeOptions, RuntimeError};
+use super::FrontError;
+use crate::runtime::{control, start, storage, MdnsMode, NodeOptions};
 
 /// Default listen address: loopback, port chosen by the OS.
 pub const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
@@ -72,23 +73,27 @@ pub struct RunPlan {
     pub control: SocketAddr,
 }
 
-fn parse_multiaddr(flag: &str, text: &str) -> Result<Multiaddr, RuntimeError> {
-    text.parse().map_err(|_| {
-        RuntimeError::Config(format!(
-            "{flag} '{text}': not a multiaddr; expected e.g. /ip4/127.0.0.1/tcp/4001"
-        ))
+fn parse_multiaddr(flag: &'static str, text: &str) -> Result<Multiaddr, FrontError> {
+    text.parse().map_err(|_| FrontError::BadFlag {
+        flag,
+        value: text.into(),
+        problem: "not a multiaddr",
+        fix: "expected e.g. /ip4/127.0.0.1/tcp/4001",
     })
 }
 
 /// Merges flags over the config file over the defaults, checking each value.
-pub fn plan_run(args: &RunArgs) -> Result<RunPlan, RuntimeError> {
+pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
     let file: RunFile = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                RuntimeError::Config(format!("--config {}: cannot read: {e}", path.display()))
+            let text = std::fs::read_to_string(path).map_err(|source| FrontError::ConfigRead {
+                path: path.clone(),
+                source,
             })?;
-            toml::from_str(&text)
-                .map_err(|e| RuntimeError::Config(format!("--config {}: {e}", path.display())))?
+            toml::from_str(&text).map_err(|source| FrontError::ConfigParse {
+                path: path.clone(),
+                source,
+            })?
         }
         None => RunFile::default(),
     };
@@ -97,9 +102,12 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, RuntimeError> {
         "supernode" | "sn" => Role::Supernode,
         "ordinary" | "on" => Role::Ordinary,
         other => {
-            return Err(RuntimeError::Config(format!(
-                "--role '{other}': expected supernode or ordinary"
-            )))
+            return Err(FrontError::BadFlag {
+                flag: "--role",
+                value: other.into(),
+                problem: "not a role",
+                fix: "expected supernode or ordinary",
+            })
         }
     };
     let listen_text = if args.listen.is_empty() {
@@ -121,9 +129,12 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, RuntimeError> {
         .map(|a| parse_multiaddr("--bootstrap", a))
         .collect::<Result<Vec<_>, _>>()?;
     let mdns: MdnsMode = match args.mdns.clone().or(file.mdns) {
-        Some(m) => m
-            .parse()
-            .map_err(|e| RuntimeError::Config(format!("--mdns {e}")))?,
+        Some(m) => m.parse().map_err(|_| FrontError::BadFlag {
+            flag: "--mdns",
+            value: m,
+            problem: "not an mDNS mode",
+            fix: "expected on, off or auto",
+        })?,
         None => MdnsMode::Auto,
     };
     let control_text = args
@@ -131,24 +142,31 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, RuntimeError> {
         .clone()
         .or(file.control)
         .unwrap_or(DEFAULT_CONTROL.into());
-    let control: SocketAddr = control_text.parse().map_err(|_| {
-        RuntimeError::Config(format!(
-            "--control '{control_text}': not an address; expected e.g. 127.0.0.1:7000 (port 0 = any)"
-        ))
-    })?;
+    let control: SocketAddr = match control_text.parse() {
+        Ok(addr) => addr,
+        Err(_) => {
+            return Err(FrontError::BadFlag {
+                flag: "--control",
+                value: control_text,
+                problem: "not an address",
+                fix: "expected e.g. 127.0.0.1:7000 (port 0 = any)",
+            })
+        }
+    };
     if !control.ip().is_loopback() {
-        return Err(RuntimeError::Config(format!(
-            "--control '{control_text}': the control API only listens on loopback; use e.g. 127.0.0.1:7000"
-        )));
+        return Err(FrontError::BadFlag {
+            flag: "--control",
+            value: control_text,
+            problem: "the control API only listens on loopback",
+            fix: "use e.g. 127.0.0.1:7000",
+        });
     }
     let mut config = file.node.unwrap_or_default();
     config.role = role;
     if let Some(n) = args.max_clients.or(file.max_clients) {
         config.max_clients = n;
     }
-    config.validate().map_err(|e| {
-        RuntimeError::Config(format!("{e} (check --max-clients and the [node] table)"))
-    })?;
+    config.validate().map_err(FrontError::NodeConfig)?;
     Ok(RunPlan {
         options: NodeOptions {
             config,
@@ -165,13 +183,13 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, RuntimeError> {
 
 /// `skyhop run`: runs a node until SIGINT or SIGTERM, then leaves
 /// gracefully, saves the host cache and returns.
-pub fn run(args: RunArgs) -> Result<(), RuntimeError> {
+pub fn run(args: RunArgs) -> Result<(), FrontError> {
     init_logging("info,libp2p_mdns=warn,yamux=error");
     let plan = plan_run(&args)?;
     tokio_runtime()?.block_on(run_plan(plan))
 }
 
-async fn run_plan(plan: RunPlan) -> Result<(), RuntimeError> {
+async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     let data_dir = plan.options.data_dir.clone();
     let handle = start(plan.options).await?;
     let (control_addr, _server) = control::serve(handle.clone(), plan.control).await?;
@@ -199,7 +217,7 @@ async fn run_plan(plan: RunPlan) -> Result<(), RuntimeError> {
     if let Some(dir) = &data_dir {
         let _ = std::fs::remove_file(dir.join(storage::CONTROL_FILE));
     }
-    result
+    Ok(result?)
 }
 
 async fn wait_for_signal() {

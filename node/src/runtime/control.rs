@@ -43,16 +43,11 @@ pub async fn serve(
     addr: SocketAddr,
 ) -> Result<(SocketAddr, JoinHandle<()>), RuntimeError> {
     if !addr.ip().is_loopback() {
-        return Err(RuntimeError::Config(format!(
-            "--control {addr}: the control API has no authentication and only listens on loopback; use e.g. 127.0.0.1:0"
-        )));
+        return Err(RuntimeError::ControlNotLoopback { addr });
     }
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| RuntimeError::Config(format!("--control {addr}: cannot bind: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| RuntimeError::Config(format!("--control {addr}: {e}")))?;
+    let control = |source| RuntimeError::Control { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(control)?;
+    let bound = listener.local_addr().map_err(control)?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
@@ -259,9 +254,10 @@ fn stopped(e: RuntimeError) -> Response {
 }
 
 fn resolve_error(e: RuntimeError) -> Response {
-    match e {
-        RuntimeError::BadRequest(m) => error(400, m),
-        other => stopped(other),
+    if e.is_bad_request() {
+        error(400, e.to_string())
+    } else {
+        stopped(e)
     }
 }
 

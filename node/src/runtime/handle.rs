@@ -259,9 +259,7 @@ impl NodeHandle {
         }
         let prefix = text.trim().to_ascii_lowercase();
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(RuntimeError::BadRequest(format!(
-                "'{text}' is not a node id or a hex prefix of one"
-            )));
+            return Err(RuntimeError::NotAnId { text: text.into() });
         }
         let mut known = self.peers().await?.all();
         known.insert(self.info.node_id);
@@ -271,13 +269,11 @@ impl NodeHandle {
             .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
-            [] => Err(RuntimeError::BadRequest(format!(
-                "no known node id starts with '{prefix}'; give the full 64-character id"
-            ))),
-            many => Err(RuntimeError::BadRequest(format!(
-                "'{prefix}' matches {} known ids; type more characters",
-                many.len()
-            ))),
+            [] => Err(RuntimeError::UnknownPrefix { prefix }),
+            many => Err(RuntimeError::AmbiguousPrefix {
+                matches: many.len(),
+                prefix,
+            }),
         }
     }
 

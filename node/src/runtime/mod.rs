@@ -34,24 +34,93 @@ pub use handle::{
 pub use node_task::start;
 
 /// Why the runtime could not do something.
+///
+/// Messages carry their source's text, since the CLI prints an error on one
+/// line; `source()` still gives the typed cause.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// A configuration value or flag is invalid.
-    #[error("{0}")]
-    Config(String),
     /// The data directory could not be read or written.
-    #[error("{0}")]
-    Storage(String),
-    /// The libp2p transport could not be set up.
-    #[error("{0}")]
-    Transport(String),
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// The Noise configuration, hence the TCP/Noise/Yamux transport, could
+    /// not be built from the node's key.
+    #[error("cannot set up TCP/Noise/Yamux: {0}")]
+    Transport(#[source] libp2p::noise::Error),
+    /// A network behaviour (mDNS, say) could not be set up.
+    #[error("cannot set up behaviours: {0}")]
+    Behaviour(#[source] libp2p::BehaviourBuilderError),
+    /// Another handler already accepts the skyhop stream protocol.
+    #[error("cannot accept {protocol}: {0}", protocol = node_task::PROTOCOL)]
+    Accept(#[source] libp2p_stream::AlreadyRegistered),
+    /// Listening on an address was refused.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: libp2p::Multiaddr,
+        /// Why the transport refused it.
+        source: libp2p::TransportError<std::io::Error>,
+    },
+    /// A listener failed before it reported its address.
+    #[error("listener failed: {0}")]
+    Listener(#[source] std::io::Error),
+    /// A listener closed before it reported its address.
+    #[error("a listener closed before reporting its address")]
+    ListenerClosed,
+    /// The listeners did not report an address in time.
+    #[error("listeners did not report an address within {0:?}")]
+    ListenTimeout(std::time::Duration),
+    /// The core refused the node's configuration.
+    #[error("node config: {0}")]
+    NodeConfig(#[source] skyhop_core::ConfigError),
+    /// The control API was asked to listen beyond loopback; it has no
+    /// authentication.
+    #[error("--control {addr}: the control API has no authentication and only listens on loopback; use e.g. 127.0.0.1:0")]
+    ControlNotLoopback {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+    },
+    /// The control API could not bind its address.
+    #[error("--control {addr}: cannot bind: {source}")]
+    Control {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
     /// The node task has stopped.
     #[error("the node has stopped")]
     Stopped,
-    /// A request to the node is invalid.
-    #[error("{0}")]
-    BadRequest(String),
-    /// Talking to a running node's control API failed.
-    #[error("{0}")]
-    Control(String),
+    /// Text that should name a node is neither an id nor a hex prefix of one.
+    #[error("'{text}' is not a node id or a hex prefix of one")]
+    NotAnId {
+        /// The text given.
+        text: String,
+    },
+    /// No id the node knows starts with the prefix.
+    #[error("no known node id starts with '{prefix}'; give the full 64-character id")]
+    UnknownPrefix {
+        /// The prefix, lowercased.
+        prefix: String,
+    },
+    /// The prefix matches more than one id the node knows.
+    #[error("'{prefix}' matches {matches} known ids; type more characters")]
+    AmbiguousPrefix {
+        /// The prefix, lowercased.
+        prefix: String,
+        /// How many ids it matches.
+        matches: usize,
+    },
+}
+
+impl RuntimeError {
+    /// Whether the caller asked for something that cannot be (a bad id),
+    /// rather than the node failing.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::NotAnId { .. }
+                | RuntimeError::UnknownPrefix { .. }
+                | RuntimeError::AmbiguousPrefix { .. }
+        )
+    }
 }

@@ -143,7 +143,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| RuntimeError::Transport(format!("cannot set up TCP/Noise/Yamux: {e}")))?
+        .map_err(RuntimeError::Transport)?
         .with_behaviour(|key| {
             let mdns = if mdns_on {
                 let cfg = mdns::Config {
@@ -164,19 +164,20 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
                 mdns: Toggle::from(mdns),
             })
         })
-        .map_err(|e| RuntimeError::Transport(format!("cannot set up behaviours: {e}")))?
+        .map_err(RuntimeError::Behaviour)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
 
     let mut control = swarm.behaviour().stream.new_control();
-    let mut incoming = control
-        .accept(PROTOCOL)
-        .map_err(|e| RuntimeError::Transport(format!("cannot accept {PROTOCOL}: {e}")))?;
+    let mut incoming = control.accept(PROTOCOL).map_err(RuntimeError::Accept)?;
     let mut listeners = Vec::new();
     for addr in &opts.listen {
         let id = swarm
             .listen_on(addr.clone())
-            .map_err(|e| RuntimeError::Transport(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|source| RuntimeError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
         listeners.push(id);
     }
     let wildcard = opts.listen.iter().any(is_unspecified);
@@ -198,12 +199,12 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
                     listen_addrs.push(address);
                 }
                 SwarmEvent::ListenerClosed { reason, .. } => {
-                    return Err(RuntimeError::Transport(format!(
-                        "listener closed: {reason:?}"
-                    )))
+                    return Err(reason
+                        .err()
+                        .map_or(RuntimeError::ListenerClosed, RuntimeError::Listener))
                 }
                 SwarmEvent::ListenerError { error, .. } => {
-                    return Err(RuntimeError::Transport(format!("listener failed: {error}")))
+                    return Err(RuntimeError::Listener(error))
                 }
                 other => keep_early(&mut early, other),
             }
@@ -226,9 +227,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     };
     tokio::time::timeout(LISTEN_TIMEOUT, wait_all)
         .await
-        .map_err(|_| {
-            RuntimeError::Transport("listeners did not report an address in time".into())
-        })??;
+        .map_err(|_| RuntimeError::ListenTimeout(LISTEN_TIMEOUT))??;
     // Peers on other hosts cannot use a loopback address: advertise the
     // others first, so that the core's cap on addresses keeps them.
     listen_addrs.sort_by_key(is_loopback);
@@ -255,7 +254,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     let role = config.role;
     let chat_deadline = Duration::from_micros(config.chat_deadline);
     let mut core = Node::new(config, identity, seed, now, Default::default())
-        .map_err(|e| RuntimeError::Config(format!("node config: {e}")))?;
+        .map_err(RuntimeError::NodeConfig)?;
     if let Some(dir) = &opts.data_dir {
         core.restore_host_cache(storage::load_host_cache(dir));
     }
