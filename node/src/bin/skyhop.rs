@@ -8,6 +8,7 @@ use skyhop_node::front::{chat, commands, demo, process, run};
 #[derive(Parser, Debug)]
 #[command(name = "skyhop", version, about)]
 struct Args {
+    /// What to do.
     #[command(subcommand)]
     command: Command,
 }

@@ -2,7 +2,7 @@
 //! API. A line sends to the current peer and reports "sent", then
 //! "delivered (N hops, X ms)" or "failed: reason"; incoming messages are
 //! printed with the sender's short id as they arrive (long-poll of
-//! `/events`).
+//! `/events`). It talks to the node through [`super::client`] only.
 
 use std::net::SocketAddr;
 use std::time::Duration;

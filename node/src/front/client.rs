@@ -1,5 +1,5 @@
 //! The control-API client: which running node a command means ([`Target`])
-//! and one typed call to its control API ([`call`]), over the small HTTP
+//! and one typed call to its control API (`call`), over the small HTTP
 //! transport in [`super::http`]. The requests and replies are the runtime's
 //! [`crate::runtime::api`] types, the same the server uses.
 

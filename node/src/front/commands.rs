@@ -1,5 +1,6 @@
 //! `skyhop send | status | trace`: one request to a running node's control
-//! API, its answer printed.
+//! API through [`super::client`], its answer printed as
+//! [`super::describe`] words it.
 
 use clap::Args;
 

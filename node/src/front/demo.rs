@@ -1,7 +1,8 @@
 //! `skyhop demo`: a small overlay of real libp2p nodes on 127.0.0.1 in this
 //! one process (each node its own tokio task and Swarm, talking TCP +
 //! Noise + Yamux over loopback), a batch of chat messages between random
-//! pairs, and a report.
+//! pairs, and a report. It drives the runtime's [`NodeHandle`]s directly,
+//! without a control API.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 client for the control API: one request per connection,
-//! bounded response size and time.
+//! bounded response size and time, the body as JSON. The transport under
+//! [`super::client`]; tests use it directly to see the JSON on the wire.
 
 use std::net::SocketAddr;
 use std::time::Duration;

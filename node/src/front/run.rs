@@ -54,13 +54,21 @@ pub struct RunArgs {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunFile {
+    /// As `--role`.
     role: Option<String>,
+    /// As `--listen`.
     listen: Option<Vec<String>>,
+    /// As `--bootstrap`.
     bootstrap: Option<Vec<String>>,
+    /// As `--data-dir`.
     data_dir: Option<PathBuf>,
+    /// As `--control`.
     control: Option<String>,
+    /// As `--mdns`.
     mdns: Option<String>,
+    /// As `--max-clients`.
     max_clients: Option<usize>,
+    /// The `[node]` table: core tunables.
     node: Option<NodeConfig>,
 }
 

@@ -74,15 +74,23 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// A request as read off the socket.
 struct Request {
+    /// `GET`, `POST`, ...
     method: String,
+    /// The path, without the query.
     path: String,
+    /// The query string, without the `?`.
     query: String,
+    /// The body (at most [`MAX_BODY`] bytes).
     body: Vec<u8>,
 }
 
+/// An answer, ready to write.
 struct Response {
+    /// The HTTP status code.
     status: u16,
+    /// The JSON body.
     body: String,
 }
 

@@ -168,18 +168,29 @@ impl KnownPeers {
     }
 }
 
+/// What a [`NodeHandle`] asks the node task, each with where to answer.
 pub(super) enum Command {
+    /// A status snapshot.
     Status(oneshot::Sender<StatusReport>),
+    /// Send a chat message; answer with its outcome.
     Send {
+        /// The recipient.
         to: NodeId,
+        /// The message.
         text: String,
+        /// Where the outcome goes.
         reply: oneshot::Sender<SendOutcome>,
     },
+    /// Trace the path to a node; answer with the path or why not.
     Trace {
+        /// The node traced.
         to: NodeId,
+        /// Where the outcome goes.
         reply: oneshot::Sender<TraceOutcome>,
     },
+    /// The ids the node knows.
     Peers(oneshot::Sender<KnownPeers>),
+    /// Leave, flush and stop; answer when done.
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -187,9 +198,13 @@ pub(super) enum Command {
 /// [`NodeHandle::shutdown`] or when every handle is dropped.
 #[derive(Clone)]
 pub struct NodeHandle {
+    /// The node task's command queue.
     pub(super) commands: mpsc::Sender<Command>,
+    /// Who the node is.
     pub(super) info: NodeInfo,
+    /// The node's recent events.
     pub(super) events: Arc<EventLog>,
+    /// How long a chat may take; sends and traces wait this plus a margin.
     pub(super) chat_deadline: Duration,
 }
 

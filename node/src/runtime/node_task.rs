@@ -81,11 +81,16 @@ const MAX_PEER_IDS: usize = 8192;
 /// Longest sleep between wake-ups when the core asks for none.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// The libp2p behaviours of a node.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// The `/skyhop/1` streams, one per neighbor.
     stream: libp2p_stream::Behaviour,
+    /// Tells peers our addresses and agent version.
     identify: identify::Behaviour,
+    /// Keeps connections measured and alive.
     ping: ping::Behaviour,
+    /// LAN discovery, when on.
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -353,34 +358,65 @@ fn keep_early(early: &mut Vec<SwarmEvent<BehaviourEvent>>, ev: SwarmEvent<Behavi
     }
 }
 
+/// A `/skyhop/1` stream for the node task, or why opening one failed.
 enum NewStream {
-    Opened { peer: PeerId, stream: Stream },
-    OpenFailed { peer: PeerId, reason: String },
+    /// A stream accepted from `peer` or opened to it.
+    Opened {
+        /// The peer at the other end.
+        peer: PeerId,
+        /// The stream.
+        stream: Stream,
+    },
+    /// Opening a stream to `peer` failed.
+    OpenFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
+/// A live link: its stream's reader and writer tasks and the writer's queue.
 struct LinkHandle {
+    /// Tells this link's events from a replaced link's.
     generation: u64,
+    /// The peer at the other end.
     peer: PeerId,
+    /// Frames for the writer (bounded by [`LINK_QUEUE`]).
     queue: mpsc::Sender<Message>,
+    /// The reader task.
     reader: JoinHandle<()>,
+    /// The writer task.
     writer: JoinHandle<()>,
 }
 
+/// A dial in flight.
 struct PendingDial {
+    /// The node dialed, when known.
     id: Option<NodeId>,
+    /// The addresses tried, to report a failure to the core.
     addrs: Vec<String>,
     /// Asked for by the core (else an mDNS discovery).
     from_core: bool,
 }
 
+/// Everything one node's task owns.
 struct NodeTask {
+    /// The libp2p swarm.
     swarm: libp2p::Swarm<Behaviour>,
+    /// The sans-IO node.
     core: Node,
+    /// Opens `/skyhop/1` streams.
     control: libp2p_stream::Control,
+    /// This node's peer id.
     local_peer: PeerId,
+    /// Live links by neighbor.
     links: BTreeMap<NodeId, LinkHandle>,
+    /// The generation the next link gets.
     next_generation: u64,
+    /// Peers a stream is being opened to.
     opening: BTreeSet<PeerId>,
+    /// The clock, read once per wake-up.
     clock: MonotonicClock,
     /// Connected peers without a link yet, since when.
     streamless: BTreeMap<PeerId, SimTime>,
@@ -389,18 +425,31 @@ struct NodeTask {
     /// two simultaneous dials can leave one end with a stream the other
     /// never saw) must be retried from here.
     mdns_peers: BTreeMap<PeerId, Multiaddr>,
+    /// The PeerIds of NodeIds seen on connections (at most [`MAX_PEER_IDS`]).
     peer_ids: BTreeMap<NodeId, PeerId>,
+    /// Dials in flight.
     dials: BTreeMap<ConnectionId, PendingDial>,
+    /// Writers of closed links still flushing.
     closing: Vec<JoinHandle<()>>,
+    /// Connections to close once the writer of that generation has flushed.
     disconnect_after_flush: BTreeMap<u64, PeerId>,
+    /// Callers waiting for a chat's outcome.
     sends: BTreeMap<MsgId, oneshot::Sender<SendOutcome>>,
+    /// Callers waiting for a trace, by probe id.
     traces: BTreeMap<u64, oneshot::Sender<TraceOutcome>>,
+    /// Recent chat partners, newest last (at most [`MAX_RECENT_PARTNERS`]).
     recent: VecDeque<NodeId>,
+    /// Frames dropped on a full or missing link queue.
     dropped_frames: Arc<AtomicU64>,
+    /// Recent events, shared with every handle.
     events: Arc<EventLog>,
+    /// Who this node is.
     info: NodeInfo,
+    /// Where the host cache is saved, if anywhere.
     data_dir: Option<PathBuf>,
+    /// Given to each link's tasks.
     link_tx: mpsc::Sender<LinkEvent>,
+    /// Given to the accept loop and to stream openers.
     stream_tx: mpsc::Sender<NewStream>,
 }
 

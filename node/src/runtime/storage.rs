@@ -1,6 +1,7 @@
 //! What a node keeps in its data directory: the key file (so a restart keeps
 //! its NodeId), the host cache, and the control address the front's commands
-//! find a running node by.
+//! find a running node by. The node task loads the key and saves the host
+//! cache; `skyhop run` writes the control address and the client reads it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,6 @@
-//! Real libp2p nodes on 127.0.0.1, each test bounded by a timeout.
+//! The runtime end to end: real libp2p nodes on 127.0.0.1 driven through
+//! their [`NodeHandle`]s, each test bounded by a timeout. The helpers here
+//! also serve the front's control-API tests.
 
 use std::time::Duration;
 
