@@ -6,5 +6,6 @@
 //! - the libp2p runtime and the simulator drive it (their own modules).
 
 pub mod bench;
+pub mod front;
 pub mod runtime;
 pub mod sim;

@@ -1,13 +1,14 @@
 //! The `skyhop` command line: parses arguments and calls the library.
 
 use clap::{Parser, Subcommand};
-use skyhop_node::runtime::cli;
+use skyhop_node::front::{chat, commands, demo, process, run};
 
 /// skyhop: a peer-to-peer overlay node (supernodes, ordinary nodes, hop-by-hop
 /// routing, signed chat).
 #[derive(Parser, Debug)]
 #[command(name = "skyhop", version, about)]
 struct Args {
+    /// What to do.
     #[command(subcommand)]
     command: Command,
 }
@@ -15,17 +16,17 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node on libp2p (TCP + Noise + Yamux) with a local control API.
-    Run(cli::RunArgs),
+    Run(run::RunArgs),
     /// Send one chat message through a running node; exit 0 only if delivered.
-    Send(cli::SendArgs),
+    Send(commands::SendArgs),
     /// Show a running node's status.
-    Status(cli::StatusArgs),
+    Status(commands::StatusArgs),
     /// Trace the hop path from a running node to another node.
-    Trace(cli::TraceArgs),
+    Trace(commands::TraceArgs),
     /// Chat interactively through a running node.
-    Chat(cli::ChatArgs),
+    Chat(chat::ChatArgs),
     /// Start a small overlay on 127.0.0.1, relay chat messages, report.
-    Demo(cli::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Run a deterministic simulation of many nodes from a scenario file.
     Sim(skyhop_node::sim::SimArgs),
     /// Benchmarks on loopback: relay cost per hop, join times, many nodes.
@@ -38,19 +39,19 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = match args.command {
-        Command::Run(a) => cli::run(a),
-        Command::Send(a) => cli::send(a),
-        Command::Status(a) => cli::status(a),
-        Command::Trace(a) => cli::trace(a),
-        Command::Chat(a) => cli::chat(a),
-        Command::Demo(a) => cli::demo(a),
+        Command::Run(a) => run::run(a),
+        Command::Send(a) => commands::send(a),
+        Command::Status(a) => commands::status(a),
+        Command::Trace(a) => commands::trace(a),
+        Command::Chat(a) => chat::chat(a),
+        Command::Demo(a) => demo::demo(a),
         Command::Sim(a) => return sim(&a),
         Command::Bench(a) => return skyhop_node::bench::exit_code(skyhop_node::bench::run(a)),
         Command::BenchParty(a) => {
             return skyhop_node::bench::exit_code(skyhop_node::bench::party(a))
         }
     };
-    cli::exit_code(result)
+    process::exit_code(result)
 }
 
 /// `skyhop sim`: exits non-zero when the run cannot start or an invariant fails.

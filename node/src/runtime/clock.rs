@@ -1,4 +1,5 @@
-//! The runtime's one clock read, and seeds for the core's RNG.
+//! The runtime's one clock read, and seeds for the core's RNG. The node task
+//! reads the clock here once per wake-up; the demo seeds its identities here.
 
 use std::io::Read;
 
@@ -22,6 +23,7 @@ pub fn now_micros() -> SimTime {
 /// go back, and the wall clock can (NTP steps, a changed date).
 #[derive(Debug, Default)]
 pub struct MonotonicClock {
+    /// The last value returned.
     last: SimTime,
 }
 

@@ -1,6 +1,7 @@
-//! The control API: a tiny, bounded HTTP/1.1 + JSON server on 127.0.0.1 that
-//! the CLI (`send`, `status`, `trace`, `chat`) and scripts use to talk to a
-//! running node. README.md ("Control API") lists the endpoints.
+//! The control API server: a tiny, bounded HTTP/1.1 + JSON server on
+//! 127.0.0.1 that the front's commands (`send`, `status`, `trace`, `chat`)
+//! and scripts use to talk to a running node. The requests and replies are
+//! the types of [`super::api`]; README.md ("Control API") lists the endpoints.
 //!
 //! # Implementation notes
 //! - One request per connection (`Connection: close`): the clients are
@@ -12,15 +13,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::handle::{NodeHandle, SendOutcome, StatusReport, TraceOutcome};
+use super::api::{
+    self, ErrorReply, EventsRequest, SendReply, SendRequest, TraceReply, TraceRequest, EVENTS_PATH,
+    PEERS_PATH, SEND_PATH, STATUS_PATH, TRACE_PATH,
+};
+use super::handle::NodeHandle;
 use super::RuntimeError;
-use skyhop_core::Event;
 
 /// Largest request line plus headers.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -30,8 +35,6 @@ pub const MAX_BODY: usize = 16 * 1024;
 const MAX_CONNECTIONS: usize = 64;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest long-poll of `GET /events`.
-pub const EVENTS_WAIT: Duration = Duration::from_secs(25);
 
 /// Binds the control API on `addr` (which must be a loopback address) and
 /// serves it in a spawned task. Returns the bound address.
@@ -40,16 +43,11 @@ pub async fn serve(
     addr: SocketAddr,
 ) -> Result<(SocketAddr, JoinHandle<()>), RuntimeError> {
     if !addr.ip().is_loopback() {
-        return Err(RuntimeError::Config(format!(
-            "--control {addr}: the control API has no authentication and only listens on loopback; use e.g. 127.0.0.1:0"
-        )));
+        return Err(RuntimeError::ControlNotLoopback { addr });
     }
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| RuntimeError::Config(format!("--control {addr}: cannot bind: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| RuntimeError::Config(format!("--control {addr}: {e}")))?;
+    let control = |source| RuntimeError::Control { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(control)?;
+    let bound = listener.local_addr().map_err(control)?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
@@ -76,27 +74,40 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// A request as read off the socket.
 struct Request {
+    /// `GET`, `POST`, ...
     method: String,
+    /// The path, without the query.
     path: String,
+    /// The query string, without the `?`.
     query: String,
+    /// The body (at most [`MAX_BODY`] bytes).
     body: Vec<u8>,
 }
 
+/// An answer, ready to write.
 struct Response {
+    /// The HTTP status code.
     status: u16,
-    body: Value,
+    /// The JSON body.
+    body: String,
 }
 
-fn error(status: u16, msg: impl Into<String>) -> Response {
+fn reply(status: u16, value: &impl Serialize) -> Response {
     Response {
         status,
-        body: json!({ "error": msg.into() }),
+        // The API types have string keys and plain fields only.
+        body: serde_json::to_string(value).expect("control API replies serialize"),
     }
 }
 
-fn ok(body: Value) -> Response {
-    Response { status: 200, body }
+fn error(status: u16, msg: impl Into<String>) -> Response {
+    reply(status, &ErrorReply { error: msg.into() })
+}
+
+fn ok(value: &impl Serialize) -> Response {
+    reply(200, value)
 }
 
 async fn serve_one(handle: NodeHandle, mut socket: TcpStream) {
@@ -105,7 +116,7 @@ async fn serve_one(handle: NodeHandle, mut socket: TcpStream) {
         Ok(Err(resp)) => resp,
         Err(_) => error(408, "request not received in time"),
     };
-    let body = response.body.to_string();
+    let body = response.body;
     let reason = match response.status {
         200 => "OK",
         400 => "Bad Request",
@@ -221,32 +232,23 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn json_body(req: &Request) -> Result<Value, Response> {
-    serde_json::from_slice(&req.body).map_err(|e| error(400, format!("body is not JSON: {e}")))
-}
-
-fn string_field<'a>(body: &'a Value, name: &str) -> Result<&'a str, Response> {
-    body.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| error(400, format!("missing string field \"{name}\"")))
+fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Response> {
+    serde_json::from_slice(&req.body)
+        .map_err(|e| error(400, format!("bad body for {}: {e}", req.path)))
 }
 
 async fn route(handle: &NodeHandle, req: Request) -> Response {
     let result = match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/status") => handle
+        ("GET", STATUS_PATH) => handle
             .status()
             .await
-            .map(|s| ok(status_json(&s)))
+            .map(|s| ok(&api::Status::from(&s)))
             .map_err(stopped),
-        ("GET", "/peers") => handle
-            .peers()
-            .await
-            .map(|p| ok(serde_json::to_value(p).unwrap_or(Value::Null)))
-            .map_err(stopped),
-        ("GET", "/events") => Ok(events(handle, &req.query).await),
-        ("POST", "/send") => send(handle, &req).await,
-        ("POST", "/trace") => trace(handle, &req).await,
-        (_, "/status" | "/peers" | "/events" | "/send" | "/trace") => Err(error(
+        ("GET", PEERS_PATH) => handle.peers().await.map(|p| ok(&p)).map_err(stopped),
+        ("GET", EVENTS_PATH) => Ok(events(handle, &req.query).await),
+        ("POST", SEND_PATH) => send(handle, &req).await,
+        ("POST", TRACE_PATH) => trace(handle, &req).await,
+        (_, STATUS_PATH | PEERS_PATH | EVENTS_PATH | SEND_PATH | TRACE_PATH) => Err(error(
             405,
             format!("{} is not allowed on {}", req.method, req.path),
         )),
@@ -260,107 +262,46 @@ fn stopped(e: RuntimeError) -> Response {
 }
 
 fn resolve_error(e: RuntimeError) -> Response {
-    match e {
-        RuntimeError::BadRequest(m) => error(400, m),
-        other => stopped(other),
+    if e.is_bad_request() {
+        error(400, e.to_string())
+    } else {
+        stopped(e)
     }
 }
 
 async fn send(handle: &NodeHandle, req: &Request) -> Result<Response, Response> {
-    let body = json_body(req)?;
-    let to = handle
-        .resolve(string_field(&body, "to")?)
-        .await
-        .map_err(resolve_error)?;
-    let text = string_field(&body, "text")?.to_string();
-    let outcome = handle.send_chat(to, text).await.map_err(stopped)?;
-    Ok(ok(send_json(to, &outcome)))
-}
-
-/// The JSON of a send outcome.
-pub fn send_json(to: skyhop_protocol::NodeId, outcome: &SendOutcome) -> Value {
-    match outcome {
-        SendOutcome::Delivered { hops, latency } => json!({
-            "to": to.to_hex(),
-            "delivered": true,
-            "hops": hops,
-            "latency_ms": *latency as f64 / 1000.0,
-        }),
-        SendOutcome::Failed(reason) => json!({
-            "to": to.to_hex(),
-            "delivered": false,
-            "reason": reason,
-        }),
-    }
+    let body: SendRequest = json_body(req)?;
+    let to = handle.resolve(&body.to).await.map_err(resolve_error)?;
+    let outcome = handle.send_chat(to, body.text).await.map_err(stopped)?;
+    Ok(ok(&SendReply { to, outcome }))
 }
 
 async fn trace(handle: &NodeHandle, req: &Request) -> Result<Response, Response> {
-    let body = json_body(req)?;
-    let to = handle
-        .resolve(string_field(&body, "to")?)
-        .await
-        .map_err(resolve_error)?;
+    let body: TraceRequest = json_body(req)?;
+    let to = handle.resolve(&body.to).await.map_err(resolve_error)?;
     let outcome = handle.trace(to).await.map_err(stopped)?;
-    Ok(ok(match outcome {
-        TraceOutcome::Completed { path, rtt } => json!({
-            "to": to.to_hex(),
-            "ok": true,
-            "path": path.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
-            "hops": path.len().saturating_sub(1),
-            "rtt_ms": rtt as f64 / 1000.0,
-        }),
-        TraceOutcome::Failed(reason) => json!({
-            "to": to.to_hex(),
-            "ok": false,
-            "reason": reason,
-        }),
-    }))
+    Ok(ok(&TraceReply { to, outcome }))
 }
 
 async fn events(handle: &NodeHandle, query: &str) -> Response {
-    let mut since = 0u64;
-    let mut wait = EVENTS_WAIT;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("since", v)) => match v.parse() {
-                Ok(n) => since = n,
-                Err(_) => return error(400, format!("since={v}: not a number")),
-            },
-            Some(("wait", v)) => match v.parse::<u64>() {
-                Ok(s) => wait = Duration::from_secs(s).min(EVENTS_WAIT),
-                Err(_) => return error(400, format!("wait={v}: not a number of seconds")),
-            },
-            _ => return error(400, format!("unknown query parameter {pair:?}")),
-        }
-    }
-    let list = handle.events().wait_since(since, wait).await;
+    let request = match EventsRequest::parse(query) {
+        Ok(r) => r,
+        Err(e) => return error(400, e),
+    };
+    let since = request.since;
+    let list = handle.events().wait_since(since, request.wait()).await;
     let next = list
         .last()
         .map(|(s, _)| *s)
         .unwrap_or(since.min(handle.events().newest()));
-    ok(json!({
-        "next": next,
-        "events": list.iter().map(|(seq, e)| event_json(*seq, e)).collect::<Vec<_>>(),
-    }))
-}
-
-/// The JSON of one logged event, ids in hex.
-pub fn event_json(seq: u64, e: &Event) -> Value {
-    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut v {
-        map.insert("seq".into(), json!(seq));
-    }
-    v
-}
-
-/// The JSON of `GET /status`: the core status plus who the node is.
-pub fn status_json(s: &StatusReport) -> Value {
-    let mut v = serde_json::to_value(&s.status).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut v {
-        map.insert("peer_id".into(), json!(s.info.peer_id.to_string()));
-        map.insert("listen_addrs".into(), json!(s.info.listen_addrs));
-        map.insert("dropped_frames".into(), json!(s.dropped_frames));
-        map.insert("connected_peers".into(), json!(s.connected_peers));
-    }
-    v
+    ok(&api::Events {
+        next,
+        events: list
+            .iter()
+            .map(|(seq, e)| api::LoggedEvent {
+                seq: *seq,
+                event: api::Event::from(e),
+            })
+            .collect(),
+    })
 }

@@ -1,5 +1,6 @@
 //! A bounded ring of recent core events with sequence numbers, for the
-//! control API's long-poll `GET /events?since=N`.
+//! control API's long-poll `GET /events?since=N`. The node task pushes every
+//! core event; [`super::NodeHandle::events`] reads them.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -15,7 +16,9 @@ pub const EVENT_LOG_SIZE: usize = 1024;
 /// The ring and a watch on its newest sequence number.
 #[derive(Debug)]
 pub struct EventLog {
+    /// The events with their sequence numbers, oldest first.
     ring: Mutex<VecDeque<(u64, Event)>>,
+    /// The newest sequence number; long-polls wait on it.
     newest: watch::Sender<u64>,
 }
 

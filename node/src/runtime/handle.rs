@@ -137,7 +137,7 @@ pub struct StatusReport {
 }
 
 /// Node ids this node knows, for `/who` and prefix resolution.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KnownPeers {
     /// Clients of this supernode.
     pub clients: Vec<NodeId>,
@@ -168,18 +168,29 @@ impl KnownPeers {
     }
 }
 
+/// What a [`NodeHandle`] asks the node task, each with where to answer.
 pub(super) enum Command {
+    /// A status snapshot.
     Status(oneshot::Sender<StatusReport>),
+    /// Send a chat message; answer with its outcome.
     Send {
+        /// The recipient.
         to: NodeId,
+        /// The message.
         text: String,
+        /// Where the outcome goes.
         reply: oneshot::Sender<SendOutcome>,
     },
+    /// Trace the path to a node; answer with the path or why not.
     Trace {
+        /// The node traced.
         to: NodeId,
+        /// Where the outcome goes.
         reply: oneshot::Sender<TraceOutcome>,
     },
+    /// The ids the node knows.
     Peers(oneshot::Sender<KnownPeers>),
+    /// Leave, flush and stop; answer when done.
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -187,9 +198,13 @@ pub(super) enum Command {
 /// [`NodeHandle::shutdown`] or when every handle is dropped.
 #[derive(Clone)]
 pub struct NodeHandle {
+    /// The node task's command queue.
     pub(super) commands: mpsc::Sender<Command>,
+    /// Who the node is.
     pub(super) info: NodeInfo,
+    /// The node's recent events.
     pub(super) events: Arc<EventLog>,
+    /// How long a chat may take; sends and traces wait this plus a margin.
     pub(super) chat_deadline: Duration,
 }
 
@@ -259,9 +274,7 @@ impl NodeHandle {
         }
         let prefix = text.trim().to_ascii_lowercase();
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(RuntimeError::BadRequest(format!(
-                "'{text}' is not a node id or a hex prefix of one"
-            )));
+            return Err(RuntimeError::NotAnId { text: text.into() });
         }
         let mut known = self.peers().await?.all();
         known.insert(self.info.node_id);
@@ -271,13 +284,11 @@ impl NodeHandle {
             .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
-            [] => Err(RuntimeError::BadRequest(format!(
-                "no known node id starts with '{prefix}'; give the full 64-character id"
-            ))),
-            many => Err(RuntimeError::BadRequest(format!(
-                "'{prefix}' matches {} known ids; type more characters",
-                many.len()
-            ))),
+            [] => Err(RuntimeError::UnknownPrefix { prefix }),
+            many => Err(RuntimeError::AmbiguousPrefix {
+                matches: many.len(),
+                prefix,
+            }),
         }
     }
 

@@ -1,6 +1,7 @@
 //! One long-lived `/skyhop/1` stream per neighbor: a reader task that
 //! decodes frames and a writer task that coalesces queued frames into one
-//! write per wake-up.
+//! write per wake-up. The node task spawns both for each link and hears from
+//! them through `LinkEvent`s.
 //!
 //! # Implementation notes
 //! - The writer gathers everything queued (up to [`MAX_BATCH_BYTES`]) into one
@@ -33,23 +34,32 @@ const READ_CHUNK: usize = 16 * 1024;
 pub(crate) enum LinkEvent {
     /// A decoded message from `node`.
     Frame {
+        /// The neighbor.
         node: NodeId,
+        /// Its link's generation.
         generation: u64,
+        /// The message.
         msg: Message,
     },
     /// The reader stopped: end of stream (`error: None`) or a read or decode
     /// error.
     ReaderDone {
+        /// The neighbor.
         node: NodeId,
+        /// Its link's generation.
         generation: u64,
+        /// The read or decode error, if any.
         error: Option<String>,
         /// The peer sent bytes that are not valid frames.
         bad_input: bool,
     },
     /// The writer stopped: its queue was closed and flushed, or a write failed.
     WriterDone {
+        /// The neighbor.
         node: NodeId,
+        /// Its link's generation.
         generation: u64,
+        /// The write error, if any.
         error: Option<String>,
     },
 }

@@ -1,32 +1,31 @@
 //! The real runtime: a tokio task per node owning a libp2p swarm (TCP +
 //! Noise + Yamux, identify, ping, optional mDNS) and a [`skyhop_core::Node`],
 //! one framed `/skyhop/1` stream per neighbor, the key file and host cache in
-//! a data directory, a local control API (HTTP + JSON on 127.0.0.1), the CLI
-//! commands built on it, and the in-process demo.
+//! a data directory, and the local control API server (HTTP + JSON on
+//! 127.0.0.1). It drives the core; what a person touches (commands, chat
+//! prompt, demo, the control-API client) is the front (`crate::front`), on top
+//! of it.
 //!
 //! - [`node_task`]: [`start`] a node; [`handle`]: talk to it through a
 //!   [`NodeHandle`];
 //! - [`link`]: the per-neighbor reader and (coalescing) writer tasks;
-//! - [`control`]: the HTTP control server, [`http`]: its tiny client;
-//! - [`storage`]: key file, host cache, control-address file;
-//! - [`cli`]: what `skyhop run | send | status | trace` do, [`chat`]: the
-//!   interactive prompt;
-//! - [`demo`]: `skyhop demo`.
+//! - [`clock`]: the one clock read and the RNG seeds;
+//! - [`events_log`]: recent events for the control API's long-poll;
+//! - [`control`]: the HTTP control server, [`api`]: its typed requests and
+//!   replies;
+//! - [`storage`]: key file, host cache, control-address file.
 
-pub mod chat;
-pub mod cli;
+pub mod api;
 pub mod clock;
 pub mod control;
-pub mod demo;
 pub mod events_log;
 pub mod handle;
-pub mod http;
 pub mod link;
 pub mod node_task;
 pub mod storage;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use handle::{
     KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,
@@ -35,24 +34,93 @@ pub use handle::{
 pub use node_task::start;
 
 /// Why the runtime could not do something.
+///
+/// Messages carry their source's text, since the CLI prints an error on one
+/// line; `source()` still gives the typed cause.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// A configuration value or flag is invalid.
-    #[error("{0}")]
-    Config(String),
     /// The data directory could not be read or written.
-    #[error("{0}")]
-    Storage(String),
-    /// The libp2p transport could not be set up.
-    #[error("{0}")]
-    Transport(String),
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// The Noise configuration, hence the TCP/Noise/Yamux transport, could
+    /// not be built from the node's key.
+    #[error("cannot set up TCP/Noise/Yamux: {0}")]
+    Transport(#[source] libp2p::noise::Error),
+    /// A network behaviour (mDNS, say) could not be set up.
+    #[error("cannot set up behaviours: {0}")]
+    Behaviour(#[source] libp2p::BehaviourBuilderError),
+    /// Another handler already accepts the skyhop stream protocol.
+    #[error("cannot accept {protocol}: {0}", protocol = node_task::PROTOCOL)]
+    Accept(#[source] libp2p_stream::AlreadyRegistered),
+    /// Listening on an address was refused.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: libp2p::Multiaddr,
+        /// Why the transport refused it.
+        source: libp2p::TransportError<std::io::Error>,
+    },
+    /// A listener failed before it reported its address.
+    #[error("listener failed: {0}")]
+    Listener(#[source] std::io::Error),
+    /// A listener closed before it reported its address.
+    #[error("a listener closed before reporting its address")]
+    ListenerClosed,
+    /// The listeners did not report an address in time.
+    #[error("listeners did not report an address within {0:?}")]
+    ListenTimeout(std::time::Duration),
+    /// The core refused the node's configuration.
+    #[error("node config: {0}")]
+    NodeConfig(#[source] skyhop_core::ConfigError),
+    /// The control API was asked to listen beyond loopback; it has no
+    /// authentication.
+    #[error("--control {addr}: the control API has no authentication and only listens on loopback; use e.g. 127.0.0.1:0")]
+    ControlNotLoopback {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+    },
+    /// The control API could not bind its address.
+    #[error("--control {addr}: cannot bind: {source}")]
+    Control {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
     /// The node task has stopped.
     #[error("the node has stopped")]
     Stopped,
-    /// A request to the node is invalid.
-    #[error("{0}")]
-    BadRequest(String),
-    /// Talking to a running node's control API failed.
-    #[error("{0}")]
-    Control(String),
+    /// Text that should name a node is neither an id nor a hex prefix of one.
+    #[error("'{text}' is not a node id or a hex prefix of one")]
+    NotAnId {
+        /// The text given.
+        text: String,
+    },
+    /// No id the node knows starts with the prefix.
+    #[error("no known node id starts with '{prefix}'; give the full 64-character id")]
+    UnknownPrefix {
+        /// The prefix, lowercased.
+        prefix: String,
+    },
+    /// The prefix matches more than one id the node knows.
+    #[error("'{prefix}' matches {matches} known ids; type more characters")]
+    AmbiguousPrefix {
+        /// The prefix, lowercased.
+        prefix: String,
+        /// How many ids it matches.
+        matches: usize,
+    },
+}
+
+impl RuntimeError {
+    /// Whether the caller asked for something that cannot be (a bad id),
+    /// rather than the node failing.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::NotAnId { .. }
+                | RuntimeError::UnknownPrefix { .. }
+                | RuntimeError::AmbiguousPrefix { .. }
+        )
+    }
 }

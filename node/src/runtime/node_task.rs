@@ -27,7 +27,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol};
-use skyhop_protocol::{Message, MsgId, NodeId, Role};
+use skyhop_protocol::{Identity, Message, MsgId, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -81,11 +81,16 @@ const MAX_PEER_IDS: usize = 8192;
 /// Longest sleep between wake-ups when the core asks for none.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// The libp2p behaviours of a node.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// The `/skyhop/1` streams, one per neighbor.
     stream: libp2p_stream::Behaviour,
+    /// Tells peers our addresses and agent version.
     identify: identify::Behaviour,
+    /// Keeps connections measured and alive.
     ping: ping::Behaviour,
+    /// LAN discovery, when on.
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -123,27 +128,60 @@ fn without_p2p(addr: &Multiaddr) -> Multiaddr {
 /// Starts a node: builds its swarm, listens, restores its host cache and
 /// spawns its task. Returns once the listen addresses are known.
 pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
-    let identity = match (&opts.identity, &opts.data_dir) {
-        (Some(i), _) => i.clone(),
-        (None, Some(dir)) => storage::load_or_create_identity(dir)?,
-        (None, None) => storage::fresh_identity(),
-    };
+    let identity = load_identity(&opts)?;
     let node_id = identity.id();
     let keypair = identity.libp2p_keypair();
     let peer_id = keypair.public().to_peer_id();
-    let mdns_on = match opts.mdns {
+    let mut swarm = build_swarm(keypair, mdns_wanted(opts.mdns, &opts.listen))?;
+    let mut control = swarm.behaviour().stream.new_control();
+    let incoming = control.accept(PROTOCOL).map_err(RuntimeError::Accept)?;
+    let (listen_addrs, early) = listen(&mut swarm, &opts.listen).await?;
+    let info = NodeInfo {
+        node_id,
+        peer_id,
+        listen_addrs: advertised(listen_addrs, peer_id),
+        role: opts.config.role,
+    };
+    let now = now_micros();
+    let core = build_core(&opts, identity, &info.listen_addrs, now)?;
+    let (task, inbox) = NodeTask::new(swarm, core, control, info, opts.data_dir, now);
+    Ok(spawn_task(task, inbox, incoming, early))
+}
+
+/// The node's identity: the one given, else `<data_dir>/key` (created on
+/// first run), else a fresh one.
+fn load_identity(opts: &NodeOptions) -> Result<Identity, RuntimeError> {
+    Ok(match (&opts.identity, &opts.data_dir) {
+        (Some(i), _) => i.clone(),
+        (None, Some(dir)) => storage::load_or_create_identity(dir)?,
+        (None, None) => storage::fresh_identity(),
+    })
+}
+
+/// Whether to run mDNS: as asked, or (auto) when some listen address is not
+/// loopback.
+fn mdns_wanted(mode: MdnsMode, listen: &[Multiaddr]) -> bool {
+    match mode {
         MdnsMode::On => true,
         MdnsMode::Off => false,
-        MdnsMode::Auto => opts.listen.iter().any(|a| !is_loopback(a)),
-    };
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        MdnsMode::Auto => listen.iter().any(|a| !is_loopback(a)),
+    }
+}
+
+/// The libp2p swarm: TCP + Noise + Yamux, the stream, identify and ping
+/// behaviours, and mDNS if `mdns_on`.
+fn build_swarm(
+    keypair: libp2p::identity::Keypair,
+    mdns_on: bool,
+) -> Result<libp2p::Swarm<Behaviour>, RuntimeError> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| RuntimeError::Transport(format!("cannot set up TCP/Noise/Yamux: {e}")))?
+        .map_err(RuntimeError::Transport)?
         .with_behaviour(|key| {
             let mdns = if mdns_on {
                 let cfg = mdns::Config {
@@ -164,25 +202,32 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
                 mdns: Toggle::from(mdns),
             })
         })
-        .map_err(|e| RuntimeError::Transport(format!("cannot set up behaviours: {e}")))?
+        .map_err(RuntimeError::Behaviour)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
+    Ok(swarm)
+}
 
-    let mut control = swarm.behaviour().stream.new_control();
-    let mut incoming = control
-        .accept(PROTOCOL)
-        .map_err(|e| RuntimeError::Transport(format!("cannot accept {PROTOCOL}: {e}")))?;
+/// Listens on `addrs` and waits (at most [`LISTEN_TIMEOUT`]) until every
+/// listener has reported its address. Returns the addresses and the swarm
+/// events that arrived meanwhile (an mDNS discovery, an inbound
+/// connection), for the node task to replay: mDNS reports a peer once.
+async fn listen(
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> Result<(Vec<Multiaddr>, Vec<SwarmEvent<BehaviourEvent>>), RuntimeError> {
     let mut listeners = Vec::new();
-    for addr in &opts.listen {
+    for addr in addrs {
         let id = swarm
             .listen_on(addr.clone())
-            .map_err(|e| RuntimeError::Transport(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|source| RuntimeError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
         listeners.push(id);
     }
-    let wildcard = opts.listen.iter().any(is_unspecified);
+    let wildcard = addrs.iter().any(is_unspecified);
     let mut listen_addrs = Vec::new();
-    // Events that arrive while we wait (an mDNS discovery, an inbound
-    // connection) are replayed to the node task: mDNS reports a peer once.
     let mut early = Vec::new();
     let wait_all = async {
         let mut reported = Vec::new();
@@ -198,12 +243,12 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
                     listen_addrs.push(address);
                 }
                 SwarmEvent::ListenerClosed { reason, .. } => {
-                    return Err(RuntimeError::Transport(format!(
-                        "listener closed: {reason:?}"
-                    )))
+                    return Err(reason
+                        .err()
+                        .map_or(RuntimeError::ListenerClosed, RuntimeError::Listener))
                 }
                 SwarmEvent::ListenerError { error, .. } => {
-                    return Err(RuntimeError::Transport(format!("listener failed: {error}")))
+                    return Err(RuntimeError::Listener(error))
                 }
                 other => keep_early(&mut early, other),
             }
@@ -226,19 +271,32 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     };
     tokio::time::timeout(LISTEN_TIMEOUT, wait_all)
         .await
-        .map_err(|_| {
-            RuntimeError::Transport("listeners did not report an address in time".into())
-        })??;
-    // Peers on other hosts cannot use a loopback address: advertise the
-    // others first, so that the core's cap on addresses keeps them.
-    listen_addrs.sort_by_key(is_loopback);
-    let listen_strings: Vec<String> = listen_addrs
-        .iter()
-        .map(|a| a.clone().with(Protocol::P2p(peer_id)).to_string())
-        .collect();
+        .map_err(|_| RuntimeError::ListenTimeout(LISTEN_TIMEOUT))??;
+    Ok((listen_addrs, early))
+}
 
+/// The addresses to tell peers, each ending in `/p2p/<peer id>`: peers on
+/// other hosts cannot use a loopback address, so the others come first and
+/// the core's cap on addresses keeps them.
+fn advertised(mut listen_addrs: Vec<Multiaddr>, peer_id: PeerId) -> Vec<String> {
+    listen_addrs.sort_by_key(is_loopback);
+    listen_addrs
+        .into_iter()
+        .map(|a| a.with(Protocol::P2p(peer_id)).to_string())
+        .collect()
+}
+
+/// The core, configured with this node's addresses and bootstrap peers, its
+/// host cache restored from the data directory.
+fn build_core(
+    opts: &NodeOptions,
+    identity: Identity,
+    listen_addrs: &[String],
+    now: SimTime,
+) -> Result<Node, RuntimeError> {
+    let node_id = identity.id();
     let mut config = opts.config.clone();
-    config.listen_addrs = listen_strings.clone();
+    config.listen_addrs = listen_addrs.to_vec();
     config.bootstrap = opts
         .bootstrap
         .iter()
@@ -251,17 +309,22 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     let seed = opts
         .seed
         .unwrap_or_else(|| core_seed(&identity.secret_bytes()));
-    let now = now_micros();
-    let role = config.role;
-    let chat_deadline = Duration::from_micros(config.chat_deadline);
     let mut core = Node::new(config, identity, seed, now, Default::default())
-        .map_err(|e| RuntimeError::Config(format!("node config: {e}")))?;
+        .map_err(RuntimeError::NodeConfig)?;
     if let Some(dir) = &opts.data_dir {
         core.restore_host_cache(storage::load_host_cache(dir));
     }
+    Ok(core)
+}
 
-    let (stream_tx, stream_rx) = mpsc::channel(STREAM_QUEUE);
-    let accept_tx = stream_tx.clone();
+/// Spawns the accept loop and the node task; returns the handle to it.
+fn spawn_task(
+    task: NodeTask,
+    inbox: Inbox,
+    mut incoming: libp2p_stream::IncomingStreams,
+    early: Vec<SwarmEvent<BehaviourEvent>>,
+) -> NodeHandle {
+    let accept_tx = task.stream_tx.clone();
     // The accept loop only forwards: libp2p-stream drops streams when its
     // own queue is full, so it must never wait on anything else.
     let accept_task = tokio::spawn(async move {
@@ -276,46 +339,14 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         }
     });
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (link_tx, link_rx) = mpsc::channel(LINK_EVENT_QUEUE);
-    let events = Arc::new(EventLog::default());
-    let info = NodeInfo {
-        node_id,
-        peer_id,
-        listen_addrs: listen_strings,
-        role,
-    };
-    let task = NodeTask {
-        swarm,
-        core,
-        control,
-        local_peer: peer_id,
-        links: BTreeMap::new(),
-        next_generation: 1,
-        opening: BTreeSet::new(),
-        clock: MonotonicClock::starting_at(now),
-        streamless: BTreeMap::new(),
-        mdns_peers: BTreeMap::new(),
-        peer_ids: BTreeMap::new(),
-        dials: BTreeMap::new(),
-        closing: Vec::new(),
-        disconnect_after_flush: BTreeMap::new(),
-        sends: BTreeMap::new(),
-        traces: BTreeMap::new(),
-        recent: VecDeque::new(),
-        dropped_frames: Arc::new(AtomicU64::new(0)),
-        events: events.clone(),
-        info: info.clone(),
-        data_dir: opts.data_dir.clone(),
-        link_tx,
-        stream_tx,
-    };
-    tokio::spawn(task.run(command_rx, link_rx, stream_rx, accept_task, early));
-    Ok(NodeHandle {
+    let handle = NodeHandle {
         commands,
-        info,
-        events,
-        chat_deadline,
-    })
+        info: task.info.clone(),
+        events: task.events.clone(),
+        chat_deadline: Duration::from_micros(task.core.config().chat_deadline),
+    };
+    tokio::spawn(task.run(command_rx, inbox, accept_task, early));
+    handle
 }
 
 /// Swarm events kept from before the node task starts, at most.
@@ -327,34 +358,65 @@ fn keep_early(early: &mut Vec<SwarmEvent<BehaviourEvent>>, ev: SwarmEvent<Behavi
     }
 }
 
+/// A `/skyhop/1` stream for the node task, or why opening one failed.
 enum NewStream {
-    Opened { peer: PeerId, stream: Stream },
-    OpenFailed { peer: PeerId, reason: String },
+    /// A stream accepted from `peer` or opened to it.
+    Opened {
+        /// The peer at the other end.
+        peer: PeerId,
+        /// The stream.
+        stream: Stream,
+    },
+    /// Opening a stream to `peer` failed.
+    OpenFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why, for the log.
+        reason: String,
+    },
 }
 
+/// A live link: its stream's reader and writer tasks and the writer's queue.
 struct LinkHandle {
+    /// Tells this link's events from a replaced link's.
     generation: u64,
+    /// The peer at the other end.
     peer: PeerId,
+    /// Frames for the writer (bounded by [`LINK_QUEUE`]).
     queue: mpsc::Sender<Message>,
+    /// The reader task.
     reader: JoinHandle<()>,
+    /// The writer task.
     writer: JoinHandle<()>,
 }
 
+/// A dial in flight.
 struct PendingDial {
+    /// The node dialed, when known.
     id: Option<NodeId>,
+    /// The addresses tried, to report a failure to the core.
     addrs: Vec<String>,
     /// Asked for by the core (else an mDNS discovery).
     from_core: bool,
 }
 
+/// Everything one node's task owns.
 struct NodeTask {
+    /// The libp2p swarm.
     swarm: libp2p::Swarm<Behaviour>,
+    /// The sans-IO node.
     core: Node,
+    /// Opens `/skyhop/1` streams.
     control: libp2p_stream::Control,
+    /// This node's peer id.
     local_peer: PeerId,
+    /// Live links by neighbor.
     links: BTreeMap<NodeId, LinkHandle>,
+    /// The generation the next link gets.
     next_generation: u64,
+    /// Peers a stream is being opened to.
     opening: BTreeSet<PeerId>,
+    /// The clock, read once per wake-up.
     clock: MonotonicClock,
     /// Connected peers without a link yet, since when.
     streamless: BTreeMap<PeerId, SimTime>,
@@ -363,19 +425,40 @@ struct NodeTask {
     /// two simultaneous dials can leave one end with a stream the other
     /// never saw) must be retried from here.
     mdns_peers: BTreeMap<PeerId, Multiaddr>,
+    /// The PeerIds of NodeIds seen on connections (at most [`MAX_PEER_IDS`]).
     peer_ids: BTreeMap<NodeId, PeerId>,
+    /// Dials in flight.
     dials: BTreeMap<ConnectionId, PendingDial>,
+    /// Writers of closed links still flushing.
     closing: Vec<JoinHandle<()>>,
+    /// Connections to close once the writer of that generation has flushed.
     disconnect_after_flush: BTreeMap<u64, PeerId>,
+    /// Callers waiting for a chat's outcome.
     sends: BTreeMap<MsgId, oneshot::Sender<SendOutcome>>,
+    /// Callers waiting for a trace, by probe id.
     traces: BTreeMap<u64, oneshot::Sender<TraceOutcome>>,
+    /// Recent chat partners, newest last (at most [`MAX_RECENT_PARTNERS`]).
     recent: VecDeque<NodeId>,
+    /// Frames dropped on a full or missing link queue.
     dropped_frames: Arc<AtomicU64>,
+    /// Recent events, shared with every handle.
     events: Arc<EventLog>,
+    /// Who this node is.
     info: NodeInfo,
+    /// Where the host cache is saved, if anywhere.
     data_dir: Option<PathBuf>,
+    /// Given to each link's tasks.
     link_tx: mpsc::Sender<LinkEvent>,
+    /// Given to the accept loop and to stream openers.
     stream_tx: mpsc::Sender<NewStream>,
+}
+
+/// What the link and stream tasks send the node task.
+struct Inbox {
+    /// Decoded frames and link endings.
+    links: mpsc::Receiver<LinkEvent>,
+    /// Streams accepted or opened, and failed opens.
+    streams: mpsc::Receiver<NewStream>,
 }
 
 // Lives for one wake-up on the stack; see `LinkEvent` on boxing frames.
@@ -390,14 +473,60 @@ enum Wake {
 }
 
 impl NodeTask {
+    /// A task for `core` on `swarm`, with nothing linked yet, and the inbox
+    /// its link and stream tasks will write to.
+    fn new(
+        swarm: libp2p::Swarm<Behaviour>,
+        core: Node,
+        control: libp2p_stream::Control,
+        info: NodeInfo,
+        data_dir: Option<PathBuf>,
+        now: SimTime,
+    ) -> (NodeTask, Inbox) {
+        let (link_tx, links) = mpsc::channel(LINK_EVENT_QUEUE);
+        let (stream_tx, streams) = mpsc::channel(STREAM_QUEUE);
+        let task = NodeTask {
+            swarm,
+            core,
+            control,
+            local_peer: info.peer_id,
+            links: BTreeMap::new(),
+            next_generation: 1,
+            opening: BTreeSet::new(),
+            clock: MonotonicClock::starting_at(now),
+            streamless: BTreeMap::new(),
+            mdns_peers: BTreeMap::new(),
+            peer_ids: BTreeMap::new(),
+            dials: BTreeMap::new(),
+            closing: Vec::new(),
+            disconnect_after_flush: BTreeMap::new(),
+            sends: BTreeMap::new(),
+            traces: BTreeMap::new(),
+            recent: VecDeque::new(),
+            dropped_frames: Arc::new(AtomicU64::new(0)),
+            events: Arc::new(EventLog::default()),
+            info,
+            data_dir,
+            link_tx,
+            stream_tx,
+        };
+        (task, Inbox { links, streams })
+    }
+
+    /// The node's loop: every wake-up reads the clock once, handles what
+    /// woke it, and drains the core; on shutdown (or when every handle is
+    /// gone) the node leaves, flushes its links and saves its host cache.
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut link_rx: mpsc::Receiver<LinkEvent>,
-        mut stream_rx: mpsc::Receiver<NewStream>,
+        inbox: Inbox,
         accept_task: JoinHandle<()>,
         early: Vec<SwarmEvent<BehaviourEvent>>,
     ) {
+        let Inbox {
+            links: mut link_rx,
+            streams: mut stream_rx,
+        } = inbox;
         let now = self.clock.now();
         for ev in early {
             self.on_swarm_event(now, ev);

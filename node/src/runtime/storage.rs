@@ -1,12 +1,13 @@
 //! What a node keeps in its data directory: the key file (so a restart keeps
-//! its NodeId), the host cache, and the control address for the CLI.
+//! its NodeId), the host cache, and the control address the front's commands
+//! find a running node by. The node task loads the key and saves the host
+//! cache; `skyhop run` writes the control address and the client reads it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use skyhop_protocol::Identity;
 
-use super::RuntimeError;
 use skyhop_core::HostCacheEntry;
 
 /// File name of the secret key (64 hex characters, mode 0600).
@@ -18,27 +19,86 @@ pub const CONTROL_FILE: &str = "control";
 /// Largest host-cache file read back.
 const MAX_HOSTS_FILE: u64 = 4 << 20;
 
-fn io_err(path: &Path, what: &str, e: std::io::Error) -> RuntimeError {
-    RuntimeError::Storage(format!("{what} {}: {e}", path.display()))
+/// Why a file in the data directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory could not be created.
+    #[error("cannot create data dir {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file exists but could not be read.
+    #[error("cannot read key file {}: {source}", path.display())]
+    ReadKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file holds no key.
+    #[error("key file {} is neither 32 raw bytes nor 64 hex characters; move it away to get a new identity", path.display())]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A freshly written temporary file could not replace the old one.
+    #[error("cannot replace {}: {source}", path.display())]
+    Replace {
+        /// The file replaced.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The host cache could not be encoded as JSON.
+    #[error("cannot encode host cache: {0}")]
+    EncodeHostCache(#[source] serde_json::Error),
+    /// The control-address file could not be read: most likely no node
+    /// runs with this data directory.
+    #[error("cannot read {}: {source}; is `skyhop run --data-dir {}` running?", path.display(), dir.display())]
+    ReadControl {
+        /// The data directory.
+        dir: PathBuf,
+        /// The control-address file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The control-address file holds no address.
+    #[error("{} holds {text:?}, not an address like 127.0.0.1:7000", path.display())]
+    BadControl {
+        /// The control-address file.
+        path: PathBuf,
+        /// What it holds.
+        text: String,
+    },
 }
 
 /// Loads the identity from `<dir>/key`, or creates a fresh one there.
-pub fn load_or_create_identity(dir: &Path) -> Result<Identity, RuntimeError> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "cannot create data dir", e))?;
+pub fn load_or_create_identity(dir: &Path) -> Result<Identity, StorageError> {
+    std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+        path: dir.into(),
+        source,
+    })?;
     let path = dir.join(KEY_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => parse_key(&bytes).ok_or_else(|| {
-            RuntimeError::Storage(format!(
-                "key file {} is neither 32 raw bytes nor 64 hex characters; move it away to get a new identity",
-                path.display()
-            ))
-        }),
+        Ok(bytes) => parse_key(&bytes).ok_or(StorageError::BadKey { path }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let identity = fresh_identity();
             write_private(&path, hex::encode(identity.secret_bytes()).as_bytes())?;
             Ok(identity)
         }
-        Err(e) => Err(io_err(&path, "cannot read key file", e)),
+        Err(source) => Err(StorageError::ReadKey { path, source }),
     }
 }
 
@@ -63,7 +123,7 @@ pub fn fresh_identity() -> Identity {
     Identity::from_ed25519(keypair)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -71,19 +131,26 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| io_err(path, "cannot write", e))?;
-    f.write_all(bytes)
-        .map_err(|e| io_err(path, "cannot write", e))
+    let write = |source| StorageError::Write {
+        path: path.into(),
+        source,
+    };
+    let mut f = opts.open(path).map_err(write)?;
+    f.write_all(bytes).map_err(write)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
 /// crash never leaves half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let tmp: PathBuf = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, "cannot write", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, "cannot replace", e))
+    std::fs::write(&tmp, bytes).map_err(|source| StorageError::Write {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| StorageError::Replace {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Reads `<dir>/hosts.json`; a missing or unreadable file is an empty cache.
@@ -104,28 +171,28 @@ pub fn load_host_cache(dir: &Path) -> Vec<HostCacheEntry> {
 }
 
 /// Writes `<dir>/hosts.json`.
-pub fn save_host_cache(dir: &Path, entries: &[HostCacheEntry]) -> Result<(), RuntimeError> {
-    let json = serde_json::to_vec_pretty(entries)
-        .map_err(|e| RuntimeError::Storage(format!("cannot encode host cache: {e}")))?;
+pub fn save_host_cache(dir: &Path, entries: &[HostCacheEntry]) -> Result<(), StorageError> {
+    let json = serde_json::to_vec_pretty(entries).map_err(StorageError::EncodeHostCache)?;
     write_atomic(&dir.join(HOSTS_FILE), &json)
 }
 
 /// Reads the control address a running node wrote to `<dir>/control`.
-pub fn read_control_addr(dir: &Path) -> Result<std::net::SocketAddr, RuntimeError> {
+pub fn read_control_addr(dir: &Path) -> Result<std::net::SocketAddr, StorageError> {
     let path = dir.join(CONTROL_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        RuntimeError::Storage(format!(
-            "cannot read {}: {e}; is `skyhop run --data-dir {}` running?",
-            path.display(),
-            dir.display()
-        ))
-    })?;
-    text.trim().parse().map_err(|_| {
-        RuntimeError::Storage(format!(
-            "{} holds {:?}, not an address like 127.0.0.1:7000",
-            path.display(),
-            text.trim()
-        ))
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(source) => {
+            return Err(StorageError::ReadControl {
+                dir: dir.into(),
+                path,
+                source,
+            })
+        }
+    };
+    let text = text.trim();
+    text.parse().map_err(|_| StorageError::BadControl {
+        text: text.into(),
+        path,
     })
 }
 

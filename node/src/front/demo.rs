@@ -1,19 +1,46 @@
 //! `skyhop demo`: a small overlay of real libp2p nodes on 127.0.0.1 in this
 //! one process (each node its own tokio task and Swarm, talking TCP +
 //! Noise + Yamux over loopback), a batch of chat messages between random
-//! pairs, and a report.
+//! pairs, and a report. It drives the runtime's [`NodeHandle`]s directly,
+//! without a control API.
 
 use std::time::Duration;
 
+use clap::Args;
 use libp2p::Multiaddr;
-use skyhop_protocol::{Identity, NodeId, Role};
+use skyhop_protocol::{Identity, Role};
 use tokio::time::Instant;
 
-use super::cli::DemoArgs;
-use super::clock::SplitMix64;
-use super::handle::{NodeHandle, NodeOptions, SendOutcome, TraceOutcome};
-use super::node_task::start;
-use super::RuntimeError;
+use super::describe::path_text;
+use super::process::{init_logging, tokio_runtime};
+use super::FrontError;
+use crate::runtime::clock::SplitMix64;
+use crate::runtime::{
+    start, NodeHandle, NodeOptions, RuntimeError, SendOutcome, StatusReport, TraceOutcome,
+};
+
+/// `skyhop demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Supernodes to start.
+    #[arg(long, default_value_t = 3)]
+    pub supernodes: usize,
+    /// Ordinary nodes to start.
+    #[arg(long, default_value_t = 12)]
+    pub nodes: usize,
+    /// Chat messages to relay.
+    #[arg(long, default_value_t = 50)]
+    pub messages: usize,
+    /// Seed for identities and the choice of pairs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `skyhop demo`.
+pub fn demo(args: DemoArgs) -> Result<(), FrontError> {
+    init_logging("warn,yamux=off");
+    tokio_runtime()?.block_on(run(args))
+}
 
 /// Longest wait for the overlay to form.
 const JOIN_WAIT: Duration = Duration::from_secs(30);
@@ -36,19 +63,21 @@ async fn start_node(
     start(opts).await
 }
 
-fn first_addr(h: &NodeHandle) -> Result<Multiaddr, RuntimeError> {
+fn first_addr(h: &NodeHandle) -> Result<Multiaddr, FrontError> {
     h.info()
         .listen_addrs
         .first()
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| RuntimeError::Transport("node has no listen address".into()))
+        .ok_or_else(|| FrontError::NoListenAddr {
+            node: h.info().node_id.short(),
+        })
 }
 
 /// Waits until `ready` holds for every node, or the deadline.
 async fn wait_until(
     nodes: &[NodeHandle],
     deadline: Instant,
-    ready: impl Fn(&super::StatusReport) -> bool,
+    ready: impl Fn(&StatusReport) -> bool,
 ) -> Result<bool, RuntimeError> {
     loop {
         let mut all = true;
@@ -69,16 +98,14 @@ async fn wait_until(
 }
 
 /// Runs the demo; `Ok` only if every message was delivered.
-pub async fn run(args: DemoArgs) -> Result<(), RuntimeError> {
+async fn run(args: DemoArgs) -> Result<(), FrontError> {
     if args.supernodes == 0 || args.supernodes + args.nodes < 2 {
-        return Err(RuntimeError::Config(
-            "--supernodes must be at least 1 and there must be two nodes to chat".into(),
-        ));
+        return Err(FrontError::DemoTooSmall);
     }
     if args.supernodes + args.nodes > MAX_DEMO_NODES {
-        return Err(RuntimeError::Config(format!(
-            "at most {MAX_DEMO_NODES} nodes in the demo; use `skyhop sim` for more"
-        )));
+        return Err(FrontError::DemoTooLarge {
+            max: MAX_DEMO_NODES,
+        });
     }
     let started = Instant::now();
     let mut rng = SplitMix64(args.seed);
@@ -198,16 +225,9 @@ pub async fn run(args: DemoArgs) -> Result<(), RuntimeError> {
     if delivered == args.messages {
         Ok(())
     } else {
-        Err(RuntimeError::Control(format!(
-            "only {delivered} of {} messages were delivered",
-            args.messages
-        )))
+        Err(FrontError::DemoUndelivered {
+            delivered,
+            sent: args.messages,
+        })
     }
-}
-
-fn path_text(path: &[NodeId]) -> String {
-    path.iter()
-        .map(NodeId::short)
-        .collect::<Vec<_>>()
-        .join(" > ")
 }

@@ -2,38 +2,55 @@
 //! API. A line sends to the current peer and reports "sent", then
 //! "delivered (N hops, X ms)" or "failed: reason"; incoming messages are
 //! printed with the sender's short id as they arrive (long-poll of
-//! `/events`).
+//! `/events`). It talks to the node through [`super::client`] only.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use clap::Args;
+use skyhop_protocol::NodeId;
 
-use super::cli::{
-    call, describe_send, describe_status, describe_trace, short, short_ids, REQUEST_TIMEOUT,
-    SEND_TIMEOUT,
+use super::client::{call, control_addr, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
+use super::describe::{describe_send, describe_status, describe_trace, short_ids};
+use super::process::tokio_runtime;
+use super::FrontError;
+use crate::runtime::api::{
+    Event, EventsRequest, PeersRequest, SendRequest, StatusRequest, TraceRequest, EVENTS_WAIT,
 };
-use super::control::EVENTS_WAIT;
-use super::RuntimeError;
+
+/// `skyhop chat`.
+#[derive(Args, Debug, Clone)]
+pub struct ChatArgs {
+    /// The running node.
+    #[command(flatten)]
+    pub target: Target,
+    /// Peer to talk to first (id or unique prefix).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// `skyhop chat`: an interactive prompt against a running node.
+pub fn chat(args: ChatArgs) -> Result<(), FrontError> {
+    let addr = control_addr(&args.target)?;
+    tokio_runtime()?.block_on(chat_loop(addr, args.to))
+}
 
 /// Runs the prompt until `/quit` or the end of input.
-pub(super) async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), RuntimeError> {
-    let me = call(addr, "GET", "/status", None, REQUEST_TIMEOUT).await?;
-    let my_id = me
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), FrontError> {
+    let me = call(addr, &StatusRequest, REQUEST_TIMEOUT).await?;
     println!(
-        "chatting as {} ({}). Commands: /to ID, /who, /trace ID, /status, /quit",
-        short(&my_id),
-        me.get("role").and_then(Value::as_str).unwrap_or("?")
+        "chatting as {} ({:?}). Commands: /to ID, /who, /trace ID, /status, /quit",
+        me.id.short(),
+        me.role
     );
     // Start from the newest event: only messages arriving from now on.
-    let start = call(addr, "GET", "/events?since=0&wait=0", None, REQUEST_TIMEOUT).await?;
-    let since = start.get("next").and_then(Value::as_u64).unwrap_or(0);
+    let newest = EventsRequest {
+        since: 0,
+        wait: Some(0),
+    };
+    let since = call(addr, &newest, REQUEST_TIMEOUT).await?.next;
     let printer = tokio::spawn(print_incoming(addr, since));
-    let mut peer: Option<String> = None;
+    let mut peer: Option<NodeId> = None;
     if let Some(t) = first {
         peer = resolve(addr, &t).await;
     }
@@ -56,26 +73,18 @@ pub(super) async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result
                 }
             }
             "/who" => who(addr).await,
-            "/status" => match call(addr, "GET", "/status", None, REQUEST_TIMEOUT).await {
-                Ok(v) => print!("{}", describe_status(&v)),
+            "/status" => match call(addr, &StatusRequest, REQUEST_TIMEOUT).await {
+                Ok(s) => print!("{}", describe_status(&s)),
                 Err(e) => println!("error: {e}"),
             },
             "/trace" => {
-                let target = if rest.is_empty() {
-                    peer.clone().unwrap_or_default()
+                let to = if rest.is_empty() {
+                    peer.map(|p| p.to_hex()).unwrap_or_default()
                 } else {
                     rest.to_string()
                 };
-                match call(
-                    addr,
-                    "POST",
-                    "/trace",
-                    Some(json!({ "to": target })),
-                    SEND_TIMEOUT,
-                )
-                .await
-                {
-                    Ok(v) => println!("{}", describe_trace(&v).1),
+                match call(addr, &TraceRequest { to }, SEND_TIMEOUT).await {
+                    Ok(reply) => println!("{}", describe_trace(&reply.outcome)),
                     Err(e) => println!("error: {e}"),
                 }
             }
@@ -83,7 +92,7 @@ pub(super) async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result
                 println!("unknown command {c}; try /to, /who, /trace, /status, /quit")
             }
             _ => {
-                let Some(to) = peer.clone() else {
+                let Some(to) = peer else {
                     println!("no peer yet: /to ID (see /who)");
                     continue;
                 };
@@ -91,9 +100,12 @@ pub(super) async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result
                 // Each message waits for its outcome on its own, so typing goes on.
                 sending.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
                 sending.push(tokio::spawn(async move {
-                    let body = json!({ "to": to, "text": line });
-                    match call(addr, "POST", "/send", Some(body), SEND_TIMEOUT).await {
-                        Ok(v) => println!("{}", describe_send(&v).1),
+                    let request = SendRequest {
+                        to: to.to_hex(),
+                        text: line,
+                    };
+                    match call(addr, &request, SEND_TIMEOUT).await {
+                        Ok(reply) => println!("{}", describe_send(&reply.outcome)),
                         Err(e) => println!("failed: {e}"),
                     }
                 }));
@@ -121,29 +133,30 @@ fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
     rx
 }
 
-async fn resolve(addr: SocketAddr, text: &str) -> Option<String> {
+/// The id `text` names: a full id, or a unique prefix of one the node knows.
+async fn resolve(addr: SocketAddr, text: &str) -> Option<NodeId> {
     // The node resolves prefixes; a trace-free way to ask is /peers.
-    let peers = match call(addr, "GET", "/peers", None, REQUEST_TIMEOUT).await {
-        Ok(v) => v,
+    let peers = match call(addr, &PeersRequest, REQUEST_TIMEOUT).await {
+        Ok(p) => p,
         Err(e) => {
             println!("error: {e}");
             return None;
         }
     };
     let text = text.trim().to_ascii_lowercase();
-    if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-        println!("talking to {}", short(&text));
-        return Some(text);
+    if let Ok(id) = text.parse::<NodeId>() {
+        println!("talking to {}", id.short());
+        return Some(id);
     }
-    let mut found: Vec<String> = peer_ids(&peers)
+    let found: Vec<NodeId> = peers
+        .all()
         .into_iter()
-        .filter(|id| !text.is_empty() && id.starts_with(&text))
+        .filter(|id| !text.is_empty() && id.to_hex().starts_with(&text))
         .collect();
-    found.dedup();
     match found.as_slice() {
         [one] => {
-            println!("talking to {}", short(one));
-            Some(one.clone())
+            println!("talking to {}", one.short());
+            Some(*one)
         }
         [] => {
             println!("no known node id starts with '{text}' (see /who)");
@@ -156,26 +169,18 @@ async fn resolve(addr: SocketAddr, text: &str) -> Option<String> {
     }
 }
 
-fn peer_ids(peers: &Value) -> Vec<String> {
-    let mut all: Vec<String> = ["clients", "neighbors", "links", "host_cache", "recent"]
-        .iter()
-        .filter_map(|k| peers.get(*k).and_then(Value::as_array))
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
-    all.sort();
-    all.dedup();
-    all
-}
-
+/// `/who`: the ids the node knows, by kind.
 async fn who(addr: SocketAddr) {
-    match call(addr, "GET", "/peers", None, REQUEST_TIMEOUT).await {
-        Ok(v) => {
-            for k in ["clients", "neighbors", "links", "recent"] {
-                let ids = short_ids(&v, k);
+    match call(addr, &PeersRequest, REQUEST_TIMEOUT).await {
+        Ok(p) => {
+            for (kind, ids) in [
+                ("clients", &p.clients),
+                ("neighbors", &p.neighbors),
+                ("links", &p.links),
+                ("recent", &p.recent),
+            ] {
                 if !ids.is_empty() {
-                    println!("{k:10} {}", ids.join(" "));
+                    println!("{kind:10} {}", short_ids(ids));
                 }
             }
         }
@@ -183,24 +188,18 @@ async fn who(addr: SocketAddr) {
     }
 }
 
+/// Prints chats as they arrive, long-polling `/events` from `since` on.
 async fn print_incoming(addr: SocketAddr, mut since: u64) {
     loop {
-        let path = format!("/events?since={since}");
-        match call(addr, "GET", &path, None, EVENTS_WAIT + REQUEST_TIMEOUT).await {
-            Ok(v) => {
-                for e in v
-                    .get("events")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if e.get("event").and_then(Value::as_str) == Some("chat_received") {
-                        let from = e.get("from").and_then(Value::as_str).unwrap_or("?");
-                        let body = e.get("body").and_then(Value::as_str).unwrap_or("");
-                        println!("[{}] {body}", short(from));
+        let request = EventsRequest { since, wait: None };
+        match call(addr, &request, EVENTS_WAIT + REQUEST_TIMEOUT).await {
+            Ok(reply) => {
+                for logged in &reply.events {
+                    if let Event::ChatReceived { from, body, .. } = &logged.event {
+                        println!("[{}] {body}", from.short());
                     }
                 }
-                since = v.get("next").and_then(Value::as_u64).unwrap_or(since);
+                since = reply.next;
             }
             Err(e) => {
                 println!("(lost the node: {e})");

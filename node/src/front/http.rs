@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 client for the control API: one request per connection,
-//! bounded response size and time.
+//! bounded response size and time, the body as JSON. The transport under
+//! [`super::client`]; tests use it directly to see the JSON on the wire.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::RuntimeError;
+use super::FrontError;
 
 /// Largest response read.
 const MAX_RESPONSE: u64 = 4 << 20;
@@ -21,19 +22,17 @@ pub async fn request(
     path: &str,
     body: Option<&Value>,
     timeout: Duration,
-) -> Result<(u16, Value), RuntimeError> {
+) -> Result<(u16, Value), FrontError> {
     let fut = async {
-        let mut socket = TcpStream::connect(addr).await.map_err(|e| {
-            RuntimeError::Control(format!(
-                "cannot reach the node's control API at {addr}: {e}; is `skyhop run` running?"
-            ))
-        })?;
+        let mut socket = TcpStream::connect(addr)
+            .await
+            .map_err(|source| FrontError::Unreachable { addr, source })?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let io = |e: std::io::Error| RuntimeError::Control(format!("control API at {addr}: {e}"));
+        let io = |source| FrontError::ControlIo { addr, source };
         socket.write_all(req.as_bytes()).await.map_err(io)?;
         let mut raw = Vec::new();
         (&mut socket)
@@ -41,17 +40,15 @@ pub async fn request(
             .read_to_end(&mut raw)
             .await
             .map_err(io)?;
-        parse_response(&raw)
+        parse_response(addr, &raw)
     };
-    tokio::time::timeout(timeout, fut).await.map_err(|_| {
-        RuntimeError::Control(format!(
-            "control API at {addr} did not answer in {timeout:?}"
-        ))
-    })?
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| FrontError::ControlTimeout { addr, timeout })?
 }
 
-fn parse_response(raw: &[u8]) -> Result<(u16, Value), RuntimeError> {
-    let bad = || RuntimeError::Control("control API sent a malformed response".into());
+fn parse_response(addr: SocketAddr, raw: &[u8]) -> Result<(u16, Value), FrontError> {
+    let bad = || FrontError::Malformed { addr };
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -1,0 +1,303 @@
+//! `skyhop run`: what its flags and `--config` file resolve to
+//! ([`plan_run`]), and running a node with its control API until SIGINT or
+//! SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use libp2p::Multiaddr;
+use skyhop_core::NodeConfig;
+use skyhop_protocol::Role;
+
+use super::process::{init_logging, tokio_runtime};
+use super::FrontError;
+use crate::runtime::{control, start, storage, MdnsMode, NodeOptions};
+
+/// Default listen address: loopback, port chosen by the OS.
+pub const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
+/// Default control API address.
+pub const DEFAULT_CONTROL: &str = "127.0.0.1:0";
+
+/// `skyhop run`: run a node.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// supernode or ordinary [default: ordinary].
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Address to listen on (repeatable) [default: /ip4/127.0.0.1/tcp/0].
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// Address of a node to join through, e.g.
+    /// /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo... (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// Directory for the key file, host cache and control address.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Control API address (loopback only; port 0 = any) [default: 127.0.0.1:0].
+    #[arg(long)]
+    pub control: Option<String>,
+    /// TOML file with the same settings (flags override it) and an optional
+    /// `[node]` table of core tunables.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// mDNS discovery: on, off, or auto (on only for a non-loopback listen address).
+    #[arg(long)]
+    pub mdns: Option<String>,
+    /// Ordinary nodes a supernode serves before redirecting.
+    #[arg(long)]
+    pub max_clients: Option<usize>,
+}
+
+/// The settings of `skyhop run --config FILE.toml`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFile {
+    /// As `--role`.
+    role: Option<String>,
+    /// As `--listen`.
+    listen: Option<Vec<String>>,
+    /// As `--bootstrap`.
+    bootstrap: Option<Vec<String>>,
+    /// As `--data-dir`.
+    data_dir: Option<PathBuf>,
+    /// As `--control`.
+    control: Option<String>,
+    /// As `--mdns`.
+    mdns: Option<String>,
+    /// As `--max-clients`.
+    max_clients: Option<usize>,
+    /// The `[node]` table: core tunables.
+    node: Option<NodeConfig>,
+}
+
+/// A resolved `skyhop run` configuration.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// What to start.
+    pub options: NodeOptions,
+    /// Where the control API listens.
+    pub control: SocketAddr,
+}
+
+fn parse_multiaddr(flag: &'static str, text: &str) -> Result<Multiaddr, FrontError> {
+    text.parse().map_err(|_| FrontError::BadFlag {
+        flag,
+        value: text.into(),
+        problem: "not a multiaddr",
+        fix: "expected e.g. /ip4/127.0.0.1/tcp/4001",
+    })
+}
+
+/// Merges flags over the config file over the defaults, checking each value.
+pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
+    let file: RunFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| FrontError::ConfigRead {
+                path: path.clone(),
+                source,
+            })?;
+            toml::from_str(&text).map_err(|source| FrontError::ConfigParse {
+                path: path.clone(),
+                source,
+            })?
+        }
+        None => RunFile::default(),
+    };
+    let role_text = args.role.clone().or(file.role).unwrap_or("ordinary".into());
+    let role = match role_text.as_str() {
+        "supernode" | "sn" => Role::Supernode,
+        "ordinary" | "on" => Role::Ordinary,
+        other => {
+            return Err(FrontError::BadFlag {
+                flag: "--role",
+                value: other.into(),
+                problem: "not a role",
+                fix: "expected supernode or ordinary",
+            })
+        }
+    };
+    let listen_text = if args.listen.is_empty() {
+        file.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.into()])
+    } else {
+        args.listen.clone()
+    };
+    let listen = listen_text
+        .iter()
+        .map(|a| parse_multiaddr("--listen", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bootstrap_text = if args.bootstrap.is_empty() {
+        file.bootstrap.unwrap_or_default()
+    } else {
+        args.bootstrap.clone()
+    };
+    let bootstrap = bootstrap_text
+        .iter()
+        .map(|a| parse_multiaddr("--bootstrap", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mdns: MdnsMode = match args.mdns.clone().or(file.mdns) {
+        Some(m) => m.parse().map_err(|_| FrontError::BadFlag {
+            flag: "--mdns",
+            value: m,
+            problem: "not an mDNS mode",
+            fix: "expected on, off or auto",
+        })?,
+        None => MdnsMode::Auto,
+    };
+    let control_text = args
+        .control
+        .clone()
+        .or(file.control)
+        .unwrap_or(DEFAULT_CONTROL.into());
+    let control: SocketAddr = match control_text.parse() {
+        Ok(addr) => addr,
+        Err(_) => {
+            return Err(FrontError::BadFlag {
+                flag: "--control",
+                value: control_text,
+                problem: "not an address",
+                fix: "expected e.g. 127.0.0.1:7000 (port 0 = any)",
+            })
+        }
+    };
+    if !control.ip().is_loopback() {
+        return Err(FrontError::BadFlag {
+            flag: "--control",
+            value: control_text,
+            problem: "the control API only listens on loopback",
+            fix: "use e.g. 127.0.0.1:7000",
+        });
+    }
+    let mut config = file.node.unwrap_or_default();
+    config.role = role;
+    if let Some(n) = args.max_clients.or(file.max_clients) {
+        config.max_clients = n;
+    }
+    config.validate().map_err(FrontError::NodeConfig)?;
+    Ok(RunPlan {
+        options: NodeOptions {
+            config,
+            listen,
+            bootstrap,
+            data_dir: args.data_dir.clone().or(file.data_dir),
+            identity: None,
+            mdns,
+            seed: None,
+        },
+        control,
+    })
+}
+
+/// `skyhop run`: runs a node until SIGINT or SIGTERM, then leaves
+/// gracefully, saves the host cache and returns.
+pub fn run(args: RunArgs) -> Result<(), FrontError> {
+    init_logging("info,libp2p_mdns=warn,yamux=error");
+    let plan = plan_run(&args)?;
+    tokio_runtime()?.block_on(run_plan(plan))
+}
+
+async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
+    let data_dir = plan.options.data_dir.clone();
+    let handle = start(plan.options).await?;
+    let (control_addr, _server) = control::serve(handle.clone(), plan.control).await?;
+    if let Some(dir) = &data_dir {
+        storage::write_atomic(
+            &dir.join(storage::CONTROL_FILE),
+            control_addr.to_string().as_bytes(),
+        )?;
+    }
+    let info = handle.info();
+    println!("node id   {}", info.node_id);
+    println!("peer id   {}", info.peer_id);
+    println!("role      {:?}", info.role);
+    for a in &info.listen_addrs {
+        println!("listening {a}");
+    }
+    println!("control   {control_addr}");
+    match &data_dir {
+        Some(dir) => println!("data dir  {}", dir.display()),
+        None => println!("data dir  (none: a fresh identity each run; give --data-dir to keep it)"),
+    }
+    wait_for_signal().await;
+    tracing::info!("leaving the overlay");
+    let result = handle.shutdown().await;
+    if let Some(dir) = &data_dir {
+        let _ = std::fs::remove_file(dir.join(storage::CONTROL_FILE));
+    }
+    Ok(result?)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_flags_name_themselves_and_the_fix() {
+        let args = RunArgs {
+            listen: vec!["foo".into()],
+            ..RunArgs::default()
+        };
+        let e = plan_run(&args).expect_err("bad listen").to_string();
+        assert!(
+            e.contains("--listen 'foo'") && e.contains("/ip4/127.0.0.1/tcp/4001"),
+            "{e}"
+        );
+        let args = RunArgs {
+            role: Some("boss".into()),
+            ..RunArgs::default()
+        };
+        assert!(plan_run(&args)
+            .expect_err("bad role")
+            .to_string()
+            .contains("--role 'boss'"));
+        let args = RunArgs {
+            control: Some("0.0.0.0:1".into()),
+            ..RunArgs::default()
+        };
+        assert!(plan_run(&args).is_err());
+        let dir = std::env::temp_dir().join(format!("skyhop-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("node.toml");
+        std::fs::write(
+            &file,
+            "role = \"supernode\"\nmax_clients = 7\nmdns = \"off\"\n[node]\nttl = 9\n",
+        )
+        .expect("write config");
+        let args = RunArgs {
+            config: Some(file.clone()),
+            max_clients: Some(5),
+            ..RunArgs::default()
+        };
+        let plan = plan_run(&args).expect("file and flags merge");
+        assert_eq!(plan.options.config.role, Role::Supernode);
+        assert_eq!(
+            plan.options.config.max_clients, 5,
+            "the flag wins over the file"
+        );
+        assert_eq!(plan.options.config.ttl, 9);
+        assert_eq!(plan.options.mdns, MdnsMode::Off);
+        std::fs::write(&file, "colour = \"red\"\n").expect("write config");
+        let e = plan_run(&args).expect_err("unknown key").to_string();
+        assert!(e.contains("--config") && e.contains("colour"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        let ok = plan_run(&RunArgs::default()).expect("defaults work");
+        assert_eq!(ok.options.mdns, MdnsMode::Auto);
+        assert_eq!(ok.options.listen[0].to_string(), DEFAULT_LISTEN);
+    }
+}

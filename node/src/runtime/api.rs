@@ -1,0 +1,726 @@
+//! The control API's contract: every request and reply as a type, serialized
+//! by the server ([`super::control`]) and deserialized by the client (the
+//! front). README.md ("Control API") shows the JSON; these types are what
+//! makes it.
+//!
+//! Each request implements [`Request`], which names its method, path and
+//! reply type, so that a client call cannot pair a request with the wrong
+//! reply.
+//!
+//! # Implementation notes
+//! - The core's [`skyhop_core::Status`] and [`skyhop_core::Event`] only
+//!   serialize (their counters are keyed by `&'static str` and
+//!   [`skyhop_core::DropReason`]), so [`Status`],
+//!   [`Counters`] and [`Event`] here are their wire images, built with
+//!   `From`.
+//! - A send or trace answer is one flat object whose `delivered` or `ok`
+//!   flag says which fields follow; in Rust it is [`SendOutcome`] or
+//!   [`TraceOutcome`], converted through the private `wire` structs.
+//! - A logged event's `seq` is its place in the event log; a received chat's
+//!   own per-conversation `seq` does not go on the wire (the log's would
+//!   overwrite it).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use skyhop_core::SimTime;
+use skyhop_protocol::{MsgId, NodeId, Role};
+
+pub use super::handle::KnownPeers;
+use super::handle::{SendOutcome, StatusReport, TraceOutcome};
+
+/// Path of the status request.
+pub const STATUS_PATH: &str = "/status";
+/// Path of the known-peers request.
+pub const PEERS_PATH: &str = "/peers";
+/// Path of the events long-poll.
+pub const EVENTS_PATH: &str = "/events";
+/// Path of the chat request.
+pub const SEND_PATH: &str = "/send";
+/// Path of the trace request.
+pub const TRACE_PATH: &str = "/trace";
+/// Longest long-poll of `GET /events`.
+pub const EVENTS_WAIT: Duration = Duration::from_secs(25);
+
+/// How a request is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`, no body.
+    Get,
+    /// `POST`, the request as its JSON body.
+    Post,
+}
+
+impl Method {
+    /// The method's name on the request line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One control-API request and the reply a 200 answer carries.
+pub trait Request: Serialize {
+    /// How it is sent.
+    const METHOD: Method;
+    /// Where it is served.
+    const PATH: &'static str;
+    /// What a successful answer holds.
+    type Reply: Serialize + DeserializeOwned;
+
+    /// The query string, without the `?` (none by default).
+    fn query(&self) -> String {
+        String::new()
+    }
+}
+
+/// `GET /status`: who the node is and what it holds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StatusRequest;
+
+impl Request for StatusRequest {
+    const METHOD: Method = Method::Get;
+    const PATH: &'static str = STATUS_PATH;
+    type Reply = Status;
+}
+
+/// `GET /peers`: the node ids the node knows.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PeersRequest;
+
+impl Request for PeersRequest {
+    const METHOD: Method = Method::Get;
+    const PATH: &'static str = PEERS_PATH;
+    type Reply = KnownPeers;
+}
+
+/// `GET /events?since=N[&wait=S]`: events logged after `since`, waiting for
+/// one if there is none yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EventsRequest {
+    /// Return events with a sequence number above this one.
+    pub since: u64,
+    /// Seconds to wait for one (at most [`EVENTS_WAIT`]; `None`: the most).
+    pub wait: Option<u64>,
+}
+
+impl EventsRequest {
+    /// Parses the query string of `GET /events`; the error says which
+    /// parameter is wrong.
+    pub fn parse(query: &str) -> Result<EventsRequest, String> {
+        let mut request = EventsRequest::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("since", v)) => {
+                    request.since = v.parse().map_err(|_| format!("since={v}: not a number"))?;
+                }
+                Some(("wait", v)) => {
+                    let seconds = v
+                        .parse()
+                        .map_err(|_| format!("wait={v}: not a number of seconds"))?;
+                    request.wait = Some(seconds);
+                }
+                _ => return Err(format!("unknown query parameter {pair:?}")),
+            }
+        }
+        Ok(request)
+    }
+
+    /// How long the server waits: `wait` seconds, at most [`EVENTS_WAIT`].
+    pub fn wait(&self) -> Duration {
+        self.wait
+            .map_or(EVENTS_WAIT, Duration::from_secs)
+            .min(EVENTS_WAIT)
+    }
+}
+
+impl Request for EventsRequest {
+    const METHOD: Method = Method::Get;
+    const PATH: &'static str = EVENTS_PATH;
+    type Reply = Events;
+
+    fn query(&self) -> String {
+        match self.wait {
+            Some(wait) => format!("since={}&wait={wait}", self.since),
+            None => format!("since={}", self.since),
+        }
+    }
+}
+
+/// `POST /send`: send a chat message and wait for its outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The recipient: a node id or a unique prefix of one the node knows.
+    pub to: String,
+    /// The message.
+    pub text: String,
+}
+
+impl Request for SendRequest {
+    const METHOD: Method = Method::Post;
+    const PATH: &'static str = SEND_PATH;
+    type Reply = SendReply;
+}
+
+/// `POST /trace`: trace the hop path to a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceRequest {
+    /// The node to trace: a node id or a unique prefix of one the node knows.
+    pub to: String,
+}
+
+impl Request for TraceRequest {
+    const METHOD: Method = Method::Post;
+    const PATH: &'static str = TRACE_PATH;
+    type Reply = TraceReply;
+}
+
+/// The body of every answer that is not a 200.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong, for a person.
+    pub error: String,
+}
+
+/// The answer to `GET /status`: the core's status plus the runtime's facts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its primary supernode (ordinary nodes).
+    pub primary: Option<NodeId>,
+    /// Its linked backup supernodes (ordinary nodes).
+    pub backups: Vec<NodeId>,
+    /// Its clients (supernodes).
+    pub clients: Vec<NodeId>,
+    /// Supernodes in its neighbor table.
+    pub neighbors: Vec<NodeId>,
+    /// Every linked peer.
+    pub links: Vec<NodeId>,
+    /// Location records held as a home supernode.
+    pub records: usize,
+    /// Location-cache entries.
+    pub cached_locations: usize,
+    /// Host-cache entries.
+    pub host_cache: usize,
+    /// Chat messages awaiting an ack.
+    pub pending_chats: usize,
+    /// What the node did.
+    pub counters: Counters,
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// Where it listens (each ending in `/p2p/<peer id>`).
+    pub listen_addrs: Vec<String>,
+    /// Frames dropped because a neighbor's queue was full.
+    pub dropped_frames: u64,
+    /// Connected libp2p peers.
+    pub connected_peers: usize,
+}
+
+impl From<&StatusReport> for Status {
+    fn from(report: &StatusReport) -> Status {
+        let s = &report.status;
+        Status {
+            id: s.id,
+            role: s.role,
+            primary: s.primary,
+            backups: s.backups.clone(),
+            clients: s.clients.clone(),
+            neighbors: s.neighbors.clone(),
+            links: s.links.clone(),
+            records: s.records,
+            cached_locations: s.cached_locations,
+            host_cache: s.host_cache,
+            pending_chats: s.pending_chats,
+            counters: Counters::from(&s.counters),
+            peer_id: report.info.peer_id.to_string(),
+            listen_addrs: report.info.listen_addrs.clone(),
+            dropped_frames: report.dropped_frames,
+            connected_peers: report.connected_peers,
+        }
+    }
+}
+
+/// The core's counters on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Frames received, by kind.
+    pub frames_in: BTreeMap<String, u64>,
+    /// Frames sent, by kind.
+    pub frames_out: BTreeMap<String, u64>,
+    /// Routed packets forwarded to another node.
+    pub forwarded: u64,
+    /// Routed packets delivered to this node.
+    pub delivered: u64,
+    /// Packets and frames dropped, by reason ([`skyhop_core::DropReason`]'s
+    /// names).
+    pub dropped: BTreeMap<String, u64>,
+    /// Signed statements rejected as forged.
+    pub forged: u64,
+}
+
+impl From<&skyhop_core::Counters> for Counters {
+    fn from(c: &skyhop_core::Counters) -> Counters {
+        let owned = |m: &BTreeMap<&'static str, u64>| {
+            m.iter().map(|(k, v)| ((*k).to_string(), *v)).collect()
+        };
+        Counters {
+            frames_in: owned(&c.frames_in),
+            frames_out: owned(&c.frames_out),
+            forwarded: c.forwarded,
+            delivered: c.delivered,
+            dropped: c
+                .dropped
+                .iter()
+                .map(|(reason, n)| (reason.as_str().to_string(), *n))
+                .collect(),
+            forged: c.forged,
+        }
+    }
+}
+
+/// The answer to `GET /events`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events {
+    /// The sequence number to pass back as `since`.
+    pub next: u64,
+    /// The events, oldest first.
+    pub events: Vec<LoggedEvent>,
+}
+
+/// One event of the node's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// Its place in the log.
+    pub seq: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// A core event on the wire, tagged by `"event"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// This ordinary node is attached to supernode `sn`.
+    Attached {
+        /// The primary supernode.
+        sn: NodeId,
+    },
+    /// This ordinary node lost its primary supernode.
+    Detached {
+        /// The lost supernode.
+        sn: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// A chat message arrived.
+    ChatReceived {
+        /// The author.
+        from: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// The text.
+        body: String,
+        /// Hops it took.
+        hops: u8,
+    },
+    /// A chat message this node sent was acknowledged.
+    ChatDelivered {
+        /// The recipient.
+        to: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// Hops the message took.
+        hops: u8,
+        /// From first send to ack, in microseconds.
+        latency: SimTime,
+    },
+    /// A chat message this node sent will not be delivered.
+    ChatFailed {
+        /// The recipient.
+        to: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// Why.
+        reason: Failure,
+    },
+    /// A trace probe came back.
+    TraceCompleted {
+        /// The probe's id.
+        probe_id: u64,
+        /// The node traced.
+        to: NodeId,
+        /// The hops, this node first.
+        path: Vec<NodeId>,
+        /// Round trip in microseconds.
+        rtt: SimTime,
+    },
+    /// A trace probe got no answer or a `NotFound`.
+    TraceFailed {
+        /// The probe's id.
+        probe_id: u64,
+        /// The node traced.
+        to: NodeId,
+        /// Why.
+        reason: Failure,
+    },
+    /// A peer sent something forged or invalid and was dropped.
+    PeerMisbehaved {
+        /// The peer.
+        peer: NodeId,
+        /// What it did.
+        reason: String,
+    },
+}
+
+impl From<&skyhop_core::Event> for Event {
+    fn from(e: &skyhop_core::Event) -> Event {
+        use skyhop_core::Event as Core;
+        match e.clone() {
+            Core::Attached { sn } => Event::Attached { sn },
+            Core::Detached { sn, reason } => Event::Detached { sn, reason },
+            Core::ChatReceived {
+                from,
+                msg_id,
+                body,
+                hops,
+                ..
+            } => Event::ChatReceived {
+                from,
+                msg_id,
+                body,
+                hops,
+            },
+            Core::ChatDelivered {
+                to,
+                msg_id,
+                hops,
+                latency,
+            } => Event::ChatDelivered {
+                to,
+                msg_id,
+                hops,
+                latency,
+            },
+            Core::ChatFailed { to, msg_id, reason } => Event::ChatFailed {
+                to,
+                msg_id,
+                reason: reason.into(),
+            },
+            Core::TraceCompleted {
+                probe_id,
+                to,
+                path,
+                rtt,
+            } => Event::TraceCompleted {
+                probe_id,
+                to,
+                path,
+                rtt,
+            },
+            Core::TraceFailed {
+                probe_id,
+                to,
+                reason,
+            } => Event::TraceFailed {
+                probe_id,
+                to,
+                reason: reason.into(),
+            },
+            Core::PeerMisbehaved { peer, reason } => Event::PeerMisbehaved { peer, reason },
+        }
+    }
+}
+
+/// Why a chat or trace failed, in an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failure {
+    /// The recipient left or was lost.
+    Offline,
+    /// No home supernode knows the recipient.
+    NotFound,
+    /// No ack arrived before the deadline.
+    TimedOut,
+}
+
+impl From<skyhop_core::ChatFailure> for Failure {
+    fn from(f: skyhop_core::ChatFailure) -> Failure {
+        match f {
+            skyhop_core::ChatFailure::Offline => Failure::Offline,
+            skyhop_core::ChatFailure::NotFound => Failure::NotFound,
+            skyhop_core::ChatFailure::TimedOut => Failure::TimedOut,
+        }
+    }
+}
+
+/// The answer to `POST /send`: `{"to", "delivered": true, "hops",
+/// "latency_ms"}` or `{"to", "delivered": false, "reason"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "wire::Send", try_from = "wire::Send")]
+pub struct SendReply {
+    /// The recipient, resolved to its full id.
+    pub to: NodeId,
+    /// Delivered or why not.
+    pub outcome: SendOutcome,
+}
+
+/// The answer to `POST /trace`: `{"to", "ok": true, "path", "hops",
+/// "rtt_ms"}` or `{"to", "ok": false, "reason"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "wire::Trace", try_from = "wire::Trace")]
+pub struct TraceReply {
+    /// The node traced, resolved to its full id.
+    pub to: NodeId,
+    /// The path or why none came back.
+    pub outcome: TraceOutcome,
+}
+
+/// Microseconds as the wire's milliseconds.
+fn millis(micros: SimTime) -> f64 {
+    micros as f64 / 1000.0
+}
+
+/// The wire's milliseconds as microseconds.
+fn micros(millis: f64) -> SimTime {
+    (millis * 1000.0).round() as SimTime
+}
+
+/// The flat JSON objects of the send and trace answers.
+mod wire {
+    use serde::{Deserialize, Serialize};
+    use skyhop_protocol::NodeId;
+
+    use super::{micros, millis, SendOutcome, SendReply, TraceOutcome, TraceReply};
+
+    /// `POST /send`'s answer as sent.
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Send {
+        /// The recipient.
+        to: NodeId,
+        /// Whether the recipient acknowledged it.
+        delivered: bool,
+        /// Hops it took (delivered only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hops: Option<u8>,
+        /// From first send to ack (delivered only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_ms: Option<f64>,
+        /// Why not (failed only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    }
+
+    impl From<SendReply> for Send {
+        fn from(r: SendReply) -> Send {
+            match r.outcome {
+                SendOutcome::Delivered { hops, latency } => Send {
+                    to: r.to,
+                    delivered: true,
+                    hops: Some(hops),
+                    latency_ms: Some(millis(latency)),
+                    reason: None,
+                },
+                SendOutcome::Failed(reason) => Send {
+                    to: r.to,
+                    delivered: false,
+                    hops: None,
+                    latency_ms: None,
+                    reason: Some(reason),
+                },
+            }
+        }
+    }
+
+    impl TryFrom<Send> for SendReply {
+        type Error = &'static str;
+
+        fn try_from(w: Send) -> Result<SendReply, &'static str> {
+            let outcome = match (w.delivered, w.hops, w.latency_ms, w.reason) {
+                (true, Some(hops), Some(ms), _) => SendOutcome::Delivered {
+                    hops,
+                    latency: micros(ms),
+                },
+                (false, _, _, Some(reason)) => SendOutcome::Failed(reason),
+                (true, ..) => return Err("a delivered send needs hops and latency_ms"),
+                (false, ..) => return Err("a failed send needs a reason"),
+            };
+            Ok(SendReply { to: w.to, outcome })
+        }
+    }
+
+    /// `POST /trace`'s answer as sent.
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Trace {
+        /// The node traced.
+        to: NodeId,
+        /// Whether a path came back.
+        ok: bool,
+        /// The hops, this node first (ok only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<Vec<NodeId>>,
+        /// Hops in the path (ok only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hops: Option<usize>,
+        /// Round trip (ok only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<f64>,
+        /// Why not (failed only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    }
+
+    impl From<TraceReply> for Trace {
+        fn from(r: TraceReply) -> Trace {
+            match r.outcome {
+                TraceOutcome::Completed { path, rtt } => Trace {
+                    to: r.to,
+                    ok: true,
+                    hops: Some(path.len().saturating_sub(1)),
+                    path: Some(path),
+                    rtt_ms: Some(millis(rtt)),
+                    reason: None,
+                },
+                TraceOutcome::Failed(reason) => Trace {
+                    to: r.to,
+                    ok: false,
+                    path: None,
+                    hops: None,
+                    rtt_ms: None,
+                    reason: Some(reason),
+                },
+            }
+        }
+    }
+
+    impl TryFrom<Trace> for TraceReply {
+        type Error = &'static str;
+
+        fn try_from(w: Trace) -> Result<TraceReply, &'static str> {
+            let outcome = match (w.ok, w.path, w.rtt_ms, w.reason) {
+                (true, Some(path), Some(ms), _) => TraceOutcome::Completed {
+                    path,
+                    rtt: micros(ms),
+                },
+                (false, _, _, Some(reason)) => TraceOutcome::Failed(reason),
+                (true, ..) => return Err("a completed trace needs path and rtt_ms"),
+                (false, ..) => return Err("a failed trace needs a reason"),
+            };
+            Ok(TraceReply { to: w.to, outcome })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(b: u8) -> NodeId {
+        NodeId([b; 32])
+    }
+
+    /// The send and trace answers keep the flat shape scripts read, and the
+    /// client reads back what the server wrote.
+    #[test]
+    fn send_and_trace_replies_are_flat_and_round_trip() {
+        let delivered = SendReply {
+            to: id(1),
+            outcome: SendOutcome::Delivered {
+                hops: 3,
+                latency: 400,
+            },
+        };
+        let v = serde_json::to_value(&delivered).expect("serializes");
+        assert_eq!(
+            v,
+            json!({"to": id(1).to_hex(), "delivered": true, "hops": 3, "latency_ms": 0.4})
+        );
+        assert_eq!(
+            serde_json::from_value::<SendReply>(v).expect("parses"),
+            delivered
+        );
+        let failed = SendReply {
+            to: id(1),
+            outcome: SendOutcome::Failed("recipient is offline".into()),
+        };
+        let v = serde_json::to_value(&failed).expect("serializes");
+        assert_eq!(
+            v,
+            json!({"to": id(1).to_hex(), "delivered": false, "reason": "recipient is offline"})
+        );
+        assert_eq!(
+            serde_json::from_value::<SendReply>(v).expect("parses"),
+            failed
+        );
+        let traced = TraceReply {
+            to: id(2),
+            outcome: TraceOutcome::Completed {
+                path: vec![id(1), id(2)],
+                rtt: 1500,
+            },
+        };
+        let v = serde_json::to_value(&traced).expect("serializes");
+        assert_eq!(
+            v,
+            json!({"to": id(2).to_hex(), "ok": true, "path": [id(1).to_hex(), id(2).to_hex()],
+                   "hops": 1, "rtt_ms": 1.5})
+        );
+        assert_eq!(
+            serde_json::from_value::<TraceReply>(v).expect("parses"),
+            traced
+        );
+        let half = json!({"to": id(1).to_hex(), "delivered": true});
+        assert!(serde_json::from_value::<SendReply>(half).is_err());
+    }
+
+    /// A logged event is the core event's JSON with the log's `seq`.
+    #[test]
+    fn a_logged_event_is_tagged_and_carries_the_log_seq() {
+        let core = skyhop_core::Event::ChatReceived {
+            from: id(7),
+            msg_id: MsgId(9),
+            seq: 1,
+            body: "hi".into(),
+            hops: 2,
+        };
+        let logged = LoggedEvent {
+            seq: 42,
+            event: Event::from(&core),
+        };
+        let v = serde_json::to_value(&logged).expect("serializes");
+        assert_eq!(
+            v,
+            json!({"seq": 42, "event": "chat_received", "from": id(7).to_hex(),
+                   "msg_id": 9, "body": "hi", "hops": 2})
+        );
+        assert_eq!(
+            serde_json::from_value::<LoggedEvent>(v).expect("parses"),
+            logged
+        );
+    }
+
+    #[test]
+    fn events_query_round_trips_and_names_a_bad_parameter() {
+        let r = EventsRequest {
+            since: 5,
+            wait: Some(0),
+        };
+        assert_eq!(EventsRequest::parse(&r.query()), Ok(r));
+        assert_eq!(
+            EventsRequest::parse("since=5").map(|r| r.wait()),
+            Ok(EVENTS_WAIT)
+        );
+        assert!(EventsRequest::parse("since=x")
+            .expect_err("not a number")
+            .contains("since=x"));
+        assert!(EventsRequest::parse("colour=red").is_err());
+    }
+}
