@@ -12,8 +12,11 @@ use skyhop_protocol::{Identity, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 
 use super::events_log::EventLog;
-use super::node_task::SHUTDOWN_FLUSH;
 use super::RuntimeError;
+
+/// How long the node task gives its writers to flush on shutdown (the
+/// handle waits that long and a little more for the task to stop).
+pub(super) const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 use skyhop_core::{NodeConfig, SimTime, Status};
 
 /// Whether to run mDNS discovery.

@@ -35,7 +35,7 @@ use super::clock::{core_seed, now_micros, MonotonicClock};
 use super::events_log::EventLog;
 use super::handle::{
     Command, KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,
-    TraceOutcome,
+    TraceOutcome, SHUTDOWN_FLUSH,
 };
 use super::link::{read_loop, write_loop, LinkEvent, LINK_QUEUE};
 use super::{storage, RuntimeError};
@@ -72,8 +72,6 @@ const HOST_CACHE_SAVE_TICKS: u64 = 6;
 const STREAM_SETUP_TIMEOUT: SimTime = 15 * skyhop_core::SECS;
 /// Connected peers allowed besides a supernode's clients.
 const EXTRA_CONNECTIONS: usize = 512;
-/// How long writers get to flush on shutdown.
-pub(super) const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 /// Recent chat partners remembered for `/who` and prefix resolution.
 const MAX_RECENT_PARTNERS: usize = 256;
 /// PeerIds remembered for NodeIds seen on connections.
