@@ -45,7 +45,9 @@ impl Outbox {
     /// The next `seq` of the conversation with `to`.
     pub fn next_seq(&mut self, to: NodeId) -> u64 {
         let seq = self.next_seq.entry(to).or_insert(0);
-        *seq += 1;
+        // 2^64 messages to one peer will not happen; saturating keeps the
+        // arithmetic total anyway.
+        *seq = seq.saturating_add(1);
         *seq
     }
 
@@ -188,7 +190,7 @@ impl Inbox {
             // conversation; deliver it and follow the new numbering.
             s.delivered_seq = chat.seq;
             ready.push(chat);
-        } else if chat.seq == s.delivered_seq + 1 {
+        } else if s.delivered_seq.checked_add(1) == Some(chat.seq) {
             s.delivered_seq = chat.seq;
             ready.push(chat);
         } else {
@@ -203,7 +205,12 @@ impl Inbox {
     }
 
     fn release_in_order(s: &mut Sender, ready: &mut Vec<ChatMessage>) {
-        while let Some((chat, _)) = s.held.remove(&(s.delivered_seq + 1)) {
+        // A peer chooses `seq`: at u64::MAX nothing can follow it.
+        while let Some((chat, _)) = s
+            .delivered_seq
+            .checked_add(1)
+            .and_then(|next| s.held.remove(&next))
+        {
             s.delivered_seq = chat.seq;
             ready.push(chat);
         }
@@ -259,6 +266,33 @@ mod tests {
             panic!("not a duplicate")
         };
         assert_eq!(ready.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_seq_at_the_top_of_the_range_is_delivered_without_overflow() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        assert_eq!(
+            inbox.arrive(chat(&a, b, 1, u64::MAX - 1), 0),
+            Arrival::Ready(vec![]),
+            "held behind the gap"
+        );
+        assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
+        // The next in order is the last seq there is: delivered, and
+        // nothing after it is looked for past the end of the range.
+        let Arrival::Ready(last) = inbox.arrive(chat(&a, b, 2, u64::MAX), 1) else {
+            panic!("not a duplicate")
+        };
+        assert_eq!(
+            last.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![u64::MAX]
+        );
+        // A lower seq with a new id is a restarted conversation.
+        let Arrival::Ready(after) = inbox.arrive(chat(&a, b, 3, 1), 2) else {
+            panic!("not a duplicate")
+        };
+        assert_eq!(after.len(), 1);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum DropReason {
     ForgedLeave,
     /// A location record whose signature does not verify.
     ForgedRecord,
+    /// A `Withdraw { Lost }` that reached a home supernode from someone
+    /// other than the supernode it names.
+    ForgedWithdraw,
     /// A `Join` sent to a node that is not a supernode, or by a peer that is not an ordinary node.
     JoinToNonSupernode,
     /// A `Leave` from a peer that is not this supernode's client.
@@ -65,13 +68,14 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Duplicate,
         DropReason::DuplicateChat,
         DropReason::EventQueueFull,
         DropReason::ForgedChat,
         DropReason::ForgedLeave,
         DropReason::ForgedRecord,
+        DropReason::ForgedWithdraw,
         DropReason::JoinToNonSupernode,
         DropReason::LeaveFromNonClient,
         DropReason::MisaddressedChat,
@@ -100,6 +104,7 @@ impl DropReason {
             DropReason::ForgedChat => "forged_chat",
             DropReason::ForgedLeave => "forged_leave",
             DropReason::ForgedRecord => "forged_record",
+            DropReason::ForgedWithdraw => "forged_withdraw",
             DropReason::JoinToNonSupernode => "join_to_non_supernode",
             DropReason::LeaveFromNonClient => "leave_from_non_client",
             DropReason::MisaddressedChat => "misaddressed_chat",

@@ -99,6 +99,15 @@ impl Home {
                     .collect()
             }
             Body::Withdraw(w) => {
+                // Only the supernode a node was attached to may say it was
+                // lost (a `Left` carries the node's own signed `Leave`).
+                // Clients cannot forge `src` (their supernode checks it), so
+                // an ordinary node cannot cut anyone off this way.
+                if matches!(w.reason, WithdrawReason::Lost) && src != w.sn {
+                    ctx.out.counters.forged += 1;
+                    ctx.out.drop(DropReason::ForgedWithdraw);
+                    return Vec::new();
+                }
                 if !self.apply_withdraw(ctx, now, &w) {
                     return Vec::new();
                 }

@@ -600,3 +600,70 @@ fn a_location_reply_nobody_asked_for_is_not_cached() {
         "nothing was cached"
     );
 }
+
+/// A routed withdraw of `victim`, naming supernode `sn`, from `src`, as
+/// packet `id`.
+fn withdraw_of(victim: NodeId, sn: NodeId, src: NodeId, id: u64) -> Message {
+    Message::Routed(Packet {
+        dst: victim,
+        src,
+        id: MsgId(id),
+        ttl: 16,
+        hops: 0,
+        location: LocationHop::Unused,
+        trace: None,
+        body: Body::Withdraw(skyhop_protocol::Withdraw {
+            node: victim,
+            sn,
+            seq: u64::MAX,
+            reason: skyhop_protocol::WithdrawReason::Lost,
+        }),
+    })
+}
+
+#[test]
+fn an_ordinary_node_cannot_withdraw_another_node() {
+    let mut h = Harness::overlay(3, 3);
+    let ons = h.ordinaries();
+    let (mallory, victim, friend) = (ons[0], ons[1], ons[2]);
+    let sn = h.node(&mallory).primary().expect("attached");
+    let victim_sn = h.node(&victim).primary().expect("attached");
+    let made_up = identity(88_888).id();
+    // In its own name, naming the victim's real supernode, then a made-up one.
+    h.inject(mallory, sn, withdraw_of(victim, victim_sn, mallory, 1));
+    h.inject(mallory, sn, withdraw_of(victim, made_up, mallory, 2));
+    h.run_for(2 * SECS);
+    let refused: u64 = h
+        .supernodes()
+        .iter()
+        .map(|s| h.node(s).counters().dropped(DropReason::ForgedWithdraw))
+        .sum();
+    assert_eq!(refused, 2, "both reached a home supernode and were refused");
+    let msg = h.send_chat(friend, victim, "are you there?");
+    h.run_for(20 * SECS);
+    assert!(
+        matches!(h.outcome(friend, msg), Some(Ok(_))),
+        "the victim is still reachable: {:?}",
+        h.outcome(friend, msg)
+    );
+}
+
+#[test]
+fn an_ordinary_node_that_sends_in_another_nodes_name_is_dropped() {
+    let mut h = Harness::overlay(3, 3);
+    let ons = h.ordinaries();
+    let (mallory, victim, friend) = (ons[0], ons[1], ons[2]);
+    let sn = h.node(&mallory).primary().expect("attached");
+    let victim_sn = h.node(&victim).primary().expect("attached");
+    h.inject(mallory, sn, withdraw_of(victim, victim_sn, victim_sn, 3));
+    h.run_for(2 * SECS);
+    assert!(h
+        .events
+        .iter()
+        .any(|(_, n, e)| *n == sn
+            && matches!(e, Event::PeerMisbehaved { peer, .. } if *peer == mallory)));
+    assert!(!h.node(&sn).links().any(|l| *l == mallory), "disconnected");
+    let msg = h.send_chat(friend, victim, "still there?");
+    h.run_for(20 * SECS);
+    assert!(matches!(h.outcome(friend, msg), Some(Ok(_))));
+}

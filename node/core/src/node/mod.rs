@@ -444,7 +444,18 @@ impl Node {
                     }
                 }
             }
-            Message::Routed(p) => self.handle_packet(now, Some(from), p),
+            Message::Routed(p) => {
+                // An ordinary node speaks only for itself: a packet it hands
+                // us in another node's name is a forgery.
+                let from_ordinary =
+                    self.links.get(&from).and_then(|l| l.role) == Some(Role::Ordinary);
+                if from_ordinary && p.src != from {
+                    let reason = format!("sent a packet in the name of {}", p.src);
+                    self.misbehaved(now, from, reason);
+                    return;
+                }
+                self.handle_packet(now, Some(from), p)
+            }
             Message::StaleLocation(s) => self.router.cache_mut().remove(&s.node),
         }
     }
