@@ -7,6 +7,8 @@
 //!
 //! - [`config`]: the scenario file (TOML), documented in `sim-configs/README.md`;
 //! - `world`: the event loop, network model, churn, workload and invariants;
+//! - `event`: the world's events;
+//! - `verifier`: signature checks of frames in flight on the second core;
 //! - [`metrics`]: the JSON document a run writes;
 //! - `report`: the summary table, wall-clock figures and SVG plots.
 //!
@@ -23,9 +25,11 @@
 
 pub mod config;
 mod dist;
+mod event;
 pub mod metrics;
 mod queue;
 mod report;
+mod verifier;
 mod world;
 
 #[cfg(test)]

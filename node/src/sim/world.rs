@@ -41,96 +41,13 @@ use skyhop_core::{
 
 use super::config::SimConfig;
 use super::dist::{self, millis, secs};
+use super::event::Ev;
 use super::metrics::{
     round3, AttachSample, CounterTotals, Delivery, DeliverySample, InvariantChecks, KindTraffic,
     Metrics, NodeCounts, Reattach, Summary, SupernodeLoad, Traffic, Violation,
 };
 use super::queue::{Entry, EventQueue};
-
-/// What happens at a point in virtual time.
-enum Ev {
-    /// A node starts (first start or restart).
-    Start { slot: u32 },
-    /// A node's timer deadline.
-    Wake { slot: u32, inc: u32 },
-    /// A frame arrives.
-    Frame {
-        from: u32,
-        to: u32,
-        epoch: u64,
-        msg: Box<Message>,
-    },
-    /// A dial completes: the link is up at both ends.
-    LinkUp {
-        a: u32,
-        a_inc: u32,
-        b: u32,
-        b_inc: u32,
-        latency: SimTime,
-    },
-    /// The peer closed the link; `at` learns it.
-    LinkDown { at: u32, peer: u32, epoch: u64 },
-    /// A dial failed.
-    DialFailed { slot: u32, inc: u32, peer: NodeId },
-    /// An ordinary node's session ends.
-    SessionEnd { slot: u32, inc: u32 },
-    /// Supernode kill number `index` of the scenario.
-    SnKill { index: usize },
-    /// Restart storm number `index` begins.
-    Storm { index: usize },
-    /// One node of a storm restarts.
-    StormRestart {
-        slot: u32,
-        inc: u32,
-        downtime: SimTime,
-    },
-    /// A partition starts or heals.
-    Topology,
-    /// The next chat message of the workload.
-    Chat,
-    /// Periodic sampling and invariant checks.
-    Sample,
-}
-
-impl Ev {
-    /// Names of the kinds, indexed by [`Ev::index`], then `wake_stale`.
-    const NAMES: [&'static str; 14] = [
-        "start",
-        "wake",
-        "frame",
-        "link_up",
-        "link_down",
-        "dial_failed",
-        "session_end",
-        "sn_kill",
-        "storm",
-        "storm_restart",
-        "topology",
-        "chat",
-        "sample",
-        "wake_stale",
-    ];
-    const WAKE: usize = 1;
-    const WAKE_STALE: usize = 13;
-
-    fn index(&self) -> usize {
-        match self {
-            Ev::Start { .. } => 0,
-            Ev::Wake { .. } => 1,
-            Ev::Frame { .. } => 2,
-            Ev::LinkUp { .. } => 3,
-            Ev::LinkDown { .. } => 4,
-            Ev::DialFailed { .. } => 5,
-            Ev::SessionEnd { .. } => 6,
-            Ev::SnKill { .. } => 7,
-            Ev::Storm { .. } => 8,
-            Ev::StormRestart { .. } => 9,
-            Ev::Topology => 10,
-            Ev::Chat => 11,
-            Ev::Sample => 12,
-        }
-    }
-}
+use super::verifier::Verifier;
 
 /// One end of a link, held by the node at that end.
 struct LinkEnd {
@@ -224,10 +141,8 @@ pub struct World {
     /// Signed statements verified so far, shared by every node and the
     /// verifier thread.
     memo: Arc<SignatureMemo>,
-    /// Frames with signed statements, for the verifier thread.
-    preverify: Option<std::sync::mpsc::SyncSender<Vec<Message>>>,
-    /// The batch being gathered for it.
-    preverify_batch: Vec<Message>,
+    /// Signature checks of frames in flight.
+    verifier: Verifier,
     processed: u64,
     by_kind: [u64; Ev::NAMES.len()],
     last_topology: SimTime,
@@ -276,37 +191,6 @@ fn identities(seed: u64, count: u64) -> Vec<Identity> {
     })
 }
 
-/// Batches queued for the verifier at most.
-const PREVERIFY_QUEUE: usize = 256;
-/// Frames per batch: one hand-off per frame cost a futex wake-up each.
-const PREVERIFY_BATCH: usize = 32;
-
-/// Starts the thread that verifies the signed statements of frames while
-/// they are in flight, so that the receiving node finds them in the
-/// world's memo of verified signatures (shared with every node) instead of
-/// spending ~40 µs of the event loop's thread on each. Results never flow back into the world: a
-/// node verifies (or hits the memo) exactly as without the thread, so the
-/// run stays a function of the seed. None on a one-core machine, or when no
-/// thread can be started.
-fn spawn_verifier(memo: Arc<SignatureMemo>) -> Option<std::sync::mpsc::SyncSender<Vec<Message>>> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 {
-        return None;
-    }
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Message>>(PREVERIFY_QUEUE);
-    std::thread::Builder::new()
-        .name("sim-verifier".into())
-        .spawn(move || {
-            for batch in rx {
-                for msg in &batch {
-                    memo.preverify(msg);
-                }
-            }
-        })
-        .ok()?;
-    Some(tx)
-}
-
 impl Pool {
     fn insert(&mut self, slots: &mut [Slot], s: u32) {
         slots[s as usize].pool_pos = self.members.len() as u32;
@@ -352,9 +236,8 @@ impl World {
             ons: Pool::default(),
             next_epoch: 1,
             scratch: Vec::with_capacity(1024),
-            preverify: spawn_verifier(Arc::clone(&memo)),
+            verifier: Verifier::spawn(Arc::clone(&memo)),
             memo,
-            preverify_batch: Vec::new(),
             processed: 0,
             by_kind: [0; Ev::NAMES.len()],
             last_topology: 0,
@@ -960,16 +843,7 @@ impl World {
             self.traffic.dropped_partition += 1;
             return;
         }
-        if let Some(v) = &self.preverify {
-            if skyhop_protocol::sign::carries_signature(&msg) {
-                self.preverify_batch.push(msg.clone());
-                if self.preverify_batch.len() >= PREVERIFY_BATCH {
-                    // Full: the receivers verify for themselves, as they
-                    // would anyway.
-                    let _ = v.try_send(std::mem::take(&mut self.preverify_batch));
-                }
-            }
-        }
+        self.verifier.in_flight(&msg);
         let extra = self.loss_delay();
         let now = self.now;
         let Some(end) = self.slots[from as usize].links.get_mut(&to) else {
