@@ -6,7 +6,8 @@
 //! reports metrics.
 //!
 //! - [`config`]: the scenario file (TOML), documented in `sim-configs/README.md`;
-//! - `world`: the event loop, network model, churn, workload and invariants;
+//! - `world`: the event loop, churn, workload and invariants;
+//! - `net`: the network model (links, latency, loss, partitions);
 //! - `event`: the world's events;
 //! - `verifier`: signature checks of frames in flight on the second core;
 //! - [`metrics`]: the JSON document a run writes;
@@ -27,6 +28,7 @@ pub mod config;
 mod dist;
 mod event;
 pub mod metrics;
+mod net;
 mod queue;
 mod report;
 mod verifier;

@@ -10,18 +10,7 @@
 //!   keeps its slot and identity and gets a new incarnation number, which
 //!   invalidates the events scheduled for the old one. The id-to-slot map is
 //!   a `HashMap` only ever queried, never iterated.
-//! - A link is two ends, one per node, sharing an epoch. Frames carry the
-//!   epoch and are delivered only while the receiver's end has it, so frames
-//!   of a closed (or replaced) link never leak into a new one. A close is
-//!   seen by the peer after the last frame sent before it, as with TCP's FIN.
-//! - Frames on one link direction arrive in order (a TCP stream): the
-//!   arrival time never goes below the previous frame's.
-//! - Loss: skyhop links are TCP streams, so a lost segment shows up as
-//!   latency, not as a missing frame. A frame is "lost" with probability
-//!   `loss` per transmission and then waits an RTO (doubling) per loss.
-//! - Partitions: frames across the cut are dropped (the stream stalls and,
-//!   past the heartbeat timeout, the nodes close the link themselves);
-//!   dials across the cut fail after the connect timeout.
+//! - The network model (links, latency, loss, partitions) is `net.rs`.
 //! - Each node's wake-up is scheduled once per distinct deadline: a wake
 //!   event whose time no longer matches the node's deadline is stale and
 //!   skipped, which keeps the queue proportional to the nodes and frames in
@@ -46,28 +35,19 @@ use super::metrics::{
     round3, AttachSample, CounterTotals, Delivery, DeliverySample, InvariantChecks, KindTraffic,
     Metrics, NodeCounts, Reattach, Summary, SupernodeLoad, Traffic, Violation,
 };
+use super::net::{self, Arrival, Network, Transit};
 use super::queue::{Entry, EventQueue};
 use super::verifier::Verifier;
-
-/// One end of a link, held by the node at that end.
-struct LinkEnd {
-    epoch: u64,
-    latency: SimTime,
-    /// Arrival time of the last frame sent from this end.
-    last_arrival: SimTime,
-}
 
 /// A node index's state across incarnations.
 struct Slot {
     id: NodeId,
     role: Role,
-    site: u32,
     inc: u32,
     node: Option<Box<Node>>,
     /// The key pair made with the slot, until its first start takes it
     /// (a restart derives it again: key generation is costly at 10^6 nodes).
     identity: Option<Identity>,
-    links: BTreeMap<u32, LinkEnd>,
     wake_at: Option<SimTime>,
     started_at: SimTime,
     attached_at: Option<SimTime>,
@@ -129,14 +109,13 @@ pub struct World {
     warmup: SimTime,
     queue: EventQueue<Ev>,
     seq: u64,
-    net_rng: Xoshiro256PlusPlus,
     churn_rng: Xoshiro256PlusPlus,
     chat_rng: Xoshiro256PlusPlus,
     slots: Vec<Slot>,
     by_id: HashMap<NodeId, u32>,
     sns: Pool,
     ons: Pool,
-    next_epoch: u64,
+    net: Network,
     scratch: Vec<u8>,
     /// Signed statements verified so far, shared by every node and the
     /// verifier thread.
@@ -227,14 +206,13 @@ impl World {
             warmup,
             queue: EventQueue::default(),
             seq: 0,
-            net_rng: dist::stream_rng(seed, 1),
             churn_rng: dist::stream_rng(seed, 2),
             chat_rng: dist::stream_rng(seed, 3),
             slots: Vec::new(),
             by_id: HashMap::new(),
             sns: Pool::default(),
             ons: Pool::default(),
-            next_epoch: 1,
+            net: Network::new(&cfg.network, seed),
             scratch: Vec::with_capacity(1024),
             verifier: Verifier::spawn(Arc::clone(&memo)),
             memo,
@@ -287,14 +265,7 @@ impl World {
             let at = secs(w.cfg.churn.restart_storms[index].at_s);
             w.push(at, Ev::Storm { index });
         }
-        let bounds: Vec<SimTime> = w
-            .cfg
-            .network
-            .partitions
-            .iter()
-            .flat_map(|p| [secs(p.start_s), secs(p.end_s)])
-            .collect();
-        for at in bounds {
+        for at in w.net.topology_changes() {
             w.push(at, Ev::Topology);
         }
         if w.cfg.workload.rate_per_node_per_min > 0.0 && chat_start < chat_stop {
@@ -310,18 +281,14 @@ impl World {
         let index = self.slots.len() as u64;
         let identity = identity.unwrap_or_else(|| dist::node_identity(self.seed, index));
         let id = identity.id();
-        let site =
-            (dist::derive(self.seed, &[4, index]) % u64::from(self.cfg.network.sites)) as u32;
         let s = u32::try_from(index).expect("fewer than 2^32 nodes");
         self.by_id.insert(id, s);
         self.slots.push(Slot {
             id,
             role,
-            site,
             inc: 0,
             node: None,
             identity: Some(identity),
-            links: BTreeMap::new(),
             wake_at: None,
             started_at: 0,
             attached_at: None,
@@ -333,6 +300,7 @@ impl World {
             ttl_seen: 0,
             pool_pos: NOT_IN_POOL,
         });
+        self.net.add_slot(s);
         match role {
             Role::Supernode => self.counts.supernodes += 1,
             Role::Ordinary => self.counts.ordinary += 1,
@@ -411,14 +379,17 @@ impl World {
                 epoch,
                 msg,
             } => {
-                if self.cut(from, to) {
-                    self.traffic.dropped_partition += 1;
-                    return;
-                }
-                let from_id = self.slots[from as usize].id;
                 let now = self.now;
+                let open = match self.net.arrive(now, from, to, epoch) {
+                    Arrival::Cut => {
+                        self.traffic.dropped_partition += 1;
+                        return;
+                    }
+                    Arrival::Closed => false,
+                    Arrival::Open => true,
+                };
+                let from_id = self.slots[from as usize].id;
                 let sl = &mut self.slots[to as usize];
-                let open = sl.links.get(&from).is_some_and(|e| e.epoch == epoch);
                 match sl.node.as_mut() {
                     Some(node) if open => {
                         node.handle_message(now, from_id, *msg);
@@ -437,10 +408,8 @@ impl World {
             Ev::LinkDown { at, peer, epoch } => {
                 let now = self.now;
                 let peer_id = self.slots[peer as usize].id;
-                let sl = &mut self.slots[at as usize];
-                if sl.links.get(&peer).is_some_and(|e| e.epoch == epoch) {
-                    sl.links.remove(&peer);
-                    if let Some(node) = sl.node.as_mut() {
+                if self.net.close_seen(at, peer, epoch) {
+                    if let Some(node) = self.slots[at as usize].node.as_mut() {
                         node.handle_link_down(now, peer_id);
                         self.drain(at);
                     }
@@ -542,8 +511,8 @@ impl World {
         sl.joined = false;
         sl.wake_at = None;
         sl.ttl_seen = 0;
-        sl.links.clear();
         let inc = sl.inc;
+        self.net.drop_links(slot);
         match role {
             Role::Supernode => {
                 self.sns.insert(&mut self.slots, slot);
@@ -594,7 +563,6 @@ impl World {
             return;
         };
         sl.saved_host_cache = node.host_cache();
-        sl.links.clear();
         sl.wake_at = None;
         sl.attached_at = None;
         sl.departures.push(now);
@@ -619,6 +587,7 @@ impl World {
                 self.orphans_departed += 1;
             }
         }
+        self.net.drop_links(slot);
         self.live_changed(-1);
     }
 
@@ -675,51 +644,6 @@ impl World {
 
     // ----- network -----
 
-    fn cut(&self, a: u32, b: u32) -> bool {
-        let parts = &self.cfg.network.partitions;
-        if parts.is_empty() {
-            return false;
-        }
-        let now = self.now;
-        let (sa, sb) = (self.slots[a as usize].site, self.slots[b as usize].site);
-        parts.iter().any(|p| {
-            secs(p.start_s) <= now
-                && now < secs(p.end_s)
-                && p.sites.contains(&sa) != p.sites.contains(&sb)
-        })
-    }
-
-    fn draw_latency(&mut self, a: u32, b: u32) -> SimTime {
-        let same_site = self.slots[a as usize].site == self.slots[b as usize].site;
-        let l = if same_site {
-            &self.cfg.network.lan_latency
-        } else {
-            &self.cfg.network.wan_latency
-        };
-        dist::latency(&mut self.net_rng, l)
-    }
-
-    /// Extra delay of a frame from TCP retransmissions.
-    fn loss_delay(&mut self) -> SimTime {
-        let loss = self.cfg.network.loss;
-        if loss <= 0.0 {
-            return 0;
-        }
-        let mut rto = millis(self.cfg.network.rto_ms);
-        let mut extra = 0;
-        for _ in 0..8 {
-            if self.net_rng.random::<f64>() >= loss {
-                break;
-            }
-            extra += rto;
-            rto = rto.saturating_mul(2);
-        }
-        if extra > 0 {
-            self.traffic.retransmitted += 1;
-        }
-        extra
-    }
-
     fn link_up(&mut self, a: u32, a_inc: u32, b: u32, b_inc: u32, latency: SimTime) {
         let now = self.now;
         let alive = |s: &Slot, inc: u32| s.inc == inc && s.node.is_some();
@@ -729,7 +653,7 @@ impl World {
             return;
         }
         let b_id = self.slots[b as usize].id;
-        if !b_ok || self.cut(a, b) {
+        if !b_ok || self.net.cut(now, a, b) {
             self.push(
                 now,
                 Ev::DialFailed {
@@ -740,25 +664,13 @@ impl World {
             );
             return;
         }
-        let existing = self.slots[a as usize].links.get(&b).map(|e| e.epoch);
-        if existing.is_some() && existing == self.slots[b as usize].links.get(&a).map(|e| e.epoch) {
+        if self.net.open(now, a, b, latency).is_none() {
             // Both sides dialed each other; the first link stands.
             return;
         }
-        let epoch = self.next_epoch;
-        self.next_epoch += 1;
         let a_id = self.slots[a as usize].id;
-        for (x, y, y_id) in [(a, b, b_id), (b, a, a_id)] {
-            let sl = &mut self.slots[x as usize];
-            sl.links.insert(
-                y,
-                LinkEnd {
-                    epoch,
-                    latency,
-                    last_arrival: now,
-                },
-            );
-            if let Some(node) = sl.node.as_mut() {
+        for (x, y_id) in [(a, b_id), (b, a_id)] {
+            if let Some(node) = self.slots[x as usize].node.as_mut() {
                 node.handle_link_up(now, y_id);
             }
         }
@@ -806,7 +718,7 @@ impl World {
         };
         // A frame for a peer this node has no link to never reaches the wire.
         let to = match self.by_id.get(&to_id) {
-            Some(&to) if self.slots[from as usize].links.contains_key(&to) => to,
+            Some(&to) if self.net.has_link(from, to) => to,
             _ => {
                 self.traffic.dropped_no_link += 1;
                 return;
@@ -838,20 +750,25 @@ impl World {
                 self.traffic.maintenance += len;
             }
         }
-        // Sent, but lost in the cut.
-        if self.cut(from, to) {
-            self.traffic.dropped_partition += 1;
-            return;
-        }
-        self.verifier.in_flight(&msg);
-        let extra = self.loss_delay();
         let now = self.now;
-        let Some(end) = self.slots[from as usize].links.get_mut(&to) else {
-            return;
+        let (arrive, epoch) = match self.net.send(now, from, to) {
+            // Sent, but lost in the cut.
+            Transit::Cut => {
+                self.traffic.dropped_partition += 1;
+                return;
+            }
+            Transit::Arrives {
+                at,
+                epoch,
+                retransmitted,
+            } => {
+                if retransmitted {
+                    self.traffic.retransmitted += 1;
+                }
+                (at, epoch)
+            }
         };
-        let arrive = (now + end.latency + extra).max(end.last_arrival);
-        end.last_arrival = arrive;
-        let epoch = end.epoch;
+        self.verifier.in_flight(&msg);
         let msg = if self.cfg.network.roundtrip_codec {
             match codec::decode_frame(&self.scratch) {
                 Ok(m) => m,
@@ -881,33 +798,29 @@ impl World {
             Action::Dial { id: Some(peer), .. } => {
                 let target = self.by_id.get(&peer).copied();
                 let Some(to) = target.filter(|t| *t != slot) else {
-                    let at = now + millis(self.cfg.network.connect_timeout_ms);
+                    let at = self.net.unreachable(now);
                     self.push(at, Ev::DialFailed { slot, inc, peer });
                     return;
                 };
-                if self.slots[slot as usize].links.contains_key(&to) {
+                if self.net.has_link(slot, to) {
                     return;
                 }
-                let latency = self.draw_latency(slot, to);
-                if self.cut(slot, to) {
-                    let at = now + millis(self.cfg.network.connect_timeout_ms);
-                    self.push(at, Ev::DialFailed { slot, inc, peer });
-                } else if self.slots[to as usize].node.is_none() {
-                    // Nobody listens: refused after a round trip.
-                    self.push(now + 2 * latency, Ev::DialFailed { slot, inc, peer });
-                } else {
-                    // TCP and Noise handshakes: about three one-way trips.
-                    let b_inc = self.slots[to as usize].inc;
-                    self.push(
-                        now + 3 * latency,
-                        Ev::LinkUp {
-                            a: slot,
-                            a_inc: inc,
-                            b: to,
-                            b_inc,
-                            latency,
-                        },
-                    );
+                let listening = self.slots[to as usize].node.is_some();
+                match self.net.dial(now, slot, to, listening) {
+                    net::Dial::Fails { at } => self.push(at, Ev::DialFailed { slot, inc, peer }),
+                    net::Dial::Connects { at, latency } => {
+                        let b_inc = self.slots[to as usize].inc;
+                        self.push(
+                            at,
+                            Ev::LinkUp {
+                                a: slot,
+                                a_inc: inc,
+                                b: to,
+                                b_inc,
+                                latency,
+                            },
+                        );
+                    }
                 }
             }
             Action::Dial { id: None, .. } => {
@@ -919,14 +832,13 @@ impl World {
                 let Some(&to) = self.by_id.get(&peer) else {
                     return;
                 };
-                if let Some(end) = self.slots[slot as usize].links.remove(&to) {
-                    let at = (now + end.latency).max(end.last_arrival) + 1;
+                if let Some((at, epoch)) = self.net.close(now, slot, to) {
                     self.push(
                         at,
                         Ev::LinkDown {
                             at: to,
                             peer: slot,
-                            epoch: end.epoch,
+                            epoch,
                         },
                     );
                 }
