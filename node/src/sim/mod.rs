@@ -6,10 +6,15 @@
 //! reports metrics.
 //!
 //! - [`config`]: the scenario file (TOML), documented in `sim-configs/README.md`;
-//! - `world`: the event loop, churn, workload and invariants;
+//! - `world`: the event queue and loop, dispatching each event (`event`) to
+//!   the parts below, and the one drain of a node's outputs;
+//! - `population`: node slots, starts, stops and churn;
 //! - `net`: the network model (links, latency, loss, partitions);
-//! - `event`: the world's events;
+//! - `workload`: the chat workload;
+//! - `recorder`: what the metrics count, and the metrics at the end;
+//! - `invariants`: the checks that stop a run;
 //! - `verifier`: signature checks of frames in flight on the second core;
+//! - `queue` and `dist`: the calendar queue, seeds and distributions;
 //! - [`metrics`]: the JSON document a run writes;
 //! - `report`: the summary table, wall-clock figures and SVG plots.
 //!
@@ -27,11 +32,15 @@
 pub mod config;
 mod dist;
 mod event;
+mod invariants;
 pub mod metrics;
 mod net;
+mod population;
 mod queue;
+mod recorder;
 mod report;
 mod verifier;
+mod workload;
 mod world;
 
 #[cfg(test)]
