@@ -5,7 +5,8 @@
 //! home supernodes.
 //!
 //! It reads the population and reports a violation as a message; the world
-//! stops the run on the first one.
+//! stops the run on the first one. It owns the invariants' RNG stream
+//! (which records a sample checks), so its settings never change the run.
 //!
 //! # Implementation notes
 //! The overlay is steady when no supernode started, died or restarted, no
@@ -15,13 +16,14 @@
 //! are kept per slot, and a node that goes away hands in what it counted
 //! since.
 
+use rand::rngs::Xoshiro256PlusPlus;
 use rand::RngExt;
 use skyhop_protocol::{Distance, NodeId};
 
 use skyhop_core::{Counters, DropReason, SimTime, SECS};
 
 use super::config::SimConfig;
-use super::dist::secs;
+use super::dist::{self, secs};
 use super::metrics::{CounterTotals, InvariantChecks};
 use super::population::Population;
 
@@ -53,11 +55,14 @@ pub struct Invariants {
     ttl_total: u64,
     /// The most hops a delivered packet took.
     max_hops: u8,
+    /// The invariants' RNG stream: which records are checked. Its own, so
+    /// that the invariant settings never change the run they check.
+    rng: Xoshiro256PlusPlus,
 }
 
 impl Invariants {
-    /// The checks of `cfg`.
-    pub fn new(cfg: &SimConfig) -> Invariants {
+    /// The checks of `cfg`, seeded by the world seed.
+    pub fn new(cfg: &SimConfig, seed: u64) -> Invariants {
         let inv = &cfg.invariants;
         Invariants {
             settle: secs(inv.settle_s),
@@ -73,6 +78,7 @@ impl Invariants {
             ttl_seen: Vec::new(),
             ttl_total: 0,
             max_hops: 0,
+            rng: dist::stream_rng(seed, dist::stream::INVARIANTS),
         }
     }
 
@@ -113,7 +119,7 @@ impl Invariants {
 
     /// The periodic check at `now`: TTL expiries and, in a steady window,
     /// location records. The first violation found, if any.
-    pub fn sample(&mut self, now: SimTime, pop: &mut Population) -> Result<(), String> {
+    pub fn sample(&mut self, now: SimTime, pop: &Population) -> Result<(), String> {
         // TTL expiries since the last sample.
         let mut delta = 0;
         for (slot, _, node) in pop.running() {
@@ -148,7 +154,7 @@ impl Invariants {
 
     /// Every attached ordinary node (a deterministic sample of them) has a
     /// live record of its primary on its home supernodes.
-    fn check_records(&mut self, now: SimTime, pop: &mut Population) -> Result<(), String> {
+    fn check_records(&mut self, now: SimTime, pop: &Population) -> Result<(), String> {
         let want = self.record_sample;
         if want == 0 || pop.supernodes().is_empty() {
             return Ok(());
@@ -165,10 +171,7 @@ impl Invariants {
             return Ok(());
         }
         let step = ons.len().div_ceil(want).max(1);
-        // Drawn from the churn stream: a change to the record sampling
-        // moves the churn too.
-        let offset = pop.churn_rng().random_range(0..step);
-        let pop = &*pop;
+        let offset = self.rng.random_range(0..step);
         let mut sns: Vec<(NodeId, u32)> =
             pop.supernodes().iter().map(|s| (pop.id(*s), *s)).collect();
         sns.sort_unstable();

@@ -25,9 +25,11 @@
 //! # Implementation notes
 //! Seeds flow from the world seed: each node's identity secret and RNG seed
 //! are derived with splitmix64 from the world seed and the node's index (and
-//! incarnation, for the RNG), and the world draws latencies, churn and chat
-//! pairs from three separate seeded streams. Nothing reads a clock except the
-//! wall-clock timer in [`run`], which only feeds the perf report.
+//! incarnation, for the RNG), and the world draws latencies, churn, chat
+//! pairs and the invariants' record samples from four separate seeded
+//! streams (`dist::stream`), so that a setting of one part never moves the
+//! draws of another. Nothing reads a clock except the wall-clock timer in
+//! [`run`], which only feeds the perf report.
 
 pub mod config;
 mod dist;

@@ -143,7 +143,7 @@ impl Network {
                 .collect(),
             site_count: u64::from(cfg.sites),
             seed,
-            rng: dist::stream_rng(seed, 1),
+            rng: dist::stream_rng(seed, dist::stream::NETWORK),
             sites: Vec::new(),
             links: Vec::new(),
             next_epoch: 1,

@@ -187,7 +187,7 @@ impl Population {
             node_cfg: cfg.node.clone(),
             cfg: cfg.population.clone(),
             churn: cfg.churn.clone(),
-            rng: dist::stream_rng(seed, 2),
+            rng: dist::stream_rng(seed, dist::stream::CHURN),
             slots: Vec::new(),
             by_id: HashMap::new(),
             sns: Pool::default(),
@@ -465,10 +465,5 @@ impl Population {
             .iter()
             .enumerate()
             .filter_map(|(i, sl)| Some((i as u32, sl.role, sl.node.as_deref()?)))
-    }
-
-    /// The churn stream, for the invariant sampling that still draws from it.
-    pub fn churn_rng(&mut self) -> &mut Xoshiro256PlusPlus {
-        &mut self.rng
     }
 }

@@ -65,7 +65,7 @@ impl Workload {
             start: active.then_some(start),
             stop,
             sent: 0,
-            rng: dist::stream_rng(seed, 3),
+            rng: dist::stream_rng(seed, dist::stream::CHAT),
             contact_lists: Vec::new(),
         }
     }

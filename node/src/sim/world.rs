@@ -112,7 +112,7 @@ impl World {
             net: Network::new(&cfg.network, seed),
             work: Workload::new(&cfg, seed),
             rec: Recorder::new(secs(cfg.warmup_s)),
-            inv: Invariants::new(&cfg),
+            inv: Invariants::new(&cfg, seed),
             verifier: Verifier::spawn(memo),
             scratch: Vec::with_capacity(1024),
             cfg,
@@ -307,7 +307,7 @@ impl World {
             Ev::Chat => self.chat(),
             Ev::Sample => {
                 self.rec.sample_attachment(now, &self.pop);
-                if let Err(what) = self.inv.sample(now, &mut self.pop) {
+                if let Err(what) = self.inv.sample(now, &self.pop) {
                     self.fail(what);
                 }
                 self.push(now + secs(self.cfg.sample_interval_s), Ev::Sample);
