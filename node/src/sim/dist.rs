@@ -33,8 +33,22 @@ pub fn node_rng_seed(seed: u64, index: u64, incarnation: u64) -> u64 {
     derive(seed, &[2, index, incarnation])
 }
 
+/// The world's RNG streams, one per purpose (see [`stream_rng`]).
+pub mod stream {
+    /// Latencies and losses: the network model.
+    pub const NETWORK: u64 = 1;
+    /// Start times, bootstrap picks, sessions, kills and storms: the
+    /// population.
+    pub const CHURN: u64 = 2;
+    /// Chat pairs, contacts and gaps: the workload.
+    pub const CHAT: u64 = 3;
+    /// Which location records are checked: the invariants.
+    pub const INVARIANTS: u64 = 4;
+}
+
 /// A world RNG for one purpose (`stream`), so that e.g. changing the chat
-/// rate does not change the latencies drawn.
+/// rate does not change the latencies drawn, nor an invariant setting the
+/// churn.
 pub fn stream_rng(seed: u64, stream: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(derive(seed, &[3, stream]))
 }

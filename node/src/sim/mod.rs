@@ -6,7 +6,15 @@
 //! reports metrics.
 //!
 //! - [`config`]: the scenario file (TOML), documented in `sim-configs/README.md`;
-//! - `world`: the event loop, network model, churn, workload and invariants;
+//! - `world`: the event queue and loop, dispatching each event (`event`) to
+//!   the parts below, and the one drain of a node's outputs;
+//! - `population`: node slots, starts, stops and churn;
+//! - `net`: the network model (links, latency, loss, partitions);
+//! - `workload`: the chat workload;
+//! - `recorder`: what the metrics count, and the metrics at the end;
+//! - `invariants`: the checks that stop a run;
+//! - `verifier`: signature checks of frames in flight on the second core;
+//! - `queue` and `dist`: the calendar queue, seeds and distributions;
 //! - [`metrics`]: the JSON document a run writes;
 //! - `report`: the summary table, wall-clock figures and SVG plots.
 //!
@@ -17,15 +25,24 @@
 //! # Implementation notes
 //! Seeds flow from the world seed: each node's identity secret and RNG seed
 //! are derived with splitmix64 from the world seed and the node's index (and
-//! incarnation, for the RNG), and the world draws latencies, churn and chat
-//! pairs from three separate seeded streams. Nothing reads a clock except the
-//! wall-clock timer in [`run`], which only feeds the perf report.
+//! incarnation, for the RNG), and the world draws latencies, churn, chat
+//! pairs and the invariants' record samples from four separate seeded
+//! streams (`dist::stream`), so that a setting of one part never moves the
+//! draws of another. Nothing reads a clock except the wall-clock timer in
+//! [`run`], which only feeds the perf report.
 
 pub mod config;
 mod dist;
+mod event;
+mod invariants;
 pub mod metrics;
+mod net;
+mod population;
 mod queue;
+mod recorder;
 mod report;
+mod verifier;
+mod workload;
 mod world;
 
 #[cfg(test)]

@@ -162,6 +162,40 @@ fn a_ttl_too_small_for_the_overlay_is_a_violation_with_time_and_event() {
     assert_eq!(m.seed, 3);
 }
 
+/// The invariant sampling draws from a stream of its own: checking more or
+/// fewer location records changes nothing a user would see of the run (who
+/// joins, leaves and crashes, what is sent and delivered), only the tally of
+/// checks.
+#[test]
+fn the_invariant_settings_do_not_change_the_churn() {
+    let run = |record_sample: u32| {
+        let text = format!("{TINY}\n[invariants]\nsettle_s = 5\nrecord_sample = {record_sample}\n");
+        let cfg = SimConfig::parse(&text, "tiny-inv").expect("valid");
+        let m = simulate(&cfg, 11);
+        assert!(m.passed, "record_sample {record_sample}: {:?}", m.violation);
+        m
+    };
+    let (none, some) = (run(0), run(4));
+    assert_eq!(none.invariants.records_checked, 0);
+    assert!(some.invariants.records_checked > 0, "records were checked");
+    assert!(none.nodes.left + none.nodes.crashed > 0, "sessions ended");
+    let nodes = |m: &super::Metrics| serde_json::to_string(&m.nodes).expect("serializes");
+    assert_eq!(nodes(&none), nodes(&some), "the churn moved");
+    let without_checks = |m: &super::Metrics| {
+        let mut v = serde_json::to_value(m).expect("metrics serialize");
+        let o = v.as_object_mut().expect("an object");
+        o.remove("invariants");
+        o.remove("config");
+        v
+    };
+    assert!(
+        without_checks(&none) == without_checks(&some),
+        "the run moved: {} / {} events",
+        none.events,
+        some.events
+    );
+}
+
 #[test]
 fn the_command_writes_metrics_perf_and_plots() {
     let dir = std::env::temp_dir().join(format!("skyhop-sim-test-{}", std::process::id()));

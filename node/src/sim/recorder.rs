@@ -1,0 +1,466 @@
+//! The recorder: what a run measures as it goes (traffic by kind, live
+//! node-seconds, every chat message and its outcome, join and reattach
+//! times, attachment samples, the counters of departed nodes) and, at the
+//! end, the [`Metrics`] document built from it.
+//!
+//! The world tells it what happened; it draws nothing and schedules
+//! nothing, so it cannot change a run, only describe it.
+
+use std::collections::BTreeMap;
+
+use skyhop_protocol::{Body, Message, MsgId, Role};
+
+use skyhop_core::{ChatFailure, Counters, SimTime, MILLIS, SECS};
+
+use super::config::SimConfig;
+use super::dist::{millis, secs};
+use super::invariants::Invariants;
+use super::metrics::{
+    round3, AttachSample, CounterTotals, Delivery, DeliverySample, KindTraffic, Metrics, Reattach,
+    Summary, SupernodeLoad, Traffic, Violation,
+};
+use super::population::Population;
+
+/// A chat message being tracked.
+struct MsgTrack {
+    /// The recipient's slot.
+    to: u32,
+    /// When the sender's node took it.
+    sent_at: SimTime,
+    /// Delivered (latency, hops) or failed, once known.
+    outcome: Option<Result<(SimTime, u8), ChatFailure>>,
+}
+
+/// Traffic counters.
+#[derive(Default)]
+struct TrafficCounters {
+    /// Frames and bytes after the warm-up, by (routed, message kind).
+    by_kind: BTreeMap<(bool, &'static str), KindTraffic>,
+    /// Non-chat bytes after the warm-up.
+    maintenance: u64,
+    /// Chat, ack and not-found bytes after the warm-up.
+    chat: u64,
+    /// Frames put on a link over the whole run.
+    frames_total: u64,
+    /// Their bytes.
+    bytes_total: u64,
+    /// Frames for a peer the sender had no link to.
+    dropped_no_link: u64,
+    /// Frames that found a closed link or a dead node.
+    dropped_at_arrival: u64,
+    /// Frames lost in a partition.
+    dropped_partition: u64,
+    /// Frames delayed by a lost transmission.
+    retransmitted: u64,
+}
+
+/// What the event loop knows of a finished run.
+pub struct RunEnd {
+    /// The scenario as run.
+    pub cfg: SimConfig,
+    /// The world seed.
+    pub seed: u64,
+    /// Where the simulated clock stopped.
+    pub now: SimTime,
+    /// Events processed.
+    pub events: u64,
+    /// Events processed, by kind (kinds that never happened left out).
+    pub events_by_kind: BTreeMap<&'static str, u64>,
+    /// The violation that stopped the run, if any.
+    pub violation: Option<Violation>,
+}
+
+/// The run's measurements; see the module doc.
+pub struct Recorder {
+    /// Start of the measurement window.
+    warmup: SimTime,
+    /// Bytes and frames on the wire.
+    traffic: TrafficCounters,
+    /// Nodes up now.
+    live_count: u64,
+    /// When `live_count` last changed.
+    live_since: SimTime,
+    /// Live node-seconds in the window so far.
+    node_seconds: f64,
+    /// Every message handed to a sender, by (sender slot, message id).
+    msgs: BTreeMap<(u32, u64), MsgTrack>,
+    /// Messages the sender's node refused.
+    refused: u64,
+    /// Start-to-first-attachment times, milliseconds.
+    join_times: Vec<f64>,
+    /// Ordinary nodes whose supernode was killed and that have not
+    /// reattached: slot -> (kill time, incarnation).
+    orphans: BTreeMap<u32, (SimTime, u32)>,
+    /// Kill-to-reattachment times.
+    reattach_times: Vec<SimTime>,
+    /// Orphans made by kills.
+    orphan_total: u64,
+    /// Orphans that went away before reattaching.
+    orphans_departed: u64,
+    /// Attachment samples.
+    attach_samples: Vec<AttachSample>,
+    /// Core counters of node incarnations that went away.
+    departed_counters: CounterTotals,
+    /// `PeerMisbehaved` events.
+    misbehaved: u64,
+}
+
+fn add_counters(totals: &mut CounterTotals, c: &Counters) {
+    totals.forwarded += c.forwarded;
+    totals.delivered += c.delivered;
+    totals.forged += c.forged;
+    for (k, v) in &c.dropped {
+        *totals.dropped.entry(*k).or_default() += v;
+    }
+}
+
+impl Recorder {
+    /// A recorder whose measurement window opens at `warmup`.
+    pub fn new(warmup: SimTime) -> Recorder {
+        Recorder {
+            warmup,
+            traffic: TrafficCounters::default(),
+            live_count: 0,
+            live_since: 0,
+            node_seconds: 0.0,
+            msgs: BTreeMap::new(),
+            refused: 0,
+            join_times: Vec::new(),
+            orphans: BTreeMap::new(),
+            reattach_times: Vec::new(),
+            orphan_total: 0,
+            orphans_departed: 0,
+            attach_samples: Vec::new(),
+            departed_counters: CounterTotals::default(),
+            misbehaved: 0,
+        }
+    }
+
+    /// A frame of `len` bytes was put on a link at `now`.
+    pub fn frame_sent(&mut self, now: SimTime, msg: &Message, len: u64) {
+        let (routed, is_chat) = match msg {
+            Message::Routed(p) => (
+                true,
+                matches!(
+                    p.body,
+                    Body::Chat(_) | Body::ChatAck { .. } | Body::NotFound { .. }
+                ),
+            ),
+            _ => (false, false),
+        };
+        let t = &mut self.traffic;
+        t.frames_total += 1;
+        t.bytes_total += len;
+        if now >= self.warmup {
+            let k = t.by_kind.entry((routed, msg.kind())).or_default();
+            k.frames += 1;
+            k.bytes += len;
+            if is_chat {
+                t.chat += len;
+            } else {
+                t.maintenance += len;
+            }
+        }
+    }
+
+    /// A node sent a frame on no link, or dialed by address only.
+    pub fn dropped_no_link(&mut self) {
+        self.traffic.dropped_no_link += 1;
+    }
+
+    /// A frame found a closed link or a dead node.
+    pub fn dropped_at_arrival(&mut self) {
+        self.traffic.dropped_at_arrival += 1;
+    }
+
+    /// A frame was lost in a partition.
+    pub fn dropped_partition(&mut self) {
+        self.traffic.dropped_partition += 1;
+    }
+
+    /// A frame was delayed by a lost transmission.
+    pub fn retransmitted(&mut self) {
+        self.traffic.retransmitted += 1;
+    }
+
+    /// `delta` nodes came up (or went away) at `now`.
+    pub fn live_changed(&mut self, now: SimTime, delta: i64) {
+        let from = self.live_since.max(self.warmup);
+        if now > from {
+            self.node_seconds += self.live_count as f64 * (now - from) as f64 / SECS as f64;
+        }
+        self.live_since = now;
+        self.live_count = self.live_count.saturating_add_signed(delta);
+    }
+
+    /// The node of `from` took message `id` for `to` at `now`.
+    pub fn chat_sent(&mut self, from: u32, id: MsgId, to: u32, now: SimTime) {
+        self.msgs.insert(
+            (from, id.0),
+            MsgTrack {
+                to,
+                sent_at: now,
+                outcome: None,
+            },
+        );
+    }
+
+    /// A sender's node refused a message.
+    pub fn chat_refused(&mut self) {
+        self.refused += 1;
+    }
+
+    /// The sender `from` learnt the outcome of message `id` (the first
+    /// outcome counts).
+    pub fn chat_outcome(
+        &mut self,
+        from: u32,
+        id: MsgId,
+        outcome: Result<(SimTime, u8), ChatFailure>,
+    ) {
+        if let Some(m) = self.msgs.get_mut(&(from, id.0)) {
+            m.outcome.get_or_insert(outcome);
+        }
+    }
+
+    /// A node attached for the first time since its start, `join` after it.
+    pub fn joined(&mut self, join: SimTime) {
+        self.join_times.push(join as f64 / MILLIS as f64);
+    }
+
+    /// Incarnation `inc` of `slot` lost its supernode to a kill at `now`.
+    pub fn orphaned(&mut self, slot: u32, inc: u32, now: SimTime) {
+        self.orphans.insert(slot, (now, inc));
+        self.orphan_total += 1;
+    }
+
+    /// Incarnation `inc` of `slot` attached at `now`: an orphan reattached.
+    pub fn attached(&mut self, slot: u32, inc: u32, now: SimTime) {
+        if let Some((killed_at, orphan_inc)) = self.orphans.get(&slot).copied() {
+            if orphan_inc == inc {
+                self.orphans.remove(&slot);
+                self.reattach_times.push(now - killed_at);
+            }
+        }
+    }
+
+    /// A node reported that a peer misbehaved.
+    pub fn misbehaved(&mut self) {
+        self.misbehaved += 1;
+    }
+
+    /// Incarnation `inc` of `slot` went away at `now` with `counters`.
+    pub fn node_gone(&mut self, slot: u32, inc: u32, counters: &Counters, now: SimTime) {
+        add_counters(&mut self.departed_counters, counters);
+        if let Some((_, orphan_inc)) = self.orphans.get(&slot) {
+            if *orphan_inc == inc {
+                self.orphans.remove(&slot);
+                self.orphans_departed += 1;
+            }
+        }
+        self.live_changed(now, -1);
+    }
+
+    /// Samples the share of live ordinary nodes attached at `now`.
+    pub fn sample_attachment(&mut self, now: SimTime, pop: &Population) {
+        let live = pop.ordinary().len() as u64;
+        let attached = pop
+            .ordinary()
+            .iter()
+            .filter(|s| pop.attached_at(**s).is_some())
+            .count() as u64;
+        self.attach_samples.push(AttachSample {
+            t_s: round3(now as f64 / SECS as f64),
+            live,
+            attached,
+            ratio: if live == 0 {
+                1.0
+            } else {
+                round3(attached as f64 / live as f64 * 100.0) / 100.0
+            },
+        });
+    }
+
+    /// The metrics of the run that ended as `run` says, with the nodes of
+    /// `pop` as they are at the end and the checks of `inv`.
+    pub fn finish(mut self, run: RunEnd, pop: &Population, inv: &Invariants) -> Metrics {
+        let cfg = &run.cfg;
+        self.live_changed(run.now, 0);
+        let end = secs(cfg.duration_s);
+        let ttl = cfg.node.ttl;
+        let deadline = millis(cfg.workload.deadline_ms);
+        let horizon = cfg.node.chat_deadline + 5 * SECS;
+        let mut d = Delivery {
+            deadline_ms: cfg.workload.deadline_ms,
+            refused: self.refused,
+            ..Delivery::default()
+        };
+        let interval = secs(cfg.sample_interval_s).max(1);
+        let buckets = (end / interval + 1) as usize;
+        let mut over_time = vec![(0u64, 0u64); buckets];
+        let mut hops = Vec::new();
+        let mut latencies = Vec::new();
+        let mut histogram = vec![0u64; usize::from(ttl) + 1];
+        for ((from, _), m) in &self.msgs {
+            d.sent += 1;
+            let until = m.sent_at + horizon;
+            if pop.departed_within(*from, m.sent_at, until)
+                || pop.departed_within(m.to, m.sent_at, until)
+            {
+                d.excluded_endpoint_departed += 1;
+                continue;
+            }
+            if run.violation.is_some() && until > run.now {
+                // The run stopped before this message could finish.
+                d.excluded_endpoint_departed += 1;
+                continue;
+            }
+            d.eligible += 1;
+            let bucket = ((m.sent_at / interval) as usize).min(buckets - 1);
+            over_time[bucket].0 += 1;
+            match m.outcome {
+                Some(Ok((latency, h))) => {
+                    d.delivered += 1;
+                    over_time[bucket].1 += 1;
+                    if latency <= deadline {
+                        d.delivered_within_deadline += 1;
+                    }
+                    hops.push(f64::from(h));
+                    let last = histogram.len() - 1;
+                    histogram[usize::from(h).min(last)] += 1;
+                    latencies.push(latency as f64 / MILLIS as f64);
+                }
+                Some(Err(ChatFailure::Offline)) => d.failed_offline += 1,
+                Some(Err(ChatFailure::NotFound)) => d.failed_not_found += 1,
+                Some(Err(ChatFailure::TimedOut)) => d.failed_timed_out += 1,
+                None => d.unresolved += 1,
+            }
+        }
+        let ratio = |a: u64, b: u64| {
+            if b == 0 {
+                1.0
+            } else {
+                (a as f64 / b as f64 * 1e6).round() / 1e6
+            }
+        };
+        d.eventual_ratio = ratio(d.delivered, d.eligible);
+        d.within_deadline_ratio = ratio(d.delivered_within_deadline, d.eligible);
+        let delivery_over_time = over_time
+            .iter()
+            .enumerate()
+            .filter(|(_, (e, _))| *e > 0)
+            .map(|(i, (e, dl))| DeliverySample {
+                t_s: round3((i as u64 * interval) as f64 / SECS as f64),
+                eligible: *e,
+                delivered: *dl,
+                ratio: ratio(*dl, *e),
+            })
+            .collect();
+        // Orphans still alive and not reattached count as not reattached.
+        let counted = self.orphan_total - self.orphans_departed;
+        let within = self
+            .reattach_times
+            .iter()
+            .filter(|t| **t <= 30 * SECS)
+            .count() as u64;
+        let reattach = Reattach {
+            orphans: self.orphan_total,
+            excluded_departed: self.orphans_departed,
+            reattached: self.reattach_times.len() as u64,
+            within_30s: within,
+            within_30s_ratio: ratio(within, counted),
+            time_ms: Summary::of(
+                self.reattach_times
+                    .iter()
+                    .map(|t| *t as f64 / MILLIS as f64)
+                    .collect(),
+            ),
+        };
+        // Supernode load and counters of the living.
+        let mut totals = std::mem::take(&mut self.departed_counters);
+        let (mut clients, mut tables, mut links) = (Vec::new(), Vec::new(), Vec::new());
+        for (_, role, node) in pop.running() {
+            add_counters(&mut totals, node.counters());
+            if role == Role::Supernode {
+                clients.push(node.clients().count() as u64);
+                tables.push(node.table().len() as u64);
+                links.push(node.links().count() as u64);
+            }
+        }
+        totals.misbehaved_events = self.misbehaved;
+        let mean = |v: &[u64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                round3(v.iter().sum::<u64>() as f64 / v.len() as f64)
+            }
+        };
+        let supernodes = SupernodeLoad {
+            clients_mean: mean(&clients),
+            clients_max: clients.iter().copied().max().unwrap_or(0),
+            table_mean: mean(&tables),
+            table_min: tables.iter().copied().min().unwrap_or(0),
+            table_max: tables.iter().copied().max().unwrap_or(0),
+            links_mean: mean(&links),
+        };
+        let invariants = inv.report(&totals);
+        let traffic = self.traffic();
+        Metrics {
+            scenario: cfg.name.clone(),
+            seed: run.seed,
+            passed: run.violation.is_none(),
+            simulated_s: round3(run.now as f64 / SECS as f64),
+            events: run.events,
+            events_by_kind: run.events_by_kind,
+            nodes: pop.final_counts(),
+            delivery: d,
+            hops: Summary::of(hops),
+            hop_histogram: histogram,
+            chat_latency_ms: Summary::of(latencies),
+            join_time_ms: Summary::of(self.join_times),
+            reattach,
+            attached_over_time: self.attach_samples,
+            delivery_over_time,
+            traffic,
+            supernodes,
+            counters: totals,
+            invariants,
+            violation: run.violation,
+            config: run.cfg,
+        }
+    }
+
+    /// The traffic figures.
+    fn traffic(&self) -> Traffic {
+        let t = &self.traffic;
+        Traffic {
+            window_start_s: round3(self.warmup as f64 / SECS as f64),
+            node_seconds: round3(self.node_seconds),
+            maintenance_bytes: t.maintenance,
+            chat_bytes: t.chat,
+            maintenance_bytes_per_node_per_s: if self.node_seconds > 0.0 {
+                round3(t.maintenance as f64 / self.node_seconds)
+            } else {
+                0.0
+            },
+            by_kind: t
+                .by_kind
+                .iter()
+                .map(|((routed, k), v)| {
+                    let name = if *routed {
+                        format!("routed/{k}")
+                    } else {
+                        (*k).to_string()
+                    };
+                    (name, *v)
+                })
+                .collect(),
+            frames_total: t.frames_total,
+            bytes_total: t.bytes_total,
+            dropped_no_link: t.dropped_no_link,
+            dropped_at_arrival: t.dropped_at_arrival,
+            dropped_partition: t.dropped_partition,
+            retransmitted: t.retransmitted,
+        }
+    }
+}
