@@ -37,7 +37,9 @@ const PACKET_IDS_KEPT: usize = 8;
 /// The sender's side: messages in flight, by `msg_id`.
 #[derive(Debug, Default)]
 pub struct Outbox {
+    /// Messages awaiting their ack, by `msg_id`.
     pending: BTreeMap<MsgId, Pending>,
+    /// The last `seq` used toward each recipient.
     next_seq: BTreeMap<NodeId, u64>,
 }
 
@@ -157,15 +159,20 @@ pub enum Arrival {
 
 #[derive(Debug, Default)]
 struct Sender {
+    /// The highest `seq` handed to the application in order.
     delivered_seq: u64,
+    /// Recent message ids, against duplicates (bounded by `SEEN_PER_SENDER`).
     seen: VecDeque<MsgId>,
+    /// Messages that arrived ahead of a gap, by `seq`, with their arrival time.
     held: BTreeMap<u64, (ChatMessage, SimTime)>,
+    /// When this sender was last heard, for eviction.
     last_heard: SimTime,
 }
 
 /// The receiver's side: duplicate window and in-order hand-off per sender.
 #[derive(Debug, Default)]
 pub struct Inbox {
+    /// Per-sender windows, bounded by `MAX_SENDERS`.
     senders: BTreeMap<NodeId, Sender>,
 }
 

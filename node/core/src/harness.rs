@@ -28,10 +28,15 @@ enum Ev {
 
 /// The test world.
 pub struct Harness {
+    /// The live nodes.
     pub nodes: BTreeMap<NodeId, Node>,
+    /// Virtual time.
     pub now: SimTime,
+    /// Pending events by (time, sequence).
     queue: BinaryHeap<Reverse<(SimTime, u64, Ev)>>,
+    /// The sequence number of the last event pushed.
     seq: u64,
+    /// Open links, both directions.
     links: BTreeSet<(NodeId, NodeId)>,
     /// One-way latency of every frame.
     pub latency: SimTime,
@@ -41,7 +46,9 @@ pub struct Harness {
     pub duplicate_frames: bool,
     /// Every application event, with the node that emitted it and when.
     pub events: Vec<(SimTime, NodeId, Event)>,
+    /// Draws the per-frame jitter.
     jitter_rng: SplitMix64,
+    /// Events processed so far, against livelock.
     processed: u64,
     /// Verified signatures, shared by the nodes as a simulator shares them.
     memo: Arc<SignatureMemo>,

@@ -35,9 +35,13 @@ pub struct Entry {
 /// XOR k-buckets of supernodes around `own`.
 #[derive(Clone, Debug)]
 pub struct NeighborTable {
+    /// This node's id, the centre of the buckets.
     own: NodeId,
+    /// Entries per bucket.
     k: usize,
+    /// Buckets by the length of the prefix shared with `own`.
     buckets: BTreeMap<usize, Vec<Entry>>,
+    /// Entries in all buckets.
     len: usize,
 }
 

@@ -30,6 +30,7 @@ const ALL: [Timer; COUNT] = [
 /// When each timer fires next, if armed.
 #[derive(Clone, Debug, Default)]
 pub struct Timers {
+    /// When each timer fires, indexed by `Timer as usize`.
     at: [Option<SimTime>; COUNT],
 }
 

@@ -67,11 +67,15 @@ pub struct EventQueue<T> {
     base: SimTime,
     /// Ring index of the current bucket.
     cur: usize,
+    /// The current bucket's events, sorted, popped from the end.
     current: Vec<Entry<T>>,
+    /// 1 ms buckets over the ring's span, unsorted until current.
     ring: Vec<Vec<Entry<T>>>,
+    /// Events beyond the ring's span.
     far: BinaryHeap<Reverse<Far<T>>>,
     /// Events in all of `ring`.
     in_ring: usize,
+    /// Events in all.
     len: usize,
 }
 
