@@ -12,6 +12,7 @@ use skyhop_protocol::{Identity, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 
 use super::events_log::EventLog;
+use super::metrics::NodeMetrics;
 use super::node_task::SHUTDOWN_FLUSH;
 use super::RuntimeError;
 use skyhop_core::{NodeConfig, SimTime, Status};
@@ -206,6 +207,8 @@ pub struct NodeHandle {
     pub(super) events: Arc<EventLog>,
     /// How long a chat may take; sends and traces wait this plus a margin.
     pub(super) chat_deadline: Duration,
+    /// The node's Prometheus registry.
+    pub(super) metrics: Arc<NodeMetrics>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -240,6 +243,12 @@ impl NodeHandle {
     /// A status snapshot.
     pub async fn status(&self) -> Result<StatusReport, RuntimeError> {
         self.ask(Command::Status).await
+    }
+
+    /// The node's metrics in the Prometheus text format.
+    pub async fn metrics_text(&self) -> Result<String, RuntimeError> {
+        let report = self.status().await?;
+        Ok(self.metrics.encode(report))
     }
 
     /// Node ids this node knows.
