@@ -60,8 +60,10 @@ pub const MAX_WAITERS: usize = 16;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one probe of a ping may take.
 const PING_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Name of the browser cookie that carries the control cookie.
-pub const TOKEN_COOKIE: &str = "skyhop_token";
+/// Name of the browser cookie that carries the control cookie, before the
+/// port: browsers keep cookies per host, not per port, so two nodes on
+/// 127.0.0.1 need two names.
+pub const TOKEN_COOKIE: &str = "skyhop_token_";
 
 /// Where the control API listens.
 #[derive(Clone, Debug)]
@@ -122,6 +124,12 @@ impl ApiState {
             Some((cookie, _)) => same_secret(token, cookie),
             None => true,
         }
+    }
+
+    /// The name of the browser cookie for this listener.
+    pub(super) fn token_cookie_name(&self) -> String {
+        let port = self.access.tcp.as_ref().map_or(0, |(_, port)| *port);
+        format!("{TOKEN_COOKIE}{port}")
     }
 }
 
@@ -238,6 +246,8 @@ fn router(state: ApiState) -> Router {
         .route(web::SCRIPT_PATH, get(web::script))
         .route(web::STYLE_PATH, get(web::style))
         .route(web::LOGIN_PATH, get(web::login))
+        // Browsers ask for it unasked; no icon is no error.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route(api::STREAM_PATH, get(web::stream))
         .fallback(|req: Request| async move {
             ApiError::new(
@@ -362,7 +372,7 @@ fn check_request(
             }
         }
         let is_login = method == Method::GET && uri.path() == web::LOGIN_PATH;
-        if !is_login && !carries_cookie(headers, cookie) {
+        if !is_login && !carries_cookie(headers, cookie, *port) {
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 format!(
@@ -406,8 +416,9 @@ fn is_loopback_host(host: &str, port: u16) -> bool {
 }
 
 /// Whether the request carries `cookie`, as a bearer token or as the web
-/// page's cookie.
-fn carries_cookie(headers: &HeaderMap, cookie: &str) -> bool {
+/// page's cookie for this `port`.
+fn carries_cookie(headers: &HeaderMap, cookie: &str, port: u16) -> bool {
+    let name = format!("{TOKEN_COOKIE}{port}");
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -419,7 +430,7 @@ fn carries_cookie(headers: &HeaderMap, cookie: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .any(|(k, v)| k == TOKEN_COOKIE && same_secret(v, cookie));
+        .any(|(k, v)| k == name && same_secret(v, cookie));
     bearer || from_page
 }
 
@@ -623,10 +634,18 @@ mod tests {
         );
         assert_eq!(
             code(check(&[
-                ok_host,
-                (header::COOKIE, "a=b; skyhop_token=s3cret")
+                ok_host.clone(),
+                (header::COOKIE, "a=b; skyhop_token_7000=s3cret")
             ])),
             None
+        );
+        assert_eq!(
+            code(check(&[
+                ok_host,
+                (header::COOKIE, "skyhop_token_7001=s3cret")
+            ])),
+            Some(ErrorCode::Unauthorized),
+            "another port's browser cookie"
         );
     }
 

@@ -7,7 +7,8 @@
 //! - A browser cannot reach a Unix socket, so the page is for loopback TCP
 //!   (`skyhop run --control 127.0.0.1:PORT`): `GET /login?token=COOKIE`
 //!   checks the cookie and hands it to the browser as an `HttpOnly`,
-//!   `SameSite=Strict` cookie, then redirects to `/`; the guard accepts it
+//!   `SameSite=Strict` cookie named after the port (browsers keep cookies
+//!   per host, not per port), then redirects to `/`; the guard accepts it
 //!   from then on. A foreign site can neither read it nor send it.
 //! - The page puts every text from the network into the DOM with
 //!   `textContent`, never as HTML, and a strict Content-Security-Policy
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures::Stream;
 
 use super::api::{self, ErrorCode};
-use super::control::{waiter_permit, ApiError, ApiState, TOKEN_COOKIE};
+use super::control::{waiter_permit, ApiError, ApiState};
 
 /// Where the browser trades the cookie for a browser cookie.
 pub const LOGIN_PATH: &str = "/login";
@@ -98,7 +99,8 @@ pub(super) async fn login(
     let mut r = Redirect::to("/").into_response();
     // Hex only, checked above: safe inside the header.
     let cookie = format!(
-        "{TOKEN_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        "{}={}; HttpOnly; SameSite=Strict; Path=/",
+        s.token_cookie_name(),
         login.token
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {

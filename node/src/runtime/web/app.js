@@ -174,6 +174,7 @@ function showEvent(e) {
     c.kinds.add("recent");
     c.online = true;
     pushMessage(e.from, { dir: "in", text: e.body, state: "", label: e.hops + " hops" });
+    if (!state.peer) openConversation(e.from);
     renderContacts();
   }
 }
