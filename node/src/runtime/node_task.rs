@@ -1028,13 +1028,19 @@ impl NodeTask {
 
     /// Ends a link the peer or the transport ended, and closes the
     /// connection too: a skyhop connection exists only for its link.
-    fn drop_link(&mut self, now: SimTime, id: NodeId, generation: u64) {
+    /// `why` goes to the operator's log (unless the peer was already
+    /// reported, as one dropped for bad frames is).
+    fn drop_link(&mut self, now: SimTime, id: NodeId, generation: u64, why: Option<String>) {
         let current = self
             .links
             .get(&id)
             .is_some_and(|l| l.generation == generation);
         if !current {
             return;
+        }
+        if let Some(why) = why {
+            self.oplog
+                .note(now, OpKind::LinkClosed, false, &id.short(), &why);
         }
         if let Some(link) = self.links.remove(&id) {
             link.reader.abort();
@@ -1073,11 +1079,7 @@ impl NodeTask {
                 error,
                 bad_input,
             } => {
-                let current = self
-                    .links
-                    .get(&node)
-                    .is_some_and(|l| l.generation == generation);
-                if bad_input {
+                let why = if bad_input {
                     self.oplog.note(
                         now,
                         OpKind::PeerDropped,
@@ -1085,15 +1087,14 @@ impl NodeTask {
                         &node.short(),
                         "dropping the peer for bad frames",
                     );
-                } else if current {
-                    let message = match &error {
+                    None
+                } else {
+                    Some(match &error {
                         Some(e) => format!("link closed: {e}"),
                         None => "link closed by the peer".to_string(),
-                    };
-                    self.oplog
-                        .note(now, OpKind::LinkClosed, false, &node.short(), &message);
-                }
-                self.drop_link(now, node, generation);
+                    })
+                };
+                self.drop_link(now, node, generation, why);
             }
             LinkEvent::WriterDone {
                 node,
@@ -1106,10 +1107,8 @@ impl NodeTask {
                     }
                 }
                 if let Some(e) = error {
-                    let message = format!("link closed: cannot write to the peer: {e}");
-                    self.oplog
-                        .note(now, OpKind::LinkClosed, false, &node.short(), &message);
-                    self.drop_link(now, node, generation);
+                    let why = format!("link closed: cannot write to the peer: {e}");
+                    self.drop_link(now, node, generation, Some(why));
                 }
             }
         }
@@ -1148,12 +1147,17 @@ impl NodeTask {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
+                cause,
                 ..
             } => {
                 self.streamless.remove(&peer_id);
                 let id = NodeId::from_peer_id(&peer_id);
                 if let Some(generation) = self.links.get(&id).map(|l| l.generation) {
-                    self.drop_link(now, id, generation);
+                    let why = match cause {
+                        Some(e) => format!("link closed: the connection failed: {e}"),
+                        None => "link closed: the connection was closed".to_string(),
+                    };
+                    self.drop_link(now, id, generation, Some(why));
                 }
             }
             SwarmEvent::OutgoingConnectionError {
