@@ -336,6 +336,46 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in status order.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::ForbiddenOrigin,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::LengthRequired,
+        ErrorCode::TooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::TooManyWaiters,
+        ErrorCode::Unavailable,
+    ];
+
+    /// When it is sent, for the schema table.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "the body, query or an id in it is malformed",
+            ErrorCode::Unauthorized => "loopback TCP without the cookie",
+            ErrorCode::ForbiddenOrigin => {
+                "a `Host` or `Origin` that is not this loopback address (DNS rebinding, a foreign page)"
+            }
+            ErrorCode::NotFound => "no such endpoint",
+            ErrorCode::MethodNotAllowed => "the endpoint exists, not with this method",
+            ErrorCode::LengthRequired => "a `POST` without `Content-Length`",
+            ErrorCode::TooLarge => "a body over 16 KiB",
+            ErrorCode::UnsupportedMediaType => "a `POST` body that is not `application/json`",
+            ErrorCode::TooManyWaiters => "16 long-polls, pings or streams are open",
+            ErrorCode::Unavailable => "the node is stopping",
+        }
+    }
+
+    /// Its name on the wire.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// The HTTP status this code is sent with.
     pub fn status(self) -> u16 {
         match self {
@@ -678,6 +718,100 @@ pub struct TraceReply {
     pub outcome: TraceOutcome,
 }
 
+/// One row of the endpoint table in README.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointDoc {
+    /// How it is sent.
+    pub method: Method,
+    /// Where it is served.
+    pub path: &'static str,
+    /// What the request carries.
+    pub request: &'static str,
+    /// What a 200 answer holds.
+    pub answer: &'static str,
+}
+
+/// The row of a typed request: its method and path come from its type.
+fn typed<R: Request>(request: &'static str, answer: &'static str) -> EndpointDoc {
+    EndpointDoc {
+        method: R::METHOD,
+        path: R::PATH,
+        request,
+        answer,
+    }
+}
+
+/// Every endpoint, typed requests first.
+pub fn endpoints() -> Vec<EndpointDoc> {
+    let get = |path, answer| EndpointDoc {
+        method: Method::Get,
+        path,
+        request: "",
+        answer,
+    };
+    vec![
+        typed::<StatusRequest>(
+            "",
+            "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
+             `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
+             `dropped_frames`, `connected_peers`",
+        ),
+        typed::<PeersRequest>(
+            "",
+            "`KnownPeers`: `clients`, `neighbors`, `links`, `host_cache`, `recent` (chat partners)",
+        ),
+        typed::<SendRequest>(
+            "`{\"to\": ID, \"text\"}`",
+            "`SendReply`, after the outcome (at most the chat deadline + 5 s): `{\"to\", \"delivered\": true, \
+             \"hops\", \"latency_ms\"}` or `{\"to\", \"delivered\": false, \"reason\"}`",
+        ),
+        typed::<TraceRequest>(
+            "`{\"to\": ID}`",
+            "`TraceReply`: `{\"to\", \"ok\": true, \"path\" (this node first), \"hops\", \"rtt_ms\"}` or \
+             `{\"to\", \"ok\": false, \"reason\"}`",
+        ),
+        typed::<PingRequest>(
+            "`{\"to\": ID, \"count\": 1-100, \"interval_ms\": 100-10000}`",
+            "`PingReply`: `to`, `sent`, `received`, `loss_pct`, `rtts_ms` (null if lost), `hops`, \
+             `last_failure`, `stats` (`min_ms`, `p50_ms`, `p90_ms`, `max_ms`)",
+        ),
+        typed::<EventsRequest>(
+            "query `since=CURSOR[&wait=S]`",
+            "`Events`: `{\"next\": CURSOR, \"events\": [{\"cursor\", \"event\", ...}]}` after a long-poll of at \
+             most 25 s (or `wait`); pass `next` back as `since`; the last 1024 events are kept (`attached`, \
+             `detached`, `chat_received` with `from`, `msg_id`, `seq`, `body`, `hops`, `chat_delivered`, \
+             `chat_failed`, `trace_completed`, `trace_failed`, `peer_misbehaved`)",
+        ),
+        get(
+            STREAM_PATH,
+            "server-sent events: `log` (a logged event as in `/events`) and `status` (as `/status`, at once, \
+             after events and every 2 s)",
+        ),
+        get(METRICS_PATH, "Prometheus / OpenMetrics text"),
+        get("/", "the web page (`/app.js`, `/style.css`; `/login?token=COOKIE` on TCP)"),
+    ]
+}
+
+/// The endpoint and error tables of README.md ("Control API"), generated
+/// from [`endpoints`] and [`ErrorCode`].
+pub fn schema_markdown() -> String {
+    let mut out = String::from("| request | body | answer |\n| --- | --- | --- |\n");
+    for e in endpoints() {
+        out += &format!(
+            "| `{} {}` | {} | {} |\n",
+            e.method.as_str(),
+            e.path,
+            e.request,
+            e.answer
+        );
+    }
+    out += "\n| code | status | when |\n| --- | --- | --- |\n";
+    for c in ErrorCode::ALL {
+        out += &format!("| `{}` | {} | {} |\n", c.name(), c.status(), c.meaning());
+    }
+    out
+}
+
 /// A `u64` id as a JSON string of decimal digits (see the module notes).
 pub mod id_string {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -969,6 +1103,32 @@ mod tests {
             ..ok
         };
         assert!(fast.check().expect_err("too fast").contains("interval_ms"));
+    }
+
+    /// README.md's endpoint and error tables are the ones the types make;
+    /// `SKYHOP_BLESS=1 cargo test` rewrites them.
+    #[test]
+    fn readme_api_tables_are_generated_from_the_types() {
+        const BEGIN: &str = "<!-- api-schema:begin (generated by api::schema_markdown) -->\n";
+        const END: &str = "<!-- api-schema:end -->";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).expect("README.md");
+        let start = readme.find(BEGIN).expect("begin marker") + BEGIN.len();
+        let end = readme.find(END).expect("end marker");
+        let want = schema_markdown();
+        if std::env::var_os("SKYHOP_BLESS").is_some() {
+            let new = format!("{}{want}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, new).expect("README.md written");
+            return;
+        }
+        assert_eq!(
+            &readme[start..end],
+            want,
+            "README.md's API tables are stale: run SKYHOP_BLESS=1 cargo test -p skyhop-node readme_api"
+        );
+        for c in ErrorCode::ALL {
+            assert!(!c.name().is_empty());
+        }
     }
 
     #[test]
