@@ -13,7 +13,9 @@ use super::describe::{
 };
 use super::process::tokio_runtime;
 use super::FrontError;
-use crate::runtime::api::{PeersRequest, PingRequest, SendRequest, StatusRequest, TraceRequest};
+use crate::runtime::api::{
+    PeersRequest, PingRequest, Request, SendRequest, StatusRequest, TraceRequest,
+};
 use crate::runtime::{SendOutcome, TraceOutcome};
 
 /// `skyhop send`: send one message.
@@ -111,32 +113,34 @@ pub fn send(args: SendArgs) -> Result<(), FrontError> {
     })
 }
 
-/// `skyhop status`.
-pub fn status(args: StatusArgs) -> Result<(), FrontError> {
-    let ep = endpoint(&args.target)?;
+/// Asks `target` for `request` and prints the reply, as JSON or as
+/// `describe` words it.
+fn show<R: Request>(
+    target: &Target,
+    request: &R,
+    json: bool,
+    describe: impl Fn(&R::Reply) -> String,
+) -> Result<(), FrontError> {
+    let ep = endpoint(target)?;
     tokio_runtime()?.block_on(async {
-        let status = call(&ep, &StatusRequest, REQUEST_TIMEOUT).await?;
-        if args.json {
-            print_json(&status);
+        let reply = call(&ep, request, REQUEST_TIMEOUT).await?;
+        if json {
+            print_json(&reply);
         } else {
-            print!("{}", describe_status(&status));
+            print!("{}", describe(&reply));
         }
         Ok(())
     })
 }
 
+/// `skyhop status`.
+pub fn status(args: StatusArgs) -> Result<(), FrontError> {
+    show(&args.target, &StatusRequest, args.json, describe_status)
+}
+
 /// `skyhop peers`: the ids the node knows.
 pub fn peers(args: PeersArgs) -> Result<(), FrontError> {
-    let ep = endpoint(&args.target)?;
-    tokio_runtime()?.block_on(async {
-        let peers = call(&ep, &PeersRequest, REQUEST_TIMEOUT).await?;
-        if args.json {
-            print_json(&peers);
-        } else {
-            print!("{}", describe_peers(&peers));
-        }
-        Ok(())
-    })
+    show(&args.target, &PeersRequest, args.json, describe_peers)
 }
 
 /// `skyhop trace`: exits 0 only if a path came back.

@@ -7,6 +7,8 @@ const $ = (id) => document.getElementById(id);
 const short = (id) => (id ? id.slice(0, 8) : "-");
 const MAX_MESSAGES = 500; // per conversation
 const MAX_EVENTS = 100;
+const MAX_PROBED = 20; // contacts probed per round
+const PROBE_EVERY_MS = 30000;
 
 const state = {
   me: null,
@@ -191,6 +193,22 @@ async function loadPeers() {
   }
 }
 
+// Who is online: a contact not linked to this node is probed (one trace
+// through the overlay) every PROBE_EVERY_MS, one at a time.
+async function probeContacts() {
+  const links = new Set(state.status ? state.status.links : []);
+  const ids = [...state.known.keys()].filter((id) => id !== state.me && !links.has(id));
+  for (const id of ids.slice(0, MAX_PROBED)) {
+    try {
+      const r = await api("POST", "/ping", { to: id, count: 1, interval_ms: 100 });
+      contact(id).online = r.received > 0;
+    } catch (e) {
+      // A busy (429) or stopping node: the next round tries again.
+    }
+  }
+  renderContacts();
+}
+
 function connect() {
   const source = new EventSource("/stream");
   source.addEventListener("open", () => {
@@ -226,5 +244,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("trace").addEventListener("click", trace);
   loadPeers();
   setInterval(loadPeers, 10000);
+  setInterval(probeContacts, PROBE_EVERY_MS);
   connect();
 });
