@@ -76,6 +76,55 @@ fn only_the_owner_reaches_the_control_api_and_waiters_cannot_lock_it() {
         (status, code_of(&body).as_str()),
         (415, "unsupported_media_type")
     );
+    // Bad input gets a JSON error with a code, whatever the endpoint.
+    let (status, body) = http_tcp(
+        addr,
+        &request_text("GET", "/events?since=x", &host, &bearer, None),
+    )
+    .expect("answer");
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (400, "bad_request"),
+        "{body}"
+    );
+    assert!(
+        body.contains("since=x"),
+        "the error names the parameter: {body}"
+    );
+    let (status, body) = http_tcp(
+        addr,
+        &request_text("GET", "/login?token=zz", &host, "", None),
+    )
+    .expect("answer");
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (401, "unauthorized"),
+        "{body}"
+    );
+    let (status, body) = http_tcp(
+        addr,
+        &request_text("DELETE", "/status", &host, &bearer, None),
+    )
+    .expect("answer");
+    assert_eq!(
+        (status, code_of(&body).as_str()),
+        (405, "method_not_allowed"),
+        "{body}"
+    );
+    // The status command finds the node without a data dir: address and cookie.
+    let cookie_file = dir.join("control.cookie");
+    let (ok, out, err) = run_cli(&[
+        "status",
+        "--control",
+        &host,
+        "--cookie",
+        cookie_file.to_str().expect("utf-8 path"),
+    ]);
+    assert!(ok && out.contains(&node.id), "{out}{err}");
+    let empty = scratch.path.join("nothing-runs-here");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let (ok, _, err) = run_cli(&["status", "--data-dir", empty.to_str().expect("utf-8")]);
+    assert!(!ok && err.contains("no control socket"), "{err}");
 
     // 16 long-polls fill the waiters' permits; the 17th gets 429 at once,
     // and the owner's status request still answers.

@@ -63,8 +63,10 @@ pub fn endpoint(target: &Target) -> Result<Endpoint, FrontError> {
             let socket = dir.join(storage::CONTROL_SOCKET);
             if socket.exists() {
                 Ok(Endpoint::Unix(socket))
-            } else {
+            } else if dir.join(storage::CONTROL_FILE).exists() {
                 tcp(storage::read_control_addr(dir)?, Some(dir))
+            } else {
+                Err(FrontError::NotRunning { socket })
             }
         }
         (None, None) => Err(FrontError::NoTarget),

@@ -50,6 +50,12 @@ pub enum FrontError {
         "which node? give --data-dir DIR (of a running `skyhop run`) or --control 127.0.0.1:PORT with --cookie FILE"
     )]
     NoTarget,
+    /// The data dir has no control socket (nor TCP address).
+    #[error("no control socket at {}: is `skyhop run --data-dir` running with this directory, and may you read it?", socket.display())]
+    NotRunning {
+        /// Where the socket would be.
+        socket: std::path::PathBuf,
+    },
     /// `--control` was given without a way to find the cookie.
     #[error("--control needs the node's cookie: give --cookie <data-dir>/control.cookie or --data-dir DIR")]
     NoCookie,

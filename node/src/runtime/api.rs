@@ -119,26 +119,14 @@ pub struct EventsRequest {
 }
 
 impl EventsRequest {
-    /// Parses the query string of `GET /events`; the error says which
-    /// parameter is wrong.
+    /// Parses the query string of `GET /events` (its values are digits,
+    /// so nothing is percent-decoded); the error says which parameter is
+    /// wrong.
     pub fn parse(query: &str) -> Result<EventsRequest, String> {
-        let pairs: Vec<(String, String)> = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (p.to_string(), String::new()),
-            })
-            .collect();
-        EventsRequest::from_pairs(&pairs)
-    }
-
-    /// Reads the decoded query parameters of `GET /events`; the error says
-    /// which parameter is wrong.
-    pub fn from_pairs(pairs: &[(String, String)]) -> Result<EventsRequest, String> {
         let mut request = EventsRequest::default();
-        for (k, v) in pairs {
-            match k.as_str() {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
                 "since" => {
                     request.since = v.parse().map_err(|_| format!("since={v}: not a number"))?;
                 }

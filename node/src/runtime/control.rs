@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -538,10 +538,10 @@ async fn ping(
 
 async fn events(
     State(s): State<ApiState>,
-    Query(query): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<api::Events>, ApiError> {
-    let request =
-        EventsRequest::from_pairs(&query).map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+    let request = EventsRequest::parse(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     let _permit = if request.wait().is_zero() {
         None
     } else {

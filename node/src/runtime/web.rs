@@ -18,7 +18,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -78,19 +78,20 @@ pub(super) async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE_CSS)
 }
 
-/// The query of `GET /login`.
-#[derive(serde::Deserialize)]
-pub(super) struct Login {
-    /// The cookie from the data dir.
-    token: String,
-}
-
 /// `GET /login?token=COOKIE`: sets the browser cookie and goes to the page.
 pub(super) async fn login(
     State(s): State<ApiState>,
-    Query(login): Query<Login>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    if !s.accepts_token(&login.token) {
+    // The cookie is hex: nothing to percent-decode.
+    let token = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .unwrap_or("");
+    let hex = !token.is_empty() && token.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex || !s.accepts_token(token) {
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
             "wrong token: use the cookie in <data-dir>/control.cookie",
@@ -101,7 +102,7 @@ pub(super) async fn login(
     let cookie = format!(
         "{}={}; HttpOnly; SameSite=Strict; Path=/",
         s.token_cookie_name(),
-        login.token
+        token
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
