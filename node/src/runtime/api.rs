@@ -351,7 +351,9 @@ impl ErrorCode {
             ErrorCode::LengthRequired => "a `POST` without `Content-Length`",
             ErrorCode::TooLarge => "a body over 16 KiB",
             ErrorCode::UnsupportedMediaType => "a `POST` body that is not `application/json`",
-            ErrorCode::TooManyWaiters => "16 long-polls, pings or streams are open",
+            ErrorCode::TooManyWaiters => {
+                "too many long-polls, pings or streams are open: 16 in all, 4 per process on the socket, 8 over TCP"
+            }
             ErrorCode::Unavailable => "the node is stopping",
         }
     }

@@ -14,9 +14,10 @@
 //!   `Content-Length` and `Content-Type: application/json` (a browser's
 //!   form or `text/plain` post cannot reach a handler).
 //! - Bounds: connections served at once, the time to send a request head,
-//!   its size and the body's; one request per connection. Long-polls and
-//!   event streams hold a permit of their own, so that waiters can never
-//!   take the slots `/status` or `/send` need: past the limit they get 429.
+//!   its size and the body's; one request per connection. Long-polls,
+//!   pings and event streams hold a place of their own ([`super::waiters`]:
+//!   in all and per client), so that waiters can never take the slots
+//!   `/status` or `/send` need: past the limit they get 429.
 //! - Every refusal is an [`ErrorReply`] with an [`ErrorCode`], axum's own
 //!   rejections included.
 
@@ -30,14 +31,15 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 use super::api::{
     self, ErrorCode, ErrorReply, EventsRequest, PingReply, PingRequest, RttStats, SendReply,
@@ -45,6 +47,7 @@ use super::api::{
     SEND_PATH, STATUS_PATH, TRACE_PATH,
 };
 use super::handle::{NodeHandle, TraceOutcome};
+use super::waiters::{ClientId, WaiterPermit, Waiters};
 use super::{web, RuntimeError};
 
 /// Largest request line plus headers.
@@ -53,9 +56,6 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 16 * 1024;
 /// Control connections served at once.
 const MAX_CONNECTIONS: usize = 64;
-/// Long-polls and event streams open at once (well under
-/// [`MAX_CONNECTIONS`], so that they never lock the owner out).
-pub const MAX_WAITERS: usize = 16;
 /// How long a client may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one probe of a ping may take.
@@ -112,8 +112,8 @@ pub(super) struct ApiState {
     pub(super) handle: NodeHandle,
     /// The guard's rules.
     access: Arc<Access>,
-    /// Permits of long-polls and event streams ([`MAX_WAITERS`]).
-    pub(super) waiters: Arc<Semaphore>,
+    /// The long-polls, pings and streams open.
+    pub(super) waiters: Arc<Waiters>,
 }
 
 impl ApiState {
@@ -140,7 +140,7 @@ pub async fn serve(
     listen: ControlListen,
 ) -> Result<(ControlBound, JoinHandle<()>), RuntimeError> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let waiters = Arc::new(Semaphore::new(MAX_WAITERS));
+    let waiters = Arc::new(Waiters::default());
     match listen {
         ControlListen::Unix(path) => {
             let listener = bind_unix(&path)?;
@@ -152,7 +152,14 @@ pub async fn serve(
             let task = tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
-                        Ok((socket, _)) => spawn_connection(&slots, &app, socket),
+                        Ok((socket, _)) => {
+                            let client = socket
+                                .peer_cred()
+                                .ok()
+                                .and_then(|c| c.pid())
+                                .map_or(ClientId::UnknownProcess, ClientId::Process);
+                            spawn_connection(&slots, &app, socket, client)
+                        }
                         Err(e) => accept_failed(e).await,
                     }
                 }
@@ -178,7 +185,7 @@ pub async fn serve(
                     match listener.accept().await {
                         Ok((socket, _)) => {
                             let _ = socket.set_nodelay(true);
-                            spawn_connection(&slots, &app, socket)
+                            spawn_connection(&slots, &app, socket, ClientId::Tcp)
                         }
                         Err(e) => accept_failed(e).await,
                     }
@@ -210,16 +217,22 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Serves one connection if a slot is free (else drops it: the client
-/// retries), with bounded head size and read time, one request only.
-fn spawn_connection<S>(slots: &Arc<Semaphore>, app: &Router, socket: S)
+/// Serves one connection of `client` if a slot is free (else drops it: the
+/// client retries), with bounded head size and read time, one request only.
+fn spawn_connection<S>(slots: &Arc<Semaphore>, app: &Router, socket: S, client: ClientId)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Ok(permit) = slots.clone().try_acquire_owned() else {
         return;
     };
-    let service = TowerToHyperService::new(app.clone());
+    // Handlers that wait learn who asks from the request's extensions.
+    let service = TowerToHyperService::new(app.clone().map_request(
+        move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(client);
+            req
+        },
+    ));
     tokio::spawn(async move {
         let _ = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -443,14 +456,14 @@ pub(super) fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// A waiter's permit, or 429.
-pub(super) fn waiter_permit(waiters: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, ApiError> {
-    waiters.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            ErrorCode::TooManyWaiters,
-            format!("{MAX_WAITERS} long-polls or streams are open; close one and retry"),
-        )
-    })
+/// A waiter's place for `client`, or 429.
+pub(super) fn waiter_permit(
+    waiters: &Arc<Waiters>,
+    client: ClientId,
+) -> Result<WaiterPermit, ApiError> {
+    waiters
+        .try_acquire(client)
+        .map_err(|e| ApiError::new(ErrorCode::TooManyWaiters, e.to_string()))
 }
 
 async fn status(State(s): State<ApiState>) -> Result<Json<api::Status>, ApiError> {
@@ -493,11 +506,12 @@ async fn trace(
 /// [`PING_PROBE_TIMEOUT`]; the round trips, loss and percentiles.
 async fn ping(
     State(s): State<ApiState>,
+    Extension(client): Extension<ClientId>,
     Body_(body): Body_<PingRequest>,
 ) -> Result<Json<PingReply>, ApiError> {
     body.check()
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
-    let _permit = waiter_permit(&s.waiters)?;
+    let _permit = waiter_permit(&s.waiters, client)?;
     let to = s.handle.resolve(&body.to).await?;
     let interval = Duration::from_millis(body.interval_ms);
     let mut rtts_ms = Vec::new();
@@ -538,6 +552,7 @@ async fn ping(
 
 async fn events(
     State(s): State<ApiState>,
+    Extension(client): Extension<ClientId>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<api::Events>, ApiError> {
     let request = EventsRequest::parse(query.as_deref().unwrap_or(""))
@@ -545,7 +560,7 @@ async fn events(
     let _permit = if request.wait().is_zero() {
         None
     } else {
-        Some(waiter_permit(&s.waiters)?)
+        Some(waiter_permit(&s.waiters, client)?)
     };
     let since = request.since;
     let list = s.handle.events().wait_since(since, request.wait()).await;

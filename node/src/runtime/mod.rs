@@ -16,6 +16,8 @@
 //! - [`control`]: the control API server (axum), [`api`]: its typed
 //!   requests and replies, [`web`]: the web page it serves, [`metrics`]:
 //!   its `/metrics`;
+//! - [`waiters`]: the bound on long-polls, pings and streams, in all and
+//!   per client;
 //! - [`storage`]: key file, host cache, control socket, address and cookie.
 
 pub mod api;
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod node_task;
 pub mod oplog;
 pub mod storage;
+pub mod waiters;
 pub mod web;
 
 #[cfg(test)]

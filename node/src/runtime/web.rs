@@ -22,10 +22,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
 use futures::Stream;
 
 use super::api::{self, ErrorCode};
 use super::control::{waiter_permit, ApiError, ApiState};
+use super::waiters::ClientId;
 
 /// Where the browser trades the cookie for a browser cookie.
 pub const LOGIN_PATH: &str = "/login";
@@ -115,8 +117,9 @@ pub(super) async fn login(
 /// after events and every [`STATUS_EVERY`].
 pub(super) async fn stream(
     State(s): State<ApiState>,
+    Extension(client): Extension<ClientId>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let permit = waiter_permit(&s.waiters)?;
+    let permit = waiter_permit(&s.waiters, client)?;
     let handle = s.handle.clone();
     let since = handle.events().newest();
     let stream = futures::stream::unfold(
