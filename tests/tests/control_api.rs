@@ -77,40 +77,30 @@ fn only_the_owner_reaches_the_control_api_and_waiters_cannot_lock_it() {
         (415, "unsupported_media_type")
     );
     // Bad input gets a JSON error with a code, whatever the endpoint.
-    let (status, body) = http_tcp(
-        addr,
-        &request_text("GET", "/events?since=x", &host, &bearer, None),
-    )
-    .expect("answer");
-    assert_eq!(
-        (status, code_of(&body).as_str()),
-        (400, "bad_request"),
-        "{body}"
-    );
-    assert!(
-        body.contains("since=x"),
-        "the error names the parameter: {body}"
-    );
-    let (status, body) = http_tcp(
-        addr,
-        &request_text("GET", "/login?token=zz", &host, "", None),
-    )
-    .expect("answer");
-    assert_eq!(
-        (status, code_of(&body).as_str()),
-        (401, "unauthorized"),
-        "{body}"
-    );
-    let (status, body) = http_tcp(
-        addr,
-        &request_text("DELETE", "/status", &host, &bearer, None),
-    )
-    .expect("answer");
-    assert_eq!(
-        (status, code_of(&body).as_str()),
-        (405, "method_not_allowed"),
-        "{body}"
-    );
+    for (method, path, auth, status, code, mentions) in [
+        (
+            "GET",
+            "/events?since=x",
+            bearer.as_str(),
+            400,
+            "bad_request",
+            "since=x",
+        ),
+        ("GET", "/login?token=zz", "", 401, "unauthorized", "token"),
+        (
+            "DELETE",
+            "/status",
+            bearer.as_str(),
+            405,
+            "method_not_allowed",
+            "DELETE",
+        ),
+    ] {
+        let (got, body) =
+            http_tcp(addr, &request_text(method, path, &host, auth, None)).expect("answer");
+        assert_eq!((got, code_of(&body).as_str()), (status, code), "{body}");
+        assert!(body.contains(mentions), "{method} {path}: {body}");
+    }
     // The status command finds the node without a data dir: address and cookie.
     let cookie_file = dir.join("control.cookie");
     let (ok, out, err) = run_cli(&[

@@ -322,15 +322,15 @@ impl From<RuntimeError> for ApiError {
 }
 
 /// A JSON body whose rejections are [`ApiError`]s.
-struct Body_<T>(T);
+struct JsonBody<T>(T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body_<T> {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let path = req.uri().path().to_string();
         match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body_(v)),
+            Ok(Json(v)) => Ok(JsonBody(v)),
             Err(rejection) => {
                 let code = match rejection.status() {
                     StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
@@ -486,7 +486,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
 
 async fn send(
     State(s): State<ApiState>,
-    Body_(body): Body_<SendRequest>,
+    JsonBody(body): JsonBody<SendRequest>,
 ) -> Result<Json<SendReply>, ApiError> {
     let to = s.handle.resolve(&body.to).await?;
     let outcome = s.handle.send_chat(to, body.text).await?;
@@ -495,7 +495,7 @@ async fn send(
 
 async fn trace(
     State(s): State<ApiState>,
-    Body_(body): Body_<TraceRequest>,
+    JsonBody(body): JsonBody<TraceRequest>,
 ) -> Result<Json<TraceReply>, ApiError> {
     let to = s.handle.resolve(&body.to).await?;
     let outcome = s.handle.trace(to).await?;
@@ -507,7 +507,7 @@ async fn trace(
 async fn ping(
     State(s): State<ApiState>,
     Extension(client): Extension<ClientId>,
-    Body_(body): Body_<PingRequest>,
+    JsonBody(body): JsonBody<PingRequest>,
 ) -> Result<Json<PingReply>, ApiError> {
     body.check()
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
