@@ -277,8 +277,14 @@ fn ping_json_output_string_ids_and_metrics_on_a_live_overlay() {
     ] {
         assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
     }
-    assert!(
-        metrics.contains("libp2p_swarm_connections_established_total"),
-        "libp2p's own metrics:\n{metrics}"
-    );
+    for line in [
+        "\nlibp2p_swarm_connections_established_total{",
+        "\nlibp2p_bandwidth_bytes_total{",
+        "\nlibp2p_ping_rtt_seconds_count ",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "no {line:?} in libp2p's own metrics:\n{metrics}"
+        );
+    }
 }

@@ -62,14 +62,9 @@ pub struct NodeMetrics {
 }
 
 impl NodeMetrics {
-    /// A registry with libp2p's metrics (registered by `register_libp2p`
-    /// under the `libp2p` prefix) and skyhop's under `skyhop`.
-    pub fn new(
-        chats: Arc<ChatCounters>,
-        register_libp2p: impl FnOnce(&mut Registry),
-    ) -> NodeMetrics {
-        let mut registry = Registry::default();
-        register_libp2p(registry.sub_registry_with_prefix("libp2p"));
+    /// `registry` (holding libp2p's metrics) with skyhop's added, under
+    /// `skyhop`.
+    pub fn new(mut registry: Registry, chats: Arc<ChatCounters>) -> NodeMetrics {
         let collector = Arc::new(SkyhopCollector {
             slot: Mutex::new(None),
             chats,

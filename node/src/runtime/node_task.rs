@@ -135,7 +135,12 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     let node_id = identity.id();
     let keypair = identity.libp2p_keypair();
     let peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(keypair, mdns_wanted(opts.mdns, &opts.listen))?;
+    let chats = Arc::new(ChatCounters::default());
+    // libp2p registers its metrics under its own `libp2p` prefix.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut swarm = build_swarm(keypair, mdns_wanted(opts.mdns, &opts.listen), &mut registry)?;
+    let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+    let metrics = NodeMetrics::new(registry, chats.clone());
     let mut control = swarm.behaviour().stream.new_control();
     let incoming = control.accept(PROTOCOL).map_err(RuntimeError::Accept)?;
     let (listen_addrs, early) = listen(&mut swarm, &opts.listen).await?;
@@ -147,12 +152,6 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     };
     let now = now_micros();
     let core = build_core(&opts, identity, &info.listen_addrs, now)?;
-    let chats = Arc::new(ChatCounters::default());
-    let mut p2p_metrics = None;
-    let metrics = NodeMetrics::new(chats.clone(), |registry| {
-        p2p_metrics = Some(libp2p::metrics::Metrics::new(registry));
-    });
-    let p2p_metrics = p2p_metrics.expect("NodeMetrics::new registers libp2p's metrics");
     let (mut task, inbox) = NodeTask::new(swarm, core, control, info, opts.data_dir, now);
     task.chats = chats;
     task.p2p_metrics = Some(p2p_metrics);
@@ -180,10 +179,12 @@ fn mdns_wanted(mode: MdnsMode, listen: &[Multiaddr]) -> bool {
 }
 
 /// The libp2p swarm: TCP + Noise + Yamux, the stream, identify and ping
-/// behaviours, and mDNS if `mdns_on`.
+/// behaviours, and mDNS if `mdns_on`; its bandwidth is counted in
+/// `registry`.
 fn build_swarm(
     keypair: libp2p::identity::Keypair,
     mdns_on: bool,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<libp2p::Swarm<Behaviour>, RuntimeError> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -193,6 +194,7 @@ fn build_swarm(
             yamux::Config::default,
         )
         .map_err(RuntimeError::Transport)?
+        .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
             let mdns = if mdns_on {
                 let cfg = mdns::Config {
