@@ -352,7 +352,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "a body over 16 KiB",
             ErrorCode::UnsupportedMediaType => "a `POST` body that is not `application/json`",
             ErrorCode::TooManyWaiters => {
-                "too many long-polls, pings or streams are open: 16 in all, 4 per process on the socket, 8 over TCP"
+                "too many long-polls, pings or streams are open: 4 per process and 16 in all on the socket, 8 over TCP"
             }
             ErrorCode::Unavailable => "the node is stopping",
         }

@@ -3,7 +3,7 @@
 //! take every waiter's place and none can take the connection slots that
 //! `/status` or `/send` need. A client on the Unix socket is its process
 //! (the socket's peer credentials); loopback TCP clients, which all carry
-//! the same cookie, count as one.
+//! the same cookie, count as one. Each listener has its own [`Waiters`].
 //!
 //! # Implementation notes
 //! - A [`WaiterPermit`] is taken before waiting and given back on drop, so
