@@ -11,6 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,27 +86,9 @@ impl Drop for Scratch {
     }
 }
 
-/// One HTTP/1.1 request to a control API; the status code and JSON body.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    timeout: Duration,
-) -> Result<(u16, Value), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    );
+/// Writes `request` (a whole HTTP/1.1 request) to `stream` and reads the
+/// answer until the server closes; the status code and the body as text.
+pub fn exchange(mut stream: impl Read + Write, request: &str) -> Result<(u16, String), String> {
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
@@ -113,7 +96,7 @@ pub fn http(
     stream
         .take(1 << 20)
         .read_to_end(&mut response)
-        .map_err(|e| format!("read {method} {path}: {e}"))?;
+        .map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -123,9 +106,56 @@ pub fn http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("no status code in {head:?}"))?;
+    Ok((code, body.to_string()))
+}
+
+/// An HTTP/1.1 request with a JSON body (if any) and extra header lines
+/// (each ending in `\r\n`).
+pub fn request_text(
+    method: &str,
+    path: &str,
+    host: &str,
+    extra: &str,
+    body: Option<&Value>,
+) -> String {
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{payload}",
+        payload.len()
+    )
+}
+
+/// One request to a control API's Unix socket; the status code and JSON body.
+pub fn http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<(u16, Value), String> {
+    let stream =
+        UnixStream::connect(socket).map_err(|e| format!("connect {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let (code, body) = exchange(stream, &request_text(method, path, "localhost", "", body))
+        .map_err(|e| format!("{method} {path}: {e}"))?;
     let json = serde_json::from_str(body.trim())
         .map_err(|e| format!("body of {method} {path} is not JSON ({e}): {body:?}"))?;
     Ok((code, json))
+}
+
+/// One raw request to a loopback TCP control API; the status code and body.
+pub fn http_tcp(addr: SocketAddr, request: &str) -> Result<(u16, String), String> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    exchange(stream, request)
 }
 
 /// A running `skyhop run` process, killed on drop.
@@ -133,8 +163,8 @@ pub struct NodeProc {
     child: Option<Child>,
     /// Its data directory.
     pub dir: PathBuf,
-    /// Its control API address.
-    pub control: SocketAddr,
+    /// Its control API's Unix socket.
+    pub control: PathBuf,
     /// Its node id (hex).
     pub id: String,
     /// Its first listen address, with `/p2p/`, for others to bootstrap from.
@@ -153,7 +183,7 @@ impl NodeProc {
     /// As [`NodeProc::start`], with extra flags.
     pub fn start_with(dir: &Path, role: &str, bootstrap: &[String], extra: &[&str]) -> NodeProc {
         std::fs::create_dir_all(dir).expect("data dir");
-        let _ = std::fs::remove_file(dir.join("control"));
+        let _ = std::fs::remove_file(dir.join("control.sock"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -166,8 +196,6 @@ impl NodeProc {
             role,
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
-            "--control",
-            "127.0.0.1:0",
             "--mdns",
             "off",
         ])
@@ -185,21 +213,12 @@ impl NodeProc {
         let mut node = NodeProc {
             child: Some(child),
             dir: dir.to_path_buf(),
-            control: "127.0.0.1:1".parse().expect("addr"),
+            control: dir.join("control.sock"),
             id: String::new(),
             addr: String::new(),
             role: role.to_string(),
         };
-        let up = wait_until(START_TIMEOUT, || {
-            let Some(addr) = std::fs::read_to_string(dir.join("control"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            else {
-                return false;
-            };
-            node.control = addr;
-            node.try_status().is_ok()
-        });
+        let up = wait_until(START_TIMEOUT, || node.try_status().is_ok());
         assert!(
             up,
             "node in {} did not serve its control API in time; log:\n{}",
@@ -221,7 +240,13 @@ impl NodeProc {
     }
 
     fn try_status(&self) -> Result<Value, String> {
-        match http(self.control, "GET", "/status", None, Duration::from_secs(5))? {
+        match http(
+            &self.control,
+            "GET",
+            "/status",
+            None,
+            Duration::from_secs(5),
+        )? {
             (200, v) => Ok(v),
             (code, v) => Err(format!("status {code}: {v}")),
         }
@@ -249,7 +274,7 @@ impl NodeProc {
     pub fn send(&self, to: &str, text: &str) -> Value {
         let body = serde_json::json!({ "to": to, "text": text });
         match http(
-            self.control,
+            &self.control,
             "POST",
             "/send",
             Some(&body),

@@ -21,8 +21,12 @@ enum Command {
     Send(commands::SendArgs),
     /// Show a running node's status.
     Status(commands::StatusArgs),
+    /// List the node ids a running node knows.
+    Peers(commands::PeersArgs),
     /// Trace the hop path from a running node to another node.
     Trace(commands::TraceArgs),
+    /// Probe the round trip from a running node to an overlay id: loss and percentiles.
+    Ping(commands::PingArgs),
     /// Chat interactively through a running node.
     Chat(chat::ChatArgs),
     /// Start a small overlay on 127.0.0.1, relay chat messages, report.
@@ -42,7 +46,9 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => run::run(a),
         Command::Send(a) => commands::send(a),
         Command::Status(a) => commands::status(a),
+        Command::Peers(a) => commands::peers(a),
         Command::Trace(a) => commands::trace(a),
+        Command::Ping(a) => commands::ping(a),
         Command::Chat(a) => chat::chat(a),
         Command::Demo(a) => demo::demo(a),
         Command::Sim(a) => return sim(&a),

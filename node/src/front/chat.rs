@@ -2,16 +2,17 @@
 //! API. A line sends to the current peer and reports "sent", then
 //! "delivered (N hops, X ms)" or "failed: reason"; incoming messages are
 //! printed with the sender's short id as they arrive (long-poll of
-//! `/events`). It talks to the node through [`super::client`] only.
+//! `/events`), their bodies through [`printable`] so that a message can
+//! never fake a line from someone else or drive the terminal. It talks to
+//! the node through [`super::client`] only.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
 use skyhop_protocol::NodeId;
 
-use super::client::{call, control_addr, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
-use super::describe::{describe_send, describe_status, describe_trace, short_ids};
+use super::client::{call, endpoint, Endpoint, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
+use super::describe::{describe_send, describe_status, describe_trace, printable, short_ids};
 use super::process::tokio_runtime;
 use super::FrontError;
 use crate::runtime::api::{
@@ -31,13 +32,13 @@ pub struct ChatArgs {
 
 /// `skyhop chat`: an interactive prompt against a running node.
 pub fn chat(args: ChatArgs) -> Result<(), FrontError> {
-    let addr = control_addr(&args.target)?;
-    tokio_runtime()?.block_on(chat_loop(addr, args.to))
+    let ep = endpoint(&args.target)?;
+    tokio_runtime()?.block_on(chat_loop(ep, args.to))
 }
 
 /// Runs the prompt until `/quit` or the end of input.
-async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), FrontError> {
-    let me = call(addr, &StatusRequest, REQUEST_TIMEOUT).await?;
+async fn chat_loop(addr: Endpoint, first: Option<String>) -> Result<(), FrontError> {
+    let me = call(&addr, &StatusRequest, REQUEST_TIMEOUT).await?;
     println!(
         "chatting as {} ({:?}). Commands: /to ID, /who, /trace ID, /status, /quit",
         me.id.short(),
@@ -48,11 +49,11 @@ async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), FrontE
         since: 0,
         wait: Some(0),
     };
-    let since = call(addr, &newest, REQUEST_TIMEOUT).await?.next;
-    let printer = tokio::spawn(print_incoming(addr, since));
+    let since = call(&addr, &newest, REQUEST_TIMEOUT).await?.next;
+    let printer = tokio::spawn(print_incoming(addr.clone(), since));
     let mut peer: Option<NodeId> = None;
     if let Some(t) = first {
-        peer = resolve(addr, &t).await;
+        peer = resolve(&addr, &t).await;
     }
     let mut sending = Vec::new();
     let mut lines = stdin_lines();
@@ -68,12 +69,12 @@ async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), FrontE
         match cmd {
             "/quit" | "/exit" => break,
             "/to" => {
-                if let Some(id) = resolve(addr, rest).await {
+                if let Some(id) = resolve(&addr, rest).await {
                     peer = Some(id);
                 }
             }
-            "/who" => who(addr).await,
-            "/status" => match call(addr, &StatusRequest, REQUEST_TIMEOUT).await {
+            "/who" => who(&addr).await,
+            "/status" => match call(&addr, &StatusRequest, REQUEST_TIMEOUT).await {
                 Ok(s) => print!("{}", describe_status(&s)),
                 Err(e) => println!("error: {e}"),
             },
@@ -83,7 +84,7 @@ async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), FrontE
                 } else {
                     rest.to_string()
                 };
-                match call(addr, &TraceRequest { to }, SEND_TIMEOUT).await {
+                match call(&addr, &TraceRequest { to }, SEND_TIMEOUT).await {
                     Ok(reply) => println!("{}", describe_trace(&reply.outcome)),
                     Err(e) => println!("error: {e}"),
                 }
@@ -99,12 +100,13 @@ async fn chat_loop(addr: SocketAddr, first: Option<String>) -> Result<(), FrontE
                 println!("sent");
                 // Each message waits for its outcome on its own, so typing goes on.
                 sending.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
+                let addr = addr.clone();
                 sending.push(tokio::spawn(async move {
                     let request = SendRequest {
                         to: to.to_hex(),
                         text: line,
                     };
-                    match call(addr, &request, SEND_TIMEOUT).await {
+                    match call(&addr, &request, SEND_TIMEOUT).await {
                         Ok(reply) => println!("{}", describe_send(&reply.outcome)),
                         Err(e) => println!("failed: {e}"),
                     }
@@ -134,7 +136,7 @@ fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
 }
 
 /// The id `text` names: a full id, or a unique prefix of one the node knows.
-async fn resolve(addr: SocketAddr, text: &str) -> Option<NodeId> {
+async fn resolve(addr: &Endpoint, text: &str) -> Option<NodeId> {
     // The node resolves prefixes; a trace-free way to ask is /peers.
     let peers = match call(addr, &PeersRequest, REQUEST_TIMEOUT).await {
         Ok(p) => p,
@@ -170,7 +172,7 @@ async fn resolve(addr: SocketAddr, text: &str) -> Option<NodeId> {
 }
 
 /// `/who`: the ids the node knows, by kind.
-async fn who(addr: SocketAddr) {
+async fn who(addr: &Endpoint) {
     match call(addr, &PeersRequest, REQUEST_TIMEOUT).await {
         Ok(p) => {
             for (kind, ids) in [
@@ -189,14 +191,14 @@ async fn who(addr: SocketAddr) {
 }
 
 /// Prints chats as they arrive, long-polling `/events` from `since` on.
-async fn print_incoming(addr: SocketAddr, mut since: u64) {
+async fn print_incoming(addr: Endpoint, mut since: u64) {
     loop {
         let request = EventsRequest { since, wait: None };
-        match call(addr, &request, EVENTS_WAIT + REQUEST_TIMEOUT).await {
+        match call(&addr, &request, EVENTS_WAIT + REQUEST_TIMEOUT).await {
             Ok(reply) => {
                 for logged in &reply.events {
                     if let Event::ChatReceived { from, body, .. } = &logged.event {
-                        println!("[{}] {body}", from.short());
+                        println!("[{}] {}", from.short(), printable(body));
                     }
                 }
                 since = reply.next;

@@ -2,7 +2,6 @@
 //! user what to fix. The runtime's own errors pass through as
 //! [`FrontError::Runtime`].
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,47 +47,61 @@ pub enum FrontError {
     NodeConfig(#[source] skyhop_core::ConfigError),
     /// A command that talks to a running node was not told which one.
     #[error(
-        "which node? give --data-dir DIR (of a running `skyhop run`) or --control 127.0.0.1:PORT"
+        "which node? give --data-dir DIR (of a running `skyhop run`) or --control 127.0.0.1:PORT with --cookie FILE"
     )]
     NoTarget,
+    /// The data dir has no control socket (nor TCP address).
+    #[error("no control socket at {}: is `skyhop run --data-dir` running with this directory, and may you read it?", socket.display())]
+    NotRunning {
+        /// Where the socket would be.
+        socket: std::path::PathBuf,
+    },
+    /// `--control` was given without a way to find the cookie.
+    #[error("--control needs the node's cookie: give --cookie <data-dir>/control.cookie or --data-dir DIR")]
+    NoCookie,
+    /// `skyhop run --control` without a data dir to keep the cookie in.
+    #[error("--control needs --data-dir: the cookie clients must send is written there")]
+    ControlWithoutDataDir,
     /// The tokio runtime could not start.
     #[error("cannot start tokio: {0}")]
     Tokio(#[source] std::io::Error),
     /// Nothing listens at the control address.
-    #[error("cannot reach the node's control API at {addr}: {source}; is `skyhop run` running?")]
+    #[error(
+        "cannot reach the node's control API at {endpoint}: {source}; is `skyhop run` running?"
+    )]
     Unreachable {
-        /// The control address.
-        addr: SocketAddr,
+        /// The control endpoint.
+        endpoint: String,
         /// Why the connection failed.
         source: std::io::Error,
     },
     /// Writing the request or reading the answer failed.
-    #[error("control API at {addr}: {source}")]
+    #[error("control API at {endpoint}: {source}")]
     ControlIo {
-        /// The control address.
-        addr: SocketAddr,
+        /// The control endpoint.
+        endpoint: String,
         /// Why.
         source: std::io::Error,
     },
     /// The control API did not answer in time.
-    #[error("control API at {addr} did not answer in {timeout:?}")]
+    #[error("control API at {endpoint} did not answer in {timeout:?}")]
     ControlTimeout {
-        /// The control address.
-        addr: SocketAddr,
+        /// The control endpoint.
+        endpoint: String,
         /// How long the client waited.
         timeout: Duration,
     },
     /// The answer was not HTTP with a JSON body.
-    #[error("control API at {addr} sent a malformed response")]
+    #[error("control API at {endpoint} sent a malformed response")]
     Malformed {
-        /// The control address.
-        addr: SocketAddr,
+        /// The control endpoint.
+        endpoint: String,
     },
     /// The answer's JSON is not the reply the request expects.
-    #[error("control API at {addr} answered {path} with an unexpected reply: {source}")]
+    #[error("control API at {endpoint} answered {path} with an unexpected reply: {source}")]
     UnexpectedReply {
-        /// The control address.
-        addr: SocketAddr,
+        /// The control endpoint.
+        endpoint: String,
         /// The path asked.
         path: &'static str,
         /// What did not fit.
@@ -112,6 +125,14 @@ pub enum FrontError {
     #[error("trace failed: {reason}")]
     TraceFailed {
         /// Why, as the node reports it.
+        reason: String,
+    },
+    /// `skyhop ping`: no probe came back.
+    #[error("all {sent} probes lost: {reason}")]
+    PingLost {
+        /// Probes sent.
+        sent: u32,
+        /// Why the last one was lost.
         reason: String,
     },
     /// `skyhop demo` was asked for an overlay with no supernode or fewer

@@ -12,12 +12,11 @@ use skyhop_protocol::Role;
 
 use super::process::{init_logging, tokio_runtime};
 use super::FrontError;
-use crate::runtime::{control, start, storage, MdnsMode, NodeOptions};
+use crate::runtime::control::{self, ControlListen};
+use crate::runtime::{start, storage, MdnsMode, NodeOptions};
 
 /// Default listen address: loopback, port chosen by the OS.
 pub const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
-/// Default control API address.
-pub const DEFAULT_CONTROL: &str = "127.0.0.1:0";
 
 /// `skyhop run`: run a node.
 #[derive(Args, Debug, Clone, Default)]
@@ -32,10 +31,13 @@ pub struct RunArgs {
     /// /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo... (repeatable).
     #[arg(long)]
     pub bootstrap: Vec<String>,
-    /// Directory for the key file, host cache and control address.
+    /// Directory (made mode 0700) for the key file, host cache and the
+    /// control API's Unix socket `control.sock`.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Control API address (loopback only; port 0 = any) [default: 127.0.0.1:0].
+    /// Also serve the control API and the web page on this loopback TCP
+    /// address (port 0 = any); clients must send the cookie written to
+    /// `<data-dir>/control.cookie`. Needs --data-dir.
     #[arg(long)]
     pub control: Option<String>,
     /// TOML file with the same settings (flags override it) and an optional
@@ -77,8 +79,8 @@ struct RunFile {
 pub struct RunPlan {
     /// What to start.
     pub options: NodeOptions,
-    /// Where the control API listens.
-    pub control: SocketAddr,
+    /// Where the control API also listens on loopback TCP, if asked.
+    pub control: Option<SocketAddr>,
 }
 
 fn parse_multiaddr(flag: &'static str, text: &str) -> Result<Multiaddr, FrontError> {
@@ -145,30 +147,32 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
         })?,
         None => MdnsMode::Auto,
     };
-    let control_text = args
-        .control
-        .clone()
-        .or(file.control)
-        .unwrap_or(DEFAULT_CONTROL.into());
-    let control: SocketAddr = match control_text.parse() {
-        Ok(addr) => addr,
-        Err(_) => {
-            return Err(FrontError::BadFlag {
-                flag: "--control",
-                value: control_text,
-                problem: "not an address",
-                fix: "expected e.g. 127.0.0.1:7000 (port 0 = any)",
-            })
+    let data_dir = args.data_dir.clone().or(file.data_dir);
+    let control = match args.control.clone().or(file.control) {
+        None => None,
+        Some(text) => {
+            let Ok(addr) = text.parse::<SocketAddr>() else {
+                return Err(FrontError::BadFlag {
+                    flag: "--control",
+                    value: text,
+                    problem: "not an address",
+                    fix: "expected e.g. 127.0.0.1:7000 (port 0 = any)",
+                });
+            };
+            if !addr.ip().is_loopback() {
+                return Err(FrontError::BadFlag {
+                    flag: "--control",
+                    value: text,
+                    problem: "the control API only listens on loopback",
+                    fix: "use e.g. 127.0.0.1:7000",
+                });
+            }
+            if data_dir.is_none() {
+                return Err(FrontError::ControlWithoutDataDir);
+            }
+            Some(addr)
         }
     };
-    if !control.ip().is_loopback() {
-        return Err(FrontError::BadFlag {
-            flag: "--control",
-            value: control_text,
-            problem: "the control API only listens on loopback",
-            fix: "use e.g. 127.0.0.1:7000",
-        });
-    }
     let mut config = file.node.unwrap_or_default();
     config.role = role;
     if let Some(n) = args.max_clients.or(file.max_clients) {
@@ -180,7 +184,7 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
             config,
             listen,
             bootstrap,
-            data_dir: args.data_dir.clone().or(file.data_dir),
+            data_dir,
             identity: None,
             mdns,
             seed: None,
@@ -199,13 +203,37 @@ pub fn run(args: RunArgs) -> Result<(), FrontError> {
 
 async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     let data_dir = plan.options.data_dir.clone();
-    let handle = start(plan.options).await?;
-    let (control_addr, _server) = control::serve(handle.clone(), plan.control).await?;
     if let Some(dir) = &data_dir {
-        storage::write_atomic(
-            &dir.join(storage::CONTROL_FILE),
-            control_addr.to_string().as_bytes(),
-        )?;
+        storage::make_private_dir(dir)?;
+    }
+    let handle = start(plan.options).await?;
+    let mut control_lines = Vec::new();
+    if let Some(dir) = &data_dir {
+        let socket = dir.join(storage::CONTROL_SOCKET);
+        let (bound, _server) = control::serve(handle.clone(), ControlListen::Unix(socket)).await?;
+        control_lines.push(format!("control   {bound}"));
+        if let Some(addr) = plan.control {
+            let cookie = storage::write_cookie(dir)?;
+            let (bound, _server) =
+                control::serve(handle.clone(), ControlListen::Tcp { addr, cookie }).await?;
+            if let control::ControlBound::Tcp(addr) = &bound {
+                storage::write_atomic(
+                    &dir.join(storage::CONTROL_FILE),
+                    addr.to_string().as_bytes(),
+                )?;
+            }
+            control_lines.push(format!(
+                "control   {bound} (cookie in {})",
+                dir.join(storage::COOKIE_FILE).display()
+            ));
+            control_lines.push(format!(
+                "web page  {bound}{}?token=$(cat {})",
+                crate::runtime::web::LOGIN_PATH,
+                dir.join(storage::COOKIE_FILE).display()
+            ));
+        }
+    } else {
+        control_lines.push("control   off (give --data-dir for the control API)".into());
     }
     let info = handle.info();
     println!("node id   {}", info.node_id);
@@ -214,7 +242,9 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     for a in &info.listen_addrs {
         println!("listening {a}");
     }
-    println!("control   {control_addr}");
+    for line in &control_lines {
+        println!("{line}");
+    }
     match &data_dir {
         Some(dir) => println!("data dir  {}", dir.display()),
         None => println!("data dir  (none: a fresh identity each run; give --data-dir to keep it)"),
@@ -223,7 +253,13 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     tracing::info!("leaving the overlay");
     let result = handle.shutdown().await;
     if let Some(dir) = &data_dir {
-        let _ = std::fs::remove_file(dir.join(storage::CONTROL_FILE));
+        for file in [
+            storage::CONTROL_FILE,
+            storage::CONTROL_SOCKET,
+            storage::COOKIE_FILE,
+        ] {
+            let _ = std::fs::remove_file(dir.join(file));
+        }
     }
     Ok(result?)
 }
@@ -268,9 +304,21 @@ mod tests {
             .contains("--role 'boss'"));
         let args = RunArgs {
             control: Some("0.0.0.0:1".into()),
+            data_dir: Some("/tmp/x".into()),
             ..RunArgs::default()
         };
         assert!(plan_run(&args).is_err());
+        let args = RunArgs {
+            control: Some("127.0.0.1:0".into()),
+            ..RunArgs::default()
+        };
+        assert!(
+            plan_run(&args)
+                .expect_err("TCP without a data dir")
+                .to_string()
+                .contains("--data-dir"),
+            "the cookie needs a data dir"
+        );
         let dir = std::env::temp_dir().join(format!("skyhop-cli-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("node.toml");

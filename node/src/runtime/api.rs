@@ -16,9 +16,13 @@
 //! - A send or trace answer is one flat object whose `delivered` or `ok`
 //!   flag says which fields follow; in Rust it is [`SendOutcome`] or
 //!   [`TraceOutcome`], converted through the private `wire` structs.
-//! - A logged event's `seq` is its place in the event log; a received chat's
-//!   own per-conversation `seq` does not go on the wire (the log's would
-//!   overwrite it).
+//! - Every 64-bit id (`msg_id`, `probe_id`, the log's `cursor`, a chat's
+//!   `seq`) is a JSON *string* of decimal digits: JavaScript's `JSON.parse`
+//!   rounds integers above 2^53. Counts stay numbers.
+//! - A logged event's place in the event log is its `cursor`, so that it is
+//!   never confused with a received chat's own per-conversation `seq`.
+//! - Every answer that is not a 200 is an [`ErrorReply`]: a stable
+//!   [`ErrorCode`] for programs and a message for people.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,6 +45,12 @@ pub const EVENTS_PATH: &str = "/events";
 pub const SEND_PATH: &str = "/send";
 /// Path of the trace request.
 pub const TRACE_PATH: &str = "/trace";
+/// Path of the ping request.
+pub const PING_PATH: &str = "/ping";
+/// Path of the Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+/// Path of the server-sent event stream the web page watches.
+pub const STREAM_PATH: &str = "/stream";
 /// Longest long-poll of `GET /events`.
 pub const EVENTS_WAIT: Duration = Duration::from_secs(25);
 
@@ -109,22 +119,24 @@ pub struct EventsRequest {
 }
 
 impl EventsRequest {
-    /// Parses the query string of `GET /events`; the error says which
-    /// parameter is wrong.
+    /// Parses the query string of `GET /events` (its values are digits,
+    /// so nothing is percent-decoded); the error says which parameter is
+    /// wrong.
     pub fn parse(query: &str) -> Result<EventsRequest, String> {
         let mut request = EventsRequest::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("since", v)) => {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "since" => {
                     request.since = v.parse().map_err(|_| format!("since={v}: not a number"))?;
                 }
-                Some(("wait", v)) => {
+                "wait" => {
                     let seconds = v
                         .parse()
                         .map_err(|_| format!("wait={v}: not a number of seconds"))?;
                     request.wait = Some(seconds);
                 }
-                _ => return Err(format!("unknown query parameter {pair:?}")),
+                _ => return Err(format!("unknown query parameter {k:?}")),
             }
         }
         Ok(request)
@@ -179,11 +191,196 @@ impl Request for TraceRequest {
     type Reply = TraceReply;
 }
 
+/// Most probes one `POST /ping` sends.
+pub const MAX_PING_COUNT: u32 = 100;
+/// Shortest gap between two probes of a ping.
+pub const MIN_PING_INTERVAL_MS: u64 = 100;
+/// Longest gap between two probes of a ping.
+pub const MAX_PING_INTERVAL_MS: u64 = 10_000;
+
+/// `POST /ping`: send `count` trace probes to a node, one every
+/// `interval_ms`, and report round trips and loss.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingRequest {
+    /// The node to probe: a node id or a unique prefix of one the node knows.
+    pub to: String,
+    /// Probes to send (1 to [`MAX_PING_COUNT`]).
+    pub count: u32,
+    /// Gap between probes ([`MIN_PING_INTERVAL_MS`] to [`MAX_PING_INTERVAL_MS`]).
+    pub interval_ms: u64,
+}
+
+impl PingRequest {
+    /// Checks the bounds; the error says which field is out of them.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_PING_COUNT).contains(&self.count) {
+            return Err(format!(
+                "count {}: expected 1 to {MAX_PING_COUNT}",
+                self.count
+            ));
+        }
+        if !(MIN_PING_INTERVAL_MS..=MAX_PING_INTERVAL_MS).contains(&self.interval_ms) {
+            return Err(format!(
+                "interval_ms {}: expected {MIN_PING_INTERVAL_MS} to {MAX_PING_INTERVAL_MS}",
+                self.interval_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Request for PingRequest {
+    const METHOD: Method = Method::Post;
+    const PATH: &'static str = PING_PATH;
+    type Reply = PingReply;
+}
+
+/// The answer to `POST /ping`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PingReply {
+    /// The node probed, resolved to its full id.
+    pub to: NodeId,
+    /// Probes sent.
+    pub sent: u32,
+    /// Probes that came back.
+    pub received: u32,
+    /// Share of probes lost, in percent.
+    pub loss_pct: f64,
+    /// Each probe in order: its round trip in milliseconds, or `null` if lost.
+    pub rtts_ms: Vec<Option<f64>>,
+    /// Hops of the last path that came back.
+    pub hops: Option<usize>,
+    /// Why the last lost probe was lost.
+    pub last_failure: Option<String>,
+    /// Round-trip statistics over the probes that came back.
+    pub stats: Option<RttStats>,
+}
+
+/// Round-trip statistics of a ping, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RttStats {
+    /// The fastest.
+    pub min_ms: f64,
+    /// The median.
+    pub p50_ms: f64,
+    /// The 90th percentile.
+    pub p90_ms: f64,
+    /// The slowest.
+    pub max_ms: f64,
+}
+
+impl RttStats {
+    /// Statistics of `rtts` (nearest-rank percentiles); `None` if empty.
+    pub fn of(rtts: &[f64]) -> Option<RttStats> {
+        let mut sorted: Vec<f64> = rtts.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+            sorted[i.clamp(1, sorted.len()) - 1]
+        };
+        Some(RttStats {
+            min_ms: *sorted.first()?,
+            p50_ms: rank(50.0),
+            p90_ms: rank(90.0),
+            max_ms: *sorted.last()?,
+        })
+    }
+}
+
 /// The body of every answer that is not a 200.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReply {
+    /// What went wrong, for a program.
+    pub code: ErrorCode,
     /// What went wrong, for a person.
     pub error: String,
+}
+
+/// Why a request was refused; each code has one HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body, query or an id in it is malformed.
+    BadRequest,
+    /// 401: loopback TCP without the cookie in `Authorization`.
+    Unauthorized,
+    /// 403: a `Host` or `Origin` header that is not this loopback address
+    /// (DNS rebinding, a foreign web page).
+    ForbiddenOrigin,
+    /// 404: no such endpoint.
+    NotFound,
+    /// 405: the endpoint exists, not with this method.
+    MethodNotAllowed,
+    /// 411: a `POST` without `Content-Length`.
+    LengthRequired,
+    /// 413: the body is over the limit.
+    TooLarge,
+    /// 415: a `POST` body that is not `application/json`.
+    UnsupportedMediaType,
+    /// 429: too many long-polls or streams open at once.
+    TooManyWaiters,
+    /// 503: the node is stopping.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, in status order.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::ForbiddenOrigin,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::LengthRequired,
+        ErrorCode::TooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::TooManyWaiters,
+        ErrorCode::Unavailable,
+    ];
+
+    /// When it is sent, for the schema table.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "the body, query or an id in it is malformed",
+            ErrorCode::Unauthorized => "loopback TCP without the cookie",
+            ErrorCode::ForbiddenOrigin => {
+                "a `Host` or `Origin` that is not this loopback address (DNS rebinding, a foreign page)"
+            }
+            ErrorCode::NotFound => "no such endpoint",
+            ErrorCode::MethodNotAllowed => "the endpoint exists, not with this method",
+            ErrorCode::LengthRequired => "a `POST` without `Content-Length`",
+            ErrorCode::TooLarge => "a body over 16 KiB",
+            ErrorCode::UnsupportedMediaType => "a `POST` body that is not `application/json`",
+            ErrorCode::TooManyWaiters => {
+                "too many long-polls, pings or streams are open: 4 per process and 16 in all on the socket, 8 over TCP"
+            }
+            ErrorCode::Unavailable => "the node is stopping",
+        }
+    }
+
+    /// Its name on the wire.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// The HTTP status this code is sent with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::ForbiddenOrigin => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::LengthRequired => 411,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::TooManyWaiters => 429,
+            ErrorCode::Unavailable => 503,
+        }
+    }
 }
 
 /// The answer to `GET /status`: the core's status plus the runtime's facts.
@@ -288,17 +485,36 @@ impl From<&skyhop_core::Counters> for Counters {
 /// The answer to `GET /events`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Events {
-    /// The sequence number to pass back as `since`.
+    /// The cursor to pass back as `since`.
+    #[serde(with = "id_string")]
     pub next: u64,
     /// The events, oldest first.
     pub events: Vec<LoggedEvent>,
+}
+
+impl Events {
+    /// The answer for the events `list` read after `since`, the log's
+    /// newest cursor being `newest`.
+    pub fn from_log(list: &[(u64, skyhop_core::Event)], since: u64, newest: u64) -> Events {
+        Events {
+            next: list.last().map(|(c, _)| *c).unwrap_or(since.min(newest)),
+            events: list
+                .iter()
+                .map(|(cursor, e)| LoggedEvent {
+                    cursor: *cursor,
+                    event: Event::from(e),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One event of the node's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedEvent {
     /// Its place in the log.
-    pub seq: u64,
+    #[serde(with = "id_string")]
+    pub cursor: u64,
     /// What happened.
     #[serde(flatten)]
     pub event: Event,
@@ -325,7 +541,11 @@ pub enum Event {
         /// The author.
         from: NodeId,
         /// Its id.
+        #[serde(with = "msg_id_string")]
         msg_id: MsgId,
+        /// Its place in the conversation from `from`.
+        #[serde(with = "id_string")]
+        seq: u64,
         /// The text.
         body: String,
         /// Hops it took.
@@ -336,6 +556,7 @@ pub enum Event {
         /// The recipient.
         to: NodeId,
         /// Its id.
+        #[serde(with = "msg_id_string")]
         msg_id: MsgId,
         /// Hops the message took.
         hops: u8,
@@ -347,6 +568,7 @@ pub enum Event {
         /// The recipient.
         to: NodeId,
         /// Its id.
+        #[serde(with = "msg_id_string")]
         msg_id: MsgId,
         /// Why.
         reason: Failure,
@@ -354,6 +576,7 @@ pub enum Event {
     /// A trace probe came back.
     TraceCompleted {
         /// The probe's id.
+        #[serde(with = "id_string")]
         probe_id: u64,
         /// The node traced.
         to: NodeId,
@@ -365,6 +588,7 @@ pub enum Event {
     /// A trace probe got no answer or a `NotFound`.
     TraceFailed {
         /// The probe's id.
+        #[serde(with = "id_string")]
         probe_id: u64,
         /// The node traced.
         to: NodeId,
@@ -389,12 +613,13 @@ impl From<&skyhop_core::Event> for Event {
             Core::ChatReceived {
                 from,
                 msg_id,
+                seq,
                 body,
                 hops,
-                ..
             } => Event::ChatReceived {
                 from,
                 msg_id,
+                seq,
                 body,
                 hops,
             },
@@ -481,6 +706,133 @@ pub struct TraceReply {
     pub to: NodeId,
     /// The path or why none came back.
     pub outcome: TraceOutcome,
+}
+
+/// One row of the endpoint table in README.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointDoc {
+    /// How it is sent.
+    pub method: Method,
+    /// Where it is served.
+    pub path: &'static str,
+    /// What the request carries.
+    pub request: &'static str,
+    /// What a 200 answer holds.
+    pub answer: &'static str,
+}
+
+/// The row of a typed request: its method and path come from its type.
+fn typed<R: Request>(request: &'static str, answer: &'static str) -> EndpointDoc {
+    EndpointDoc {
+        method: R::METHOD,
+        path: R::PATH,
+        request,
+        answer,
+    }
+}
+
+/// Every endpoint, typed requests first.
+pub fn endpoints() -> Vec<EndpointDoc> {
+    let get = |path, answer| EndpointDoc {
+        method: Method::Get,
+        path,
+        request: "",
+        answer,
+    };
+    vec![
+        typed::<StatusRequest>(
+            "",
+            "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
+             `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
+             `dropped_frames`, `connected_peers`",
+        ),
+        typed::<PeersRequest>(
+            "",
+            "`KnownPeers`: `clients`, `neighbors`, `links`, `host_cache`, `recent` (chat partners)",
+        ),
+        typed::<SendRequest>(
+            "`{\"to\": ID, \"text\"}`",
+            "`SendReply`, after the outcome (at most the chat deadline + 5 s): `{\"to\", \"delivered\": true, \
+             \"hops\", \"latency_ms\"}` or `{\"to\", \"delivered\": false, \"reason\"}`",
+        ),
+        typed::<TraceRequest>(
+            "`{\"to\": ID}`",
+            "`TraceReply`: `{\"to\", \"ok\": true, \"path\" (this node first), \"hops\", \"rtt_ms\"}` or \
+             `{\"to\", \"ok\": false, \"reason\"}`",
+        ),
+        typed::<PingRequest>(
+            "`{\"to\": ID, \"count\": 1-100, \"interval_ms\": 100-10000}`",
+            "`PingReply`: `to`, `sent`, `received`, `loss_pct`, `rtts_ms` (null if lost), `hops`, \
+             `last_failure`, `stats` (`min_ms`, `p50_ms`, `p90_ms`, `max_ms`)",
+        ),
+        typed::<EventsRequest>(
+            "query `since=CURSOR[&wait=S]`",
+            "`Events`: `{\"next\": CURSOR, \"events\": [{\"cursor\", \"event\", ...}]}` after a long-poll of at \
+             most 25 s (or `wait`); pass `next` back as `since`; the last 1024 events are kept (`attached`, \
+             `detached`, `chat_received` with `from`, `msg_id`, `seq`, `body`, `hops`, `chat_delivered`, \
+             `chat_failed`, `trace_completed`, `trace_failed`, `peer_misbehaved`)",
+        ),
+        get(
+            STREAM_PATH,
+            "server-sent events: `log` (a logged event as in `/events`) and `status` (as `/status`, at once, \
+             after events and every 2 s)",
+        ),
+        get(METRICS_PATH, "Prometheus / OpenMetrics text"),
+        get("/", "the web page (`/app.js`, `/style.css`; `/login?token=COOKIE` on TCP)"),
+    ]
+}
+
+/// The endpoint and error tables of README.md ("Control API"), generated
+/// from [`endpoints`] and [`ErrorCode`].
+pub fn schema_markdown() -> String {
+    let mut out = String::from("| request | body | answer |\n| --- | --- | --- |\n");
+    for e in endpoints() {
+        out += &format!(
+            "| `{} {}` | {} | {} |\n",
+            e.method.as_str(),
+            e.path,
+            e.request,
+            e.answer
+        );
+    }
+    out += "\n| code | status | when |\n| --- | --- | --- |\n";
+    for c in ErrorCode::ALL {
+        out += &format!("| `{}` | {} | {} |\n", c.name(), c.status(), c.meaning());
+    }
+    out
+}
+
+/// A `u64` id as a JSON string of decimal digits (see the module notes).
+pub mod id_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `n` as a string.
+    pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(n)
+    }
+
+    /// Reads a string of decimal digits.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse()
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a decimal id")))
+    }
+}
+
+/// A [`MsgId`] as a JSON string of decimal digits.
+pub mod msg_id_string {
+    use serde::{Deserializer, Serializer};
+    use skyhop_protocol::MsgId;
+
+    /// Writes the id as a string.
+    pub fn serialize<S: Serializer>(id: &MsgId, s: S) -> Result<S::Ok, S::Error> {
+        super::id_string::serialize(&id.0, s)
+    }
+
+    /// Reads a string of decimal digits.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MsgId, D::Error> {
+        super::id_string::deserialize(d).map(MsgId)
+    }
 }
 
 /// Microseconds as the wire's milliseconds.
@@ -681,30 +1033,92 @@ mod tests {
         assert!(serde_json::from_value::<SendReply>(half).is_err());
     }
 
-    /// A logged event is the core event's JSON with the log's `seq`.
+    /// A logged event is the core event's JSON with the log's `cursor`; ids
+    /// above 2^53 survive as strings, and the chat keeps its own `seq`.
     #[test]
-    fn a_logged_event_is_tagged_and_carries_the_log_seq() {
+    fn a_logged_event_is_tagged_and_its_ids_are_exact_strings() {
         let core = skyhop_core::Event::ChatReceived {
             from: id(7),
-            msg_id: MsgId(9),
+            msg_id: MsgId(u64::MAX - 1),
             seq: 1,
             body: "hi".into(),
             hops: 2,
         };
         let logged = LoggedEvent {
-            seq: 42,
+            cursor: 42,
             event: Event::from(&core),
         };
         let v = serde_json::to_value(&logged).expect("serializes");
         assert_eq!(
             v,
-            json!({"seq": 42, "event": "chat_received", "from": id(7).to_hex(),
-                   "msg_id": 9, "body": "hi", "hops": 2})
+            json!({"cursor": "42", "event": "chat_received", "from": id(7).to_hex(),
+                   "msg_id": "18446744073709551614", "seq": "1", "body": "hi", "hops": 2})
         );
         assert_eq!(
             serde_json::from_value::<LoggedEvent>(v).expect("parses"),
             logged
         );
+    }
+
+    /// Percentiles are nearest-rank, and nothing came back means no stats.
+    #[test]
+    fn rtt_stats_use_nearest_rank_percentiles() {
+        let rtts: Vec<f64> = (1..=10).map(f64::from).collect();
+        let s = RttStats::of(&rtts).expect("some");
+        assert_eq!(
+            (s.min_ms, s.p50_ms, s.p90_ms, s.max_ms),
+            (1.0, 5.0, 9.0, 10.0)
+        );
+        assert_eq!(RttStats::of(&[]), None);
+        let one = RttStats::of(&[3.5]).expect("one");
+        assert_eq!((one.p50_ms, one.p90_ms), (3.5, 3.5));
+    }
+
+    /// A ping's count and interval are bounded, and the error names the field.
+    #[test]
+    fn ping_requests_out_of_bounds_name_the_field() {
+        let ok = PingRequest {
+            to: "ab".into(),
+            count: 5,
+            interval_ms: 1000,
+        };
+        assert!(ok.check().is_ok());
+        let many = PingRequest {
+            count: MAX_PING_COUNT + 1,
+            ..ok.clone()
+        };
+        assert!(many.check().expect_err("too many").contains("count"));
+        let fast = PingRequest {
+            interval_ms: 1,
+            ..ok
+        };
+        assert!(fast.check().expect_err("too fast").contains("interval_ms"));
+    }
+
+    /// README.md's endpoint and error tables are the ones the types make;
+    /// `SKYHOP_BLESS=1 cargo test` rewrites them.
+    #[test]
+    fn readme_api_tables_are_generated_from_the_types() {
+        const BEGIN: &str = "<!-- api-schema:begin (generated by api::schema_markdown) -->\n";
+        const END: &str = "<!-- api-schema:end -->";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+        let readme = std::fs::read_to_string(&path).expect("README.md");
+        let start = readme.find(BEGIN).expect("begin marker") + BEGIN.len();
+        let end = readme.find(END).expect("end marker");
+        let want = schema_markdown();
+        if std::env::var_os("SKYHOP_BLESS").is_some() {
+            let new = format!("{}{want}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, new).expect("README.md written");
+            return;
+        }
+        assert_eq!(
+            &readme[start..end],
+            want,
+            "README.md's API tables are stale: run SKYHOP_BLESS=1 cargo test -p skyhop-node readme_api"
+        );
+        for c in ErrorCode::ALL {
+            assert!(!c.name().is_empty());
+        }
     }
 
     #[test]

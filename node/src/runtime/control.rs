@@ -1,31 +1,54 @@
-//! The control API server: a tiny, bounded HTTP/1.1 + JSON server on
-//! 127.0.0.1 that the front's commands (`send`, `status`, `trace`, `chat`)
-//! and scripts use to talk to a running node. The requests and replies are
-//! the types of [`super::api`]; README.md ("Control API") lists the endpoints.
+//! The control API server: axum on hyper, serving the requests and replies of
+//! [`super::api`] to the front's commands, scripts and the web page. By
+//! default it listens on a Unix socket in the data dir (mode 0600 in a 0700
+//! directory: only the node's owner can connect); loopback TCP is opt-in and
+//! then every request must carry the cookie written to the data dir
+//! (bitcoind's model). README.md ("Control API") lists the endpoints.
 //!
 //! # Implementation notes
-//! - One request per connection (`Connection: close`): the clients are
-//!   local and few, and it keeps the parser to a request line and headers.
-//! - Every read is bounded in size and time; a bad request gets a 4xx with
-//!   `{"error": "..."}` and the connection is closed.
+//! - Every request passes [`guard`] first: on TCP the `Host` must be this
+//!   loopback address and an `Origin`, when sent, this same origin (a DNS
+//!   rebinding page or a foreign site is refused before anything else);
+//!   then the cookie, as `Authorization: Bearer` or the page's
+//!   `skyhop_token` cookie, compared in constant time; a `POST` needs
+//!   `Content-Length` and `Content-Type: application/json` (a browser's
+//!   form or `text/plain` post cannot reach a handler).
+//! - Bounds: connections served at once, the time to send a request head,
+//!   its size and the body's; one request per connection. Long-polls,
+//!   pings and event streams hold a place of their own ([`super::waiters`]:
+//!   in all and per client), so that waiters can never take the slots
+//!   `/status` or `/send` need: past the limit they get 429.
+//! - Every refusal is an [`ErrorReply`] with an [`ErrorCode`], axum's own
+//!   rejections included.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 use super::api::{
-    self, ErrorReply, EventsRequest, SendReply, SendRequest, TraceReply, TraceRequest, EVENTS_PATH,
-    PEERS_PATH, SEND_PATH, STATUS_PATH, TRACE_PATH,
+    self, ErrorCode, ErrorReply, EventsRequest, PingReply, PingRequest, RttStats, SendReply,
+    SendRequest, TraceReply, TraceRequest, EVENTS_PATH, METRICS_PATH, PEERS_PATH, PING_PATH,
+    SEND_PATH, STATUS_PATH, TRACE_PATH,
 };
-use super::handle::NodeHandle;
-use super::RuntimeError;
+use super::handle::{NodeHandle, TraceOutcome};
+use super::waiters::{ClientId, WaiterPermit, Waiters};
+use super::{web, RuntimeError};
 
 /// Largest request line plus headers.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -33,275 +56,640 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 16 * 1024;
 /// Control connections served at once.
 const MAX_CONNECTIONS: usize = 64;
-/// How long a client may take to send its request.
+/// How long a client may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one probe of a ping may take.
+const PING_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Name of the browser cookie that carries the control cookie, before the
+/// port: browsers keep cookies per host, not per port, so two nodes on
+/// 127.0.0.1 need two names.
+pub const TOKEN_COOKIE: &str = "skyhop_token_";
 
-/// Binds the control API on `addr` (which must be a loopback address) and
-/// serves it in a spawned task. Returns the bound address.
+/// Where the control API listens.
+#[derive(Clone, Debug)]
+pub enum ControlListen {
+    /// A Unix socket at this path (made mode 0600).
+    Unix(PathBuf),
+    /// Loopback TCP; every request must carry `cookie`.
+    Tcp {
+        /// The address (loopback only; port 0 = any).
+        addr: SocketAddr,
+        /// The secret clients send.
+        cookie: String,
+    },
+}
+
+/// Where the control API was bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlBound {
+    /// The Unix socket's path.
+    Unix(PathBuf),
+    /// The TCP address.
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for ControlBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlBound::Unix(path) => write!(f, "unix:{}", path.display()),
+            ControlBound::Tcp(addr) => write!(f, "http://{addr}"),
+        }
+    }
+}
+
+/// Who may use the API and from where, as the guard checks it.
+#[derive(Debug)]
+struct Access {
+    /// On TCP: the cookie and the bound port; on a Unix socket: `None`
+    /// (the file's mode is the check).
+    tcp: Option<(String, u16)>,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(super) struct ApiState {
+    /// The node.
+    pub(super) handle: NodeHandle,
+    /// The guard's rules.
+    access: Arc<Access>,
+    /// The long-polls, pings and streams open.
+    pub(super) waiters: Arc<Waiters>,
+}
+
+impl ApiState {
+    /// Whether `token` is this listener's cookie (a Unix socket has none
+    /// and accepts any: its file mode is the check).
+    pub(super) fn accepts_token(&self, token: &str) -> bool {
+        match &self.access.tcp {
+            Some((cookie, _)) => same_secret(token, cookie),
+            None => true,
+        }
+    }
+
+    /// The name of the browser cookie for this listener.
+    pub(super) fn token_cookie_name(&self) -> String {
+        let port = self.access.tcp.as_ref().map_or(0, |(_, port)| *port);
+        format!("{TOKEN_COOKIE}{port}")
+    }
+}
+
+/// Binds the control API and serves it in a spawned task. Returns where it
+/// was bound.
 pub async fn serve(
     handle: NodeHandle,
-    addr: SocketAddr,
-) -> Result<(SocketAddr, JoinHandle<()>), RuntimeError> {
-    if !addr.ip().is_loopback() {
-        return Err(RuntimeError::ControlNotLoopback { addr });
-    }
-    let control = |source| RuntimeError::Control { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(control)?;
-    let bound = listener.local_addr().map_err(control)?;
+    listen: ControlListen,
+) -> Result<(ControlBound, JoinHandle<()>), RuntimeError> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let task = tokio::spawn(async move {
-        loop {
-            let socket = match listener.accept().await {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    // Out of file descriptors, say: wait instead of spinning.
-                    tracing::warn!("control API accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                drop(socket); // Too many at once: the client retries.
-                continue;
-            };
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                serve_one(handle, socket).await;
-                drop(permit);
+    let waiters = Arc::new(Waiters::default());
+    match listen {
+        ControlListen::Unix(path) => {
+            let listener = bind_unix(&path)?;
+            let app = router(ApiState {
+                handle,
+                access: Arc::new(Access { tcp: None }),
+                waiters,
             });
+            let task = tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((socket, _)) => {
+                            let client = socket
+                                .peer_cred()
+                                .ok()
+                                .and_then(|c| c.pid())
+                                .map_or(ClientId::UnknownProcess, ClientId::Process);
+                            spawn_connection(&slots, &app, socket, client)
+                        }
+                        Err(e) => accept_failed(e).await,
+                    }
+                }
+            });
+            Ok((ControlBound::Unix(path), task))
         }
+        ControlListen::Tcp { addr, cookie } => {
+            if !addr.ip().is_loopback() {
+                return Err(RuntimeError::ControlNotLoopback { addr });
+            }
+            let control = |source| RuntimeError::Control { addr, source };
+            let listener = TcpListener::bind(addr).await.map_err(control)?;
+            let bound = listener.local_addr().map_err(control)?;
+            let app = router(ApiState {
+                handle,
+                access: Arc::new(Access {
+                    tcp: Some((cookie, bound.port())),
+                }),
+                waiters,
+            });
+            let task = tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((socket, _)) => {
+                            let _ = socket.set_nodelay(true);
+                            spawn_connection(&slots, &app, socket, ClientId::Tcp)
+                        }
+                        Err(e) => accept_failed(e).await,
+                    }
+                }
+            });
+            Ok((ControlBound::Tcp(bound), task))
+        }
+    }
+}
+
+/// Binds the Unix socket at `path` (replacing a stale one) with mode 0600.
+fn bind_unix(path: &std::path::Path) -> Result<UnixListener, RuntimeError> {
+    let failed = |source| RuntimeError::ControlSocket {
+        path: path.into(),
+        source,
+    };
+    // A socket left by a crashed node would make bind fail; the data dir is
+    // the node's own, so what sits at this path is ours to replace.
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(failed)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+    Ok(listener)
+}
+
+async fn accept_failed(e: std::io::Error) {
+    // Out of file descriptors, say: wait instead of spinning.
+    tracing::warn!("control API accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Serves one connection of `client` if a slot is free (else drops it: the
+/// client retries), with bounded head size and read time, one request only.
+fn spawn_connection<S>(slots: &Arc<Semaphore>, app: &Router, socket: S, client: ClientId)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        return;
+    };
+    // Handlers that wait learn who asks from the request's extensions.
+    let service = TowerToHyperService::new(app.clone().map_request(
+        move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(client);
+            req
+        },
+    ));
+    tokio::spawn(async move {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(READ_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
+            .keep_alive(false)
+            .serve_connection(TokioIo::new(socket), service)
+            .await;
+        drop(permit);
     });
-    Ok((bound, task))
 }
 
-/// A request as read off the socket.
-struct Request {
-    /// `GET`, `POST`, ...
-    method: String,
-    /// The path, without the query.
-    path: String,
-    /// The query string, without the `?`.
-    query: String,
-    /// The body (at most [`MAX_BODY`] bytes).
-    body: Vec<u8>,
+/// The routes, behind the guard.
+fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(STATUS_PATH, get(status))
+        .route(PEERS_PATH, get(peers))
+        .route(EVENTS_PATH, get(events))
+        .route(METRICS_PATH, get(metrics))
+        .route(SEND_PATH, post(send))
+        .route(TRACE_PATH, post(trace))
+        .route(PING_PATH, post(ping))
+        .route("/", get(web::index))
+        .route(web::SCRIPT_PATH, get(web::script))
+        .route(web::STYLE_PATH, get(web::style))
+        .route(web::LOGIN_PATH, get(web::login))
+        // Browsers ask for it unasked; no icon is no error.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route(api::STREAM_PATH, get(web::stream))
+        .fallback(|req: Request| async move {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("no endpoint {}", req.uri().path()),
+            )
+        })
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{} is not allowed on {}", req.method(), req.uri().path()),
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
 }
 
-/// An answer, ready to write.
-struct Response {
-    /// The HTTP status code.
-    status: u16,
-    /// The JSON body.
-    body: String,
+/// A refusal: its code and a message for a person.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    /// What went wrong, for a program.
+    code: ErrorCode,
+    /// What went wrong, for a person.
+    message: String,
 }
 
-fn reply(status: u16, value: &impl Serialize) -> Response {
-    Response {
-        status,
-        // The API types have string keys and plain fields only.
-        body: serde_json::to_string(value).expect("control API replies serialize"),
+impl ApiError {
+    /// A refusal with `code`.
+    pub(super) fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
-fn error(status: u16, msg: impl Into<String>) -> Response {
-    reply(status, &ErrorReply { error: msg.into() })
-}
-
-fn ok(value: &impl Serialize) -> Response {
-    reply(200, value)
-}
-
-async fn serve_one(handle: NodeHandle, mut socket: TcpStream) {
-    let response = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut socket)).await {
-        Ok(Ok(req)) => route(&handle, req).await,
-        Ok(Err(resp)) => resp,
-        Err(_) => error(408, "request not received in time"),
-    };
-    let body = response.body;
-    let reason = match response.status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        response.status,
-        body.len()
-    );
-    let _ = socket.write_all(head.as_bytes()).await;
-    let _ = socket.write_all(body.as_bytes()).await;
-    let _ = socket.shutdown().await;
-}
-
-async fn read_request(socket: &mut TcpStream) -> Result<Request, Response> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(pos) = find(&buf, b"\r\n\r\n") {
-            break pos;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(error(431, format!("request head over {MAX_HEAD} bytes")));
-        }
-        let n = socket
-            .read(&mut chunk)
-            .await
-            .map_err(|e| error(400, format!("read failed: {e}")))?;
-        if n == 0 {
-            return Err(error(400, "connection closed before the request ended"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    if head_end > MAX_HEAD {
-        return Err(error(431, format!("request head over {MAX_HEAD} bytes")));
-    }
-    let head = std::str::from_utf8(&buf[..head_end])
-        .map_err(|_| error(400, "request head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(error(400, format!("bad request line {request_line:?}")));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(error(400, format!("unsupported version {version:?}")));
-    }
-    let mut content_length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(error(400, format!("bad header line {line:?}")));
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorReply {
+            code: self.code,
+            error: self.message,
         };
-        if name.trim().eq_ignore_ascii_case("content-length") {
-            let n: usize = value
-                .trim()
-                .parse()
-                .map_err(|_| error(400, "Content-Length is not a number"))?;
-            content_length = Some(n);
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> ApiError {
+        let code = if e.is_bad_request() {
+            ErrorCode::BadRequest
+        } else {
+            ErrorCode::Unavailable
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// A JSON body whose rejections are [`ApiError`]s.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let path = req.uri().path().to_string();
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => {
+                let code = match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+                    _ => ErrorCode::BadRequest,
+                };
+                Err(ApiError::new(
+                    code,
+                    format!("bad body for {path}: {}", rejection.body_text()),
+                ))
+            }
         }
-        if name.trim().eq_ignore_ascii_case("transfer-encoding") {
-            return Err(error(
-                411,
-                "chunked bodies are not accepted; send Content-Length",
+    }
+}
+
+/// Checks every request before it reaches a handler; see the module notes.
+async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Err(e) = check_request(&state.access, req.method(), req.uri(), req.headers()) {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// The guard's rules, apart from the request body.
+fn check_request(
+    access: &Access,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if let Some((cookie, port)) = &access.tcp {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !is_loopback_host(host, *port) {
+            return Err(ApiError::new(
+                ErrorCode::ForbiddenOrigin,
+                format!("Host {host:?} is not this node's loopback address"),
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            let same = origin
+                .strip_prefix("http://")
+                .is_some_and(|o| is_loopback_host(o, *port));
+            if !same {
+                return Err(ApiError::new(
+                    ErrorCode::ForbiddenOrigin,
+                    format!("Origin {origin:?} may not use this node's control API"),
+                ));
+            }
+        }
+        let is_login = method == Method::GET && uri.path() == web::LOGIN_PATH;
+        if !is_login && !carries_cookie(headers, cookie, *port) {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "send the cookie from <data-dir>/{} as `Authorization: Bearer COOKIE` \
+                     (a browser: open {}?token=COOKIE)",
+                    super::storage::COOKIE_FILE,
+                    web::LOGIN_PATH
+                ),
             ));
         }
     }
-    let mut body = buf[head_end + 4..].to_vec();
-    match (method, content_length) {
-        ("POST", None) => return Err(error(411, "POST needs a Content-Length header")),
-        (_, Some(n)) if n > MAX_BODY => {
-            return Err(error(
-                413,
-                format!("body of {n} bytes, the limit is {MAX_BODY}"),
-            ))
+    if method == Method::POST {
+        if headers.get(header::CONTENT_LENGTH).is_none() {
+            return Err(ApiError::new(
+                ErrorCode::LengthRequired,
+                "POST needs a Content-Length header",
+            ));
         }
-        (_, Some(n)) => {
-            while body.len() < n {
-                let got = socket
-                    .read(&mut chunk)
-                    .await
-                    .map_err(|e| error(400, format!("read failed: {e}")))?;
-                if got == 0 {
-                    return Err(error(400, "connection closed before the body ended"));
-                }
-                body.extend_from_slice(&chunk[..got]);
-            }
-            body.truncate(n);
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().map(str::trim) == Some("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "POST bodies must be Content-Type: application/json",
+            ));
         }
-        (_, None) => body.clear(),
     }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (target, ""),
+    Ok(())
+}
+
+/// Whether `host` (a `Host` header, or an origin without its scheme) names
+/// this node's loopback listener: `127.0.0.1`, `localhost` or `[::1]` with
+/// the bound port. Any other name may be an attacker's DNS pointing here.
+fn is_loopback_host(host: &str, port: u16) -> bool {
+    let Some((name, p)) = host.rsplit_once(':') else {
+        return false;
     };
-    Ok(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        body,
-    })
+    p.parse() == Ok(port) && matches!(name, "127.0.0.1" | "localhost" | "[::1]")
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Whether the request carries `cookie`, as a bearer token or as the web
+/// page's cookie for this `port`.
+fn carries_cookie(headers: &HeaderMap, cookie: &str, port: u16) -> bool {
+    let name = format!("{TOKEN_COOKIE}{port}");
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same_secret(t.trim(), cookie));
+    let from_page = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .any(|(k, v)| k == name && same_secret(v, cookie));
+    bearer || from_page
 }
 
-fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Response> {
-    serde_json::from_slice(&req.body)
-        .map_err(|e| error(400, format!("bad body for {}: {e}", req.path)))
+/// Compares two secrets in time independent of where they differ.
+pub(super) fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
-async fn route(handle: &NodeHandle, req: Request) -> Response {
-    let result = match (req.method.as_str(), req.path.as_str()) {
-        ("GET", STATUS_PATH) => handle
-            .status()
+/// A waiter's place for `client`, or 429.
+pub(super) fn waiter_permit(
+    waiters: &Arc<Waiters>,
+    client: ClientId,
+) -> Result<WaiterPermit, ApiError> {
+    waiters
+        .try_acquire(client)
+        .map_err(|e| ApiError::new(ErrorCode::TooManyWaiters, e.to_string()))
+}
+
+async fn status(State(s): State<ApiState>) -> Result<Json<api::Status>, ApiError> {
+    Ok(Json(api::Status::from(&s.handle.status().await?)))
+}
+
+async fn peers(State(s): State<ApiState>) -> Result<Json<api::KnownPeers>, ApiError> {
+    Ok(Json(s.handle.peers().await?))
+}
+
+async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let text = s.handle.metrics_text().await?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+async fn send(
+    State(s): State<ApiState>,
+    JsonBody(body): JsonBody<SendRequest>,
+) -> Result<Json<SendReply>, ApiError> {
+    let to = s.handle.resolve(&body.to).await?;
+    let outcome = s.handle.send_chat(to, body.text).await?;
+    Ok(Json(SendReply { to, outcome }))
+}
+
+async fn trace(
+    State(s): State<ApiState>,
+    JsonBody(body): JsonBody<TraceRequest>,
+) -> Result<Json<TraceReply>, ApiError> {
+    let to = s.handle.resolve(&body.to).await?;
+    let outcome = s.handle.trace(to).await?;
+    Ok(Json(TraceReply { to, outcome }))
+}
+
+/// `POST /ping`: `count` trace probes, one every `interval_ms`, each given
+/// [`PING_PROBE_TIMEOUT`]; the round trips, loss and percentiles.
+async fn ping(
+    State(s): State<ApiState>,
+    Extension(client): Extension<ClientId>,
+    JsonBody(body): JsonBody<PingRequest>,
+) -> Result<Json<PingReply>, ApiError> {
+    body.check()
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+    let _permit = waiter_permit(&s.waiters, client)?;
+    let to = s.handle.resolve(&body.to).await?;
+    let interval = Duration::from_millis(body.interval_ms);
+    let mut rtts_ms = Vec::new();
+    let mut hops = None;
+    let mut last_failure = None;
+    for i in 0..body.count {
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::time::timeout(PING_PROBE_TIMEOUT, s.handle.trace(to))
             .await
-            .map(|s| ok(&api::Status::from(&s)))
-            .map_err(stopped),
-        ("GET", PEERS_PATH) => handle.peers().await.map(|p| ok(&p)).map_err(stopped),
-        ("GET", EVENTS_PATH) => Ok(events(handle, &req.query).await),
-        ("POST", SEND_PATH) => send(handle, &req).await,
-        ("POST", TRACE_PATH) => trace(handle, &req).await,
-        (_, STATUS_PATH | PEERS_PATH | EVENTS_PATH | SEND_PATH | TRACE_PATH) => Err(error(
-            405,
-            format!("{} is not allowed on {}", req.method, req.path),
-        )),
-        _ => Err(error(404, format!("no endpoint {}", req.path))),
-    };
-    result.unwrap_or_else(|e| e)
-}
-
-fn stopped(e: RuntimeError) -> Response {
-    error(503, e.to_string())
-}
-
-fn resolve_error(e: RuntimeError) -> Response {
-    if e.is_bad_request() {
-        error(400, e.to_string())
-    } else {
-        stopped(e)
+            .unwrap_or_else(|_| Ok(TraceOutcome::Failed("no answer in time".into())))?;
+        match outcome {
+            TraceOutcome::Completed { path, rtt } => {
+                hops = Some(path.len().saturating_sub(1));
+                rtts_ms.push(Some(rtt as f64 / 1000.0));
+            }
+            TraceOutcome::Failed(reason) => {
+                last_failure = Some(reason);
+                rtts_ms.push(None);
+            }
+        }
+        if i + 1 < body.count {
+            tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
+        }
     }
+    let came_back: Vec<f64> = rtts_ms.iter().flatten().copied().collect();
+    let received = came_back.len() as u32;
+    Ok(Json(PingReply {
+        to,
+        sent: body.count,
+        received,
+        loss_pct: 100.0 * f64::from(body.count - received) / f64::from(body.count),
+        rtts_ms,
+        hops,
+        last_failure,
+        stats: RttStats::of(&came_back),
+    }))
 }
 
-async fn send(handle: &NodeHandle, req: &Request) -> Result<Response, Response> {
-    let body: SendRequest = json_body(req)?;
-    let to = handle.resolve(&body.to).await.map_err(resolve_error)?;
-    let outcome = handle.send_chat(to, body.text).await.map_err(stopped)?;
-    Ok(ok(&SendReply { to, outcome }))
-}
-
-async fn trace(handle: &NodeHandle, req: &Request) -> Result<Response, Response> {
-    let body: TraceRequest = json_body(req)?;
-    let to = handle.resolve(&body.to).await.map_err(resolve_error)?;
-    let outcome = handle.trace(to).await.map_err(stopped)?;
-    Ok(ok(&TraceReply { to, outcome }))
-}
-
-async fn events(handle: &NodeHandle, query: &str) -> Response {
-    let request = match EventsRequest::parse(query) {
-        Ok(r) => r,
-        Err(e) => return error(400, e),
+async fn events(
+    State(s): State<ApiState>,
+    Extension(client): Extension<ClientId>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<api::Events>, ApiError> {
+    let request = EventsRequest::parse(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+    let _permit = if request.wait().is_zero() {
+        None
+    } else {
+        Some(waiter_permit(&s.waiters, client)?)
     };
     let since = request.since;
-    let list = handle.events().wait_since(since, request.wait()).await;
-    let next = list
-        .last()
-        .map(|(s, _)| *s)
-        .unwrap_or(since.min(handle.events().newest()));
-    ok(&api::Events {
-        next,
-        events: list
-            .iter()
-            .map(|(seq, e)| api::LoggedEvent {
-                seq: *seq,
-                event: api::Event::from(e),
-            })
-            .collect(),
-    })
+    let list = s.handle.events().wait_since(since, request.wait()).await;
+    Ok(Json(api::Events::from_log(
+        &list,
+        since,
+        s.handle.events().newest(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), HeaderValue::from_str(v).expect("header value"));
+        }
+        h
+    }
+
+    fn tcp() -> Access {
+        Access {
+            tcp: Some(("s3cret".into(), 7000)),
+        }
+    }
+
+    fn code(r: Result<(), ApiError>) -> Option<ErrorCode> {
+        r.err().map(|e| e.code)
+    }
+
+    /// On TCP: a foreign Host (DNS rebinding) or Origin is refused before
+    /// the cookie is even looked at; no cookie is 401; the right cookie,
+    /// as a bearer token or the page's cookie, passes.
+    #[test]
+    fn tcp_guard_refuses_foreign_hosts_and_origins_and_wants_the_cookie() {
+        let get = Method::GET;
+        let uri: axum::http::Uri = "/status".parse().expect("uri");
+        let bearer = (header::AUTHORIZATION, "Bearer s3cret");
+        let ok_host = (header::HOST, "127.0.0.1:7000");
+        let check =
+            |h: &[(header::HeaderName, &str)]| check_request(&tcp(), &get, &uri, &headers(h));
+        assert_eq!(code(check(&[ok_host.clone(), bearer.clone()])), None);
+        assert_eq!(
+            code(check(&[(header::HOST, "localhost:7000"), bearer.clone()])),
+            None
+        );
+        assert_eq!(
+            code(check(&[
+                (header::HOST, "evil.example:7000"),
+                bearer.clone()
+            ])),
+            Some(ErrorCode::ForbiddenOrigin)
+        );
+        assert_eq!(
+            code(check(&[(header::HOST, "127.0.0.1:7001"), bearer.clone()])),
+            Some(ErrorCode::ForbiddenOrigin)
+        );
+        assert_eq!(
+            code(check(&[
+                ok_host.clone(),
+                (header::ORIGIN, "http://evil.example"),
+                bearer.clone()
+            ])),
+            Some(ErrorCode::ForbiddenOrigin)
+        );
+        assert_eq!(
+            code(check(&[
+                ok_host.clone(),
+                (header::ORIGIN, "http://127.0.0.1:7000"),
+                bearer.clone()
+            ])),
+            None
+        );
+        assert_eq!(
+            code(check(std::slice::from_ref(&ok_host))),
+            Some(ErrorCode::Unauthorized)
+        );
+        assert_eq!(
+            code(check(&[
+                ok_host.clone(),
+                (header::AUTHORIZATION, "Bearer s3cre")
+            ])),
+            Some(ErrorCode::Unauthorized)
+        );
+        assert_eq!(
+            code(check(&[
+                ok_host.clone(),
+                (header::COOKIE, "a=b; skyhop_token_7000=s3cret")
+            ])),
+            None
+        );
+        assert_eq!(
+            code(check(&[
+                ok_host,
+                (header::COOKIE, "skyhop_token_7001=s3cret")
+            ])),
+            Some(ErrorCode::Unauthorized),
+            "another port's browser cookie"
+        );
+    }
+
+    /// A POST needs Content-Length and a JSON content type: a browser's
+    /// `text/plain` or form post never reaches a handler.
+    #[test]
+    fn posts_need_a_length_and_a_json_content_type() {
+        let unix = Access { tcp: None };
+        let uri: axum::http::Uri = "/send".parse().expect("uri");
+        let post = |h: &[(header::HeaderName, &str)]| {
+            check_request(&unix, &Method::POST, &uri, &headers(h))
+        };
+        assert_eq!(
+            code(post(&[(header::CONTENT_TYPE, "application/json")])),
+            Some(ErrorCode::LengthRequired)
+        );
+        assert_eq!(
+            code(post(&[
+                (header::CONTENT_LENGTH, "2"),
+                (header::CONTENT_TYPE, "text/plain")
+            ])),
+            Some(ErrorCode::UnsupportedMediaType)
+        );
+        assert_eq!(
+            code(post(&[
+                (header::CONTENT_LENGTH, "2"),
+                (header::CONTENT_TYPE, "application/json; charset=utf-8")
+            ])),
+            None
+        );
+    }
 }

@@ -12,12 +12,13 @@ use skyhop_protocol::{Identity, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 
 use super::events_log::EventLog;
+use super::metrics::NodeMetrics;
 use super::RuntimeError;
+use skyhop_core::{NodeConfig, SimTime, Status};
 
 /// How long the node task gives its writers to flush on shutdown (the
 /// handle waits that long and a little more for the task to stop).
 pub(super) const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
-use skyhop_core::{NodeConfig, SimTime, Status};
 
 /// Whether to run mDNS discovery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -209,6 +210,8 @@ pub struct NodeHandle {
     pub(super) events: Arc<EventLog>,
     /// How long a chat may take; sends and traces wait this plus a margin.
     pub(super) chat_deadline: Duration,
+    /// The node's Prometheus registry.
+    pub(super) metrics: Arc<NodeMetrics>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -243,6 +246,12 @@ impl NodeHandle {
     /// A status snapshot.
     pub async fn status(&self) -> Result<StatusReport, RuntimeError> {
         self.ask(Command::Status).await
+    }
+
+    /// The node's metrics in the Prometheus text format.
+    pub async fn metrics_text(&self) -> Result<String, RuntimeError> {
+        let report = self.status().await?;
+        Ok(self.metrics.encode(report))
     }
 
     /// Node ids this node knows.

@@ -11,9 +11,14 @@
 //! - [`link`]: the per-neighbor reader and (coalescing) writer tasks;
 //! - [`clock`]: the one clock read and the RNG seeds;
 //! - [`events_log`]: recent events for the control API's long-poll;
-//! - [`control`]: the HTTP control server, [`api`]: its typed requests and
-//!   replies;
-//! - [`storage`]: key file, host cache, control-address file.
+//! - [`oplog`]: the rate-limited lines an operator reads (peers dropped,
+//!   links closed, redirects, refusals);
+//! - [`control`]: the control API server (axum), [`api`]: its typed
+//!   requests and replies, [`web`]: the web page it serves, [`metrics`]:
+//!   its `/metrics`;
+//! - [`waiters`]: the bound on long-polls, pings and streams, in all and
+//!   per client;
+//! - [`storage`]: key file, host cache, control socket, address and cookie.
 
 pub mod api;
 pub mod clock;
@@ -21,8 +26,12 @@ pub mod control;
 pub mod events_log;
 pub mod handle;
 pub mod link;
+pub mod metrics;
 pub mod node_task;
+pub mod oplog;
 pub mod storage;
+pub mod waiters;
+pub mod web;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -72,9 +81,8 @@ pub enum RuntimeError {
     /// The core refused the node's configuration.
     #[error("node config: {0}")]
     NodeConfig(#[source] skyhop_core::ConfigError),
-    /// The control API was asked to listen beyond loopback; it has no
-    /// authentication.
-    #[error("--control {addr}: the control API has no authentication and only listens on loopback; use e.g. 127.0.0.1:0")]
+    /// The control API was asked to listen beyond loopback.
+    #[error("--control {addr}: the control API listens on loopback only (reach it from elsewhere through SSH); use e.g. 127.0.0.1:0")]
     ControlNotLoopback {
         /// The address asked for.
         addr: std::net::SocketAddr,
@@ -85,6 +93,14 @@ pub enum RuntimeError {
         /// The address asked for.
         addr: std::net::SocketAddr,
         /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// The control API's Unix socket could not be bound.
+    #[error("control socket {}: {source}", path.display())]
+    ControlSocket {
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     /// The node task has stopped.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, StreamExt};
+use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
@@ -38,6 +39,8 @@ use super::handle::{
     TraceOutcome, SHUTDOWN_FLUSH,
 };
 use super::link::{read_loop, write_loop, LinkEvent, LINK_QUEUE};
+use super::metrics::{ChatCounters, NodeMetrics};
+use super::oplog::{OpKind, OpLog};
 use super::{storage, RuntimeError};
 use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
 
@@ -130,7 +133,12 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     let node_id = identity.id();
     let keypair = identity.libp2p_keypair();
     let peer_id = keypair.public().to_peer_id();
-    let mut swarm = build_swarm(keypair, mdns_wanted(opts.mdns, &opts.listen))?;
+    let chats = Arc::new(ChatCounters::default());
+    // libp2p registers its metrics under its own `libp2p` prefix.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut swarm = build_swarm(keypair, mdns_wanted(opts.mdns, &opts.listen), &mut registry)?;
+    let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+    let metrics = NodeMetrics::new(registry, chats.clone());
     let mut control = swarm.behaviour().stream.new_control();
     let incoming = control.accept(PROTOCOL).map_err(RuntimeError::Accept)?;
     let (listen_addrs, early) = listen(&mut swarm, &opts.listen).await?;
@@ -142,8 +150,10 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     };
     let now = now_micros();
     let core = build_core(&opts, identity, &info.listen_addrs, now)?;
-    let (task, inbox) = NodeTask::new(swarm, core, control, info, opts.data_dir, now);
-    Ok(spawn_task(task, inbox, incoming, early))
+    let (mut task, inbox) = NodeTask::new(swarm, core, control, info, opts.data_dir, now);
+    task.chats = chats;
+    task.p2p_metrics = Some(p2p_metrics);
+    Ok(spawn_task(task, inbox, incoming, early, Arc::new(metrics)))
 }
 
 /// The node's identity: the one given, else `<data_dir>/key` (created on
@@ -167,10 +177,12 @@ fn mdns_wanted(mode: MdnsMode, listen: &[Multiaddr]) -> bool {
 }
 
 /// The libp2p swarm: TCP + Noise + Yamux, the stream, identify and ping
-/// behaviours, and mDNS if `mdns_on`.
+/// behaviours, and mDNS if `mdns_on`; its bandwidth is counted in
+/// `registry`.
 fn build_swarm(
     keypair: libp2p::identity::Keypair,
     mdns_on: bool,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<libp2p::Swarm<Behaviour>, RuntimeError> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -180,6 +192,7 @@ fn build_swarm(
             yamux::Config::default,
         )
         .map_err(RuntimeError::Transport)?
+        .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
             let mdns = if mdns_on {
                 let cfg = mdns::Config {
@@ -321,6 +334,7 @@ fn spawn_task(
     inbox: Inbox,
     mut incoming: libp2p_stream::IncomingStreams,
     early: Vec<SwarmEvent<BehaviourEvent>>,
+    metrics: Arc<NodeMetrics>,
 ) -> NodeHandle {
     let accept_tx = task.stream_tx.clone();
     // The accept loop only forwards: libp2p-stream drops streams when its
@@ -342,6 +356,7 @@ fn spawn_task(
         info: task.info.clone(),
         events: task.events.clone(),
         chat_deadline: Duration::from_micros(task.core.config().chat_deadline),
+        metrics,
     };
     tokio::spawn(task.run(command_rx, inbox, accept_task, early));
     handle
@@ -441,6 +456,13 @@ struct NodeTask {
     dropped_frames: Arc<AtomicU64>,
     /// Recent events, shared with every handle.
     events: Arc<EventLog>,
+    /// Chats sent and their outcomes, for `/metrics`.
+    chats: Arc<ChatCounters>,
+    /// libp2p's metrics, fed every swarm event (none in a task not built
+    /// by [`start`]).
+    p2p_metrics: Option<libp2p::metrics::Metrics>,
+    /// The operator's log lines, rate-limited per kind.
+    oplog: OpLog,
     /// Who this node is.
     info: NodeInfo,
     /// Where the host cache is saved, if anywhere.
@@ -503,6 +525,9 @@ impl NodeTask {
             recent: VecDeque::new(),
             dropped_frames: Arc::new(AtomicU64::new(0)),
             events: Arc::new(EventLog::default()),
+            chats: Arc::new(ChatCounters::default()),
+            p2p_metrics: None,
+            oplog: OpLog::default(),
             info,
             data_dir,
             link_tx,
@@ -625,24 +650,42 @@ impl NodeTask {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Event(e) => self.on_core_event(e),
-                Output::Transmit(t) => match self.links.get(&t.to) {
-                    Some(link) => {
-                        if link.queue.try_send(t.msg).is_err() {
-                            self.dropped_frames.fetch_add(1, Ordering::Relaxed);
-                        }
+                Output::Transmit(t) => {
+                    if let Message::Redirect(r) = &t.msg {
+                        let message = format!(
+                            "full: redirecting a joining client to {} other supernodes",
+                            r.supernodes.len()
+                        );
+                        self.oplog
+                            .note(now, OpKind::Redirect, false, &t.to.short(), &message);
                     }
-                    None => {
-                        self.dropped_frames.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
+                    self.transmit(t)
+                }
                 Output::Action(Action::Dial { id, addrs }) => self.dial(now, id, addrs, true),
                 Output::Action(Action::Disconnect { peer, reason }) => {
-                    tracing::debug!(peer = %peer.short(), "disconnect: {reason}");
+                    let message = format!("dropping the peer: {reason}");
+                    self.oplog
+                        .note(now, OpKind::PeerDropped, false, &peer.short(), &message);
                     self.close_link(peer);
                 }
             }
         }
         self.closing.retain(|h| !h.is_finished());
+    }
+
+    /// Queues a frame on its link's writer; a full or missing queue drops
+    /// it (counted).
+    fn transmit(&mut self, t: skyhop_core::Transmit) {
+        match self.links.get(&t.to) {
+            Some(link) => {
+                if link.queue.try_send(t.msg).is_err() {
+                    self.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn remember_partner(&mut self, id: NodeId) {
@@ -661,6 +704,7 @@ impl NodeTask {
                 hops,
                 latency,
             } => {
+                self.chats.delivered.fetch_add(1, Ordering::Relaxed);
                 self.remember_partner(*to);
                 if let Some(reply) = self.sends.remove(msg_id) {
                     let _ = reply.send(SendOutcome::Delivered {
@@ -670,6 +714,7 @@ impl NodeTask {
                 }
             }
             Event::ChatFailed { msg_id, reason, .. } => {
+                self.chats.failed(*reason);
                 if let Some(reply) = self.sends.remove(msg_id) {
                     let _ = reply.send(SendOutcome::Failed(reason.to_string()));
                 }
@@ -728,10 +773,13 @@ impl NodeTask {
             }
             Command::Send { to, text, reply } => match self.core.send_chat(now, to, text) {
                 Ok(msg_id) => {
+                    self.chats.sent.fetch_add(1, Ordering::Relaxed);
                     self.remember_partner(to);
                     self.sends.insert(msg_id, reply);
                 }
                 Err(e) => {
+                    self.chats.sent.fetch_add(1, Ordering::Relaxed);
+                    self.chats.failed_refused.fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(SendOutcome::Failed(e.to_string()));
                 }
             },
@@ -872,7 +920,9 @@ impl NodeTask {
             self.streamless.remove(&peer);
             let id = NodeId::from_peer_id(&peer);
             if !self.links.contains_key(&id) {
-                tracing::debug!(%peer, "no {PROTOCOL} stream in time, disconnecting");
+                let message = format!("no {PROTOCOL} stream in time: disconnecting");
+                self.oplog
+                    .note(now, OpKind::Refused, false, &id.short(), &message);
                 let _ = self.swarm.disconnect_peer_id(peer);
                 self.core.handle_dial_failed(now, Some(id), &[]);
             }
@@ -902,8 +952,10 @@ impl NodeTask {
             NewStream::Opened { peer, stream } => (peer, stream),
             NewStream::OpenFailed { peer, reason } => {
                 self.opening.remove(&peer);
-                tracing::debug!(%peer, "cannot open {PROTOCOL}: {reason}");
                 let id = NodeId::from_peer_id(&peer);
+                let message = format!("cannot open {PROTOCOL}: {reason}");
+                self.oplog
+                    .note(now, OpKind::Refused, false, &id.short(), &message);
                 if !self.links.contains_key(&id) {
                     // The connection stays: the peer's own stream may be
                     // queued behind this failure (both ends open one when
@@ -925,6 +977,13 @@ impl NodeTask {
         let id = NodeId::from_peer_id(&peer);
         if let Some(old) = self.links.remove(&id) {
             // A newer stream replaces one that died unnoticed.
+            self.oplog.note(
+                now,
+                OpKind::LinkClosed,
+                false,
+                &id.short(),
+                "a newer stream from the peer replaces its old one",
+            );
             old.reader.abort();
             self.closing.push(old.writer);
             self.core.handle_link_down(now, id);
@@ -969,13 +1028,19 @@ impl NodeTask {
 
     /// Ends a link the peer or the transport ended, and closes the
     /// connection too: a skyhop connection exists only for its link.
-    fn drop_link(&mut self, now: SimTime, id: NodeId, generation: u64) {
+    /// `why` goes to the operator's log (unless the peer was already
+    /// reported, as one dropped for bad frames is).
+    fn drop_link(&mut self, now: SimTime, id: NodeId, generation: u64, why: Option<String>) {
         let current = self
             .links
             .get(&id)
             .is_some_and(|l| l.generation == generation);
         if !current {
             return;
+        }
+        if let Some(why) = why {
+            self.oplog
+                .note(now, OpKind::LinkClosed, false, &id.short(), &why);
         }
         if let Some(link) = self.links.remove(&id) {
             link.reader.abort();
@@ -997,6 +1062,14 @@ impl NodeTask {
                     .get(&node)
                     .is_some_and(|l| l.generation == generation)
                 {
+                    if let Message::Redirect(r) = &msg {
+                        let message = format!(
+                            "redirected: the supernode is full and named {} others",
+                            r.supernodes.len()
+                        );
+                        self.oplog
+                            .note(now, OpKind::Redirect, false, &node.short(), &message);
+                    }
                     self.core.handle_message(now, node, msg);
                 }
             }
@@ -1006,13 +1079,22 @@ impl NodeTask {
                 error,
                 bad_input,
             } => {
-                if let Some(e) = &error {
-                    tracing::debug!(peer = %node.short(), "link reader stopped: {e}");
-                }
-                if bad_input {
-                    tracing::warn!(peer = %node.short(), "dropping the peer for bad frames");
-                }
-                self.drop_link(now, node, generation);
+                let why = if bad_input {
+                    self.oplog.note(
+                        now,
+                        OpKind::PeerDropped,
+                        true,
+                        &node.short(),
+                        "dropping the peer for bad frames",
+                    );
+                    None
+                } else {
+                    Some(match &error {
+                        Some(e) => format!("link closed: {e}"),
+                        None => "link closed by the peer".to_string(),
+                    })
+                };
+                self.drop_link(now, node, generation, why);
             }
             LinkEvent::WriterDone {
                 node,
@@ -1025,14 +1107,22 @@ impl NodeTask {
                     }
                 }
                 if let Some(e) = error {
-                    tracing::debug!(peer = %node.short(), "link writer stopped: {e}");
-                    self.drop_link(now, node, generation);
+                    let why = format!("link closed: cannot write to the peer: {e}");
+                    self.drop_link(now, node, generation, Some(why));
                 }
             }
         }
     }
 
     fn on_swarm_event(&mut self, now: SimTime, ev: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.p2p_metrics {
+            m.record(&ev);
+            match &ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => m.record(e),
+                _ => {}
+            }
+        }
         match ev {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -1042,7 +1132,9 @@ impl NodeTask {
                 self.dials.remove(&connection_id);
                 let limit = self.core.config().max_clients + EXTRA_CONNECTIONS;
                 if self.swarm.connected_peers().count() > limit {
-                    tracing::warn!(%peer_id, "over {limit} connected peers, refusing one more");
+                    let message = format!("over {limit} connected peers, refusing one more");
+                    let peer = NodeId::from_peer_id(&peer_id).short();
+                    self.oplog.note(now, OpKind::Refused, true, &peer, &message);
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -1055,12 +1147,17 @@ impl NodeTask {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
+                cause,
                 ..
             } => {
                 self.streamless.remove(&peer_id);
                 let id = NodeId::from_peer_id(&peer_id);
                 if let Some(generation) = self.links.get(&id).map(|l| l.generation) {
-                    self.drop_link(now, id, generation);
+                    let why = match cause {
+                        Some(e) => format!("link closed: the connection failed: {e}"),
+                        None => "link closed: the connection was closed".to_string(),
+                    };
+                    self.drop_link(now, id, generation, Some(why));
                 }
             }
             SwarmEvent::OutgoingConnectionError {

@@ -14,8 +14,15 @@ use skyhop_core::HostCacheEntry;
 pub const KEY_FILE: &str = "key";
 /// File name of the host cache (JSON list of entries).
 pub const HOSTS_FILE: &str = "hosts.json";
-/// File name holding the control API address (`127.0.0.1:PORT`).
+/// File name holding the control API's loopback TCP address
+/// (`127.0.0.1:PORT`), written only when TCP is asked for.
 pub const CONTROL_FILE: &str = "control";
+/// File name of the control API's Unix socket (mode 0600).
+pub const CONTROL_SOCKET: &str = "control.sock";
+/// File name of the cookie loopback TCP clients must send (mode 0600).
+pub const COOKIE_FILE: &str = "control.cookie";
+/// Bytes of randomness in a cookie.
+const COOKIE_BYTES: usize = 32;
 /// Largest host-cache file read back.
 const MAX_HOSTS_FILE: u64 = 4 << 20;
 
@@ -74,6 +81,17 @@ pub enum StorageError {
         /// Why.
         source: std::io::Error,
     },
+    /// The operating system's randomness could not be read for a cookie.
+    #[error("cannot read /dev/urandom for the control cookie: {0}")]
+    Random(#[source] std::io::Error),
+    /// The cookie file could not be read.
+    #[error("cannot read the control cookie {}: {source}; is the node running with --control, and may you read its data dir?", path.display())]
+    ReadCookie {
+        /// The cookie file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The control-address file holds no address.
     #[error("{} holds {text:?}, not an address like 127.0.0.1:7000", path.display())]
     BadControl {
@@ -82,6 +100,48 @@ pub enum StorageError {
         /// What it holds.
         text: String,
     },
+}
+
+/// Creates `dir` if needed and makes it private (mode 0700): the control
+/// socket and the cookie in it are the keys to the node.
+pub fn make_private_dir(dir: &Path) -> Result<(), StorageError> {
+    let create = |source| StorageError::CreateDir {
+        path: dir.into(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(create)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(create)?;
+    }
+    Ok(())
+}
+
+/// Makes a fresh random cookie and writes it to `<dir>/control.cookie`
+/// (mode 0600), as bitcoind does; a restart makes a new one.
+pub fn write_cookie(dir: &Path) -> Result<String, StorageError> {
+    use std::io::Read;
+    let mut bytes = [0u8; COOKIE_BYTES];
+    // The operating system's randomness: a cookie must not be guessable.
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(StorageError::Random)?;
+    let cookie = hex::encode(bytes);
+    let path = dir.join(COOKIE_FILE);
+    // A stale cookie may belong to someone else's umask: replace it.
+    let _ = std::fs::remove_file(&path);
+    write_private(&path, cookie.as_bytes())?;
+    Ok(cookie)
+}
+
+/// Reads the cookie of the node running with `dir`.
+pub fn read_cookie(path: &Path) -> Result<String, StorageError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StorageError::ReadCookie {
+        path: path.into(),
+        source,
+    })?;
+    Ok(text.trim().to_string())
 }
 
 /// Loads the identity from `<dir>/key`, or creates a fresh one there.
@@ -216,6 +276,26 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The data dir is made private and the cookie is random, private, and
+    /// read back as written.
+    #[cfg(unix)]
+    #[test]
+    fn cookie_is_random_private_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("skyhop-cookie-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        make_private_dir(&dir).expect("created");
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let a = write_cookie(&dir).expect("written");
+        assert_eq!(mode(&dir.join(COOKIE_FILE)), 0o600);
+        assert_eq!(read_cookie(&dir.join(COOKIE_FILE)).expect("read"), a);
+        let b = write_cookie(&dir).expect("written again");
+        assert_ne!(a, b, "a restart makes a new cookie");
+        assert_eq!(a.len(), 2 * COOKIE_BYTES);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,249 @@
+// The skyhop web page: a chat client and a live view of the node, on the
+// node's own control API. Every text from the network goes into the page
+// through textContent, never as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const short = (id) => (id ? id.slice(0, 8) : "-");
+const MAX_MESSAGES = 500; // per conversation
+const MAX_EVENTS = 100;
+const MAX_PROBED = 20; // contacts probed per round
+const PROBE_EVERY_MS = 30000;
+
+const state = {
+  me: null,
+  status: null,
+  peer: null, // full id of the open conversation
+  known: new Map(), // id -> {kinds: Set, online: bool|null}
+  conversations: new Map(), // id -> [message]
+};
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  const v = await r.json();
+  if (!r.ok) throw new Error(v.error || "error " + r.status);
+  return v;
+}
+
+function contact(id) {
+  if (!state.known.has(id)) state.known.set(id, { kinds: new Set(), online: null });
+  return state.known.get(id);
+}
+
+function conversation(id) {
+  if (!state.conversations.has(id)) state.conversations.set(id, []);
+  return state.conversations.get(id);
+}
+
+function renderContacts() {
+  const ul = $("contacts");
+  ul.replaceChildren();
+  const links = new Set(state.status ? state.status.links : []);
+  for (const [id, c] of state.known) {
+    if (id === state.me) continue;
+    const li = el("li");
+    li.dataset.id = id;
+    if (id === state.peer) li.classList.add("selected");
+    const online = links.has(id) || c.online === true;
+    const dot = el("span", "dot" + (online ? " online" : c.online === false ? " offline" : ""));
+    dot.title = online ? "online" : c.online === false ? "offline" : "unknown";
+    li.append(dot, el("span", "id", short(id)), el("span", "kind", [...c.kinds].join(", ")));
+    li.addEventListener("click", () => openConversation(id));
+    ul.append(li);
+  }
+}
+
+function renderMessages() {
+  const ol = $("messages");
+  ol.replaceChildren();
+  if (!state.peer) return;
+  for (const m of conversation(state.peer)) {
+    const li = el("li", "msg " + m.dir + (m.state ? " " + m.state : ""), m.text);
+    li.append(el("span", "state", m.label));
+    ol.append(li);
+  }
+  ol.scrollTop = ol.scrollHeight;
+}
+
+function openConversation(id) {
+  state.peer = id;
+  contact(id);
+  $("peer").textContent = id;
+  for (const b of ["text", "send", "trace"]) $(b).disabled = false;
+  $("trace-result").textContent = "";
+  renderContacts();
+  renderMessages();
+  $("text").focus();
+}
+
+function pushMessage(peer, m) {
+  const list = conversation(peer);
+  list.push(m);
+  if (list.length > MAX_MESSAGES) list.shift();
+  if (peer === state.peer) renderMessages();
+}
+
+async function send(text) {
+  const to = state.peer;
+  const m = { dir: "out", text, state: "sent", label: "sent" };
+  pushMessage(to, m);
+  try {
+    const r = await api("POST", "/send", { to, text });
+    if (r.delivered) {
+      m.state = "delivered";
+      m.label = "delivered (" + r.hops + " hops, " + r.latency_ms.toFixed(1) + " ms)";
+      contact(to).online = true;
+    } else {
+      m.state = "failed";
+      m.label = "failed (" + r.reason + ")";
+      if (/offline|not found/.test(r.reason)) contact(to).online = false;
+    }
+  } catch (e) {
+    m.state = "failed";
+    m.label = "failed (" + e.message + ")";
+  }
+  renderMessages();
+  renderContacts();
+}
+
+async function trace() {
+  const to = state.peer;
+  const out = $("trace-result");
+  out.textContent = "tracing…";
+  try {
+    const r = await api("POST", "/trace", { to });
+    if (r.ok) {
+      out.textContent = r.path.map(short).join(" → ") + " (" + r.hops + " hops, " + r.rtt_ms.toFixed(1) + " ms)";
+      contact(to).online = true;
+    } else {
+      out.textContent = "no path: " + r.reason;
+      contact(to).online = false;
+    }
+  } catch (e) {
+    out.textContent = "error: " + e.message;
+  }
+  renderContacts();
+}
+
+function showStatus(s) {
+  state.status = s;
+  state.me = s.id;
+  $("me").textContent = s.id;
+  $("role").textContent = s.role;
+  $("primary").textContent = s.primary ? short(s.primary) : "-";
+  for (const k of ["backups", "links", "clients", "neighbors"]) {
+    $(k).textContent = s[k].length ? s[k].map(short).join(" ") : "-";
+    for (const id of s[k]) contact(id).kinds.add(k === "backups" ? "supernode" : k.replace(/s$/, ""));
+  }
+  if (s.primary) contact(s.primary).kinds.add("supernode");
+  $("records").textContent = String(s.records);
+  $("pending").textContent = String(s.pending_chats);
+  renderContacts();
+}
+
+function describe(e) {
+  switch (e.event) {
+    case "chat_received": return "chat from " + short(e.from) + " (" + e.hops + " hops)";
+    case "chat_delivered": return "delivered to " + short(e.to) + " (" + e.hops + " hops)";
+    case "chat_failed": return "to " + short(e.to) + " failed: " + e.reason;
+    case "attached": return "attached to " + short(e.sn);
+    case "detached": return "lost " + short(e.sn) + ": " + e.reason;
+    case "trace_completed": return "trace to " + short(e.to) + ": " + e.path.length + " nodes";
+    case "trace_failed": return "trace to " + short(e.to) + " failed: " + e.reason;
+    case "peer_misbehaved": return short(e.peer) + " misbehaved: " + e.reason;
+    default: return e.event;
+  }
+}
+
+function showEvent(e) {
+  const ol = $("events");
+  ol.prepend(el("li", "", describe(e)));
+  while (ol.children.length > MAX_EVENTS) ol.lastChild.remove();
+  if (e.event === "chat_received") {
+    const c = contact(e.from);
+    c.kinds.add("recent");
+    c.online = true;
+    pushMessage(e.from, { dir: "in", text: e.body, state: "", label: e.hops + " hops" });
+    if (!state.peer) openConversation(e.from);
+    renderContacts();
+  }
+}
+
+async function loadPeers() {
+  try {
+    const p = await api("GET", "/peers");
+    for (const k of ["clients", "neighbors", "links", "host_cache", "recent"]) {
+      for (const id of p[k]) contact(id).kinds.add(k === "host_cache" ? "supernode" : k.replace(/s$/, ""));
+    }
+    renderContacts();
+  } catch (e) {
+    $("live").textContent = e.message;
+  }
+}
+
+// Who is online: a contact not linked to this node is probed (one trace
+// through the overlay) every PROBE_EVERY_MS, one at a time.
+async function probeContacts() {
+  const links = new Set(state.status ? state.status.links : []);
+  const ids = [...state.known.keys()].filter((id) => id !== state.me && !links.has(id));
+  for (const id of ids.slice(0, MAX_PROBED)) {
+    try {
+      const r = await api("POST", "/ping", { to: id, count: 1, interval_ms: 100 });
+      contact(id).online = r.received > 0;
+    } catch (e) {
+      // A busy (429) or stopping node: the next round tries again.
+    }
+  }
+  renderContacts();
+}
+
+function connect() {
+  const source = new EventSource("/stream");
+  source.addEventListener("open", () => {
+    $("live").textContent = "live";
+    $("live").classList.remove("off");
+  });
+  source.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
+  source.addEventListener("log", (m) => showEvent(JSON.parse(m.data)));
+  source.addEventListener("error", () => {
+    $("live").textContent = "reconnecting";
+    $("live").classList.add("off");
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("send-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = $("text").value;
+    if (!text || !state.peer) return;
+    $("text").value = "";
+    send(text);
+  });
+  $("add-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const text = $("add-id").value.trim().toLowerCase();
+    if (!text) return;
+    const ids = [...state.known.keys()].filter((id) => id.startsWith(text));
+    if (text.length === 64) openConversation(text);
+    else if (ids.length === 1) openConversation(ids[0]);
+    else $("trace-result").textContent = ids.length ? "ambiguous prefix" : "unknown id";
+    $("add-id").value = "";
+  });
+  $("trace").addEventListener("click", trace);
+  loadPeers();
+  setInterval(loadPeers, 10000);
+  setInterval(probeContacts, PROBE_EVERY_MS);
+  connect();
+});
