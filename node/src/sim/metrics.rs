@@ -104,6 +104,12 @@ pub struct Delivery {
     pub delivered: u64,
     /// Eligible messages acknowledged within `deadline_ms`.
     pub delivered_within_deadline: u64,
+    /// Eligible messages sent while the sender or the recipient was not
+    /// attached (delivered or not).
+    pub sent_not_attached: u64,
+    /// Of them, not delivered: the failure is put down to the missing
+    /// attachment, whatever the core reported (often a time-out).
+    pub failed_not_attached: u64,
     /// Eligible messages failed as offline.
     pub failed_offline: u64,
     /// Eligible messages failed as not found.

@@ -27,6 +27,8 @@ struct MsgTrack {
     to: u32,
     /// When the sender's node took it.
     sent_at: SimTime,
+    /// Whether the sender or the recipient was not attached then.
+    unattached: bool,
     /// Delivered (latency, hops) or failed, once known.
     outcome: Option<Result<(SimTime, u8), ChatFailure>>,
 }
@@ -193,13 +195,15 @@ impl Recorder {
         self.live_count = self.live_count.saturating_add_signed(delta);
     }
 
-    /// The node of `from` took message `id` for `to` at `now`.
-    pub fn chat_sent(&mut self, from: u32, id: MsgId, to: u32, now: SimTime) {
+    /// The node of `from` took message `id` for `to` at `now`; `unattached`:
+    /// one of the two was not attached.
+    pub fn chat_sent(&mut self, from: u32, id: MsgId, to: u32, now: SimTime, unattached: bool) {
         self.msgs.insert(
             (from, id.0),
             MsgTrack {
                 to,
                 sent_at: now,
+                unattached,
                 outcome: None,
             },
         );
@@ -318,7 +322,13 @@ impl Recorder {
             d.eligible += 1;
             let bucket = ((m.sent_at / interval) as usize).min(buckets - 1);
             over_time[bucket].0 += 1;
+            if m.unattached {
+                d.sent_not_attached += 1;
+            }
             match m.outcome {
+                // A user who is not in the overlay cannot chat: that is the
+                // failure, whatever the sender's node made of it.
+                Some(Err(_)) | None if m.unattached => d.failed_not_attached += 1,
                 Some(Ok((latency, h))) => {
                     d.delivered += 1;
                     over_time[bucket].1 += 1;

@@ -87,10 +87,17 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
         pct(d.within_deadline_ratio),
     );
     row(
-        "failed offline / not found / timeout",
+        "failed not attached / offline",
         format!(
-            "{} / {} / {} (unresolved {})",
-            d.failed_offline, d.failed_not_found, d.failed_timed_out, d.unresolved
+            "{} (of {} sent unattached) / {}",
+            d.failed_not_attached, d.sent_not_attached, d.failed_offline
+        ),
+    );
+    row(
+        "failed not found / timeout",
+        format!(
+            "{} / {} (unresolved {})",
+            d.failed_not_found, d.failed_timed_out, d.unresolved
         ),
     );
     row(

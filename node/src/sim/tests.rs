@@ -226,3 +226,49 @@ fn the_command_writes_metrics_perf_and_plots() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two supernodes with room for ten clients between them and thirty users:
+/// twenty users never get in. They still write and are written to, and
+/// their messages fail as "not attached", so delivery is well below 100%.
+#[test]
+fn users_who_cannot_attach_count_as_failed_deliveries() {
+    let text = r#"
+name = "too-few-slots"
+duration_s = 120
+warmup_s = 40
+[population]
+supernodes = 2
+ordinary = 30
+on_start_at_s = 1
+on_start_spread_s = 5
+[workload]
+rate_per_node_per_min = 6
+[node]
+max_clients = 5
+"#;
+    let cfg = SimConfig::parse(text, "too-few-slots").expect("valid");
+    let m = simulate(&cfg, 2);
+    let attached_end = m.attached_over_time.last().expect("sampled");
+    assert!(
+        attached_end.attached <= 10,
+        "seed 2: at most 2 x 5 clients attach: {attached_end:?}"
+    );
+    let d = &m.delivery;
+    assert!(d.eligible > 50, "seed 2: too few messages: {d:?}");
+    assert!(d.failed_not_attached > 0, "seed 2: {d:?}");
+    assert!(
+        d.eventual_ratio < 0.5,
+        "seed 2: most users are out, yet delivery is {}: {d:?}",
+        d.eventual_ratio
+    );
+    assert_eq!(
+        d.delivered
+            + d.failed_not_attached
+            + d.failed_offline
+            + d.failed_not_found
+            + d.failed_timed_out
+            + d.unresolved,
+        d.eligible,
+        "seed 2: every counted message has one outcome: {d:?}"
+    );
+}

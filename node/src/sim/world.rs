@@ -601,13 +601,14 @@ impl World {
         };
         if let Some(Chat { from, to, text }) = chat {
             let to_id = self.pop.id(to);
+            let unattached = !(self.pop.online(from) && self.pop.online(to));
             let taken = self
                 .pop
                 .node_mut(from)
                 .map(|n| n.send_chat(now, to_id, text));
             match taken {
                 Some(Ok(msg_id)) => {
-                    self.rec.chat_sent(from, msg_id, to, now);
+                    self.rec.chat_sent(from, msg_id, to, now, unattached);
                     self.drain(from);
                 }
                 _ => self.rec.chat_refused(),
