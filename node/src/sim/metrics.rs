@@ -40,7 +40,9 @@ pub struct Metrics {
     pub join_time_ms: Summary,
     /// Reattachment of ordinary nodes whose supernode was killed.
     pub reattach: Reattach,
-    /// Share of live ordinary nodes attached, sampled.
+    /// Whether ordinary nodes get into the overlay at all.
+    pub attachment: Attachment,
+    /// Share of live ordinary nodes attached, and live supernodes, sampled.
     pub attached_over_time: Vec<AttachSample>,
     /// Delivery of messages by the sample interval they were sent in.
     pub delivery_over_time: Vec<DeliverySample>,
@@ -189,6 +191,26 @@ pub struct Reattach {
     pub time_ms: Summary,
 }
 
+/// Whether ordinary nodes get into the overlay: every incarnation of an
+/// ordinary node is counted once, as attached (its time from start to
+/// first attachment is in `join_time_ms`) or as never attached.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Attachment {
+    /// The lowest attached share of live ordinary nodes at a sample at or
+    /// after the warm-up (1 when there is none).
+    pub min_ratio_after_warmup: f64,
+    /// When that minimum was first sampled, seconds.
+    pub min_ratio_at_s: f64,
+    /// Ordinary-node incarnations started (restarts included).
+    pub started: u64,
+    /// Of them, attached at least once.
+    pub attached: u64,
+    /// Of them, went away without ever attaching.
+    pub never_attached_departed: u64,
+    /// Of them, still up at the end and never attached.
+    pub never_attached_at_end: u64,
+}
+
 /// One attachment sample.
 #[derive(Clone, Debug, Serialize)]
 pub struct AttachSample {
@@ -200,6 +222,8 @@ pub struct AttachSample {
     pub attached: u64,
     /// attached / live.
     pub ratio: f64,
+    /// Live supernodes.
+    pub supernodes: u64,
 }
 
 /// Delivery of the messages sent in one interval.

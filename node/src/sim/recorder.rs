@@ -16,8 +16,8 @@ use super::config::SimConfig;
 use super::dist::{millis, secs};
 use super::invariants::Invariants;
 use super::metrics::{
-    round3, AttachSample, CounterTotals, Delivery, DeliverySample, KindTraffic, Metrics, Reattach,
-    Summary, SupernodeLoad, Traffic, Violation,
+    round3, AttachSample, Attachment, CounterTotals, Delivery, DeliverySample, KindTraffic,
+    Metrics, Reattach, Summary, SupernodeLoad, Traffic, Violation,
 };
 use super::population::Population;
 
@@ -90,6 +90,10 @@ pub struct Recorder {
     refused: u64,
     /// Start-to-first-attachment times, milliseconds.
     join_times: Vec<f64>,
+    /// Ordinary-node incarnations started.
+    ordinary_started: u64,
+    /// Ordinary-node incarnations that went away without attaching.
+    never_attached_departed: u64,
     /// Ordinary nodes whose supernode was killed and that have not
     /// reattached: slot -> (kill time, incarnation).
     orphans: BTreeMap<u32, (SimTime, u32)>,
@@ -128,6 +132,8 @@ impl Recorder {
             msgs: BTreeMap::new(),
             refused: 0,
             join_times: Vec::new(),
+            ordinary_started: 0,
+            never_attached_departed: 0,
             orphans: BTreeMap::new(),
             reattach_times: Vec::new(),
             orphan_total: 0,
@@ -227,6 +233,11 @@ impl Recorder {
         }
     }
 
+    /// An ordinary node started (a first start or a restart).
+    pub fn ordinary_started(&mut self) {
+        self.ordinary_started += 1;
+    }
+
     /// A node attached for the first time since its start, `join` after it.
     pub fn joined(&mut self, join: SimTime) {
         self.join_times.push(join as f64 / MILLIS as f64);
@@ -253,9 +264,20 @@ impl Recorder {
         self.misbehaved += 1;
     }
 
-    /// Incarnation `inc` of `slot` went away at `now` with `counters`.
-    pub fn node_gone(&mut self, slot: u32, inc: u32, counters: &Counters, now: SimTime) {
+    /// Incarnation `inc` of `slot` went away at `now` with `counters`;
+    /// `never_attached`: an ordinary node that never got in.
+    pub fn node_gone(
+        &mut self,
+        slot: u32,
+        inc: u32,
+        counters: &Counters,
+        now: SimTime,
+        never_attached: bool,
+    ) {
         add_counters(&mut self.departed_counters, counters);
+        if never_attached {
+            self.never_attached_departed += 1;
+        }
         if let Some((_, orphan_inc)) = self.orphans.get(&slot) {
             if *orphan_inc == inc {
                 self.orphans.remove(&slot);
@@ -265,7 +287,8 @@ impl Recorder {
         self.live_changed(now, -1);
     }
 
-    /// Samples the share of live ordinary nodes attached at `now`.
+    /// Samples the share of live ordinary nodes attached, and the live
+    /// supernodes, at `now`.
     pub fn sample_attachment(&mut self, now: SimTime, pop: &Population) {
         let live = pop.ordinary().len() as u64;
         let attached = pop
@@ -282,6 +305,7 @@ impl Recorder {
             } else {
                 round3(attached as f64 / live as f64 * 100.0) / 100.0
             },
+            supernodes: pop.supernodes().len() as u64,
         });
     }
 
@@ -413,6 +437,7 @@ impl Recorder {
             table_max: tables.iter().copied().max().unwrap_or(0),
             links_mean: mean(&links),
         };
+        let attachment = self.attachment();
         let invariants = inv.report(&totals);
         let traffic = self.traffic();
         Metrics {
@@ -429,6 +454,7 @@ impl Recorder {
             chat_latency_ms: Summary::of(latencies),
             join_time_ms: Summary::of(self.join_times),
             reattach,
+            attachment,
             attached_over_time: self.attach_samples,
             delivery_over_time,
             traffic,
@@ -437,6 +463,28 @@ impl Recorder {
             invariants,
             violation: run.violation,
             config: run.cfg,
+        }
+    }
+
+    /// The attachment figures.
+    fn attachment(&self) -> Attachment {
+        let (min_ratio_after_warmup, min_ratio_at_s) = self
+            .attach_samples
+            .iter()
+            .filter(|s| s.t_s >= self.warmup as f64 / SECS as f64)
+            .map(|s| (s.ratio, s.t_s))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((1.0, 0.0));
+        let attached = self.join_times.len() as u64;
+        Attachment {
+            min_ratio_after_warmup,
+            min_ratio_at_s,
+            started: self.ordinary_started,
+            attached,
+            never_attached_departed: self.never_attached_departed,
+            never_attached_at_end: self
+                .ordinary_started
+                .saturating_sub(attached + self.never_attached_departed),
         }
     }
 

@@ -220,19 +220,16 @@ fn the_command_writes_metrics_perf_and_plots() {
     );
     let perf = std::fs::read_to_string(dir.join("tiny.json.perf.json")).expect("perf written");
     assert!(perf.contains("wall_s") && !written.contains("wall_s"));
-    for plot in ["hops.svg", "delivery.svg", "attached.svg"] {
+    for plot in ["hops.svg", "delivery.svg", "attached.svg", "supernodes.svg"] {
         let svg = std::fs::read_to_string(dir.join("plots").join(plot)).expect("plot written");
         assert!(svg.starts_with("<svg"), "{plot}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Two supernodes with room for ten clients between them and thirty users:
-/// twenty users never get in. They still write and are written to, and
-/// their messages fail as "not attached", so delivery is well below 100%.
-#[test]
-fn users_who_cannot_attach_count_as_failed_deliveries() {
-    let text = r#"
+/// Two supernodes with room for ten clients between them, and thirty users:
+/// twenty users never get in.
+const TOO_FEW_SLOTS: &str = r#"
 name = "too-few-slots"
 duration_s = 120
 warmup_s = 40
@@ -246,13 +243,13 @@ rate_per_node_per_min = 6
 [node]
 max_clients = 5
 "#;
-    let cfg = SimConfig::parse(text, "too-few-slots").expect("valid");
+
+/// The users who cannot get in still write and are written to, and their
+/// messages fail as "not attached", so delivery is well below 100%.
+#[test]
+fn users_who_cannot_attach_count_as_failed_deliveries() {
+    let cfg = SimConfig::parse(TOO_FEW_SLOTS, "too-few-slots").expect("valid");
     let m = simulate(&cfg, 2);
-    let attached_end = m.attached_over_time.last().expect("sampled");
-    assert!(
-        attached_end.attached <= 10,
-        "seed 2: at most 2 x 5 clients attach: {attached_end:?}"
-    );
     let d = &m.delivery;
     assert!(d.eligible > 50, "seed 2: too few messages: {d:?}");
     assert!(d.failed_not_attached > 0, "seed 2: {d:?}");
@@ -271,4 +268,56 @@ max_clients = 5
         d.eligible,
         "seed 2: every counted message has one outcome: {d:?}"
     );
+}
+
+/// The attachment figures show the users left out: how many never attached,
+/// the lowest attached share, and the supernodes serving the rest.
+#[test]
+fn the_attachment_figures_count_users_who_never_got_in() {
+    let cfg = SimConfig::parse(TOO_FEW_SLOTS, "too-few-slots").expect("valid");
+    let m = simulate(&cfg, 2);
+    let a = &m.attachment;
+    assert_eq!(a.started, 30, "seed 2: {a:?}");
+    assert!(a.attached <= 10, "seed 2: at most 2 x 5 clients: {a:?}");
+    assert_eq!(
+        a.attached + a.never_attached_departed + a.never_attached_at_end,
+        a.started,
+        "seed 2: {a:?}"
+    );
+    assert!(a.never_attached_at_end >= 20, "seed 2: {a:?}");
+    assert!(
+        a.min_ratio_after_warmup <= 10.0 / 30.0 + 1e-9,
+        "seed 2: {a:?}"
+    );
+    assert_eq!(m.join_time_ms.count, a.attached, "one time per attachment");
+    assert!(m.attached_over_time.iter().all(|s| s.supernodes == 2));
+}
+
+/// A supernode kill shows in the supernode count and is marked on the plots.
+#[test]
+fn a_supernode_kill_shows_in_the_supernode_count_and_on_the_plots() {
+    let cfg = scenario("churn-small");
+    let m = simulate(&cfg, cfg.seed);
+    let kill = &cfg.churn.sn_kills[0];
+    let count_at = |t: f64| {
+        m.attached_over_time
+            .iter()
+            .rev()
+            .find(|s| s.t_s <= t)
+            .map(|s| s.supernodes)
+            .expect("sampled")
+    };
+    assert!(
+        count_at(kill.at_s + 1.0) < count_at(kill.at_s - 1.0),
+        "seed {}: the kill at {} s removed no supernode",
+        m.seed,
+        kill.at_s
+    );
+    let dir = std::env::temp_dir().join(format!("skyhop-sim-marks-{}", std::process::id()));
+    super::report::plots(&m, &dir).expect("plots written");
+    for plot in ["attached.svg", "supernodes.svg", "delivery.svg"] {
+        let svg = std::fs::read_to_string(dir.join(plot)).expect("plot written");
+        assert!(svg.contains("kill"), "{plot} marks the kill");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -338,6 +338,9 @@ impl World {
             self.push(at, Ev::SessionEnd { slot, inc });
         }
         self.rec.live_changed(now, 1);
+        if started.role == Role::Ordinary {
+            self.rec.ordinary_started();
+        }
         self.drain(slot);
     }
 
@@ -365,7 +368,8 @@ impl World {
         self.net.drop_links(slot);
         let counters = gone.node.counters();
         self.inv.node_gone(slot, counters);
-        self.rec.node_gone(slot, gone.inc, counters, now);
+        self.rec
+            .node_gone(slot, gone.inc, counters, now, gone.never_attached);
     }
 
     fn kill_supernodes(&mut self, index: usize) {
