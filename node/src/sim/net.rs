@@ -95,6 +95,14 @@ pub enum Arrival {
     Open,
 }
 
+/// The connected components of the network at one moment: a label per
+/// site; two slots can reach each other exactly when their sites' labels
+/// are equal.
+pub struct Components {
+    /// Each site's component label.
+    by_site: Vec<u32>,
+}
+
 /// The network between the slots; see the module notes.
 pub struct Network {
     /// One-way latency within a site.
@@ -173,6 +181,32 @@ impl Network {
         self.cuts.iter().any(|c| {
             c.start <= now && now < c.end && c.sites.contains(&sa) != c.sites.contains(&sb)
         })
+    }
+
+    /// The connected components at `now`. A cut separates its sites from
+    /// the rest, so two sites are connected exactly when every cut in
+    /// force puts them on the same side: the label of a site is the set of
+    /// cuts in force that contain it, numbered in site order.
+    pub fn components(&self, now: SimTime) -> Components {
+        let active: Vec<&Cut> = self
+            .cuts
+            .iter()
+            .filter(|c| c.start <= now && now < c.end)
+            .collect();
+        let mut labels: BTreeMap<Vec<bool>, u32> = BTreeMap::new();
+        let by_site = (0..self.site_count as u32)
+            .map(|site| {
+                let sides: Vec<bool> = active.iter().map(|c| c.sites.contains(&site)).collect();
+                let next = labels.len() as u32;
+                *labels.entry(sides).or_insert(next)
+            })
+            .collect();
+        Components { by_site }
+    }
+
+    /// The component of `slot` in `components`.
+    pub fn component_of(&self, components: &Components, slot: u32) -> u32 {
+        components.by_site[self.sites[slot as usize] as usize]
     }
 
     /// Whether `a` holds an end of a link to `b`.

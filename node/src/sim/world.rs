@@ -307,7 +307,7 @@ impl World {
             Ev::Chat => self.chat(),
             Ev::Sample => {
                 self.rec.sample_attachment(now, &self.pop);
-                if let Err(what) = self.inv.sample(now, &self.pop) {
+                if let Err(what) = self.inv.sample(now, &self.pop, &self.net) {
                     self.fail(what);
                 }
                 self.push(now + secs(self.cfg.sample_interval_s), Ev::Sample);
