@@ -89,6 +89,10 @@ pub struct Population {
     /// Bootstrap supernodes each node is given.
     #[serde(default = "default_bootstrap_peers")]
     pub bootstrap_peers: u32,
+    /// Share of ordinary nodes behind a NAT: they dial out, but nobody can
+    /// dial them.
+    #[serde(default)]
+    pub nat_fraction: f64,
 }
 
 fn default_sn_spread() -> f64 {
@@ -373,6 +377,9 @@ impl SimConfig {
         }
         if p.bootstrap_peers == 0 {
             return bad("population.bootstrap_peers", "must be at least 1");
+        }
+        if !prob(p.nat_fraction) {
+            return bad("population.nat_fraction", "must be a probability");
         }
         let n = &self.network;
         if n.sites == 0 || n.sites > 65_535 {

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub attached_over_time: Vec<AttachSample>,
     /// Delivery of messages by the sample interval they were sent in.
     pub delivery_over_time: Vec<DeliverySample>,
+    /// Nodes behind a NAT and the dials they refused.
+    pub nat: Nat,
     /// Bytes on the wire.
     pub traffic: Traffic,
     /// Supernode load at the end.
@@ -237,6 +239,16 @@ pub struct DeliverySample {
     pub delivered: u64,
     /// delivered / eligible (1 when none).
     pub ratio: f64,
+}
+
+/// Nodes behind a NAT (`population.nat_fraction`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Nat {
+    /// Ordinary-node slots placed behind a NAT (a slot keeps its NAT across
+    /// restarts).
+    pub nodes_behind_nat: u64,
+    /// Dials to them that the NAT dropped.
+    pub dials_refused: u64,
 }
 
 /// Frames and bytes of one kind.

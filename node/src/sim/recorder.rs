@@ -17,7 +17,7 @@ use super::dist::{millis, secs};
 use super::invariants::Invariants;
 use super::metrics::{
     round3, AttachSample, Attachment, CounterTotals, Delivery, DeliverySample, KindTraffic,
-    Metrics, Reattach, Summary, SupernodeLoad, Traffic, Violation,
+    Metrics, Nat, Reattach, Summary, SupernodeLoad, Traffic, Violation,
 };
 use super::population::Population;
 
@@ -109,6 +109,8 @@ pub struct Recorder {
     departed_counters: CounterTotals,
     /// `PeerMisbehaved` events.
     misbehaved: u64,
+    /// NAT figures.
+    nat: Nat,
 }
 
 fn add_counters(totals: &mut CounterTotals, c: &Counters) {
@@ -141,6 +143,7 @@ impl Recorder {
             attach_samples: Vec::new(),
             departed_counters: CounterTotals::default(),
             misbehaved: 0,
+            nat: Nat::default(),
         }
     }
 
@@ -257,6 +260,16 @@ impl Recorder {
                 self.reattach_times.push(now - killed_at);
             }
         }
+    }
+
+    /// A new slot was placed behind a NAT.
+    pub fn behind_nat(&mut self) {
+        self.nat.nodes_behind_nat += 1;
+    }
+
+    /// A NAT dropped a dial.
+    pub fn dial_refused_by_nat(&mut self) {
+        self.nat.dials_refused += 1;
     }
 
     /// A node reported that a peer misbehaved.
@@ -457,6 +470,7 @@ impl Recorder {
             attachment,
             attached_over_time: self.attach_samples,
             delivery_over_time,
+            nat: self.nat.clone(),
             traffic,
             supernodes,
             counters: totals,

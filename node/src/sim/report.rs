@@ -163,6 +163,12 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
             format!("{low} / {high}"),
         );
     }
+    if m.nat.nodes_behind_nat > 0 {
+        row(
+            "ONs behind NAT / dials refused",
+            format!("{} / {}", m.nat.nodes_behind_nat, m.nat.dials_refused),
+        );
+    }
     row(
         "maintenance bytes / node / s",
         format!("{:.1}", m.traffic.maintenance_bytes_per_node_per_s),

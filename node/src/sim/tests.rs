@@ -353,3 +353,28 @@ fn a_long_partition_is_checked_per_side_and_passes() {
         assert_eq!(s.delivered, s.eligible, "seed {}: {s:?}", m.seed);
     }
 }
+
+/// Half the users behind a NAT: they dial out to their supernodes, so they
+/// all attach and chat as before (nothing promotes or needs to dial them
+/// yet).
+#[test]
+fn users_behind_nat_still_attach_and_chat() {
+    let mut cfg = scenario("lan-100");
+    cfg.population.nat_fraction = 0.5;
+    let m = simulate(&cfg, cfg.seed);
+    assert!(m.passed, "seed {}: {:?}", m.seed, m.violation);
+    let ordinary = u64::from(cfg.population.ordinary);
+    assert!(
+        (ordinary / 4..ordinary * 3 / 4).contains(&m.nat.nodes_behind_nat),
+        "seed {}: {:?}",
+        m.seed,
+        m.nat
+    );
+    assert_eq!(m.attachment.never_attached_at_end, 0, "seed {}", m.seed);
+    assert!(
+        m.delivery.eventual_ratio >= 0.999,
+        "seed {}: {:?}",
+        m.seed,
+        m.delivery
+    );
+}

@@ -109,7 +109,7 @@ impl World {
             violation: None,
             wake_at: Vec::new(),
             pop: Population::new(&cfg, seed, Arc::clone(&memo)),
-            net: Network::new(&cfg.network, seed),
+            net: Network::new(&cfg.network, cfg.population.nat_fraction, seed),
             work: Workload::new(&cfg, seed),
             rec: Recorder::new(secs(cfg.warmup_s)),
             inv: Invariants::new(&cfg, seed),
@@ -152,7 +152,9 @@ impl World {
     /// A new node slot of `role`, with its identity if already made.
     fn new_slot(&mut self, role: Role, identity: Option<Identity>) -> u32 {
         let slot = self.pop.add(role, identity);
-        self.net.add_slot(slot);
+        if self.net.add_slot(slot, role == Role::Ordinary) {
+            self.rec.behind_nat();
+        }
         self.inv.add_slot();
         self.wake_at.push(None);
         slot
@@ -523,7 +525,12 @@ impl World {
                 }
                 let listening = self.pop.node(to).is_some();
                 match self.net.dial(now, slot, to, listening) {
-                    net::Dial::Fails { at } => self.push(at, Ev::DialFailed { slot, inc, peer }),
+                    net::Dial::Fails { at, nat } => {
+                        if nat {
+                            self.rec.dial_refused_by_nat();
+                        }
+                        self.push(at, Ev::DialFailed { slot, inc, peer });
+                    }
                     net::Dial::Connects { at, latency } => {
                         let b_inc = self.pop.inc(to);
                         self.push(
