@@ -147,7 +147,7 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
         );
     }
     row(
-        "attached ON share, minimum after warm-up",
+        "attached ON share, min after warm-up",
         format!(
             "{} (at {:.0} s)",
             pct(a.min_ratio_after_warmup),
