@@ -89,6 +89,10 @@ pub struct Population {
     /// Bootstrap supernodes each node is given.
     #[serde(default = "default_bootstrap_peers")]
     pub bootstrap_peers: u32,
+    /// Share of ordinary nodes behind a NAT: they dial out, but nobody can
+    /// dial them.
+    #[serde(default)]
+    pub nat_fraction: f64,
 }
 
 fn default_sn_spread() -> f64 {
@@ -259,7 +263,7 @@ fn default_downtime() -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
-    /// Messages per online node per minute.
+    /// Messages per live user per minute.
     pub rate_per_node_per_min: f64,
     /// First message, seconds (default: at `warmup_s`).
     pub start_s: Option<f64>,
@@ -267,9 +271,10 @@ pub struct Workload {
     pub body_bytes: usize,
     /// The "within deadline" delivery bound, milliseconds.
     pub deadline_ms: f64,
-    /// 0: each message goes to a uniformly random online node. Otherwise
-    /// each sender keeps this many contacts (drawn uniformly among online
-    /// nodes, replaced when they depart for good) and writes to one of them.
+    /// 0: each message goes to a uniformly random live user, attached or
+    /// not. Otherwise each sender keeps this many contacts (drawn uniformly
+    /// among live users, replaced when they go down) and writes to one of
+    /// them.
     pub contacts: u32,
 }
 
@@ -372,6 +377,9 @@ impl SimConfig {
         }
         if p.bootstrap_peers == 0 {
             return bad("population.bootstrap_peers", "must be at least 1");
+        }
+        if !prob(p.nat_fraction) {
+            return bad("population.nat_fraction", "must be a probability");
         }
         let n = &self.network;
         if n.sites == 0 || n.sites > 65_535 {

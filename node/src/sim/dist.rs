@@ -19,6 +19,11 @@ pub fn derive(seed: u64, parts: &[u64]) -> u64 {
         .fold(splitmix64(seed), |acc, p| splitmix64(acc ^ splitmix64(*p)))
 }
 
+/// A uniform number in [0, 1) from a derived value (its top 53 bits).
+pub fn unit(v: u64) -> f64 {
+    (v >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// The identity of node `index` in the world seeded by `seed`.
 pub fn node_identity(seed: u64, index: u64) -> skyhop_protocol::Identity {
     let mut secret = [0u8; 32];

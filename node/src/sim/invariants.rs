@@ -2,7 +2,9 @@
 //! packet took more hops than the TTL; and, at each sample in a steady
 //! overlay, no packet ran out of TTL since the previous sample, and a
 //! sample of attached ordinary nodes have live location records on their
-//! home supernodes.
+//! home supernodes: the supernodes closest to them within their connected
+//! component, since a partition splits the supernodes into overlays of
+//! their own.
 //!
 //! It reads the population and reports a violation as a message; the world
 //! stops the run on the first one. It owns the invariants' RNG stream
@@ -16,6 +18,8 @@
 //! are kept per slot, and a node that goes away hands in what it counted
 //! since.
 
+use std::collections::BTreeMap;
+
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::RngExt;
 use skyhop_protocol::{Distance, NodeId};
@@ -25,6 +29,7 @@ use skyhop_core::{Counters, DropReason, SimTime, SECS};
 use super::config::SimConfig;
 use super::dist::{self, secs};
 use super::metrics::{CounterTotals, InvariantChecks};
+use super::net::Network;
 use super::population::Population;
 
 /// The invariant checks of a run; see the module doc.
@@ -118,8 +123,9 @@ impl Invariants {
     }
 
     /// The periodic check at `now`: TTL expiries and, in a steady window,
-    /// location records. The first violation found, if any.
-    pub fn sample(&mut self, now: SimTime, pop: &Population) -> Result<(), String> {
+    /// location records (per connected component of `net`). The first
+    /// violation found, if any.
+    pub fn sample(&mut self, now: SimTime, pop: &Population, net: &Network) -> Result<(), String> {
         // TTL expiries since the last sample.
         let mut delta = 0;
         for (slot, _, node) in pop.running() {
@@ -145,7 +151,7 @@ impl Invariants {
                 ));
             }
             // Checked even after a TTL violation: the tally counts them.
-            let records = self.check_records(now, pop);
+            let records = self.check_records(now, pop, net);
             result = result.and(records);
         }
         self.prev_sample = now;
@@ -153,8 +159,14 @@ impl Invariants {
     }
 
     /// Every attached ordinary node (a deterministic sample of them) has a
-    /// live record of its primary on its home supernodes.
-    fn check_records(&mut self, now: SimTime, pop: &Population) -> Result<(), String> {
+    /// live record of its primary on its home supernodes, the closest live
+    /// ones in its connected component.
+    fn check_records(
+        &mut self,
+        now: SimTime,
+        pop: &Population,
+        net: &Network,
+    ) -> Result<(), String> {
         let want = self.record_sample;
         if want == 0 || pop.supernodes().is_empty() {
             return Ok(());
@@ -172,15 +184,25 @@ impl Invariants {
         }
         let step = ons.len().div_ceil(want).max(1);
         let offset = self.rng.random_range(0..step);
-        let mut sns: Vec<(NodeId, u32)> =
-            pop.supernodes().iter().map(|s| (pop.id(*s), *s)).collect();
-        sns.sort_unstable();
-        let replicas = self.replicas.min(sns.len());
+        let components = net.components(now);
+        let mut sns_by_component: BTreeMap<u32, Vec<(NodeId, u32)>> = BTreeMap::new();
+        for &s in pop.supernodes() {
+            let c = net.component_of(&components, s);
+            sns_by_component.entry(c).or_default().push((pop.id(s), s));
+        }
+        for sns in sns_by_component.values_mut() {
+            sns.sort_unstable();
+        }
         for &on in ons.iter().skip(offset).step_by(step) {
             let on_id = pop.id(on);
             let Some(primary) = pop.node(on).and_then(|n| n.primary()) else {
                 continue;
             };
+            let Some(sns) = sns_by_component.get(&net.component_of(&components, on)) else {
+                // No supernode on its side of a cut: it has no home to check.
+                continue;
+            };
+            let replicas = self.replicas.min(sns.len());
             let mut homes: Vec<(Distance, u32)> = sns
                 .iter()
                 .map(|(id, s)| (id.distance(&on_id), *s))

@@ -40,10 +40,14 @@ pub struct Metrics {
     pub join_time_ms: Summary,
     /// Reattachment of ordinary nodes whose supernode was killed.
     pub reattach: Reattach,
-    /// Share of live ordinary nodes attached, sampled.
+    /// Whether ordinary nodes get into the overlay at all.
+    pub attachment: Attachment,
+    /// Share of live ordinary nodes attached, and live supernodes, sampled.
     pub attached_over_time: Vec<AttachSample>,
     /// Delivery of messages by the sample interval they were sent in.
     pub delivery_over_time: Vec<DeliverySample>,
+    /// Nodes behind a NAT and the dials they refused.
+    pub nat: Nat,
     /// Bytes on the wire.
     pub traffic: Traffic,
     /// Supernode load at the end.
@@ -104,6 +108,12 @@ pub struct Delivery {
     pub delivered: u64,
     /// Eligible messages acknowledged within `deadline_ms`.
     pub delivered_within_deadline: u64,
+    /// Eligible messages sent while the sender or the recipient was not
+    /// attached (delivered or not).
+    pub sent_not_attached: u64,
+    /// Of them, not delivered: the failure is put down to the missing
+    /// attachment, whatever the core reported (often a time-out).
+    pub failed_not_attached: u64,
     /// Eligible messages failed as offline.
     pub failed_offline: u64,
     /// Eligible messages failed as not found.
@@ -183,6 +193,26 @@ pub struct Reattach {
     pub time_ms: Summary,
 }
 
+/// Whether ordinary nodes get into the overlay: every incarnation of an
+/// ordinary node is counted once, as attached (its time from start to
+/// first attachment is in `join_time_ms`) or as never attached.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Attachment {
+    /// The lowest attached share of live ordinary nodes at a sample at or
+    /// after the warm-up (1 when there is none).
+    pub min_ratio_after_warmup: f64,
+    /// When that minimum was first sampled, seconds.
+    pub min_ratio_at_s: f64,
+    /// Ordinary-node incarnations started (restarts included).
+    pub started: u64,
+    /// Of them, attached at least once.
+    pub attached: u64,
+    /// Of them, went away without ever attaching.
+    pub never_attached_departed: u64,
+    /// Of them, still up at the end and never attached.
+    pub never_attached_at_end: u64,
+}
+
 /// One attachment sample.
 #[derive(Clone, Debug, Serialize)]
 pub struct AttachSample {
@@ -194,6 +224,8 @@ pub struct AttachSample {
     pub attached: u64,
     /// attached / live.
     pub ratio: f64,
+    /// Live supernodes.
+    pub supernodes: u64,
 }
 
 /// Delivery of the messages sent in one interval.
@@ -207,6 +239,16 @@ pub struct DeliverySample {
     pub delivered: u64,
     /// delivered / eligible (1 when none).
     pub ratio: f64,
+}
+
+/// Nodes behind a NAT (`population.nat_fraction`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Nat {
+    /// Ordinary-node slots placed behind a NAT (a slot keeps its NAT across
+    /// restarts).
+    pub nodes_behind_nat: u64,
+    /// Dials to them that the NAT dropped.
+    pub dials_refused: u64,
 }
 
 /// Frames and bytes of one kind.

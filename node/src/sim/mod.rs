@@ -68,7 +68,8 @@ pub struct SimArgs {
     /// Write the metrics JSON here (and wall-clock figures to FILE.perf.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Write SVG plots (hops, delivery, attachment) into this directory.
+    /// Write SVG plots (hops, delivery, attachment, supernode count; the
+    /// scenario's events marked) into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
     /// Print no summary table.

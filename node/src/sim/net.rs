@@ -23,6 +23,11 @@
 //! - Latency is drawn once per dial, from the LAN or WAN distribution by
 //!   whether the two slots share a site; a node's site is derived from the
 //!   seed and its index, so it draws nothing.
+//! - NAT: an ordinary node's slot is behind a NAT with probability
+//!   `population.nat_fraction`, derived (like its site) from the seed and
+//!   its index, so a restarted node is behind the same NAT and the setting
+//!   draws nothing from any stream. A dial to it fails after the connect
+//!   timeout, as an unanswered SYN does; its own dials go out as usual.
 
 use std::collections::BTreeMap;
 
@@ -71,10 +76,12 @@ pub enum Transit {
 
 /// What becomes of a dial.
 pub enum Dial {
-    /// It fails at `at` (a partition, or nobody listening).
+    /// It fails at `at` (a partition, nobody listening, or a NAT).
     Fails {
         /// When the dialer learns it.
         at: SimTime,
+        /// The dialed node is behind a NAT.
+        nat: bool,
     },
     /// The link is up at both ends at `at`, with one-way `latency`.
     Connects {
@@ -95,6 +102,14 @@ pub enum Arrival {
     Open,
 }
 
+/// The connected components of the network at one moment: a label per
+/// site; two slots can reach each other exactly when their sites' labels
+/// are equal.
+pub struct Components {
+    /// Each site's component label.
+    by_site: Vec<u32>,
+}
+
 /// The network between the slots; see the module notes.
 pub struct Network {
     /// One-way latency within a site.
@@ -111,6 +126,10 @@ pub struct Network {
     cuts: Vec<Cut>,
     /// Sites in the scenario.
     site_count: u64,
+    /// Share of ordinary nodes behind a NAT.
+    nat_fraction: f64,
+    /// Each slot: behind a NAT (refuses inbound dials).
+    behind_nat: Vec<bool>,
     /// The world seed, from which sites are derived.
     seed: u64,
     /// The network RNG stream: latencies and losses.
@@ -124,8 +143,9 @@ pub struct Network {
 }
 
 impl Network {
-    /// The network of a scenario, seeded by the world seed.
-    pub fn new(cfg: &config::Network, seed: u64) -> Network {
+    /// The network of a scenario, seeded by the world seed, with
+    /// `nat_fraction` of its ordinary nodes behind a NAT.
+    pub fn new(cfg: &config::Network, nat_fraction: f64, seed: u64) -> Network {
         Network {
             lan_latency: cfg.lan_latency.clone(),
             wan_latency: cfg.wan_latency.clone(),
@@ -142,6 +162,8 @@ impl Network {
                 })
                 .collect(),
             site_count: u64::from(cfg.sites),
+            nat_fraction,
+            behind_nat: Vec::new(),
             seed,
             rng: dist::stream_rng(seed, dist::stream::NETWORK),
             sites: Vec::new(),
@@ -151,12 +173,17 @@ impl Network {
     }
 
     /// Places the next slot (`slot` must be the number placed so far) at its
-    /// site.
-    pub fn add_slot(&mut self, slot: u32) {
+    /// site, and an `ordinary` one perhaps behind a NAT: whether it is.
+    pub fn add_slot(&mut self, slot: u32, ordinary: bool) -> bool {
         debug_assert_eq!(slot as usize, self.sites.len(), "slots are added in order");
         let site = (dist::derive(self.seed, &[4, u64::from(slot)]) % self.site_count) as u32;
         self.sites.push(site);
+        let nat = ordinary
+            && self.nat_fraction > 0.0
+            && dist::unit(dist::derive(self.seed, &[5, u64::from(slot)])) < self.nat_fraction;
+        self.behind_nat.push(nat);
         self.links.push(BTreeMap::new());
+        nat
     }
 
     /// The times at which a partition starts or heals, in scenario order.
@@ -175,6 +202,32 @@ impl Network {
         })
     }
 
+    /// The connected components at `now`. A cut separates its sites from
+    /// the rest, so two sites are connected exactly when every cut in
+    /// force puts them on the same side: the label of a site is the set of
+    /// cuts in force that contain it, numbered in site order.
+    pub fn components(&self, now: SimTime) -> Components {
+        let active: Vec<&Cut> = self
+            .cuts
+            .iter()
+            .filter(|c| c.start <= now && now < c.end)
+            .collect();
+        let mut labels: BTreeMap<Vec<bool>, u32> = BTreeMap::new();
+        let by_site = (0..self.site_count as u32)
+            .map(|site| {
+                let sides: Vec<bool> = active.iter().map(|c| c.sites.contains(&site)).collect();
+                let next = labels.len() as u32;
+                *labels.entry(sides).or_insert(next)
+            })
+            .collect();
+        Components { by_site }
+    }
+
+    /// The component of `slot` in `components`.
+    pub fn component_of(&self, components: &Components, slot: u32) -> u32 {
+        components.by_site[self.sites[slot as usize] as usize]
+    }
+
     /// Whether `a` holds an end of a link to `b`.
     pub fn has_link(&self, a: u32, b: u32) -> bool {
         self.links[a as usize].contains_key(&b)
@@ -187,11 +240,19 @@ impl Network {
         if self.cut(now, a, b) {
             Dial::Fails {
                 at: self.unreachable(now),
+                nat: false,
+            }
+        } else if self.behind_nat[b as usize] {
+            // The NAT drops the unsolicited SYN: the dial times out.
+            Dial::Fails {
+                at: self.unreachable(now),
+                nat: true,
             }
         } else if !listening {
             // Nobody listens: refused after a round trip.
             Dial::Fails {
                 at: now + 2 * latency,
+                nat: false,
             }
         } else {
             // TCP and Noise handshakes: about three one-way trips.
@@ -310,5 +371,45 @@ impl Network {
         } else {
             Arrival::Closed
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Half the ordinary nodes are behind a NAT: a dial to one of them
+    /// times out, while its own dials (and dials to supernodes) connect.
+    #[test]
+    fn a_node_behind_nat_can_dial_out_but_cannot_be_dialed() {
+        let mut net = Network::new(&config::Network::default(), 0.5, 9);
+        let supernode = 0;
+        assert!(!net.add_slot(supernode, false), "supernodes are reachable");
+        let natted: Vec<u32> = (1..200).filter(|s| net.add_slot(*s, true)).collect();
+        assert!(
+            (60..140).contains(&natted.len()),
+            "about half of 199: {}",
+            natted.len()
+        );
+        let behind = natted[0];
+        let open = (1..200).find(|s| !natted.contains(s)).expect("one is open");
+        let timeout = millis(config::Network::default().connect_timeout_ms);
+        match net.dial(0, open, behind, true) {
+            Dial::Fails { at, nat } => assert!(nat && at == timeout),
+            Dial::Connects { .. } => panic!("a NAT let an inbound dial through"),
+        }
+        for (from, to) in [(behind, supernode), (behind, open), (open, supernode)] {
+            assert!(
+                matches!(net.dial(0, from, to, true), Dial::Connects { .. }),
+                "{from} -> {to}"
+            );
+        }
+    }
+
+    /// With no NAT share nobody is behind one.
+    #[test]
+    fn no_nat_by_default() {
+        let mut net = Network::new(&config::Network::default(), 0.0, 9);
+        assert!((0..100).all(|s| !net.add_slot(s, true)));
     }
 }

@@ -119,6 +119,8 @@ pub struct Gone {
     pub node: Box<Node>,
     /// The incarnation that ended.
     pub inc: u32,
+    /// An ordinary node that never attached in that incarnation.
+    pub never_attached: bool,
 }
 
 /// One restart of a storm.
@@ -325,11 +327,16 @@ impl Population {
         sl.attached_at = None;
         sl.departures.push(now);
         let inc = sl.inc;
+        let never_attached = sl.role == Role::Ordinary && !sl.joined;
         match sl.role {
             Role::Supernode => self.sns.remove(&mut self.slots, slot),
             Role::Ordinary => self.ons.remove(&mut self.slots, slot),
         }
-        Some(Gone { node, inc })
+        Some(Gone {
+            node,
+            inc,
+            never_attached,
+        })
     }
 
     /// Whether a departing ordinary node leaves gracefully (else it crashes).

@@ -16,8 +16,8 @@ use super::config::SimConfig;
 use super::dist::{millis, secs};
 use super::invariants::Invariants;
 use super::metrics::{
-    round3, AttachSample, CounterTotals, Delivery, DeliverySample, KindTraffic, Metrics, Reattach,
-    Summary, SupernodeLoad, Traffic, Violation,
+    round3, AttachSample, Attachment, CounterTotals, Delivery, DeliverySample, KindTraffic,
+    Metrics, Nat, Reattach, Summary, SupernodeLoad, Traffic, Violation,
 };
 use super::population::Population;
 
@@ -27,6 +27,8 @@ struct MsgTrack {
     to: u32,
     /// When the sender's node took it.
     sent_at: SimTime,
+    /// Whether the sender or the recipient was not attached then.
+    unattached: bool,
     /// Delivered (latency, hops) or failed, once known.
     outcome: Option<Result<(SimTime, u8), ChatFailure>>,
 }
@@ -88,6 +90,10 @@ pub struct Recorder {
     refused: u64,
     /// Start-to-first-attachment times, milliseconds.
     join_times: Vec<f64>,
+    /// Ordinary-node incarnations started.
+    ordinary_started: u64,
+    /// Ordinary-node incarnations that went away without attaching.
+    never_attached_departed: u64,
     /// Ordinary nodes whose supernode was killed and that have not
     /// reattached: slot -> (kill time, incarnation).
     orphans: BTreeMap<u32, (SimTime, u32)>,
@@ -103,6 +109,8 @@ pub struct Recorder {
     departed_counters: CounterTotals,
     /// `PeerMisbehaved` events.
     misbehaved: u64,
+    /// NAT figures.
+    nat: Nat,
 }
 
 fn add_counters(totals: &mut CounterTotals, c: &Counters) {
@@ -126,6 +134,8 @@ impl Recorder {
             msgs: BTreeMap::new(),
             refused: 0,
             join_times: Vec::new(),
+            ordinary_started: 0,
+            never_attached_departed: 0,
             orphans: BTreeMap::new(),
             reattach_times: Vec::new(),
             orphan_total: 0,
@@ -133,6 +143,7 @@ impl Recorder {
             attach_samples: Vec::new(),
             departed_counters: CounterTotals::default(),
             misbehaved: 0,
+            nat: Nat::default(),
         }
     }
 
@@ -193,13 +204,15 @@ impl Recorder {
         self.live_count = self.live_count.saturating_add_signed(delta);
     }
 
-    /// The node of `from` took message `id` for `to` at `now`.
-    pub fn chat_sent(&mut self, from: u32, id: MsgId, to: u32, now: SimTime) {
+    /// The node of `from` took message `id` for `to` at `now`; `unattached`:
+    /// one of the two was not attached.
+    pub fn chat_sent(&mut self, from: u32, id: MsgId, to: u32, now: SimTime, unattached: bool) {
         self.msgs.insert(
             (from, id.0),
             MsgTrack {
                 to,
                 sent_at: now,
+                unattached,
                 outcome: None,
             },
         );
@@ -223,6 +236,11 @@ impl Recorder {
         }
     }
 
+    /// An ordinary node started (a first start or a restart).
+    pub fn ordinary_started(&mut self) {
+        self.ordinary_started += 1;
+    }
+
     /// A node attached for the first time since its start, `join` after it.
     pub fn joined(&mut self, join: SimTime) {
         self.join_times.push(join as f64 / MILLIS as f64);
@@ -244,14 +262,35 @@ impl Recorder {
         }
     }
 
+    /// A new slot was placed behind a NAT.
+    pub fn behind_nat(&mut self) {
+        self.nat.nodes_behind_nat += 1;
+    }
+
+    /// A NAT dropped a dial.
+    pub fn dial_refused_by_nat(&mut self) {
+        self.nat.dials_refused += 1;
+    }
+
     /// A node reported that a peer misbehaved.
     pub fn misbehaved(&mut self) {
         self.misbehaved += 1;
     }
 
-    /// Incarnation `inc` of `slot` went away at `now` with `counters`.
-    pub fn node_gone(&mut self, slot: u32, inc: u32, counters: &Counters, now: SimTime) {
+    /// Incarnation `inc` of `slot` went away at `now` with `counters`;
+    /// `never_attached`: an ordinary node that never got in.
+    pub fn node_gone(
+        &mut self,
+        slot: u32,
+        inc: u32,
+        counters: &Counters,
+        now: SimTime,
+        never_attached: bool,
+    ) {
         add_counters(&mut self.departed_counters, counters);
+        if never_attached {
+            self.never_attached_departed += 1;
+        }
         if let Some((_, orphan_inc)) = self.orphans.get(&slot) {
             if *orphan_inc == inc {
                 self.orphans.remove(&slot);
@@ -261,7 +300,8 @@ impl Recorder {
         self.live_changed(now, -1);
     }
 
-    /// Samples the share of live ordinary nodes attached at `now`.
+    /// Samples the share of live ordinary nodes attached, and the live
+    /// supernodes, at `now`.
     pub fn sample_attachment(&mut self, now: SimTime, pop: &Population) {
         let live = pop.ordinary().len() as u64;
         let attached = pop
@@ -278,6 +318,7 @@ impl Recorder {
             } else {
                 round3(attached as f64 / live as f64 * 100.0) / 100.0
             },
+            supernodes: pop.supernodes().len() as u64,
         });
     }
 
@@ -318,7 +359,13 @@ impl Recorder {
             d.eligible += 1;
             let bucket = ((m.sent_at / interval) as usize).min(buckets - 1);
             over_time[bucket].0 += 1;
+            if m.unattached {
+                d.sent_not_attached += 1;
+            }
             match m.outcome {
+                // A user who is not in the overlay cannot chat: that is the
+                // failure, whatever the sender's node made of it.
+                Some(Err(_)) | None if m.unattached => d.failed_not_attached += 1,
                 Some(Ok((latency, h))) => {
                     d.delivered += 1;
                     over_time[bucket].1 += 1;
@@ -403,6 +450,7 @@ impl Recorder {
             table_max: tables.iter().copied().max().unwrap_or(0),
             links_mean: mean(&links),
         };
+        let attachment = self.attachment();
         let invariants = inv.report(&totals);
         let traffic = self.traffic();
         Metrics {
@@ -419,14 +467,38 @@ impl Recorder {
             chat_latency_ms: Summary::of(latencies),
             join_time_ms: Summary::of(self.join_times),
             reattach,
+            attachment,
             attached_over_time: self.attach_samples,
             delivery_over_time,
+            nat: self.nat.clone(),
             traffic,
             supernodes,
             counters: totals,
             invariants,
             violation: run.violation,
             config: run.cfg,
+        }
+    }
+
+    /// The attachment figures.
+    fn attachment(&self) -> Attachment {
+        let (min_ratio_after_warmup, min_ratio_at_s) = self
+            .attach_samples
+            .iter()
+            .filter(|s| s.t_s >= self.warmup as f64 / SECS as f64)
+            .map(|s| (s.ratio, s.t_s))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((1.0, 0.0));
+        let attached = self.join_times.len() as u64;
+        Attachment {
+            min_ratio_after_warmup,
+            min_ratio_at_s,
+            started: self.ordinary_started,
+            attached,
+            never_attached_departed: self.never_attached_departed,
+            never_attached_at_end: self
+                .ordinary_started
+                .saturating_sub(attached + self.never_attached_departed),
         }
     }
 

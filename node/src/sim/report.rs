@@ -87,10 +87,17 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
         pct(d.within_deadline_ratio),
     );
     row(
-        "failed offline / not found / timeout",
+        "failed not attached / offline",
         format!(
-            "{} / {} / {} (unresolved {})",
-            d.failed_offline, d.failed_not_found, d.failed_timed_out, d.unresolved
+            "{} (of {} sent unattached) / {}",
+            d.failed_not_attached, d.sent_not_attached, d.failed_offline
+        ),
+    );
+    row(
+        "failed not found / timeout",
+        format!(
+            "{} / {} (unresolved {})",
+            d.failed_not_found, d.failed_timed_out, d.unresolved
         ),
     );
     row(
@@ -107,11 +114,23 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
             m.chat_latency_ms.p50, m.chat_latency_ms.p99
         ),
     );
+    let a = &m.attachment;
     row(
-        "join time p50 / p99",
+        "ONs attached / never (gone / still up)",
         format!(
-            "{:.1} ms / {:.1} ms",
-            m.join_time_ms.p50, m.join_time_ms.p99
+            "{} of {} / {} ({} / {})",
+            a.attached,
+            a.started,
+            a.never_attached_departed + a.never_attached_at_end,
+            a.never_attached_departed,
+            a.never_attached_at_end
+        ),
+    );
+    row(
+        "time to attach p50 / p90 / p99 / max",
+        format!(
+            "{:.1} / {:.1} / {:.1} / {:.1} ms",
+            m.join_time_ms.p50, m.join_time_ms.p90, m.join_time_ms.p99, m.join_time_ms.max
         ),
     );
     if m.reattach.orphans > 0 {
@@ -127,14 +146,28 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
             ),
         );
     }
-    if let Some(min) = m
-        .attached_over_time
-        .iter()
-        .filter(|s| s.t_s >= m.traffic.window_start_s)
-        .map(|s| s.ratio)
-        .min_by(f64::total_cmp)
-    {
-        row("attached ON share, minimum", pct(min));
+    row(
+        "attached ON share, min after warm-up",
+        format!(
+            "{} (at {:.0} s)",
+            pct(a.min_ratio_after_warmup),
+            a.min_ratio_at_s
+        ),
+    );
+    if let (Some(low), Some(high)) = (
+        m.attached_over_time.iter().map(|s| s.supernodes).min(),
+        m.attached_over_time.iter().map(|s| s.supernodes).max(),
+    ) {
+        row(
+            "live supernodes, min / max sampled",
+            format!("{low} / {high}"),
+        );
+    }
+    if m.nat.nodes_behind_nat > 0 {
+        row(
+            "ONs behind NAT / dials refused",
+            format!("{} / {}", m.nat.nodes_behind_nat, m.nat.dials_refused),
+        );
     }
     row(
         "maintenance bytes / node / s",
@@ -190,38 +223,94 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> SimError {
     }
 }
 
-/// Writes `hops.svg`, `delivery.svg` and `attached.svg` into `dir`.
+/// Writes `hops.svg`, `delivery.svg`, `attached.svg` and `supernodes.svg`
+/// into `dir`; the time plots mark the scenario's events.
 pub fn plots(m: &Metrics, dir: &Path) -> Result<(), SimError> {
     std::fs::create_dir_all(dir).map_err(|e| plot_err(dir, e))?;
     let hops = dir.join("hops.svg");
     hop_histogram(m, &hops).map_err(|e| plot_err(&hops, e))?;
-    let delivery = dir.join("delivery.svg");
-    let points: Vec<(f64, f64)> = m
-        .delivery_over_time
-        .iter()
-        .map(|s| (s.t_s, s.ratio * 100.0))
-        .collect();
-    line_plot(
-        &delivery,
-        "chat delivery by send time (%)",
-        &points,
-        m.simulated_s,
-    )
-    .map_err(|e| plot_err(&delivery, e))?;
-    let attached = dir.join("attached.svg");
-    let points: Vec<(f64, f64)> = m
+    let marks = scenario_events(m);
+    let percent = |points: Vec<(f64, f64)>| {
+        let low = points
+            .iter()
+            .map(|p| p.1)
+            .fold(100.0f64, f64::min)
+            .min(99.0)
+            .floor();
+        (points, low..100.5)
+    };
+    let (delivery, y) = percent(
+        m.delivery_over_time
+            .iter()
+            .map(|s| (s.t_s, s.ratio * 100.0))
+            .collect(),
+    );
+    let (attached, y_attached) = percent(
+        m.attached_over_time
+            .iter()
+            .map(|s| (s.t_s, s.ratio * 100.0))
+            .collect(),
+    );
+    let supernodes: Vec<(f64, f64)> = m
         .attached_over_time
         .iter()
-        .map(|s| (s.t_s, s.ratio * 100.0))
+        .map(|s| (s.t_s, s.supernodes as f64))
         .collect();
-    line_plot(
-        &attached,
-        "ordinary nodes attached (%)",
-        &points,
-        m.simulated_s,
-    )
-    .map_err(|e| plot_err(&attached, e))?;
+    let top = supernodes.iter().map(|p| p.1).fold(1.0f64, f64::max);
+    for (file, title, y_desc, points, y_range) in [
+        (
+            "delivery.svg",
+            "chat delivery by send time",
+            "%",
+            delivery,
+            y,
+        ),
+        (
+            "attached.svg",
+            "ordinary nodes attached",
+            "%",
+            attached,
+            y_attached,
+        ),
+        (
+            "supernodes.svg",
+            "live supernodes",
+            "supernodes",
+            supernodes,
+            0.0..(top * 1.1).ceil(),
+        ),
+    ] {
+        let path = dir.join(file);
+        let plot = TimePlot {
+            title,
+            y_desc,
+            until: m.simulated_s,
+            y_range,
+            marks: &marks,
+        };
+        plot.draw(&path, &points).map_err(|e| plot_err(&path, e))?;
+    }
     Ok(())
+}
+
+/// The scenario's events on the time axis, in time order: supernode kills,
+/// restart storms (window opens and closes), partition cuts and heals.
+fn scenario_events(m: &Metrics) -> Vec<(f64, String)> {
+    let c = &m.config;
+    let mut marks: Vec<(f64, String)> = Vec::new();
+    for k in &c.churn.sn_kills {
+        marks.push((k.at_s, format!("kill {:.0}% SN", k.fraction * 100.0)));
+    }
+    for s in &c.churn.restart_storms {
+        marks.push((s.at_s, format!("storm {:.0}% ON", s.fraction * 100.0)));
+        marks.push((s.at_s + s.window_s, "storm ends".to_string()));
+    }
+    for p in &c.network.partitions {
+        marks.push((p.start_s, format!("cut {:?}", p.sites)));
+        marks.push((p.end_s, "heal".to_string()));
+    }
+    marks.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    marks
 }
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
@@ -261,27 +350,54 @@ fn hop_histogram(m: &Metrics, path: &Path) -> PlotResult {
     Ok(())
 }
 
-fn line_plot(path: &Path, title: &str, points: &[(f64, f64)], until: f64) -> PlotResult {
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let low = points
-        .iter()
-        .map(|p| p.1)
-        .fold(100.0f64, f64::min)
-        .min(99.0)
-        .floor();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..until.max(1.0), low..100.5f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("simulated seconds")
-        .y_desc("%")
-        .draw()?;
-    chart.draw_series(LineSeries::new(points.iter().copied(), &RED))?;
-    root.present()?;
-    Ok(())
+/// A line over simulated time with the scenario's events marked.
+struct TimePlot<'a> {
+    /// The caption.
+    title: &'a str,
+    /// The y axis label.
+    y_desc: &'a str,
+    /// The end of the time axis, seconds.
+    until: f64,
+    /// The y axis.
+    y_range: std::ops::Range<f64>,
+    /// Events: a dashed vertical line and a label at each.
+    marks: &'a [(f64, String)],
+}
+
+impl TimePlot<'_> {
+    fn draw(&self, path: &Path, points: &[(f64, f64)]) -> PlotResult {
+        let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let y = self.y_range.clone();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..self.until.max(1.0), y.clone())?;
+        chart
+            .configure_mesh()
+            .x_desc("simulated seconds")
+            .y_desc(self.y_desc)
+            .draw()?;
+        for (i, (t, label)) in self.marks.iter().enumerate() {
+            let grey = BLACK.mix(0.5);
+            chart.draw_series(DashedLineSeries::new(
+                [(*t, y.start), (*t, y.end)],
+                4,
+                4,
+                grey.into(),
+            ))?;
+            // Labels step down so that close events stay readable.
+            let at = y.end - (y.end - y.start) * (0.05 + 0.06 * (i % 4) as f64);
+            chart.draw_series(std::iter::once(Text::new(
+                label.clone(),
+                (*t, at),
+                ("sans-serif", 12).into_font().color(&grey),
+            )))?;
+        }
+        chart.draw_series(LineSeries::new(points.iter().copied(), &RED))?;
+        root.present()?;
+        Ok(())
+    }
 }

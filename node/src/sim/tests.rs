@@ -220,9 +220,161 @@ fn the_command_writes_metrics_perf_and_plots() {
     );
     let perf = std::fs::read_to_string(dir.join("tiny.json.perf.json")).expect("perf written");
     assert!(perf.contains("wall_s") && !written.contains("wall_s"));
-    for plot in ["hops.svg", "delivery.svg", "attached.svg"] {
+    for plot in ["hops.svg", "delivery.svg", "attached.svg", "supernodes.svg"] {
         let svg = std::fs::read_to_string(dir.join("plots").join(plot)).expect("plot written");
         assert!(svg.starts_with("<svg"), "{plot}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two supernodes with room for ten clients between them, and thirty users:
+/// twenty users never get in.
+const TOO_FEW_SLOTS: &str = r#"
+name = "too-few-slots"
+duration_s = 120
+warmup_s = 40
+[population]
+supernodes = 2
+ordinary = 30
+on_start_at_s = 1
+on_start_spread_s = 5
+[workload]
+rate_per_node_per_min = 6
+[node]
+max_clients = 5
+"#;
+
+/// The users who cannot get in still write and are written to, and their
+/// messages fail as "not attached", so delivery is well below 100%.
+#[test]
+fn users_who_cannot_attach_count_as_failed_deliveries() {
+    let cfg = SimConfig::parse(TOO_FEW_SLOTS, "too-few-slots").expect("valid");
+    let m = simulate(&cfg, 2);
+    let d = &m.delivery;
+    assert!(d.eligible > 50, "seed 2: too few messages: {d:?}");
+    assert!(d.failed_not_attached > 0, "seed 2: {d:?}");
+    assert!(
+        d.eventual_ratio < 0.5,
+        "seed 2: most users are out, yet delivery is {}: {d:?}",
+        d.eventual_ratio
+    );
+    assert_eq!(
+        d.delivered
+            + d.failed_not_attached
+            + d.failed_offline
+            + d.failed_not_found
+            + d.failed_timed_out
+            + d.unresolved,
+        d.eligible,
+        "seed 2: every counted message has one outcome: {d:?}"
+    );
+}
+
+/// The attachment figures show the users left out: how many never attached,
+/// the lowest attached share, and the supernodes serving the rest.
+#[test]
+fn the_attachment_figures_count_users_who_never_got_in() {
+    let cfg = SimConfig::parse(TOO_FEW_SLOTS, "too-few-slots").expect("valid");
+    let m = simulate(&cfg, 2);
+    let a = &m.attachment;
+    assert_eq!(a.started, 30, "seed 2: {a:?}");
+    assert!(a.attached <= 10, "seed 2: at most 2 x 5 clients: {a:?}");
+    assert_eq!(
+        a.attached + a.never_attached_departed + a.never_attached_at_end,
+        a.started,
+        "seed 2: {a:?}"
+    );
+    assert!(a.never_attached_at_end >= 20, "seed 2: {a:?}");
+    assert!(
+        a.min_ratio_after_warmup <= 10.0 / 30.0 + 1e-9,
+        "seed 2: {a:?}"
+    );
+    assert_eq!(m.join_time_ms.count, a.attached, "one time per attachment");
+    assert!(m.attached_over_time.iter().all(|s| s.supernodes == 2));
+}
+
+/// A supernode kill shows in the supernode count and is marked on the plots.
+#[test]
+fn a_supernode_kill_shows_in_the_supernode_count_and_on_the_plots() {
+    let cfg = scenario("churn-small");
+    let m = simulate(&cfg, cfg.seed);
+    let kill = &cfg.churn.sn_kills[0];
+    let count_at = |t: f64| {
+        m.attached_over_time
+            .iter()
+            .rev()
+            .find(|s| s.t_s <= t)
+            .map(|s| s.supernodes)
+            .expect("sampled")
+    };
+    assert!(
+        count_at(kill.at_s + 1.0) < count_at(kill.at_s - 1.0),
+        "seed {}: the kill at {} s removed no supernode",
+        m.seed,
+        kill.at_s
+    );
+    let dir = std::env::temp_dir().join(format!("skyhop-sim-marks-{}", std::process::id()));
+    super::report::plots(&m, &dir).expect("plots written");
+    for plot in ["attached.svg", "supernodes.svg", "delivery.svg"] {
+        let svg = std::fs::read_to_string(dir.join(plot)).expect("plot written");
+        assert!(svg.contains("kill"), "{plot} marks the kill");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// partition-small with the cut held for two minutes: each side is steady
+/// long before it heals (the old global check stopped the run 45 s into
+/// the cut), each side's records are checked against that side's
+/// supernodes, and after the heal the overlay grows back together.
+#[test]
+fn a_long_partition_is_checked_per_side_and_passes() {
+    let mut cfg = scenario("partition-small");
+    cfg.duration_s = 300.0;
+    cfg.network.partitions[0].end_s = 180.0;
+    let m = simulate(&cfg, cfg.seed);
+    assert!(m.passed, "seed {}: {:?}", m.seed, m.violation);
+    let settle = cfg.invariants.settle_s;
+    let cut = &cfg.network.partitions[0];
+    // Samples in the cut at which the overlay was steady, so checked.
+    let steady_in_cut = ((cut.end_s - cut.start_s - settle) / cfg.sample_interval_s) as u64;
+    assert!(steady_in_cut > 0, "the cut outlasts the settling time");
+    assert!(
+        m.invariants.steady_samples > steady_in_cut,
+        "seed {}: {:?}",
+        m.seed,
+        m.invariants
+    );
+    assert!(m.invariants.records_checked > 0);
+    for s in m
+        .delivery_over_time
+        .iter()
+        .filter(|s| s.t_s >= cut.end_s + 30.0)
+    {
+        assert_eq!(s.delivered, s.eligible, "seed {}: {s:?}", m.seed);
+    }
+}
+
+/// Half the users behind a NAT: they dial out to their supernodes, so they
+/// all attach and chat as before (nothing promotes or needs to dial them
+/// yet).
+#[test]
+fn users_behind_nat_still_attach_and_chat() {
+    let mut cfg = scenario("lan-100");
+    cfg.population.nat_fraction = 0.5;
+    let m = simulate(&cfg, cfg.seed);
+    assert!(m.passed, "seed {}: {:?}", m.seed, m.violation);
+    let ordinary = u64::from(cfg.population.ordinary);
+    assert!(
+        (ordinary / 4..ordinary * 3 / 4).contains(&m.nat.nodes_behind_nat),
+        "seed {}: {:?}",
+        m.seed,
+        m.nat
+    );
+    assert_eq!(m.attachment.never_attached_at_end, 0, "seed {}", m.seed);
+    assert!(
+        m.delivery.eventual_ratio >= 0.999,
+        "seed {}: {:?}",
+        m.seed,
+        m.delivery
+    );
 }

@@ -109,7 +109,7 @@ impl World {
             violation: None,
             wake_at: Vec::new(),
             pop: Population::new(&cfg, seed, Arc::clone(&memo)),
-            net: Network::new(&cfg.network, seed),
+            net: Network::new(&cfg.network, cfg.population.nat_fraction, seed),
             work: Workload::new(&cfg, seed),
             rec: Recorder::new(secs(cfg.warmup_s)),
             inv: Invariants::new(&cfg, seed),
@@ -152,7 +152,9 @@ impl World {
     /// A new node slot of `role`, with its identity if already made.
     fn new_slot(&mut self, role: Role, identity: Option<Identity>) -> u32 {
         let slot = self.pop.add(role, identity);
-        self.net.add_slot(slot);
+        if self.net.add_slot(slot, role == Role::Ordinary) {
+            self.rec.behind_nat();
+        }
         self.inv.add_slot();
         self.wake_at.push(None);
         slot
@@ -307,7 +309,7 @@ impl World {
             Ev::Chat => self.chat(),
             Ev::Sample => {
                 self.rec.sample_attachment(now, &self.pop);
-                if let Err(what) = self.inv.sample(now, &self.pop) {
+                if let Err(what) = self.inv.sample(now, &self.pop, &self.net) {
                     self.fail(what);
                 }
                 self.push(now + secs(self.cfg.sample_interval_s), Ev::Sample);
@@ -338,6 +340,9 @@ impl World {
             self.push(at, Ev::SessionEnd { slot, inc });
         }
         self.rec.live_changed(now, 1);
+        if started.role == Role::Ordinary {
+            self.rec.ordinary_started();
+        }
         self.drain(slot);
     }
 
@@ -365,7 +370,8 @@ impl World {
         self.net.drop_links(slot);
         let counters = gone.node.counters();
         self.inv.node_gone(slot, counters);
-        self.rec.node_gone(slot, gone.inc, counters, now);
+        self.rec
+            .node_gone(slot, gone.inc, counters, now, gone.never_attached);
     }
 
     fn kill_supernodes(&mut self, index: usize) {
@@ -519,7 +525,12 @@ impl World {
                 }
                 let listening = self.pop.node(to).is_some();
                 match self.net.dial(now, slot, to, listening) {
-                    net::Dial::Fails { at } => self.push(at, Ev::DialFailed { slot, inc, peer }),
+                    net::Dial::Fails { at, nat } => {
+                        if nat {
+                            self.rec.dial_refused_by_nat();
+                        }
+                        self.push(at, Ev::DialFailed { slot, inc, peer });
+                    }
                     net::Dial::Connects { at, latency } => {
                         let b_inc = self.pop.inc(to);
                         self.push(
@@ -601,13 +612,14 @@ impl World {
         };
         if let Some(Chat { from, to, text }) = chat {
             let to_id = self.pop.id(to);
+            let unattached = !(self.pop.online(from) && self.pop.online(to));
             let taken = self
                 .pop
                 .node_mut(from)
                 .map(|n| n.send_chat(now, to_id, text));
             match taken {
                 Some(Ok(msg_id)) => {
-                    self.rec.chat_sent(from, msg_id, to, now);
+                    self.rec.chat_sent(from, msg_id, to, now, unattached);
                     self.drain(from);
                 }
                 _ => self.rec.chat_refused(),
