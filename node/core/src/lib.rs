@@ -37,6 +37,7 @@ mod host_cache;
 mod links;
 mod node;
 mod pending;
+mod ranked;
 mod routing;
 mod supernode;
 pub mod table;

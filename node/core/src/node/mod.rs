@@ -165,7 +165,7 @@ impl Node {
     pub fn restore_host_cache(&mut self, entries: Vec<HostCacheEntry>) {
         for e in entries {
             if e.id != self.ctx.id {
-                self.host_cache.add(e.id, e.addrs, e.last_seen);
+                self.host_cache.restore(e);
             }
         }
     }
@@ -246,6 +246,7 @@ impl Node {
             records: self.home.directory().len(),
             cached_locations: self.router.cache().len(),
             host_cache: self.host_cache.len(),
+            host_cache_verified: self.host_cache.verified_len(),
             pending_chats: self.chats.pending(),
             counters: self.ctx.out.counters.clone(),
         }
@@ -433,7 +434,7 @@ impl Node {
                     self.ctx.out.drop(DropReason::UnsolicitedReply);
                     return;
                 }
-                self.on_neighbors(now, n.peers);
+                self.on_neighbors(now, from, n.peers);
             }
             Message::Publish(record) => {
                 match self.supernode.on_publish(&mut self.ctx, from, record) {
@@ -473,7 +474,8 @@ impl Node {
         if h.role != Role::Supernode {
             return;
         }
-        self.host_cache.add(from, h.listen_addrs.clone(), now);
+        self.host_cache
+            .add_verified(from, h.listen_addrs.clone(), now);
         match self.ctx.cfg.role {
             Role::Supernode => {
                 if self.table.insert(from, h.listen_addrs, now) == InsertOutcome::Added {
@@ -532,13 +534,15 @@ impl Node {
         }
     }
 
-    fn on_neighbors(&mut self, now: SimTime, peers: Vec<PeerInfo>) {
+    fn on_neighbors(&mut self, now: SimTime, from: NodeId, peers: Vec<PeerInfo>) {
         for p in peers {
             if p.id == self.ctx.id {
                 continue;
             }
             match self.ctx.cfg.role {
-                Role::Ordinary => self.host_cache.add(p.id, p.addrs, now),
+                Role::Ordinary => self
+                    .host_cache
+                    .add_advertised(p.id, p.addrs, now, Some(from)),
                 Role::Supernode => {
                     if !self.links.contains(&p.id) && self.table.has_room_for(&p.id) {
                         self.links.dial(&mut self.ctx, now, Some(p.id), p.addrs);
