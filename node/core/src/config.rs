@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use skyhop_protocol::{NodeId, Role, MAX_RECORD_LIFETIME_S};
 
+use super::budget::{BudgetConfig, MessageClass};
 use super::{SimTime, MILLIS, SECS};
 
 /// A node to contact first: by id (the simulator), by address (the real
@@ -85,6 +86,8 @@ pub struct NodeConfig {
     pub max_pending_dials: usize,
     /// Time-to-live given to packets this node originates.
     pub ttl: u8,
+    /// What each linked peer may send, per message class.
+    pub budget: BudgetConfig,
 }
 
 impl Default for NodeConfig {
@@ -119,6 +122,7 @@ impl Default for NodeConfig {
             table_refresh: 60 * SECS,
             max_pending_dials: 16,
             ttl: skyhop_protocol::DEFAULT_TTL,
+            budget: BudgetConfig::default(),
         }
     }
 }
@@ -313,6 +317,7 @@ impl NodeConfig {
         for range in ranges {
             range.check()?;
         }
+        self.validate_budget()?;
         let ordered = [
             // Supernode links are probed at heartbeat ticks, so a shorter
             // interval would not be honoured.
@@ -354,6 +359,40 @@ impl NodeConfig {
             });
         }
         Ok(())
+    }
+}
+
+impl NodeConfig {
+    fn validate_budget(&self) -> Result<(), ConfigError> {
+        let b = &self.budget;
+        for class in MessageClass::ALL {
+            let rate = b.rate(class);
+            let (per_s, burst) = budget_field_names(class);
+            Range::count(per_s, rate.per_s as usize, 1, 1_000_000).check()?;
+            Range::count(burst, rate.burst as usize, 1, 1_000_000).check()?;
+        }
+        Range::count(
+            "budget.supernode_factor",
+            b.supernode_factor as usize,
+            1,
+            1024,
+        )
+        .check()?;
+        Range::count("budget.tolerance", b.tolerance as usize, 1, 1_000_000).check()
+    }
+}
+
+/// The config names of a class's rate and burst, for errors.
+fn budget_field_names(class: MessageClass) -> (&'static str, &'static str) {
+    match class {
+        MessageClass::Chat => ("budget.chat.per_s", "budget.chat.burst"),
+        MessageClass::Control => ("budget.control.per_s", "budget.control.burst"),
+        MessageClass::Join => ("budget.join.per_s", "budget.join.burst"),
+        MessageClass::LocationQuery => {
+            ("budget.location_query.per_s", "budget.location_query.burst")
+        }
+        MessageClass::Publish => ("budget.publish.per_s", "budget.publish.burst"),
+        MessageClass::Trace => ("budget.trace.per_s", "budget.trace.burst"),
     }
 }
 
@@ -562,6 +601,31 @@ mod tests {
             assert!(text.starts_with(field), "{field}: {text}");
             assert!(text.contains(&format!("set {field} between")), "{text}");
         }
+    }
+
+    #[test]
+    fn the_benchmark_budget_is_within_range() {
+        let mut cfg = NodeConfig::supernode();
+        cfg.budget = BudgetConfig::benchmark();
+        assert_eq!(cfg.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_zero_budget_is_refused_naming_the_nested_field() {
+        let mut cfg = NodeConfig::supernode();
+        cfg.budget.location_query.per_s = 0;
+        let text = cfg.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("budget.location_query.per_s is 0, which cannot work: set budget.location_query.per_s between 1 and"),
+            "{text}"
+        );
+        let mut cfg = NodeConfig::supernode();
+        cfg.budget.tolerance = 0;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("budget.tolerance is 0"));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! [`Node::poll_output`].
 
 mod attach;
+pub mod budget;
 pub mod chat;
 pub mod config;
 mod context;
@@ -48,6 +49,7 @@ mod harness;
 #[cfg(test)]
 mod scenarios;
 
+pub use budget::{BudgetConfig, MessageClass, Rate};
 pub use config::{BootstrapPeer, ConfigError, NodeConfig};
 pub use counters::{Counters, DropReason};
 pub use delivery::ChatError;

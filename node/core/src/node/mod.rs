@@ -24,6 +24,7 @@ use skyhop_protocol::{
 };
 
 use super::attach::Attach;
+use super::budget::{MessageClass, Verdict};
 use super::config::{ConfigError, NodeConfig};
 use super::context::{Ctx, Outputs};
 use super::counters::{Counters, DropReason};
@@ -323,6 +324,13 @@ impl Node {
 
     fn misbehaved(&mut self, now: SimTime, peer: NodeId, reason: String) {
         self.ctx.out.counters.forged += 1;
+        self.drop_peer(now, peer, reason);
+    }
+
+    /// Disconnects `peer`, tells the application why, and refuses the peer
+    /// for an escalating time.
+    fn drop_peer(&mut self, now: SimTime, peer: NodeId, reason: String) {
+        self.ctx.out.counters.peers_banned += 1;
         self.ctx.out.emit(Event::PeerMisbehaved {
             peer,
             reason: reason.clone(),
@@ -344,6 +352,21 @@ impl Node {
             return;
         };
         link.last_heard = now;
+        let class = MessageClass::of(&msg);
+        let supernode = link.role == Some(Role::Supernode);
+        let verdict = link
+            .budget
+            .charge(&self.ctx.cfg.budget, class, supernode, now);
+        if verdict != Verdict::Within {
+            let counters = &mut self.ctx.out.counters;
+            *counters.over_budget.entry(class.as_str()).or_default() += 1;
+            self.ctx.out.drop(DropReason::OverBudget);
+            if verdict == Verdict::Exhausted {
+                let reason = format!("kept sending {} frames over budget", class.as_str());
+                self.drop_peer(now, from, reason);
+            }
+            return;
+        }
         let said_hello = link.role.is_some();
         *self
             .ctx
@@ -474,6 +497,7 @@ impl Node {
         if h.role != Role::Supernode {
             return;
         }
+        link.budget.promote_to_supernode(&self.ctx.cfg.budget);
         self.host_cache
             .add_verified(from, h.listen_addrs.clone(), now);
         match self.ctx.cfg.role {
