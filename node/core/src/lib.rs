@@ -54,6 +54,7 @@ pub use config::{BootstrapPeer, ConfigError, NodeConfig};
 pub use counters::{Counters, DropReason};
 pub use delivery::ChatError;
 pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
+pub use links::refusal_for;
 pub use node::Node;
 
 /// Removes the entry of `map` whose value ranks lowest by `rank` (ties go to

@@ -203,9 +203,7 @@ impl Links {
     pub fn ban(&mut self, now: SimTime, peer: NodeId) -> SimTime {
         while self.banned.pop_at_most(now).is_some() {}
         let offenses = self.banned.get(&peer).map_or(0, |((n, _), _)| *n) + 1;
-        let refuse_for = BAN_FOR
-            .saturating_mul(1 << (offenses - 1).min(16))
-            .min(MAX_BAN);
+        let refuse_for = refusal_for(offenses);
         if !self.banned.contains_key(&peer) && self.banned.len() >= MAX_BANNED {
             self.banned.pop_lowest();
         }
@@ -258,6 +256,15 @@ impl Links {
         }
         tick
     }
+}
+
+/// How long a peer is refused for its `offenses`-th offense (counting
+/// from 1): [`BAN_FOR`], doubling with each, up to [`MAX_BAN`]. The
+/// runtime refuses the peer's IP for as long.
+pub fn refusal_for(offenses: u32) -> SimTime {
+    BAN_FOR
+        .saturating_mul(1 << offenses.saturating_sub(1).min(16))
+        .min(MAX_BAN)
 }
 
 /// Whether this end of the link to `peer` sends the heartbeats. One end

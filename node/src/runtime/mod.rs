@@ -20,6 +20,7 @@ pub mod clock;
 pub mod control;
 pub mod events_log;
 pub mod handle;
+pub mod ip_limits;
 pub mod link;
 pub mod node_task;
 pub mod storage;
