@@ -223,10 +223,9 @@ pub(crate) async fn write_loop(
             Ok(Ok(())) => {}
             Ok(Err(e)) => break Some(format!("write failed: {e}")),
             Err(_) => {
-                break Some(format!(
-                    "peer read nothing for {} s, dropping it",
-                    WRITE_TIMEOUT.as_secs()
-                ))
+                let secs = WRITE_TIMEOUT.as_secs();
+                tracing::warn!(peer = %node.short(), "peer read nothing for {secs} s, dropping it");
+                break Some(format!("peer read nothing for {secs} s"));
             }
         }
     };
