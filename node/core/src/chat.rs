@@ -6,10 +6,11 @@
 //! `msg_id`) and hands messages to the application in `seq` order per
 //! sender, holding a bounded number that arrive early.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use skyhop_protocol::{ChatMessage, MsgId, NodeId};
 
+use super::ranked::RankedMap;
 use super::SimTime;
 
 /// A message awaiting its ack.
@@ -158,23 +159,43 @@ struct Sender {
     delivered_seq: u64,
     seen: VecDeque<MsgId>,
     held: BTreeMap<u64, (ChatMessage, SimTime)>,
-    last_heard: SimTime,
 }
 
 /// The receiver's side: duplicate window and in-order hand-off per sender.
+///
+/// # Implementation notes
+/// Senders are ranked by when they were last heard and held messages are
+/// indexed by arrival, so that making room for a new sender and finding
+/// the next gap to give up on cost O(log n): authors cost nothing to make,
+/// so every chat from a stranger would otherwise scan them all.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    senders: BTreeMap<NodeId, Sender>,
+    /// Per author, ranked by when last heard.
+    senders: RankedMap<NodeId, Sender, SimTime>,
+    /// `(arrived, author, seq)` of every held message.
+    held_at: BTreeSet<(SimTime, NodeId, u64)>,
 }
 
 impl Inbox {
     /// Takes a verified message that arrived at `now`.
     pub fn arrive(&mut self, chat: ChatMessage, now: SimTime) -> Arrival {
-        if !self.senders.contains_key(&chat.from) && self.senders.len() >= MAX_SENDERS {
-            super::evict_lowest(&mut self.senders, |s| s.last_heard);
+        let from = chat.from;
+        if self.senders.contains_key(&from) {
+            self.senders.set_rank(&from, now);
+        } else {
+            if self.senders.len() >= MAX_SENDERS {
+                if let Some((gone, s)) = self.senders.pop_lowest() {
+                    for (seq, (_, at)) in s.held {
+                        self.held_at.remove(&(at, gone, seq));
+                    }
+                }
+            }
+            self.senders.insert(from, Sender::default(), now);
         }
-        let s = self.senders.entry(chat.from).or_default();
-        s.last_heard = now;
+        let s = self
+            .senders
+            .get_mut(&from)
+            .expect("inserted or present above");
         if s.seen.contains(&chat.msg_id) {
             return Arrival::Duplicate;
         }
@@ -194,36 +215,58 @@ impl Inbox {
         } else {
             if s.held.len() >= MAX_HELD_PER_SENDER {
                 // Too far ahead to hold: release everything held in order.
-                Self::release_all(s, &mut ready);
+                Self::release_all(s, &mut self.held_at, from, &mut ready);
             }
-            s.held.insert(chat.seq, (chat, now));
+            let seq = chat.seq;
+            if let Some((_, at)) = s.held.insert(seq, (chat, now)) {
+                self.held_at.remove(&(at, from, seq));
+            }
+            self.held_at.insert((now, from, seq));
         }
-        Self::release_in_order(s, &mut ready);
+        Self::release_in_order(s, &mut self.held_at, from, &mut ready);
         Arrival::Ready(ready)
     }
 
-    fn release_in_order(s: &mut Sender, ready: &mut Vec<ChatMessage>) {
-        while let Some((chat, _)) = s.held.remove(&(s.delivered_seq + 1)) {
+    fn release_in_order(
+        s: &mut Sender,
+        held_at: &mut BTreeSet<(SimTime, NodeId, u64)>,
+        from: NodeId,
+        ready: &mut Vec<ChatMessage>,
+    ) {
+        while let Some((chat, at)) = s.held.remove(&(s.delivered_seq + 1)) {
+            held_at.remove(&(at, from, chat.seq));
             s.delivered_seq = chat.seq;
             ready.push(chat);
         }
     }
 
-    fn release_all(s: &mut Sender, ready: &mut Vec<ChatMessage>) {
-        for (seq, (chat, _)) in std::mem::take(&mut s.held) {
+    fn release_all(
+        s: &mut Sender,
+        held_at: &mut BTreeSet<(SimTime, NodeId, u64)>,
+        from: NodeId,
+        ready: &mut Vec<ChatMessage>,
+    ) {
+        for (seq, (chat, at)) in std::mem::take(&mut s.held) {
+            held_at.remove(&(at, from, seq));
             s.delivered_seq = seq;
             ready.push(chat);
         }
     }
 
     /// Releases messages held behind a gap older than [`GAP_TIMEOUT`]: the
-    /// missing ones are not coming (their sender gave up).
+    /// missing ones are not coming (their sender gave up). Senders go in
+    /// id order.
     pub fn release_stalled(&mut self, now: SimTime) -> Vec<ChatMessage> {
+        let stalled: BTreeSet<NodeId> = self
+            .held_at
+            .iter()
+            .take_while(|(at, _, _)| at + GAP_TIMEOUT <= now)
+            .map(|(_, from, _)| *from)
+            .collect();
         let mut ready = Vec::new();
-        for s in self.senders.values_mut() {
-            let stalled = s.held.values().any(|(_, at)| at + GAP_TIMEOUT <= now);
-            if stalled {
-                Self::release_all(s, &mut ready);
+        for from in stalled {
+            if let Some(s) = self.senders.get_mut(&from) {
+                Self::release_all(s, &mut self.held_at, from, &mut ready);
             }
         }
         ready
@@ -231,10 +274,7 @@ impl Inbox {
 
     /// The earliest time a held message may be released.
     pub fn next_wakeup(&self) -> Option<SimTime> {
-        self.senders
-            .values()
-            .flat_map(|s| s.held.values().map(|(_, at)| at + GAP_TIMEOUT))
-            .min()
+        self.held_at.first().map(|(at, _, _)| at + GAP_TIMEOUT)
     }
 }
 
@@ -270,6 +310,26 @@ mod tests {
         assert!(inbox.release_stalled(GAP_TIMEOUT - 1).is_empty());
         assert_eq!(inbox.next_wakeup(), Some(GAP_TIMEOUT));
         assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
+    }
+
+    #[test]
+    fn a_forgotten_sender_leaves_no_held_message_behind() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        inbox.arrive(chat(&a, b, 13, 3), 0);
+        // Many strangers, each heard later, push `a` out.
+        let stranger = Identity::from_secret([3; 32]);
+        for n in 0..MAX_SENDERS as u64 {
+            let mut c = chat(&stranger, b, n, 1);
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&n.to_be_bytes());
+            c.from = NodeId(id);
+            inbox.arrive(c, 1 + n);
+        }
+        assert_eq!(inbox.senders.len(), MAX_SENDERS);
+        assert_eq!(inbox.next_wakeup(), None, "a's held message went with it");
+        assert!(inbox.release_stalled(u64::MAX / 2).is_empty());
     }
 
     #[test]
