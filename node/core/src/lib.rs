@@ -33,6 +33,7 @@ pub mod counters;
 mod delivery;
 pub mod directory;
 pub mod events;
+pub mod fuzzing;
 mod home;
 mod host_cache;
 mod links;
