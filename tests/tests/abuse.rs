@@ -14,42 +14,16 @@ use std::time::{Duration, Instant};
 use futures::io::WriteHalf;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol, Swarm};
+use libp2p::{PeerId, Stream, StreamProtocol, Swarm};
 use skyhop_protocol::{
     codec, Body, FrameDecoder, Hello, Identity, Join, LocationHop, Message, MsgId, NodeId, Packet,
     Role, PROTOCOL_VERSION,
 };
-use skyhop_tests::{wait_until, Overlay};
+use skyhop_tests::{client_runtime, dial_as, wait_until, Overlay};
 
 const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
 /// The node's writer timeout (`runtime::link::WRITE_TIMEOUT`).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A client swarm with only the stream behaviour, dialing `target`.
-fn client(target: &str, identity: &Identity) -> (Swarm<libp2p_stream::Behaviour>, PeerId) {
-    let addr: Multiaddr = target.parse().expect("multiaddr");
-    let peer = addr
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-            _ => None,
-        })
-        .expect("address has /p2p/");
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("transport")
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
-    swarm.dial(addr).expect("dial");
-    (swarm, peer)
-}
 
 /// Drives `swarm` until its connection to `peer` closes or `limit` passes;
 /// how long the connection lasted, if it closed.
@@ -161,11 +135,7 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
     // Chats to a node that is not there: valid, yet each costs the
     // supernode a lookup.
     let target = NodeId([0x55; 32]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = client_runtime();
 
     // Flooders, one after another, each with a fresh identity (ids are
     // free), until the honest chats are done.
@@ -180,7 +150,7 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
                     break;
                 }
                 let me = Identity::from_secret([100u8.wrapping_add(k); 32]);
-                let (mut swarm, peer) = client(&addr, &me);
+                let (mut swarm, peer) = dial_as(&addr, &me);
                 let mut control = swarm.behaviour().new_control();
                 let sent = sent.clone();
                 let task = tokio::spawn(async move {
@@ -242,14 +212,10 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
 fn a_client_that_never_reads_is_dropped_within_the_writer_timeout() {
     let overlay = Overlay::start("noread", 1, 2);
     let sn = &overlay.supernodes[0];
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = client_runtime();
     let me = Identity::from_secret([77; 32]);
     let lasted = rt.block_on(async move {
-        let (mut swarm, peer) = client(&sn.addr, &me);
+        let (mut swarm, peer) = dial_as(&sn.addr, &me);
         let mut control = swarm.behaviour().new_control();
         let writer = tokio::spawn(async move {
             let mut s = control.open_stream(peer, PROTOCOL).await.expect("stream");
