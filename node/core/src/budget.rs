@@ -5,8 +5,10 @@
 //!
 //! # Implementation notes
 //! Tokens are kept in thousandths so that rates of a few frames a second
-//! refill smoothly at microsecond resolution; refill is computed on use
-//! from the time handed in, so the core still reads no clock. A peer that
+//! refill smoothly at millisecond resolution; refill is computed on use
+//! from the time handed in, so the core still reads no clock. A bucket is
+//! 8 bytes (u32 tokens, u32 milliseconds since the link came up), since
+//! every link of a simulated million nodes carries seven. A peer that
 //! declared itself a supernode gets [`BudgetConfig::supernode_factor`]
 //! times the budget, since a supernode link carries the traffic of many
 //! clients; the declaration is the peer's own, so the factor bounds what a
@@ -179,35 +181,49 @@ impl BudgetConfig {
     }
 }
 
-/// One token bucket, in thousandths of a token.
+/// One token bucket: thousandths of a token, and when it was last
+/// refilled, in milliseconds since its peer linked (8 bytes: there is one
+/// per class on every link, and a simulated world has millions of links).
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
-    tokens: u64,
-    refilled: SimTime,
+    tokens: u32,
+    refilled_ms: u32,
 }
 
 impl Bucket {
-    fn full(burst: u64, now: SimTime) -> Bucket {
+    fn full(burst: u64) -> Bucket {
         Bucket {
-            tokens: burst * MILLI,
-            refilled: now,
+            tokens: milli(burst),
+            refilled_ms: 0,
         }
     }
 
-    /// Refills at `per_s` up to `burst`, then takes one token if there is one.
-    fn take(&mut self, per_s: u64, burst: u64, now: SimTime) -> bool {
-        let elapsed = now.saturating_sub(self.refilled);
+    /// Refills at `per_s` up to `burst` as of `now_ms`, then takes one
+    /// token if there is one.
+    fn take(&mut self, per_s: u64, burst: u64, now_ms: u32) -> bool {
+        let elapsed = u64::from(now_ms.saturating_sub(self.refilled_ms));
         // per_s tokens a second = per_s thousandths a millisecond.
-        let earned = elapsed.saturating_mul(per_s) / (SECS / MILLI);
-        self.tokens = self.tokens.saturating_add(earned).min(burst * MILLI);
-        self.refilled = now;
-        if self.tokens >= MILLI {
-            self.tokens -= MILLI;
+        let earned = elapsed.saturating_mul(per_s);
+        let tokens = u64::from(self.tokens).saturating_add(earned);
+        self.tokens = milli(burst).min(u32::try_from(tokens).unwrap_or(u32::MAX));
+        self.refilled_ms = now_ms;
+        if self.tokens >= MILLI_U32 {
+            self.tokens -= MILLI_U32;
             true
         } else {
             false
         }
     }
+}
+
+/// [`MILLI`] as the bucket stores it.
+const MILLI_U32: u32 = MILLI as u32;
+
+/// `tokens` in thousandths, saturated to what a bucket holds (4.29
+/// million tokens, far above any burst that validation accepts for one
+/// class of one peer unless scaled by the supernode factor).
+fn milli(tokens: u64) -> u32 {
+    u32::try_from(tokens.saturating_mul(MILLI)).unwrap_or(u32::MAX)
 }
 
 /// What a frame did to its sender's budget.
@@ -224,6 +240,8 @@ pub(crate) enum Verdict {
 /// One peer's buckets.
 #[derive(Clone, Debug)]
 pub(crate) struct PeerBudget {
+    /// When the peer linked: bucket times count from here.
+    since: SimTime,
     buckets: [Bucket; MessageClass::ALL.len()],
     tolerance: Bucket,
 }
@@ -232,10 +250,11 @@ impl PeerBudget {
     /// Full buckets for a peer linked at `now`.
     pub fn new(cfg: &BudgetConfig, now: SimTime) -> PeerBudget {
         PeerBudget {
+            since: now,
             // Supernode links too start with the plain burst: the role is
             // not known until the `Hello`.
-            buckets: MessageClass::ALL.map(|c| Bucket::full(u64::from(cfg.rate(c).burst), now)),
-            tolerance: Bucket::full(u64::from(cfg.tolerance), now),
+            buckets: MessageClass::ALL.map(|c| Bucket::full(u64::from(cfg.rate(c).burst))),
+            tolerance: Bucket::full(u64::from(cfg.tolerance)),
         }
     }
 
@@ -245,7 +264,7 @@ impl PeerBudget {
     pub fn promote_to_supernode(&mut self, cfg: &BudgetConfig) {
         let factor = u64::from(cfg.supernode_factor);
         for (bucket, class) in self.buckets.iter_mut().zip(MessageClass::ALL) {
-            bucket.tokens = u64::from(cfg.rate(class).burst) * factor * MILLI;
+            bucket.tokens = milli(u64::from(cfg.rate(class).burst) * factor);
         }
     }
 
@@ -265,11 +284,15 @@ impl PeerBudget {
         let rate = cfg.rate(class);
         let per_s = u64::from(rate.per_s) * factor;
         let burst = u64::from(rate.burst) * factor;
-        if self.buckets[class.index()].take(per_s, burst, now) {
+        // Links outlive 49 days of milliseconds only in theory; after that
+        // the buckets stop refilling, which errs on the side of the node.
+        let now_ms =
+            u32::try_from(now.saturating_sub(self.since) / (SECS / MILLI)).unwrap_or(u32::MAX);
+        if self.buckets[class.index()].take(per_s, burst, now_ms) {
             return Verdict::Within;
         }
         let tolerance = u64::from(cfg.tolerance);
-        if self.tolerance.take(1, tolerance, now) {
+        if self.tolerance.take(1, tolerance, now_ms) {
             Verdict::Over
         } else {
             Verdict::Exhausted
@@ -304,6 +327,12 @@ mod tests {
         assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Within);
         assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Over);
         assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Exhausted);
+    }
+
+    #[test]
+    fn a_links_budget_stays_small() {
+        // Seven buckets on every link of a simulated million nodes.
+        assert!(std::mem::size_of::<PeerBudget>() <= 72);
     }
 
     #[test]
