@@ -12,8 +12,6 @@
 //! 200,000 records used to scan them all on every new record, 3.2 ms, so
 //! that a few hundred publishes a second kept a supernode busy.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use skyhop_protocol::{LocationRecord, NodeId};
 
 use super::ranked::RankedMap;
@@ -149,9 +147,6 @@ impl Directory {
 pub struct LocationCache {
     /// Supernode by node, ranked by when the entry stops being trusted.
     entries: RankedMap<NodeId, NodeId, SimTime>,
-    /// The nodes each supernode holds in `entries`, so that a dead
-    /// supernode's entries go without a scan.
-    by_sn: BTreeMap<NodeId, BTreeSet<NodeId>>,
     capacity: usize,
     ttl: SimTime,
 }
@@ -161,7 +156,6 @@ impl LocationCache {
     pub fn new(capacity: usize, ttl: SimTime) -> LocationCache {
         LocationCache {
             entries: RankedMap::default(),
-            by_sn: BTreeMap::new(),
             capacity: capacity.max(1),
             ttl,
         }
@@ -170,23 +164,9 @@ impl LocationCache {
     /// Remembers that `node` is attached to `sn`.
     pub fn insert(&mut self, node: NodeId, sn: NodeId, now: SimTime) {
         if !self.entries.contains_key(&node) && self.entries.len() >= self.capacity {
-            if let Some((gone, gone_sn)) = self.entries.pop_lowest() {
-                self.unindex(&gone, &gone_sn);
-            }
+            self.entries.pop_lowest();
         }
-        if let Some(old_sn) = self.entries.insert(node, sn, now + self.ttl) {
-            self.unindex(&node, &old_sn);
-        }
-        self.by_sn.entry(sn).or_default().insert(node);
-    }
-
-    fn unindex(&mut self, node: &NodeId, sn: &NodeId) {
-        if let Some(nodes) = self.by_sn.get_mut(sn) {
-            nodes.remove(node);
-            if nodes.is_empty() {
-                self.by_sn.remove(sn);
-            }
-        }
+        self.entries.insert(node, sn, now + self.ttl);
     }
 
     /// The supernode `node` is attached to, if known and fresh.
@@ -199,23 +179,27 @@ impl LocationCache {
 
     /// Forgets `node`.
     pub fn remove(&mut self, node: &NodeId) {
-        if let Some(sn) = self.entries.remove(node) {
-            self.unindex(node, &sn);
-        }
+        self.entries.remove(node);
     }
 
-    /// Forgets every entry pointing at supernode `sn` (it died).
+    /// Forgets every entry pointing at supernode `sn` (it died). A scan,
+    /// once per lost supernode link: an index by supernode cost more
+    /// memory than a simulated million nodes can spare.
     pub fn forget_supernode(&mut self, sn: &NodeId) {
-        for node in self.by_sn.remove(sn).unwrap_or_default() {
+        let gone: Vec<NodeId> = self
+            .entries
+            .iter()
+            .filter(|(_, s, _)| *s == sn)
+            .map(|(node, _, _)| *node)
+            .collect();
+        for node in gone {
             self.entries.remove(&node);
         }
     }
 
     /// Drops expired entries.
     pub fn expire(&mut self, now: SimTime) {
-        while let Some((node, sn)) = self.entries.pop_at_most(now) {
-            self.unindex(&node, &sn);
-        }
+        while self.entries.pop_at_most(now).is_some() {}
     }
 
     /// Entries held.

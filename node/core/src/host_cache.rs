@@ -11,47 +11,55 @@
 //! supernode this node has verified.
 //!
 //! # Implementation notes
-//! Both kinds live in [`RankedMap`]s ranked by last-seen time, so that the
-//! least recently seen entry is found in O(log n); a per-source index of
-//! `(source, last_seen, id)` finds a source's oldest advertised entry in
-//! O(log n) too. When every peer is honest the choice of what to evict is
-//! the one the single least-recently-seen list made, except that an
-//! advertised entry never displaces a verified one.
+//! One map, and a scan of it when a new entry needs room or a source's
+//! share is counted: the cache holds 200 entries by default, its adds come
+//! only from replies this node asked for, and every ordinary node of a
+//! simulated million has one. Indexes by last-seen time and by source made
+//! those steps O(log n) but cost five more B-trees per node, whose leaves
+//! are allocated whole: +25% peak memory in restart-storm-10k (247 to
+//! 310 MiB, with the location cache's index), which scale-1m cannot afford.
+//! When every peer is honest the choice of what to evict is the one the
+//! single least-recently-seen list made, except that an advertised entry
+//! never displaces a verified one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use skyhop_protocol::NodeId;
 
 use super::events::HostCacheEntry;
-use super::ranked::RankedMap;
 use super::SimTime;
 
 /// Advertised entries that one peer may have in the cache at a time: a
 /// sixth of the default cache, so that filling it takes many peers.
 pub const MAX_ADVERTISED_PER_SOURCE: usize = 32;
 
-/// An advertised entry: what was said, and by whom.
+/// One known supernode.
 #[derive(Debug)]
-struct Advertised {
-    /// Addresses, as advertised.
+struct Entry {
+    /// Its addresses.
     addrs: Vec<String>,
-    /// The peer that named it; `None` for entries restored from disk.
-    source: Option<NodeId>,
+    /// When it was last seen alive.
+    last_seen: SimTime,
+    /// Verified (linked to, said `Hello` as a supernode), or else who
+    /// advertised it (`None`: this node's own file).
+    kind: Kind,
+}
+
+/// How an entry came to be known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// This node linked to it and heard it say `Hello` as a supernode.
+    Verified,
+    /// A peer named it (`None`: restored from this node's own file).
+    Advertised(Option<NodeId>),
 }
 
 /// Known supernodes, bounded; the least recently seen goes first, and an
 /// advertised entry never displaces a verified one.
 #[derive(Debug)]
 pub(crate) struct HostCache {
-    /// Supernodes linked to that said `Hello` as one: addresses by id,
-    /// ranked by last seen.
-    verified: RankedMap<NodeId, Vec<String>, SimTime>,
-    /// Supernodes other peers named, ranked by last seen.
-    advertised: RankedMap<NodeId, Advertised, SimTime>,
-    /// `(source, last_seen, id)` of every advertised entry with a source.
-    by_source: BTreeSet<(NodeId, SimTime, NodeId)>,
-    /// Advertised entries held per source.
-    per_source: BTreeMap<NodeId, usize>,
+    /// Entries by supernode id.
+    entries: BTreeMap<NodeId, Entry>,
     /// Entries of both kinds kept at most.
     capacity: usize,
 }
@@ -60,32 +68,58 @@ impl HostCache {
     /// An empty cache of at most `capacity` entries.
     pub fn new(capacity: usize) -> HostCache {
         HostCache {
-            verified: RankedMap::default(),
-            advertised: RankedMap::default(),
-            by_source: BTreeSet::new(),
-            per_source: BTreeMap::new(),
+            entries: BTreeMap::new(),
             capacity,
         }
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.verified.len() + self.advertised.len()
+        self.entries.len()
     }
 
     /// Verified entries held.
     pub fn verified_len(&self) -> usize {
-        self.verified.len()
+        self.entries
+            .values()
+            .filter(|e| e.kind == Kind::Verified)
+            .count()
     }
 
     /// Whether `id` is known.
     pub fn contains(&self, id: &NodeId) -> bool {
-        self.verified.contains_key(id) || self.advertised.contains_key(id)
+        self.entries.contains_key(id)
     }
 
     /// Verified entries in id order: `(id, addresses)`.
     pub fn verified(&self) -> impl Iterator<Item = (&NodeId, &Vec<String>)> {
-        self.verified.iter().map(|(id, addrs, _)| (id, addrs))
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.kind == Kind::Verified)
+            .map(|(id, e)| (id, &e.addrs))
+    }
+
+    /// The least recently seen entry that `evictable` allows (ties: lowest
+    /// id), and when it was seen.
+    fn oldest(&self, evictable: impl Fn(&Entry) -> bool) -> Option<(NodeId, SimTime)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| evictable(e))
+            .min_by_key(|(id, e)| (e.last_seen, **id))
+            .map(|(id, e)| (*id, e.last_seen))
+    }
+
+    /// Makes room for an entry seen at `seen` by dropping the oldest entry
+    /// `evictable` allows, unless it was seen later; false if there is no
+    /// room to make.
+    fn make_room(&mut self, seen: SimTime, evictable: impl Fn(&Entry) -> bool) -> bool {
+        match self.oldest(evictable) {
+            Some((victim, victim_seen)) if victim_seen <= seen => {
+                self.entries.remove(&victim);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records that supernode `id` said `Hello` as one on a link at `seen`,
@@ -93,35 +127,24 @@ impl HostCache {
     /// one of either kind when the cache is full, unless that one was seen
     /// later than `seen`.
     pub fn add_verified(&mut self, id: NodeId, addrs: Vec<String>, seen: SimTime) {
-        if let Some((held, last_seen)) = self.verified.get(&id) {
-            let addrs = if addrs.is_empty() {
-                held.clone()
-            } else {
-                addrs
-            };
-            self.verified.insert(id, addrs, last_seen.max(seen));
-            return;
-        }
-        if let Some((ad, last_seen)) = self.remove_advertised(&id) {
-            let addrs = if addrs.is_empty() { ad.addrs } else { addrs };
-            self.verified.insert(id, addrs, last_seen.max(seen));
-            return;
-        }
-        if self.len() >= self.capacity {
-            let oldest = [self.verified.lowest(), self.advertised.lowest()]
-                .into_iter()
-                .flatten()
-                .min_by_key(|(id, seen)| (*seen, *id));
-            match oldest {
-                Some((o, o_seen)) if o_seen <= seen => {
-                    if self.verified.remove(&o).is_none() {
-                        self.remove_advertised(&o);
-                    }
-                }
-                _ => return,
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.last_seen = e.last_seen.max(seen);
+            e.kind = Kind::Verified;
+            if !addrs.is_empty() {
+                e.addrs = addrs;
             }
+            return;
         }
-        self.verified.insert(id, addrs, seen);
+        if self.entries.len() >= self.capacity && !self.make_room(seen, |_| true) {
+            return;
+        }
+        let kind = Kind::Verified;
+        let entry = Entry {
+            addrs,
+            last_seen: seen,
+            kind,
+        };
+        self.entries.insert(id, entry);
     }
 
     /// Records that peer `source` (`None`: this node's own file) named
@@ -138,72 +161,36 @@ impl HostCache {
         seen: SimTime,
         source: Option<NodeId>,
     ) {
-        if let Some((_, last_seen)) = self.verified.get(&id) {
-            if seen > last_seen {
-                self.verified.set_rank(&id, seen);
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.last_seen = e.last_seen.max(seen);
+            if e.kind != Kind::Verified && !addrs.is_empty() {
+                e.addrs = addrs;
             }
             return;
         }
-        if let Some((_, last_seen)) = self.advertised.get(&id) {
-            let newer = last_seen.max(seen);
-            if let Some(ad) = self.advertised.get_mut(&id) {
-                if !addrs.is_empty() {
-                    ad.addrs = addrs;
-                }
-                if let Some(src) = ad.source {
-                    self.by_source.remove(&(src, last_seen, id));
-                    self.by_source.insert((src, newer, id));
-                }
+        let from_source = Kind::Advertised(source);
+        let source_full = source.is_some()
+            && self
+                .entries
+                .values()
+                .filter(|e| e.kind == from_source)
+                .count()
+                >= MAX_ADVERTISED_PER_SOURCE;
+        if source_full {
+            if !self.make_room(seen, |e| e.kind == from_source) {
+                return;
             }
-            self.advertised.set_rank(&id, newer);
+        } else if self.entries.len() >= self.capacity
+            && !self.make_room(seen, |e| e.kind != Kind::Verified)
+        {
             return;
         }
-        let source_full = source.is_some_and(|s| {
-            self.per_source.get(&s).copied().unwrap_or(0) >= MAX_ADVERTISED_PER_SOURCE
-        });
-        let victim = if source_full {
-            source.and_then(|s| {
-                self.by_source
-                    .range((s, 0, NodeId([0; 32]))..)
-                    .next()
-                    .filter(|(src, _, _)| *src == s)
-                    .map(|(_, seen, id)| (*id, *seen))
-            })
-        } else if self.len() >= self.capacity {
-            self.advertised.lowest()
-        } else {
-            None
+        let entry = Entry {
+            addrs,
+            last_seen: seen,
+            kind: from_source,
         };
-        if source_full || self.len() >= self.capacity {
-            match victim {
-                Some((v, v_seen)) if v_seen <= seen => {
-                    self.remove_advertised(&v);
-                }
-                _ => return,
-            }
-        }
-        if let Some(s) = source {
-            self.by_source.insert((s, seen, id));
-            *self.per_source.entry(s).or_default() += 1;
-        }
-        self.advertised
-            .insert(id, Advertised { addrs, source }, seen);
-    }
-
-    /// Removes advertised entry `id` from the table and the source index.
-    fn remove_advertised(&mut self, id: &NodeId) -> Option<(Advertised, SimTime)> {
-        let (_, seen) = self.advertised.get(id)?;
-        let ad = self.advertised.remove(id)?;
-        if let Some(src) = ad.source {
-            self.by_source.remove(&(src, seen, *id));
-            if let Some(n) = self.per_source.get_mut(&src) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_source.remove(&src);
-                }
-            }
-        }
-        Some((ad, seen))
+        self.entries.insert(id, entry);
     }
 
     /// Puts back an entry saved by [`HostCache::newest_first`].
@@ -217,22 +204,16 @@ impl HostCache {
 
     /// Every entry, most recently seen first (ties by id).
     pub fn newest_first(&self) -> Vec<HostCacheEntry> {
-        let verified = self
-            .verified
+        let mut v: Vec<HostCacheEntry> = self
+            .entries
             .iter()
-            .map(|(id, addrs, seen)| HostCacheEntry {
+            .map(|(id, e)| HostCacheEntry {
                 id: *id,
-                addrs: addrs.clone(),
-                last_seen: seen,
-                verified: true,
-            });
-        let advertised = self.advertised.iter().map(|(id, ad, seen)| HostCacheEntry {
-            id: *id,
-            addrs: ad.addrs.clone(),
-            last_seen: seen,
-            verified: false,
-        });
-        let mut v: Vec<HostCacheEntry> = verified.chain(advertised).collect();
+                addrs: e.addrs.clone(),
+                last_seen: e.last_seen,
+                verified: e.kind == Kind::Verified,
+            })
+            .collect();
         v.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
         v
     }

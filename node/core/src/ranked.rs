@@ -1,7 +1,7 @@
 //! [`RankedMap`]: a map whose entries also sit in an index ordered by a
 //! rank (an expiry, a last-seen time), so that the lowest-ranked entry is
-//! found in O(log n): how the directory, the location cache and the host
-//! cache make room and expire entries without scanning.
+//! found in O(log n): how the directory, the location cache, the chat
+//! inbox and the ban table make room and expire entries without scanning.
 //!
 //! # Implementation notes
 //! The index is a `BTreeSet<(rank, key)>`, so ties go to the lowest key:
@@ -82,11 +82,6 @@ impl<K: Ord + Copy, V, R: Ord + Copy> RankedMap<K, V, R> {
         let (value, rank) = self.entries.remove(key)?;
         self.by_rank.remove(&(rank, *key));
         Some(value)
-    }
-
-    /// The lowest-ranked entry (ties: lowest key).
-    pub fn lowest(&self) -> Option<(K, R)> {
-        self.by_rank.first().map(|(r, k)| (*k, *r))
     }
 
     /// Removes and returns the lowest-ranked entry (ties: lowest key).
