@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use skyhop_protocol::{ChatMessage, MsgId, NodeId};
 
-use super::ranked::RankedMap;
 use super::SimTime;
 
 /// A message awaiting its ack.
@@ -159,19 +158,21 @@ struct Sender {
     delivered_seq: u64,
     seen: VecDeque<MsgId>,
     held: BTreeMap<u64, (ChatMessage, SimTime)>,
+    last_heard: SimTime,
 }
 
 /// The receiver's side: duplicate window and in-order hand-off per sender.
 ///
 /// # Implementation notes
-/// Senders are ranked by when they were last heard and held messages are
-/// indexed by arrival, so that making room for a new sender and finding
-/// the next gap to give up on cost O(log n): authors cost nothing to make,
-/// so every chat from a stranger would otherwise scan them all.
+/// Held messages are indexed by arrival, so that the next gap to give up
+/// on is found in O(log n) after every arrival, instead of scanning every
+/// sender's held messages (4,096 x 64). Making room for a new author scans
+/// the senders, once per new author at the cap: an index by last heard
+/// would cost every simulated node a second B-tree.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    /// Per author, ranked by when last heard.
-    senders: RankedMap<NodeId, Sender, SimTime>,
+    /// Per author.
+    senders: BTreeMap<NodeId, Sender>,
     /// `(arrived, author, seq)` of every held message.
     held_at: BTreeSet<(SimTime, NodeId, u64)>,
 }
@@ -180,22 +181,21 @@ impl Inbox {
     /// Takes a verified message that arrived at `now`.
     pub fn arrive(&mut self, chat: ChatMessage, now: SimTime) -> Arrival {
         let from = chat.from;
-        if self.senders.contains_key(&from) {
-            self.senders.set_rank(&from, now);
-        } else {
-            if self.senders.len() >= MAX_SENDERS {
-                if let Some((gone, s)) = self.senders.pop_lowest() {
-                    for (seq, (_, at)) in s.held {
-                        self.held_at.remove(&(at, gone, seq));
-                    }
+        if !self.senders.contains_key(&from) && self.senders.len() >= MAX_SENDERS {
+            let oldest = self
+                .senders
+                .iter()
+                .min_by_key(|(id, s)| (s.last_heard, **id))
+                .map(|(id, _)| *id);
+            if let Some(gone) = oldest {
+                let s = self.senders.remove(&gone).expect("just found");
+                for (seq, (_, at)) in s.held {
+                    self.held_at.remove(&(at, gone, seq));
                 }
             }
-            self.senders.insert(from, Sender::default(), now);
         }
-        let s = self
-            .senders
-            .get_mut(&from)
-            .expect("inserted or present above");
+        let s = self.senders.entry(from).or_default();
+        s.last_heard = now;
         if s.seen.contains(&chat.msg_id) {
             return Arrival::Duplicate;
         }
@@ -268,6 +268,10 @@ impl Inbox {
             if let Some(s) = self.senders.get_mut(&from) {
                 Self::release_all(s, &mut self.held_at, from, &mut ready);
             }
+        }
+        if self.held_at.is_empty() {
+            // Free the emptied set's node: every simulated node has an inbox.
+            self.held_at = BTreeSet::new();
         }
         ready
     }

@@ -58,6 +58,23 @@ pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Tra
 pub use links::refusal_for;
 pub use node::Node;
 
+/// Removes the entry of `map` whose value ranks lowest by `rank` (ties go to
+/// the lowest key, so the choice is deterministic), by a scan: for small
+/// maps, where an index would cost more memory than the scan costs time
+/// (large ones use [`ranked::RankedMap`]).
+pub(crate) fn evict_lowest<K: Ord + Copy, V, R: Ord>(
+    map: &mut std::collections::BTreeMap<K, V>,
+    rank: impl Fn(&V) -> R,
+) {
+    let victim = map
+        .iter()
+        .min_by_key(|(k, v)| (rank(v), **k))
+        .map(|(k, _)| *k);
+    if let Some(k) = victim {
+        map.remove(&k);
+    }
+}
+
 /// Frees an emptied map's node: a `BTreeMap` keeps its root leaf (eleven
 /// entries' worth, ~900 bytes for a pending request) after its last entry
 /// goes, and maps that are briefly used on every node (a join in flight, a

@@ -1,14 +1,15 @@
 //! [`RankedMap`]: a map whose entries also sit in an index ordered by a
 //! rank (an expiry, a last-seen time), so that the lowest-ranked entry is
-//! found in O(log n): how the directory, the location cache, the chat
-//! inbox and the ban table make room and expire entries without scanning.
+//! found in O(log n): how the directory and the ban table make room and
+//! expire entries without scanning. It costs a second B-tree, so small
+//! per-node tables that every simulated node carries scan instead
+//! ([`crate::evict_lowest`]).
 //!
 //! # Implementation notes
 //! The index is a `BTreeSet<(rank, key)>`, so ties go to the lowest key:
 //! the same choice the linear scan it replaces made, which keeps the
-//! simulator's runs byte-identical. The value is reachable mutably only
-//! through [`RankedMap::get_mut`], which cannot change the rank; ranks
-//! change through [`RankedMap::set_rank`] so the index never goes stale.
+//! simulator's runs byte-identical. Values change only by replacing the
+//! entry, so the index never goes stale.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,11 +52,6 @@ impl<K: Ord + Copy, V, R: Ord + Copy> RankedMap<K, V, R> {
         self.entries.get(key).map(|(v, r)| (v, *r))
     }
 
-    /// The value of `key`, to change in place (its rank stays).
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.entries.get_mut(key).map(|(v, _)| v)
-    }
-
     /// Inserts or replaces `key`, ranked `rank`; returns the old value.
     pub fn insert(&mut self, key: K, value: V, rank: R) -> Option<V> {
         let old = self.entries.insert(key, (value, rank));
@@ -64,17 +60,6 @@ impl<K: Ord + Copy, V, R: Ord + Copy> RankedMap<K, V, R> {
         }
         self.by_rank.insert((rank, key));
         old.map(|(v, _)| v)
-    }
-
-    /// Ranks `key` anew; false if it is not held.
-    pub fn set_rank(&mut self, key: &K, rank: R) -> bool {
-        let Some((_, r)) = self.entries.get_mut(key) else {
-            return false;
-        };
-        self.by_rank.remove(&(*r, *key));
-        *r = rank;
-        self.by_rank.insert((rank, *key));
-        true
     }
 
     /// Removes `key`.
@@ -103,11 +88,6 @@ impl<K: Ord + Copy, V, R: Ord + Copy> RankedMap<K, V, R> {
         }
     }
 
-    /// Entries in key order, with their ranks.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V, R)> {
-        self.entries.iter().map(|(k, (v, r))| (k, v, *r))
-    }
-
     /// Values in key order.
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.values().map(|(v, _)| v)
@@ -130,12 +110,10 @@ mod tests {
     }
 
     #[test]
-    fn reinserting_or_reranking_leaves_no_stale_index_entry() {
+    fn reinserting_leaves_no_stale_index_entry() {
         let mut m: RankedMap<u8, u8, u64> = RankedMap::default();
         m.insert(1, 1, 5);
-        m.insert(1, 2, 50);
-        assert!(m.set_rank(&1, 7));
-        assert!(!m.set_rank(&9, 7));
+        m.insert(1, 2, 7);
         m.insert(2, 3, 6);
         assert_eq!(m.pop_at_most(5), None);
         assert_eq!(m.pop_at_most(6), Some((2, 3)));
