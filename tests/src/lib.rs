@@ -18,12 +18,52 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use serde_json::Value;
+use skyhop_protocol::Identity;
 
 /// How long a node may take to start and serve its control API.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an overlay may take until every ordinary node is attached.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The tokio runtime a test's own libp2p clients run on (two workers).
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// A bare client for tests that play a hostile peer: a swarm with only the
+/// stream behaviour, as `identity`, dialing `target` (an address ending in
+/// `/p2p/<peer id>`); the swarm and that peer. Call it inside a tokio
+/// runtime.
+pub fn dial_as(target: &str, identity: &Identity) -> (Swarm<libp2p_stream::Behaviour>, PeerId) {
+    let addr: Multiaddr = target.parse().expect("multiaddr");
+    let peer = addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .expect("address has /p2p/");
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("transport")
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    swarm.dial(addr).expect("dial");
+    (swarm, peer)
+}
 
 /// The `skyhop` binary, built once per test process if it is not there.
 pub fn skyhop_bin() -> &'static Path {

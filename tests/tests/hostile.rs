@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol};
+use libp2p::StreamProtocol;
 use skyhop_protocol::{
     codec, FrameDecoder, Hello, Identity, Join, Message, NodeId, Role, PROTOCOL_VERSION,
 };
-use skyhop_tests::{wait_until, Overlay};
+use skyhop_tests::{client_runtime, dial_as, wait_until, Overlay};
 
 const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
 
@@ -23,27 +23,7 @@ enum Attack {
 /// Connects to `target` as `identity`, runs `attack`, and returns whether the
 /// supernode closed the connection within 10 s.
 async fn attack(target: &str, identity: Identity, attack: Attack) -> bool {
-    let addr: Multiaddr = target.parse().expect("multiaddr");
-    let peer = addr
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-            _ => None,
-        })
-        .expect("address has /p2p/");
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("transport")
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    swarm.dial(addr).expect("dial");
+    let (mut swarm, peer) = dial_as(target, &identity);
     let mut control = swarm.behaviour().new_control();
     let writer = tokio::spawn(async move {
         let mut s = control
@@ -118,11 +98,7 @@ async fn forge(s: &mut libp2p::Stream, me: &Identity) {
 fn hostile_peers_are_dropped_and_everyone_else_is_served() {
     let overlay = Overlay::start("hostile", 2, 3);
     let sn = &overlay.supernodes[0];
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = client_runtime();
 
     let garbage = vec![0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff];
     assert!(

@@ -249,7 +249,7 @@ impl Attach {
         }
         for p in a.supernodes {
             if p.id != ctx.id {
-                host_cache.add(p.id, p.addrs, now);
+                host_cache.add_advertised(p.id, p.addrs, now, Some(from));
             }
         }
         ctx.out.emit(Event::Attached { sn: from });
@@ -283,7 +283,7 @@ impl Attach {
         for p in r.supernodes {
             if p.id != ctx.id {
                 // Seen now: redirect targets are tried first.
-                host_cache.add(p.id, p.addrs, now);
+                host_cache.add_advertised(p.id, p.addrs, now, Some(from));
             }
         }
         ctx.out.act(Action::Disconnect {

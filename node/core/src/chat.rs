@@ -6,7 +6,7 @@
 //! `msg_id`) and hands messages to the application in `seq` order per
 //! sender, holding a bounded number that arrive early.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use skyhop_protocol::{ChatMessage, MsgId, NodeId};
 
@@ -170,19 +170,39 @@ struct Sender {
 }
 
 /// The receiver's side: duplicate window and in-order hand-off per sender.
+///
+/// # Implementation notes
+/// Held messages are indexed by arrival, so that the next gap to give up
+/// on is found in O(log n) after every arrival, instead of scanning every
+/// sender's held messages (4,096 x 64). Making room for a new author scans
+/// the senders, once per new author at the cap: an index by last heard
+/// would cost every simulated node a second B-tree.
 #[derive(Debug, Default)]
 pub struct Inbox {
     /// Per-sender windows, bounded by `MAX_SENDERS`.
     senders: BTreeMap<NodeId, Sender>,
+    /// `(arrived, author, seq)` of every held message.
+    held_at: BTreeSet<(SimTime, NodeId, u64)>,
 }
 
 impl Inbox {
     /// Takes a verified message that arrived at `now`.
     pub fn arrive(&mut self, chat: ChatMessage, now: SimTime) -> Arrival {
-        if !self.senders.contains_key(&chat.from) && self.senders.len() >= MAX_SENDERS {
-            super::evict_lowest(&mut self.senders, |s| s.last_heard);
+        let from = chat.from;
+        if !self.senders.contains_key(&from) && self.senders.len() >= MAX_SENDERS {
+            let oldest = self
+                .senders
+                .iter()
+                .min_by_key(|(id, s)| (s.last_heard, **id))
+                .map(|(id, _)| *id);
+            if let Some(gone) = oldest {
+                let s = self.senders.remove(&gone).expect("just found");
+                for (seq, (_, at)) in s.held {
+                    self.held_at.remove(&(at, gone, seq));
+                }
+            }
         }
-        let s = self.senders.entry(chat.from).or_default();
+        let s = self.senders.entry(from).or_default();
         s.last_heard = now;
         if s.seen.contains(&chat.msg_id) {
             return Arrival::Duplicate;
@@ -203,52 +223,75 @@ impl Inbox {
         } else {
             if s.held.len() >= MAX_HELD_PER_SENDER {
                 // Too far ahead to hold: release everything held in order.
-                Self::release_all(s, &mut ready);
+                Self::release_all(s, &mut self.held_at, from, &mut ready);
             }
-            s.held.insert(chat.seq, (chat, now));
+            let seq = chat.seq;
+            if let Some((_, at)) = s.held.insert(seq, (chat, now)) {
+                self.held_at.remove(&(at, from, seq));
+            }
+            self.held_at.insert((now, from, seq));
         }
-        Self::release_in_order(s, &mut ready);
+        Self::release_in_order(s, &mut self.held_at, from, &mut ready);
         Arrival::Ready(ready)
     }
 
-    fn release_in_order(s: &mut Sender, ready: &mut Vec<ChatMessage>) {
+    fn release_in_order(
+        s: &mut Sender,
+        held_at: &mut BTreeSet<(SimTime, NodeId, u64)>,
+        from: NodeId,
+        ready: &mut Vec<ChatMessage>,
+    ) {
         // A peer chooses `seq`: at u64::MAX nothing can follow it.
-        while let Some((chat, _)) = s
+        while let Some((chat, at)) = s
             .delivered_seq
             .checked_add(1)
             .and_then(|next| s.held.remove(&next))
         {
+            held_at.remove(&(at, from, chat.seq));
             s.delivered_seq = chat.seq;
             ready.push(chat);
         }
     }
 
-    fn release_all(s: &mut Sender, ready: &mut Vec<ChatMessage>) {
-        for (seq, (chat, _)) in std::mem::take(&mut s.held) {
+    fn release_all(
+        s: &mut Sender,
+        held_at: &mut BTreeSet<(SimTime, NodeId, u64)>,
+        from: NodeId,
+        ready: &mut Vec<ChatMessage>,
+    ) {
+        for (seq, (chat, at)) in std::mem::take(&mut s.held) {
+            held_at.remove(&(at, from, seq));
             s.delivered_seq = seq;
             ready.push(chat);
         }
     }
 
     /// Releases messages held behind a gap older than [`GAP_TIMEOUT`]: the
-    /// missing ones are not coming (their sender gave up).
+    /// missing ones are not coming (their sender gave up). Senders go in
+    /// id order.
     pub fn release_stalled(&mut self, now: SimTime) -> Vec<ChatMessage> {
+        let stalled: BTreeSet<NodeId> = self
+            .held_at
+            .iter()
+            .take_while(|(at, _, _)| at + GAP_TIMEOUT <= now)
+            .map(|(_, from, _)| *from)
+            .collect();
         let mut ready = Vec::new();
-        for s in self.senders.values_mut() {
-            let stalled = s.held.values().any(|(_, at)| at + GAP_TIMEOUT <= now);
-            if stalled {
-                Self::release_all(s, &mut ready);
+        for from in stalled {
+            if let Some(s) = self.senders.get_mut(&from) {
+                Self::release_all(s, &mut self.held_at, from, &mut ready);
             }
+        }
+        if self.held_at.is_empty() {
+            // Free the emptied set's node: every simulated node has an inbox.
+            self.held_at = BTreeSet::new();
         }
         ready
     }
 
     /// The earliest time a held message may be released.
     pub fn next_wakeup(&self) -> Option<SimTime> {
-        self.senders
-            .values()
-            .flat_map(|s| s.held.values().map(|(_, at)| at + GAP_TIMEOUT))
-            .min()
+        self.held_at.first().map(|(at, _, _)| at + GAP_TIMEOUT)
     }
 }
 
@@ -311,6 +354,26 @@ mod tests {
         assert!(inbox.release_stalled(GAP_TIMEOUT - 1).is_empty());
         assert_eq!(inbox.next_wakeup(), Some(GAP_TIMEOUT));
         assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
+    }
+
+    #[test]
+    fn a_forgotten_sender_leaves_no_held_message_behind() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        inbox.arrive(chat(&a, b, 13, 3), 0);
+        // Many strangers, each heard later, push `a` out.
+        let stranger = Identity::from_secret([3; 32]);
+        for n in 0..MAX_SENDERS as u64 {
+            let mut c = chat(&stranger, b, n, 1);
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&n.to_be_bytes());
+            c.from = NodeId(id);
+            inbox.arrive(c, 1 + n);
+        }
+        assert_eq!(inbox.senders.len(), MAX_SENDERS);
+        assert_eq!(inbox.next_wakeup(), None, "a's held message went with it");
+        assert!(inbox.release_stalled(u64::MAX / 2).is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use skyhop_protocol::{NodeId, Role, MAX_RECORD_LIFETIME_S};
 
+use super::budget::{BudgetConfig, MessageClass};
 use super::{SimTime, MILLIS, SECS};
 
 /// A node to contact first: by id (the simulator), by address (the real
@@ -85,6 +86,8 @@ pub struct NodeConfig {
     pub max_pending_dials: usize,
     /// Time-to-live given to packets this node originates.
     pub ttl: u8,
+    /// What each linked peer may send, per message class.
+    pub budget: BudgetConfig,
 }
 
 impl Default for NodeConfig {
@@ -119,30 +122,122 @@ impl Default for NodeConfig {
             table_refresh: 60 * SECS,
             max_pending_dials: 16,
             ttl: skyhop_protocol::DEFAULT_TTL,
+            budget: BudgetConfig::default(),
         }
     }
 }
 
-/// A configuration value that cannot work.
+/// How a field's value is measured, for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// A count of things.
+    Count,
+    /// Microseconds (every `SimTime` field).
+    Micros,
+    /// Seconds.
+    Seconds,
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unit::Count => "",
+            Unit::Micros => " µs",
+            Unit::Seconds => " s",
+        })
+    }
+}
+
+/// A configuration value that cannot work; the message names the field and
+/// the value that would.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// A field that must be positive is zero.
-    #[error("{field} must be greater than zero")]
-    Zero {
-        /// The field's name.
-        field: &'static str,
-    },
-    /// A field is over its bound.
-    #[error("{field} is {value}, above the limit of {limit}")]
-    TooLarge {
+    /// A field is outside the range it can work in.
+    #[error("{field} is {value}{unit}, which cannot work: set {field} between {min}{unit} and {max}{unit}")]
+    OutOfRange {
         /// The field's name.
         field: &'static str,
         /// Its value.
         value: u64,
+        /// The smallest accepted value.
+        min: u64,
         /// The largest accepted value.
-        limit: u64,
+        max: u64,
+        /// What the numbers count.
+        unit: Unit,
+    },
+    /// A field must not be below another field.
+    #[error("{field} is {value} µs, below {floor_field} ({floor} µs): raise {field} to at least {floor} µs or lower {floor_field}")]
+    BelowOther {
+        /// The field's name.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The field it must not be below.
+        floor_field: &'static str,
+        /// That field's value.
+        floor: u64,
+    },
+    /// Records would expire at their homes before they are refreshed.
+    #[error("record_refresh is {record_refresh} µs, not shorter than record_lifetime_s ({record_lifetime_s} s), so records expire between refreshes: set record_refresh below {lifetime} µs or raise record_lifetime_s")]
+    RefreshTooSlow {
+        /// `record_refresh`.
+        record_refresh: SimTime,
+        /// `record_lifetime_s`.
+        record_lifetime_s: u32,
+        /// `record_lifetime_s` in µs.
+        lifetime: SimTime,
     },
 }
+
+/// One field's accepted range, checked by [`NodeConfig::validate`].
+struct Range {
+    field: &'static str,
+    value: u64,
+    min: u64,
+    max: u64,
+    unit: Unit,
+}
+
+impl Range {
+    fn count(field: &'static str, value: usize, min: u64, max: u64) -> Range {
+        Range {
+            field,
+            value: u64::try_from(value).unwrap_or(u64::MAX),
+            min,
+            max,
+            unit: Unit::Count,
+        }
+    }
+
+    fn time(field: &'static str, value: SimTime, min: SimTime, max: SimTime) -> Range {
+        Range {
+            field,
+            value,
+            min,
+            max,
+            unit: Unit::Micros,
+        }
+    }
+
+    fn check(self) -> Result<(), ConfigError> {
+        if (self.min..=self.max).contains(&self.value) {
+            return Ok(());
+        }
+        Err(ConfigError::OutOfRange {
+            field: self.field,
+            value: self.value,
+            min: self.min,
+            max: self.max,
+            unit: self.unit,
+        })
+    }
+}
+
+/// One minute of [`SimTime`].
+const MINUTES: SimTime = 60 * SECS;
+/// One hour of [`SimTime`].
+const HOURS: SimTime = 60 * MINUTES;
 
 impl NodeConfig {
     /// The defaults for a supernode.
@@ -153,46 +248,408 @@ impl NodeConfig {
         }
     }
 
-    /// Checks that the values can work together.
+    /// Checks that every field is within the range it can work in and
+    /// that related fields agree; the error names the field and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 13] = [
-            ("max_clients", self.max_clients as u64),
-            ("bucket_size", self.bucket_size as u64),
-            ("replicas", self.replicas as u64),
-            ("heartbeat_interval", self.heartbeat_interval),
+        let c = &self;
+        let ranges = [
+            // The heartbeat ack reports the client count as a u16.
+            Range::count("max_clients", c.max_clients, 1, u64::from(u16::MAX)),
+            Range::count("bootstrap", c.bootstrap.len(), 0, 1024),
+            Range::count("bucket_size", c.bucket_size, 1, 64),
+            Range::count("leaf_set_size", c.leaf_set_size, 1, 64),
+            Range::count("replicas", c.replicas, 1, 16),
+            Range::count("backups", c.backups, 0, 8),
+            Range::count("host_cache_size", c.host_cache_size, 1, 10_000),
+            Range::time(
+                "heartbeat_interval",
+                c.heartbeat_interval,
+                100 * MILLIS,
+                10 * MINUTES,
+            ),
+            Range::time(
+                "supernode_heartbeat_interval",
+                c.supernode_heartbeat_interval,
+                100 * MILLIS,
+                10 * MINUTES,
+            ),
+            Range::count("dead_after_missed", c.dead_after_missed as usize, 1, 100),
+            Range {
+                field: "record_lifetime_s",
+                value: u64::from(c.record_lifetime_s),
+                min: 1,
+                max: u64::from(MAX_RECORD_LIFETIME_S),
+                unit: Unit::Seconds,
+            },
+            Range::time("record_refresh", c.record_refresh, SECS, HOURS),
+            Range::time("location_cache_ttl", c.location_cache_ttl, SECS, 24 * HOURS),
+            Range::count("location_cache_size", c.location_cache_size, 1, 1_000_000),
+            Range::time("lookup_hold", c.lookup_hold, 0, 30 * SECS),
+            Range::count("max_records", c.max_records, 1, 10_000_000),
+            Range::count("dedup_window", c.dedup_window, 1, 1_000_000),
+            Range::time("chat_deadline", c.chat_deadline, 100 * MILLIS, 24 * HOURS),
+            Range::time(
+                "chat_retry_initial",
+                c.chat_retry_initial,
+                10 * MILLIS,
+                HOURS,
+            ),
+            Range::time("chat_retry_max", c.chat_retry_max, 10 * MILLIS, HOURS),
+            Range::count("max_pending_chats", c.max_pending_chats, 1, 1_000_000),
+            Range::time(
+                "attach_backoff_initial",
+                c.attach_backoff_initial,
+                10 * MILLIS,
+                MINUTES,
+            ),
+            Range::time(
+                "attach_backoff_max",
+                c.attach_backoff_max,
+                10 * MILLIS,
+                HOURS,
+            ),
+            Range::time("join_timeout", c.join_timeout, 100 * MILLIS, 5 * MINUTES),
+            // Zero would make a supernode refresh in a busy loop.
+            Range::time("table_refresh", c.table_refresh, SECS, 24 * HOURS),
+            Range::count("max_pending_dials", c.max_pending_dials, 1, 1024),
+            Range::count("ttl", usize::from(c.ttl), 1, u64::from(u8::MAX)),
+        ];
+        for range in ranges {
+            range.check()?;
+        }
+        self.validate_budget()?;
+        let ordered = [
+            // Supernode links are probed at heartbeat ticks, so a shorter
+            // interval would not be honoured.
             (
                 "supernode_heartbeat_interval",
-                self.supernode_heartbeat_interval,
+                c.supernode_heartbeat_interval,
+                "heartbeat_interval",
+                c.heartbeat_interval,
             ),
-            ("dead_after_missed", u64::from(self.dead_after_missed)),
-            ("record_lifetime_s", u64::from(self.record_lifetime_s)),
-            ("record_refresh", self.record_refresh),
-            ("dedup_window", self.dedup_window as u64),
-            ("chat_deadline", self.chat_deadline),
-            ("chat_retry_initial", self.chat_retry_initial),
-            ("max_pending_chats", self.max_pending_chats as u64),
-            ("ttl", u64::from(self.ttl)),
-        ];
-        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(ConfigError::Zero { field });
-        }
-        let bounded: [(&'static str, u64, u64); 4] = [
             (
-                "record_lifetime_s",
-                u64::from(self.record_lifetime_s),
-                u64::from(MAX_RECORD_LIFETIME_S),
+                "chat_retry_max",
+                c.chat_retry_max,
+                "chat_retry_initial",
+                c.chat_retry_initial,
             ),
-            ("max_clients", self.max_clients as u64, u64::from(u16::MAX)),
-            ("bucket_size", self.bucket_size as u64, 64),
-            ("replicas", self.replicas as u64, 16),
+            (
+                "attach_backoff_max",
+                c.attach_backoff_max,
+                "attach_backoff_initial",
+                c.attach_backoff_initial,
+            ),
         ];
-        if let Some((field, value, limit)) = bounded.iter().find(|(_, v, l)| v > l) {
-            return Err(ConfigError::TooLarge {
-                field,
-                value: *value,
-                limit: *limit,
+        for (field, value, floor_field, floor) in ordered {
+            if value < floor {
+                return Err(ConfigError::BelowOther {
+                    field,
+                    value,
+                    floor_field,
+                    floor,
+                });
+            }
+        }
+        let lifetime = u64::from(c.record_lifetime_s) * SECS;
+        if c.record_refresh >= lifetime {
+            return Err(ConfigError::RefreshTooSlow {
+                record_refresh: c.record_refresh,
+                record_lifetime_s: c.record_lifetime_s,
+                lifetime,
             });
         }
         Ok(())
+    }
+}
+
+impl NodeConfig {
+    fn validate_budget(&self) -> Result<(), ConfigError> {
+        let b = &self.budget;
+        for class in MessageClass::ALL {
+            let rate = b.rate(class);
+            let (per_s, burst) = budget_field_names(class);
+            Range::count(per_s, rate.per_s as usize, 1, 1_000_000).check()?;
+            Range::count(burst, rate.burst as usize, 1, 1_000_000).check()?;
+        }
+        Range::count(
+            "budget.supernode_factor",
+            b.supernode_factor as usize,
+            1,
+            1024,
+        )
+        .check()?;
+        Range::count("budget.tolerance", b.tolerance as usize, 1, 1_000_000).check()
+    }
+}
+
+/// The config names of a class's rate and burst, for errors.
+fn budget_field_names(class: MessageClass) -> (&'static str, &'static str) {
+    match class {
+        MessageClass::Chat => ("budget.chat.per_s", "budget.chat.burst"),
+        MessageClass::Control => ("budget.control.per_s", "budget.control.burst"),
+        MessageClass::Join => ("budget.join.per_s", "budget.join.burst"),
+        MessageClass::LocationQuery => {
+            ("budget.location_query.per_s", "budget.location_query.burst")
+        }
+        MessageClass::Publish => ("budget.publish.per_s", "budget.publish.burst"),
+        MessageClass::Trace => ("budget.trace.per_s", "budget.trace.burst"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_supernode_defaults_are_valid() {
+        assert_eq!(NodeConfig::default().validate(), Ok(()));
+        assert_eq!(NodeConfig::supernode().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_table_refresh_is_refused_naming_the_field_and_the_fix() {
+        let cfg = NodeConfig {
+            table_refresh: 0,
+            ..NodeConfig::supernode()
+        };
+        let err = cfg.validate().unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::OutOfRange {
+                field: "table_refresh",
+                value: 0,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "table_refresh is 0 µs, which cannot work: set table_refresh between 1000000 µs and 86400000000 µs"
+        );
+    }
+
+    #[test]
+    fn every_zero_or_absurd_count_and_time_is_refused_by_name() {
+        let d = NodeConfig::default;
+        let cases: Vec<(&str, NodeConfig)> = vec![
+            (
+                "max_clients",
+                NodeConfig {
+                    max_clients: 0,
+                    ..d()
+                },
+            ),
+            (
+                "max_clients",
+                NodeConfig {
+                    max_clients: 1 << 20,
+                    ..d()
+                },
+            ),
+            (
+                "bucket_size",
+                NodeConfig {
+                    bucket_size: 0,
+                    ..d()
+                },
+            ),
+            (
+                "leaf_set_size",
+                NodeConfig {
+                    leaf_set_size: 0,
+                    ..d()
+                },
+            ),
+            ("replicas", NodeConfig { replicas: 0, ..d() }),
+            (
+                "backups",
+                NodeConfig {
+                    backups: 1000,
+                    ..d()
+                },
+            ),
+            (
+                "host_cache_size",
+                NodeConfig {
+                    host_cache_size: 0,
+                    ..d()
+                },
+            ),
+            (
+                "heartbeat_interval",
+                NodeConfig {
+                    heartbeat_interval: 0,
+                    ..d()
+                },
+            ),
+            (
+                "dead_after_missed",
+                NodeConfig {
+                    dead_after_missed: 0,
+                    ..d()
+                },
+            ),
+            (
+                "record_lifetime_s",
+                NodeConfig {
+                    record_lifetime_s: 0,
+                    ..d()
+                },
+            ),
+            (
+                "record_lifetime_s",
+                NodeConfig {
+                    record_lifetime_s: u32::MAX,
+                    ..d()
+                },
+            ),
+            (
+                "record_refresh",
+                NodeConfig {
+                    record_refresh: 0,
+                    ..d()
+                },
+            ),
+            (
+                "location_cache_ttl",
+                NodeConfig {
+                    location_cache_ttl: 0,
+                    ..d()
+                },
+            ),
+            (
+                "location_cache_size",
+                NodeConfig {
+                    location_cache_size: 0,
+                    ..d()
+                },
+            ),
+            (
+                "lookup_hold",
+                NodeConfig {
+                    lookup_hold: u64::MAX,
+                    ..d()
+                },
+            ),
+            (
+                "max_records",
+                NodeConfig {
+                    max_records: 0,
+                    ..d()
+                },
+            ),
+            (
+                "max_records",
+                NodeConfig {
+                    max_records: usize::MAX,
+                    ..d()
+                },
+            ),
+            (
+                "dedup_window",
+                NodeConfig {
+                    dedup_window: 0,
+                    ..d()
+                },
+            ),
+            (
+                "chat_deadline",
+                NodeConfig {
+                    chat_deadline: 0,
+                    ..d()
+                },
+            ),
+            (
+                "chat_retry_initial",
+                NodeConfig {
+                    chat_retry_initial: 0,
+                    ..d()
+                },
+            ),
+            (
+                "max_pending_chats",
+                NodeConfig {
+                    max_pending_chats: 0,
+                    ..d()
+                },
+            ),
+            (
+                "attach_backoff_initial",
+                NodeConfig {
+                    attach_backoff_initial: 0,
+                    ..d()
+                },
+            ),
+            (
+                "join_timeout",
+                NodeConfig {
+                    join_timeout: 0,
+                    ..d()
+                },
+            ),
+            (
+                "max_pending_dials",
+                NodeConfig {
+                    max_pending_dials: 0,
+                    ..d()
+                },
+            ),
+            ("ttl", NodeConfig { ttl: 0, ..d() }),
+        ];
+        for (field, cfg) in cases {
+            let err = cfg.validate().expect_err(field);
+            let text = err.to_string();
+            assert!(text.starts_with(field), "{field}: {text}");
+            assert!(text.contains(&format!("set {field} between")), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_benchmark_budget_is_within_range() {
+        let mut cfg = NodeConfig::supernode();
+        cfg.budget = BudgetConfig::benchmark();
+        assert_eq!(cfg.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_zero_budget_is_refused_naming_the_nested_field() {
+        let mut cfg = NodeConfig::supernode();
+        cfg.budget.location_query.per_s = 0;
+        let text = cfg.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("budget.location_query.per_s is 0, which cannot work: set budget.location_query.per_s between 1 and"),
+            "{text}"
+        );
+        let mut cfg = NodeConfig::supernode();
+        cfg.budget.tolerance = 0;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("budget.tolerance is 0"));
+    }
+
+    #[test]
+    fn fields_that_must_not_be_below_another_say_which_and_how_to_fix() {
+        let cfg = NodeConfig {
+            chat_retry_initial: 10 * SECS,
+            chat_retry_max: SECS,
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "chat_retry_max is 1000000 µs, below chat_retry_initial (10000000 µs): \
+             raise chat_retry_max to at least 10000000 µs or lower chat_retry_initial"
+        );
+        let cfg = NodeConfig {
+            record_refresh: 90 * SECS,
+            ..NodeConfig::default()
+        };
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::RefreshTooSlow {
+                record_lifetime_s: 90,
+                ..
+            })
+        ));
     }
 }

@@ -51,6 +51,8 @@ pub enum DropReason {
     Offline,
     /// The frame output queue was full between drains.
     OutputQueueFull,
+    /// A frame from a peer over its budget for the frame's class.
+    OverBudget,
     /// A location record published by a peer that is not this supernode's client.
     PublishFromNonClient,
     /// A second `Hello` on one link.
@@ -68,7 +70,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Duplicate,
         DropReason::DuplicateChat,
         DropReason::EventQueueFull,
@@ -87,6 +89,7 @@ impl DropReason {
         DropReason::NotLinked,
         DropReason::Offline,
         DropReason::OutputQueueFull,
+        DropReason::OverBudget,
         DropReason::PublishFromNonClient,
         DropReason::RepeatedHello,
         DropReason::TtlExpired,
@@ -116,6 +119,7 @@ impl DropReason {
             DropReason::NotLinked => "not_linked",
             DropReason::Offline => "offline",
             DropReason::OutputQueueFull => "output_queue_full",
+            DropReason::OverBudget => "over_budget",
             DropReason::PublishFromNonClient => "publish_from_non_client",
             DropReason::RepeatedHello => "repeated_hello",
             DropReason::TtlExpired => "ttl_expired",
@@ -163,6 +167,11 @@ pub struct Counters {
     pub dropped: BTreeMap<DropReason, u64>,
     /// Signed statements rejected as forged.
     pub forged: u64,
+    /// Frames over their sender's budget, by message class.
+    pub over_budget: BTreeMap<&'static str, u64>,
+    /// Peers disconnected and refused for a while: for flooding or for
+    /// sending something forged or invalid.
+    pub peers_banned: u64,
 }
 
 impl Counters {

@@ -159,6 +159,11 @@ pub struct HostCacheEntry {
     pub addrs: Vec<String>,
     /// When it was last seen alive (driver time).
     pub last_seen: SimTime,
+    /// Whether this node linked to it and heard it say `Hello` as a
+    /// supernode, rather than only being told of it (files written before
+    /// the distinction read as not verified).
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// A snapshot of a node for `skyhop status`.
@@ -184,6 +189,8 @@ pub struct Status {
     pub cached_locations: usize,
     /// Host-cache entries.
     pub host_cache: usize,
+    /// Of those, supernodes this node linked to and verified.
+    pub host_cache_verified: usize,
     /// Chat messages awaiting an ack.
     pub pending_chats: usize,
     /// Counters.

@@ -153,16 +153,16 @@ impl Home {
     ) -> Vec<LocationRecord> {
         self.directory
             .records()
-            .filter(|s| {
-                let d = newcomer.distance(&s.record.node);
+            .filter(|record| {
+                let d = newcomer.distance(&record.node);
                 table
                     .iter()
-                    .filter(|e| e.id != newcomer && e.id.distance(&s.record.node) < d)
+                    .filter(|e| e.id != newcomer && e.id.distance(&record.node) < d)
                     .take(r)
                     .count()
                     < r
             })
-            .map(|s| s.record.clone())
+            .cloned()
             .collect()
     }
 }

@@ -1,6 +1,26 @@
 //! The host cache: supernodes this node has heard of, with their addresses
 //! and when each was last seen alive, kept to join and rejoin without a
 //! bootstrap address (Skype kept 200). The runtime saves it to disk.
+//!
+//! Entries are of two kinds, as in Bitcoin Core's address manager (its
+//! "tried" and "new" tables): **verified** supernodes, which this node
+//! linked to and which said `Hello` as a supernode, and **advertised** ones,
+//! which some peer named in an `Accept`, `Redirect` or `Neighbors`. A peer
+//! that lies can thus fill only the advertised part, and only up to
+//! [`MAX_ADVERTISED_PER_SOURCE`] entries of it; it can never push out a
+//! supernode this node has verified.
+//!
+//! # Implementation notes
+//! One map, and a scan of it when a new entry needs room or a source's
+//! share is counted: the cache holds 200 entries by default, its adds come
+//! only from replies this node asked for, and every ordinary node of a
+//! simulated million has one. Indexes by last-seen time and by source made
+//! those steps O(log n) but cost five more B-trees per node, whose leaves
+//! are allocated whole: +25% peak memory in restart-storm-10k (247 to
+//! 310 MiB, with the location cache's index), which scale-1m cannot afford.
+//! When every peer is honest the choice of what to evict is the one the
+//! single least-recently-seen list made, except that an advertised entry
+//! never displaces a verified one.
 
 use std::collections::BTreeMap;
 
@@ -9,12 +29,38 @@ use skyhop_protocol::NodeId;
 use super::events::HostCacheEntry;
 use super::SimTime;
 
-/// Known supernodes, bounded; the least recently seen goes first.
+/// Advertised entries that one peer may have in the cache at a time: a
+/// sixth of the default cache, so that filling it takes many peers.
+pub const MAX_ADVERTISED_PER_SOURCE: usize = 32;
+
+/// One known supernode.
+#[derive(Debug)]
+struct Entry {
+    /// Its addresses.
+    addrs: Vec<String>,
+    /// When it was last seen alive.
+    last_seen: SimTime,
+    /// Verified (linked to, said `Hello` as a supernode), or else who
+    /// advertised it (`None`: this node's own file).
+    kind: Kind,
+}
+
+/// How an entry came to be known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// This node linked to it and heard it say `Hello` as a supernode.
+    Verified,
+    /// A peer named it (`None`: restored from this node's own file).
+    Advertised(Option<NodeId>),
+}
+
+/// Known supernodes, bounded; the least recently seen goes first, and an
+/// advertised entry never displaces a verified one.
 #[derive(Debug)]
 pub(crate) struct HostCache {
     /// Entries by supernode id.
-    entries: BTreeMap<NodeId, HostCacheEntry>,
-    /// Entries kept at most.
+    entries: BTreeMap<NodeId, Entry>,
+    /// Entries of both kinds kept at most.
     capacity: usize,
 }
 
@@ -32,54 +78,228 @@ impl HostCache {
         self.entries.len()
     }
 
+    /// Verified entries held.
+    pub fn verified_len(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.kind == Kind::Verified)
+            .count()
+    }
+
     /// Whether `id` is known.
     pub fn contains(&self, id: &NodeId) -> bool {
         self.entries.contains_key(id)
     }
 
-    /// Entries in id order.
-    pub fn iter(&self) -> impl Iterator<Item = &HostCacheEntry> {
-        self.entries.values()
+    /// Verified entries in id order: `(id, addresses)`.
+    pub fn verified(&self) -> impl Iterator<Item = (&NodeId, &Vec<String>)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.kind == Kind::Verified)
+            .map(|(id, e)| (id, &e.addrs))
     }
 
-    /// Records supernode `id` as seen at `seen`, with `addrs` if any. A new
-    /// entry displaces the least recently seen one when the cache is full,
-    /// unless that one was seen later than `seen`.
-    pub fn add(&mut self, id: NodeId, addrs: Vec<String>, seen: SimTime) {
+    /// The least recently seen entry that `evictable` allows (ties: lowest
+    /// id), and when it was seen.
+    fn oldest(&self, evictable: impl Fn(&Entry) -> bool) -> Option<(NodeId, SimTime)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| evictable(e))
+            .min_by_key(|(id, e)| (e.last_seen, **id))
+            .map(|(id, e)| (*id, e.last_seen))
+    }
+
+    /// Makes room for an entry seen at `seen` by dropping the oldest entry
+    /// `evictable` allows, unless it was seen later; false if there is no
+    /// room to make.
+    fn make_room(&mut self, seen: SimTime, evictable: impl Fn(&Entry) -> bool) -> bool {
+        match self.oldest(evictable) {
+            Some((victim, victim_seen)) if victim_seen <= seen => {
+                self.entries.remove(&victim);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records that supernode `id` said `Hello` as one on a link at `seen`,
+    /// with `addrs` if any. A new entry displaces the least recently seen
+    /// one of either kind when the cache is full, unless that one was seen
+    /// later than `seen`.
+    pub fn add_verified(&mut self, id: NodeId, addrs: Vec<String>, seen: SimTime) {
         if let Some(e) = self.entries.get_mut(&id) {
             e.last_seen = e.last_seen.max(seen);
+            e.kind = Kind::Verified;
             if !addrs.is_empty() {
                 e.addrs = addrs;
             }
             return;
         }
-        if self.entries.len() >= self.capacity {
-            let oldest = self
+        if self.entries.len() >= self.capacity && !self.make_room(seen, |_| true) {
+            return;
+        }
+        let kind = Kind::Verified;
+        let entry = Entry {
+            addrs,
+            last_seen: seen,
+            kind,
+        };
+        self.entries.insert(id, entry);
+    }
+
+    /// Records that peer `source` (`None`: this node's own file) named
+    /// supernode `id` at `seen`. A verified entry only has its last-seen
+    /// time raised. A new entry displaces `source`'s least recently seen
+    /// entry when `source` holds [`MAX_ADVERTISED_PER_SOURCE`], else the
+    /// least recently seen advertised entry when the cache is full, unless
+    /// that one was seen later than `seen`; it never displaces a verified
+    /// entry.
+    pub fn add_advertised(
+        &mut self,
+        id: NodeId,
+        addrs: Vec<String>,
+        seen: SimTime,
+        source: Option<NodeId>,
+    ) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.last_seen = e.last_seen.max(seen);
+            if e.kind != Kind::Verified && !addrs.is_empty() {
+                e.addrs = addrs;
+            }
+            return;
+        }
+        let from_source = Kind::Advertised(source);
+        let source_full = source.is_some()
+            && self
                 .entries
                 .values()
-                .min_by_key(|e| (e.last_seen, e.id))
-                .map(|e| e.id);
-            match oldest {
-                Some(o) if self.entries[&o].last_seen <= seen => {
-                    self.entries.remove(&o);
-                }
-                _ => return,
+                .filter(|e| e.kind == from_source)
+                .count()
+                >= MAX_ADVERTISED_PER_SOURCE;
+        if source_full {
+            if !self.make_room(seen, |e| e.kind == from_source) {
+                return;
             }
+        } else if self.entries.len() >= self.capacity
+            && !self.make_room(seen, |e| e.kind != Kind::Verified)
+        {
+            return;
         }
-        self.entries.insert(
-            id,
-            HostCacheEntry {
-                id,
-                addrs,
-                last_seen: seen,
-            },
-        );
+        let entry = Entry {
+            addrs,
+            last_seen: seen,
+            kind: from_source,
+        };
+        self.entries.insert(id, entry);
+    }
+
+    /// Puts back an entry saved by [`HostCache::newest_first`].
+    pub fn restore(&mut self, e: HostCacheEntry) {
+        if e.verified {
+            self.add_verified(e.id, e.addrs, e.last_seen);
+        } else {
+            self.add_advertised(e.id, e.addrs, e.last_seen, None);
+        }
     }
 
     /// Every entry, most recently seen first (ties by id).
     pub fn newest_first(&self) -> Vec<HostCacheEntry> {
-        let mut v: Vec<HostCacheEntry> = self.entries.values().cloned().collect();
+        let mut v: Vec<HostCacheEntry> = self
+            .entries
+            .iter()
+            .map(|(id, e)| HostCacheEntry {
+                id: *id,
+                addrs: e.addrs.clone(),
+                last_seen: e.last_seen,
+                verified: e.kind == Kind::Verified,
+            })
+            .collect();
         v.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u16) -> NodeId {
+        let mut b = [0u8; 32];
+        b[..2].copy_from_slice(&n.to_be_bytes());
+        NodeId(b)
+    }
+
+    #[test]
+    fn one_peer_cannot_fill_the_cache_and_keeps_only_its_newest_claims() {
+        let liar = Some(id(9999));
+        let mut c = HostCache::new(200);
+        for n in 0..1000 {
+            c.add_advertised(id(n), vec![], u64::from(n), liar);
+        }
+        assert_eq!(c.len(), MAX_ADVERTISED_PER_SOURCE);
+        let kept: Vec<NodeId> = c.newest_first().iter().map(|e| e.id).collect();
+        assert_eq!(kept[0], id(999));
+        assert_eq!(kept[MAX_ADVERTISED_PER_SOURCE - 1], id(968));
+        // Another peer still gets its share.
+        c.add_advertised(id(5000), vec![], 0, Some(id(7777)));
+        assert!(c.contains(&id(5000)));
+    }
+
+    #[test]
+    fn verified_supernodes_survive_a_flood_of_newer_advertised_ones() {
+        let mut c = HostCache::new(10);
+        for n in 0..4 {
+            c.add_verified(id(n), vec![format!("/sn/{n}")], 0);
+        }
+        // Many liars, each under its own bound, all claiming "seen just now".
+        for n in 100..1100 {
+            c.add_advertised(id(n), vec![], 1_000_000, Some(id(n / 10)));
+        }
+        assert_eq!(c.len(), 10);
+        assert_eq!(c.verified_len(), 4);
+        for n in 0..4 {
+            assert!(c.contains(&id(n)), "verified {n} was evicted");
+        }
+        // An advertiser cannot rewrite a verified entry's addresses.
+        c.add_advertised(id(0), vec!["/evil".into()], 2_000_000, Some(id(1)));
+        let e = c
+            .newest_first()
+            .into_iter()
+            .find(|e| e.id == id(0))
+            .unwrap();
+        assert_eq!(e.addrs, vec!["/sn/0".to_string()]);
+        assert!(e.verified);
+    }
+
+    #[test]
+    fn verifying_an_advertised_entry_frees_its_sources_share() {
+        let src = Some(id(500));
+        let mut c = HostCache::new(200);
+        for n in 0..MAX_ADVERTISED_PER_SOURCE as u16 {
+            c.add_advertised(id(n), vec![], 10, src);
+        }
+        c.add_verified(id(0), vec![], 20);
+        assert_eq!(c.verified_len(), 1);
+        c.add_advertised(id(300), vec![], 5, src);
+        assert!(c.contains(&id(300)), "the share freed by id 0 was reused");
+        assert_eq!(c.len(), MAX_ADVERTISED_PER_SOURCE + 1);
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_least_recently_seen_and_saves_the_kind() {
+        let mut c = HostCache::new(3);
+        c.add_advertised(id(1), vec![], 5, Some(id(100)));
+        c.add_verified(id(2), vec![], 1);
+        c.add_advertised(id(3), vec![], 7, Some(id(100)));
+        c.add_verified(id(4), vec![], 6);
+        let saved = c.newest_first();
+        let ids: Vec<NodeId> = saved.iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![id(3), id(4), id(1)], "verified 2, oldest, went");
+        let mut restored = HostCache::new(3);
+        for e in saved.clone() {
+            restored.restore(e);
+        }
+        assert_eq!(restored.newest_first(), saved);
+        assert_eq!(restored.verified_len(), 1);
     }
 }

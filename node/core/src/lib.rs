@@ -25,6 +25,7 @@
 //! [`Node::poll_output`].
 
 mod attach;
+pub mod budget;
 pub mod chat;
 pub mod config;
 mod context;
@@ -32,11 +33,13 @@ pub mod counters;
 mod delivery;
 pub mod directory;
 pub mod events;
+pub mod fuzzing;
 mod home;
 mod host_cache;
 mod links;
 mod node;
 mod pending;
+mod ranked;
 mod routing;
 mod supernode;
 pub mod table;
@@ -47,15 +50,18 @@ mod harness;
 #[cfg(test)]
 mod scenarios;
 
+pub use budget::{BudgetConfig, MessageClass, Rate};
 pub use config::{BootstrapPeer, ConfigError, NodeConfig};
 pub use counters::{Counters, DropReason};
 pub use delivery::ChatError;
 pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
+pub use links::refusal_for;
 pub use node::Node;
 
 /// Removes the entry of `map` whose value ranks lowest by `rank` (ties go to
-/// the lowest key, so the choice is deterministic): how every bounded map in
-/// the core makes room.
+/// the lowest key, so the choice is deterministic), by a scan: for small
+/// maps, where an index would cost more memory than the scan costs time
+/// (large ones use [`ranked::RankedMap`]).
 pub(crate) fn evict_lowest<K: Ord + Copy, V, R: Ord>(
     map: &mut std::collections::BTreeMap<K, V>,
     rank: impl Fn(&V) -> R,

@@ -8,14 +8,22 @@ use std::collections::BTreeMap;
 
 use skyhop_protocol::{NodeId, Role};
 
+use super::budget::PeerBudget;
 use super::config::NodeConfig;
 use super::context::Ctx;
 use super::events::Action;
+use super::ranked::RankedMap;
 use super::SimTime;
 
-/// How long a peer that misbehaved is refused.
-const BAN_FOR: SimTime = 60 * super::SECS;
-/// Banned peers remembered at most.
+/// How long a peer that misbehaved or flooded is refused the first time;
+/// each further offense doubles it, up to [`MAX_BAN`].
+pub(crate) const BAN_FOR: SimTime = 60 * super::SECS;
+/// The longest refusal.
+pub(crate) const MAX_BAN: SimTime = 60 * 60 * super::SECS;
+/// How long an offense is remembered after its refusal ends, so that a
+/// peer that comes back and offends again is refused for longer.
+const OFFENSE_MEMORY: SimTime = 60 * 60 * super::SECS;
+/// Banned peers remembered at most; the one forgotten soonest makes room.
 const MAX_BANNED: usize = 1024;
 
 /// One open link.
@@ -35,6 +43,8 @@ pub(crate) struct Link {
     pub rtt: Option<SimTime>,
     /// Clients the peer reported serving (supernodes), from its acks.
     pub load: u16,
+    /// What the peer may still send.
+    pub budget: PeerBudget,
 }
 
 /// What a dial in flight is keyed by: the peer's id when known, else the
@@ -63,8 +73,9 @@ pub(crate) struct Links {
     map: BTreeMap<NodeId, Link>,
     /// Dials in flight and when each began.
     dials: BTreeMap<DialKey, SimTime>,
-    /// Peers refused until the given time.
-    banned: BTreeMap<NodeId, SimTime>,
+    /// Offending peers: offenses so far and refused until when, ranked by
+    /// when the offense is forgotten.
+    banned: RankedMap<NodeId, (u32, SimTime), SimTime>,
 }
 
 impl Links {
@@ -110,7 +121,11 @@ impl Links {
     pub fn up(&mut self, ctx: &mut Ctx, now: SimTime, peer: NodeId) -> bool {
         self.dials.remove(&DialKey::Id(peer));
         crate::release_if_empty(&mut self.dials);
-        if self.banned.get(&peer).is_some_and(|until| *until > now) {
+        if self
+            .banned
+            .get(&peer)
+            .is_some_and(|((_, until), _)| *until > now)
+        {
             ctx.out.act(Action::Disconnect {
                 peer,
                 reason: "banned for misbehaving".into(),
@@ -127,6 +142,7 @@ impl Links {
                 ping: None,
                 rtt: None,
                 load: 0,
+                budget: PeerBudget::new(&ctx.cfg.budget, now),
             },
         );
         true
@@ -182,12 +198,19 @@ impl Links {
         crate::release_if_empty(&mut self.dials);
     }
 
-    /// Refuses `peer` for a while.
-    pub fn ban(&mut self, now: SimTime, peer: NodeId) {
-        self.banned.retain(|_, until| *until > now);
-        if self.banned.len() < MAX_BANNED {
-            self.banned.insert(peer, now + BAN_FOR);
+    /// Refuses `peer` for a while: [`BAN_FOR`] the first time, doubling
+    /// with each offense remembered, up to [`MAX_BAN`]. Returns how long.
+    pub fn ban(&mut self, now: SimTime, peer: NodeId) -> SimTime {
+        while self.banned.pop_at_most(now).is_some() {}
+        let offenses = self.banned.get(&peer).map_or(0, |((n, _), _)| *n) + 1;
+        let refuse_for = refusal_for(offenses);
+        if !self.banned.contains_key(&peer) && self.banned.len() >= MAX_BANNED {
+            self.banned.pop_lowest();
         }
+        let until = now + refuse_for;
+        self.banned
+            .insert(peer, (offenses, until), until + OFFENSE_MEMORY);
+        refuse_for
     }
 
     /// Linked supernodes other than `primary`: an ordinary node's backups.
@@ -235,6 +258,15 @@ impl Links {
     }
 }
 
+/// How long a peer is refused for its `offenses`-th offense (counting
+/// from 1): [`BAN_FOR`], doubling with each, up to [`MAX_BAN`]. The
+/// runtime refuses the peer's IP for as long.
+pub fn refusal_for(offenses: u32) -> SimTime {
+    BAN_FOR
+        .saturating_mul(1 << offenses.saturating_sub(1).min(16))
+        .min(MAX_BAN)
+}
+
 /// Whether this end of the link to `peer` sends the heartbeats. One end
 /// probing is enough: the other hears the probe and the ack proves the way
 /// back, so each idle link costs one heartbeat and one ack per interval,
@@ -245,5 +277,30 @@ fn probes(own_role: Role, own: &NodeId, peer: &NodeId, peer_role: Option<Role>) 
         (Role::Ordinary, Some(Role::Supernode)) => true,
         (Role::Supernode, Some(Role::Ordinary)) => false,
         _ => own < peer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_offense_doubles_the_refusal_up_to_the_cap() {
+        let mut links = Links::default();
+        let peer = NodeId([1; 32]);
+        let mut now = 0;
+        let mut refusals = Vec::new();
+        for _ in 0..10 {
+            let refuse_for = links.ban(now, peer);
+            refusals.push(refuse_for / super::super::SECS);
+            now += refuse_for;
+        }
+        assert_eq!(
+            refusals,
+            [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600, 3600]
+        );
+        // Forgotten an hour after the last refusal ends: back to the start.
+        now += OFFENSE_MEMORY + MAX_BAN;
+        assert_eq!(links.ban(now, peer), BAN_FOR);
     }
 }

@@ -667,3 +667,38 @@ fn an_ordinary_node_that_sends_in_another_nodes_name_is_dropped() {
     h.run_for(20 * SECS);
     assert!(matches!(h.outcome(friend, msg), Some(Ok(_))));
 }
+
+#[test]
+fn a_flooding_client_is_dropped_and_refused_while_the_others_keep_chatting() {
+    let mut h = Harness::overlay(3, 4);
+    let flooder = h.ordinaries()[0];
+    let sn = h.node(&flooder).primary().expect("attached");
+    for nonce in 0..1000 {
+        h.inject(
+            flooder,
+            sn,
+            Message::Heartbeat(skyhop_protocol::Heartbeat { nonce }),
+        );
+    }
+    let c = h.node(&sn).counters();
+    let budget = NodeConfig::default().budget;
+    // The burst passes, the tolerance is counted, then the peer goes.
+    assert_eq!(
+        c.over_budget.get("control").copied(),
+        Some(u64::from(budget.tolerance) + 1)
+    );
+    assert_eq!(c.peers_banned, 1);
+    assert!(!h.node(&sn).links().any(|p| *p == flooder));
+    assert!(h.events.iter().any(|(_, n, e)| *n == sn
+        && matches!(e, Event::PeerMisbehaved { peer, reason }
+            if *peer == flooder && reason.contains("control frames over budget"))));
+    // It is refused when it comes back.
+    let now = h.now;
+    h.node_mut(&sn).handle_link_up(now, flooder);
+    assert!(!h.node(&sn).links().any(|p| *p == flooder));
+    // Everyone else is served.
+    let (a, b) = (h.ordinaries()[1], h.ordinaries()[2]);
+    let msg = h.send_chat(a, b, "still served?");
+    h.run_for(20 * SECS);
+    assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
+}

@@ -83,6 +83,8 @@ pub async fn run(args: PartyArgs) -> Result<(), BenchError> {
         }
         "supernode" => {
             let mut opts = NodeOptions::loopback(Role::Supernode);
+            // The hop is measured, not the per-peer budget.
+            opts.config.budget = skyhop_core::BudgetConfig::benchmark();
             if let Some(b) = &args.bootstrap {
                 opts.bootstrap = vec![b
                     .parse()

@@ -506,9 +506,9 @@ mod tests {
     /// wire-level ordinary node, and every one is a chat.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_cross_a_real_supernode() {
-        let sn = start(NodeOptions::loopback(Role::Supernode))
-            .await
-            .expect("sn");
+        let mut opts = NodeOptions::loopback(Role::Supernode);
+        opts.config.budget = skyhop_core::BudgetConfig::benchmark();
+        let sn = start(opts).await.expect("sn");
         let addr: Multiaddr = sn.info().listen_addrs[0].parse().expect("addr");
         let a_id = p2p::identity_below(p2p::peer_of(&addr).expect("peer"), 7);
         let b_id = p2p::identity_below(p2p::peer_of(&addr).expect("peer"), 1 << 41);

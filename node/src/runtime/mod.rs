@@ -25,6 +25,7 @@ pub mod clock;
 pub mod control;
 pub mod events_log;
 pub mod handle;
+pub mod ip_limits;
 pub mod link;
 pub mod metrics;
 pub mod node_task;

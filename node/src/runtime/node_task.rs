@@ -14,6 +14,12 @@
 //!   are ignored.
 //! - A core `Disconnect` closes the writer's queue; once the writer has
 //!   flushed what was queued (a `Leave`, say), the connection is closed.
+//! - Abuse: libp2p's connection limits bound pending and established
+//!   connections (in all and per peer) and [`IpLimits`] bounds inbound
+//!   connections per IP before the handshake; a peer the core drops for
+//!   flooding or misbehaving has its IP refused too. Each link's frames
+//!   come through a channel of its own and the links are served in turn
+//!   (see `link`), so one fast peer slows only itself.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -21,13 +27,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{AsyncReadExt, StreamExt};
+use futures::stream::{BoxStream, SelectAll};
+use futures::{AsyncReadExt, FutureExt, StreamExt};
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol};
+use libp2p::{
+    connection_limits, identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream,
+    StreamProtocol,
+};
 use skyhop_protocol::{Identity, Message, MsgId, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -38,7 +48,8 @@ use super::handle::{
     Command, KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,
     TraceOutcome, SHUTDOWN_FLUSH,
 };
-use super::link::{read_loop, write_loop, LinkEvent, LINK_QUEUE};
+use super::ip_limits::{ip_of, IpLimits};
+use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 use super::metrics::{ChatCounters, NodeMetrics};
 use super::oplog::{OpKind, OpLog};
 use super::{storage, RuntimeError};
@@ -56,9 +67,6 @@ const MAX_MDNS_DIALS: usize = 16;
 const MAX_MDNS_PEERS: usize = 256;
 /// Commands queued to the node task at most.
 const COMMAND_QUEUE: usize = 256;
-/// Decoded frames and link events queued to the node task at most (readers
-/// wait when it is full).
-const LINK_EVENT_QUEUE: usize = 4096;
 /// Link events handled at most per wake-up of the node task.
 const LINK_EVENTS_PER_WAKE: usize = 128;
 /// Inbound or opened streams queued to the node task at most.
@@ -75,6 +83,14 @@ const HOST_CACHE_SAVE_TICKS: u64 = 6;
 const STREAM_SETUP_TIMEOUT: SimTime = 15 * skyhop_core::SECS;
 /// Connected peers allowed besides a supernode's clients.
 const EXTRA_CONNECTIONS: usize = 512;
+/// Inbound connections still in their handshake, at most.
+const MAX_PENDING_INBOUND: u32 = 128;
+/// Connections to one peer at most (two when both dial at once).
+const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// How long a connection may take to be set up (TCP, Noise, Yamux).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Remote IPs remembered for connected peers, at most.
+const MAX_PEER_IPS: usize = 8192;
 /// Recent chat partners remembered for `/who` and prefix resolution.
 const MAX_RECENT_PARTNERS: usize = 256;
 /// PeerIds remembered for NodeIds seen on connections.
@@ -82,9 +98,14 @@ const MAX_PEER_IDS: usize = 8192;
 /// Longest sleep between wake-ups when the core asks for none.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// The libp2p behaviours of a node.
+/// The libp2p behaviours of a node. The limits come first: libp2p asks the
+/// behaviours in field order, so a refused connection costs nothing else.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// Inbound connections per IP, and refused IPs.
+    ip_limits: IpLimits,
+    /// Pending and established connections, in all and per peer.
+    limits: connection_limits::Behaviour,
     /// The `/skyhop/1` streams, one per neighbor.
     stream: libp2p_stream::Behaviour,
     /// Tells peers our addresses and agent version.
@@ -136,7 +157,9 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
     let chats = Arc::new(ChatCounters::default());
     // libp2p registers its metrics under its own `libp2p` prefix.
     let mut registry = prometheus_client::registry::Registry::default();
-    let mut swarm = build_swarm(keypair, mdns_wanted(opts.mdns, &opts.listen), &mut registry)?;
+    let max_established = opts.config.max_clients + EXTRA_CONNECTIONS;
+    let mdns_on = mdns_wanted(opts.mdns, &opts.listen);
+    let mut swarm = build_swarm(keypair, mdns_on, max_established, &mut registry)?;
     let p2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
     let metrics = NodeMetrics::new(registry, chats.clone());
     let mut control = swarm.behaviour().stream.new_control();
@@ -176,14 +199,19 @@ fn mdns_wanted(mode: MdnsMode, listen: &[Multiaddr]) -> bool {
     }
 }
 
-/// The libp2p swarm: TCP + Noise + Yamux, the stream, identify and ping
-/// behaviours, and mDNS if `mdns_on`; its bandwidth is counted in
-/// `registry`.
+/// The libp2p swarm: TCP + Noise + Yamux, the limits, the stream, identify
+/// and ping behaviours, and mDNS if `mdns_on`; at most `max_established`
+/// inbound connections; its bandwidth is counted in `registry`.
 fn build_swarm(
     keypair: libp2p::identity::Keypair,
     mdns_on: bool,
+    max_established: usize,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<libp2p::Swarm<Behaviour>, RuntimeError> {
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_pending_incoming(Some(MAX_PENDING_INBOUND))
+        .with_max_established_incoming(Some(u32::try_from(max_established).unwrap_or(u32::MAX)))
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -204,6 +232,8 @@ fn build_swarm(
                 None
             };
             Ok(Behaviour {
+                ip_limits: IpLimits::default(),
+                limits: connection_limits::Behaviour::new(limits),
                 stream: libp2p_stream::Behaviour::new(),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/skyhop/1".into(), key.public())
@@ -215,6 +245,7 @@ fn build_swarm(
         })
         .map_err(RuntimeError::Behaviour)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .with_connection_timeout(HANDSHAKE_TIMEOUT)
         .build();
     Ok(swarm)
 }
@@ -395,8 +426,8 @@ struct LinkHandle {
     generation: u64,
     /// The peer at the other end.
     peer: PeerId,
-    /// Frames for the writer (bounded by [`LINK_QUEUE`]).
-    queue: mpsc::Sender<Message>,
+    /// Frames for the writer, bounded in frames and bytes.
+    queue: OutQueue,
     /// The reader task.
     reader: JoinHandle<()>,
     /// The writer task.
@@ -440,6 +471,11 @@ struct NodeTask {
     mdns_peers: BTreeMap<PeerId, Multiaddr>,
     /// The PeerIds of NodeIds seen on connections (at most [`MAX_PEER_IDS`]).
     peer_ids: BTreeMap<NodeId, PeerId>,
+    /// The remote IP of each connected peer (at most [`MAX_PEER_IPS`]), to
+    /// refuse it when the core drops the peer.
+    peer_ips: BTreeMap<PeerId, std::net::IpAddr>,
+    /// Every link's events, served in turn.
+    inbound: SelectAll<BoxStream<'static, LinkEvent>>,
     /// Dials in flight.
     dials: BTreeMap<ConnectionId, PendingDial>,
     /// Writers of closed links still flushing.
@@ -467,16 +503,12 @@ struct NodeTask {
     info: NodeInfo,
     /// Where the host cache is saved, if anywhere.
     data_dir: Option<PathBuf>,
-    /// Given to each link's tasks.
-    link_tx: mpsc::Sender<LinkEvent>,
     /// Given to the accept loop and to stream openers.
     stream_tx: mpsc::Sender<NewStream>,
 }
 
-/// What the link and stream tasks send the node task.
+/// What the stream tasks send the node task (links have their own).
 struct Inbox {
-    /// Decoded frames and link endings.
-    links: mpsc::Receiver<LinkEvent>,
     /// Streams accepted or opened, and failed opens.
     streams: mpsc::Receiver<NewStream>,
 }
@@ -503,7 +535,6 @@ impl NodeTask {
         data_dir: Option<PathBuf>,
         now: SimTime,
     ) -> (NodeTask, Inbox) {
-        let (link_tx, links) = mpsc::channel(LINK_EVENT_QUEUE);
         let (stream_tx, streams) = mpsc::channel(STREAM_QUEUE);
         let task = NodeTask {
             swarm,
@@ -517,6 +548,8 @@ impl NodeTask {
             streamless: BTreeMap::new(),
             mdns_peers: BTreeMap::new(),
             peer_ids: BTreeMap::new(),
+            peer_ips: BTreeMap::new(),
+            inbound: SelectAll::new(),
             dials: BTreeMap::new(),
             closing: Vec::new(),
             disconnect_after_flush: BTreeMap::new(),
@@ -530,10 +563,9 @@ impl NodeTask {
             oplog: OpLog::default(),
             info,
             data_dir,
-            link_tx,
             stream_tx,
         };
-        (task, Inbox { links, streams })
+        (task, Inbox { streams })
     }
 
     /// The node's loop: every wake-up reads the clock once, handles what
@@ -547,7 +579,6 @@ impl NodeTask {
         early: Vec<SwarmEvent<BehaviourEvent>>,
     ) {
         let Inbox {
-            links: mut link_rx,
             streams: mut stream_rx,
         } = inbox;
         let now = self.clock.now();
@@ -572,7 +603,7 @@ impl NodeTask {
                 .min(MAX_SLEEP);
             let wake = tokio::select! {
                 ev = self.swarm.select_next_some() => Wake::Swarm(Box::new(ev)),
-                Some(ev) = link_rx.recv() => Wake::Link(ev),
+                Some(ev) = self.inbound.next() => Wake::Link(ev),
                 Some(s) = stream_rx.recv() => Wake::Stream(s),
                 cmd = commands.recv() => Wake::Command(cmd),
                 _ = tokio::time::sleep(sleep) => Wake::Timer,
@@ -580,17 +611,19 @@ impl NodeTask {
             };
             // The one clock read of this wake-up.
             now = self.clock.now();
+            self.swarm.behaviour_mut().ip_limits.set_now(now);
             match wake {
                 Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
                 Wake::Link(ev) => {
                     self.on_link_event(now, ev);
                     // Frames arrive in bursts: take what is already queued
                     // in this wake-up instead of one select (a swarm poll, a
-                    // new timer, a clock read) per frame.
+                    // new timer, a clock read) per frame. The links take
+                    // turns, one event each.
                     for _ in 1..LINK_EVENTS_PER_WAKE {
-                        match link_rx.try_recv() {
-                            Ok(ev) => self.on_link_event(now, ev),
-                            Err(_) => break,
+                        match self.inbound.next().now_or_never() {
+                            Some(Some(ev)) => self.on_link_event(now, ev),
+                            _ => break,
                         }
                     }
                 }
@@ -678,7 +711,7 @@ impl NodeTask {
     fn transmit(&mut self, t: skyhop_core::Transmit) {
         match self.links.get(&t.to) {
             Some(link) => {
-                if link.queue.try_send(t.msg).is_err() {
+                if !link.queue.push(&t.msg, t.to) {
                     self.dropped_frames.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -745,10 +778,26 @@ impl NodeTask {
                 tracing::info!(sn = %sn.short(), "detached: {reason}")
             }
             Event::PeerMisbehaved { peer, reason } => {
-                tracing::warn!(peer = %peer.short(), "peer misbehaved: {reason}")
+                tracing::warn!(peer = %peer.short(), "peer misbehaved: {reason}");
+                self.refuse_ip_of(*peer);
             }
         }
         self.events.push(e);
+    }
+
+    /// Refuses the IP of `peer`, whom the core dropped: its node id costs
+    /// nothing to replace, its address does. Loopback is never refused:
+    /// every local process shares it.
+    fn refuse_ip_of(&mut self, peer: NodeId) {
+        let ip = self
+            .peer_ids
+            .get(&peer)
+            .and_then(|p| self.peer_ips.get(p))
+            .copied();
+        if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
+            let secs = self.swarm.behaviour_mut().ip_limits.refuse(ip) / skyhop_core::SECS;
+            tracing::warn!(peer = %peer.short(), %ip, "refusing the peer's address for {secs} s");
+        }
     }
 
     fn on_command(&mut self, now: SimTime, cmd: Command) {
@@ -991,15 +1040,17 @@ impl NodeTask {
         let generation = self.next_generation;
         self.next_generation += 1;
         let (read_half, write_half) = stream.split();
-        let (queue, queue_rx) = mpsc::channel(LINK_QUEUE);
-        let reader = tokio::spawn(read_loop(read_half, id, generation, self.link_tx.clone()));
+        let (queue, queue_rx, queued) = OutQueue::new();
+        let (events_tx, events_rx) = mpsc::channel(LINK_EVENTS);
+        let reader = tokio::spawn(read_loop(read_half, id, generation, events_tx.clone()));
         let writer = tokio::spawn(write_loop(
-            write_half,
-            queue_rx,
-            id,
-            generation,
-            self.link_tx.clone(),
+            write_half, queue_rx, queued, id, generation, events_tx,
         ));
+        // The stream ends once both tasks are done and their sender dropped.
+        let events = futures::stream::unfold(events_rx, |mut rx| async move {
+            rx.recv().await.map(|ev| (ev, rx))
+        });
+        self.inbound.push(events.boxed());
         self.links.insert(
             id,
             LinkHandle {
@@ -1056,6 +1107,7 @@ impl NodeTask {
                 node,
                 generation,
                 msg,
+                permit: _permit,
             } => {
                 if self
                     .links
@@ -1127,16 +1179,14 @@ impl NodeTask {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
+                endpoint,
                 ..
             } => {
                 self.dials.remove(&connection_id);
-                let limit = self.core.config().max_clients + EXTRA_CONNECTIONS;
-                if self.swarm.connected_peers().count() > limit {
-                    let message = format!("over {limit} connected peers, refusing one more");
-                    let peer = NodeId::from_peer_id(&peer_id).short();
-                    self.oplog.note(now, OpKind::Refused, true, &peer, &message);
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                    return;
+                if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                    if self.peer_ips.len() < MAX_PEER_IPS || self.peer_ips.contains_key(&peer_id) {
+                        self.peer_ips.insert(peer_id, ip);
+                    }
                 }
                 self.remember_peer(peer_id);
                 if !self.links.contains_key(&NodeId::from_peer_id(&peer_id)) {
@@ -1151,6 +1201,7 @@ impl NodeTask {
                 ..
             } => {
                 self.streamless.remove(&peer_id);
+                self.peer_ips.remove(&peer_id);
                 let id = NodeId::from_peer_id(&peer_id);
                 if let Some(generation) = self.links.get(&id).map(|l| l.generation) {
                     let why = match cause {

@@ -24,6 +24,7 @@ use skyhop_protocol::{
 };
 
 use super::attach::Attach;
+use super::budget::{MessageClass, Verdict};
 use super::config::{ConfigError, NodeConfig};
 use super::context::{Ctx, Outputs};
 use super::counters::{Counters, DropReason};
@@ -165,7 +166,7 @@ impl Node {
     pub fn restore_host_cache(&mut self, entries: Vec<HostCacheEntry>) {
         for e in entries {
             if e.id != self.ctx.id {
-                self.host_cache.add(e.id, e.addrs, e.last_seen);
+                self.host_cache.restore(e);
             }
         }
     }
@@ -246,6 +247,7 @@ impl Node {
             records: self.home.directory().len(),
             cached_locations: self.router.cache().len(),
             host_cache: self.host_cache.len(),
+            host_cache_verified: self.host_cache.verified_len(),
             pending_chats: self.chats.pending(),
             counters: self.ctx.out.counters.clone(),
         }
@@ -322,6 +324,13 @@ impl Node {
 
     fn misbehaved(&mut self, now: SimTime, peer: NodeId, reason: String) {
         self.ctx.out.counters.forged += 1;
+        self.drop_peer(now, peer, reason);
+    }
+
+    /// Disconnects `peer`, tells the application why, and refuses the peer
+    /// for an escalating time.
+    fn drop_peer(&mut self, now: SimTime, peer: NodeId, reason: String) {
+        self.ctx.out.counters.peers_banned += 1;
         self.ctx.out.emit(Event::PeerMisbehaved {
             peer,
             reason: reason.clone(),
@@ -343,6 +352,21 @@ impl Node {
             return;
         };
         link.last_heard = now;
+        let class = MessageClass::of(&msg);
+        let supernode = link.role == Some(Role::Supernode);
+        let verdict = link
+            .budget
+            .charge(&self.ctx.cfg.budget, class, supernode, now);
+        if verdict != Verdict::Within {
+            let counters = &mut self.ctx.out.counters;
+            *counters.over_budget.entry(class.as_str()).or_default() += 1;
+            self.ctx.out.drop(DropReason::OverBudget);
+            if verdict == Verdict::Exhausted {
+                let reason = format!("kept sending {} frames over budget", class.as_str());
+                self.drop_peer(now, from, reason);
+            }
+            return;
+        }
         let said_hello = link.role.is_some();
         *self
             .ctx
@@ -433,7 +457,7 @@ impl Node {
                     self.ctx.out.drop(DropReason::UnsolicitedReply);
                     return;
                 }
-                self.on_neighbors(now, n.peers);
+                self.on_neighbors(now, from, n.peers);
             }
             Message::Publish(record) => {
                 match self.supernode.on_publish(&mut self.ctx, from, record) {
@@ -484,7 +508,9 @@ impl Node {
         if h.role != Role::Supernode {
             return;
         }
-        self.host_cache.add(from, h.listen_addrs.clone(), now);
+        link.budget.promote_to_supernode(&self.ctx.cfg.budget);
+        self.host_cache
+            .add_verified(from, h.listen_addrs.clone(), now);
         match self.ctx.cfg.role {
             Role::Supernode => {
                 if self.table.insert(from, h.listen_addrs, now) == InsertOutcome::Added {
@@ -543,13 +569,15 @@ impl Node {
         }
     }
 
-    fn on_neighbors(&mut self, now: SimTime, peers: Vec<PeerInfo>) {
+    fn on_neighbors(&mut self, now: SimTime, from: NodeId, peers: Vec<PeerInfo>) {
         for p in peers {
             if p.id == self.ctx.id {
                 continue;
             }
             match self.ctx.cfg.role {
-                Role::Ordinary => self.host_cache.add(p.id, p.addrs, now),
+                Role::Ordinary => self
+                    .host_cache
+                    .add_advertised(p.id, p.addrs, now, Some(from)),
                 Role::Supernode => {
                     if !self.links.contains(&p.id) && self.table.has_room_for(&p.id) {
                         self.links.dial(&mut self.ctx, now, Some(p.id), p.addrs);

@@ -140,17 +140,16 @@ impl Node {
         }
         // Re-link supernodes we knew and lost that would fit in the table:
         // after a partition heals, no lookup inside either half would ever
-        // reach the other half again.
+        // reach the other half again. Only supernodes verified by linking
+        // to them: advertised addresses are not dialed on anyone's word.
         let lost: Vec<(NodeId, Vec<String>)> = self
             .host_cache
-            .iter()
-            .filter(|e| {
-                !self.links.contains(&e.id)
-                    && !self.attach.avoids(&e.id)
-                    && self.table.has_room_for(&e.id)
+            .verified()
+            .filter(|(id, _)| {
+                !self.links.contains(id) && !self.attach.avoids(id) && self.table.has_room_for(id)
             })
             .take(PARALLEL_ATTACH_DIALS)
-            .map(|e| (e.id, e.addrs.clone()))
+            .map(|(id, addrs)| (*id, addrs.clone()))
             .collect();
         for (id, addrs) in lost {
             self.links.dial(&mut self.ctx, now, Some(id), addrs);

@@ -1,0 +1,367 @@
+//! Per-peer budgets: a token bucket per linked peer and [`MessageClass`],
+//! and the tolerance for frames over budget. A peer over budget has the
+//! frame dropped and counted; one that keeps exceeding is disconnected and
+//! refused for an escalating time (the ban itself is kept in `links`).
+//!
+//! # Implementation notes
+//! Tokens are kept in thousandths so that rates of a few frames a second
+//! refill smoothly at millisecond resolution; refill is computed on use
+//! from the time handed in, so the core still reads no clock. A bucket is
+//! 8 bytes (u32 tokens, u32 milliseconds since the link came up), since
+//! every link of a simulated million nodes carries seven. A peer that
+//! declared itself a supernode gets [`BudgetConfig::supernode_factor`]
+//! times the budget, since a supernode link carries the traffic of many
+//! clients; the declaration is the peer's own, so the factor bounds what a
+//! liar gains rather than trusting it.
+
+use serde::{Deserialize, Serialize};
+use skyhop_protocol::{Body, Message};
+
+use super::{SimTime, SECS};
+
+/// Tokens are counted in thousandths.
+const MILLI: u64 = 1_000;
+
+/// What a frame is, for budgeting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MessageClass {
+    /// Chats, their acks and not-found answers.
+    Chat,
+    /// Hello, heartbeats, neighbor lookups, redirects, leaves, stale
+    /// notices: link upkeep.
+    Control,
+    /// `Join`.
+    Join,
+    /// Location queries and replies.
+    LocationQuery,
+    /// Location records published or withdrawn, and datagrams.
+    Publish,
+    /// Trace probes and replies.
+    Trace,
+}
+
+impl MessageClass {
+    /// Every class, in name order.
+    pub const ALL: [MessageClass; 6] = [
+        MessageClass::Chat,
+        MessageClass::Control,
+        MessageClass::Join,
+        MessageClass::LocationQuery,
+        MessageClass::Publish,
+        MessageClass::Trace,
+    ];
+
+    /// The snake_case name, as counters print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageClass::Chat => "chat",
+            MessageClass::Control => "control",
+            MessageClass::Join => "join",
+            MessageClass::LocationQuery => "location_query",
+            MessageClass::Publish => "publish",
+            MessageClass::Trace => "trace",
+        }
+    }
+
+    /// The class of `msg`.
+    pub fn of(msg: &Message) -> MessageClass {
+        match msg {
+            Message::Join(_) => MessageClass::Join,
+            Message::Publish(_) => MessageClass::Publish,
+            Message::Routed(p) => match &p.body {
+                Body::Chat(_) | Body::ChatAck { .. } | Body::NotFound { .. } => MessageClass::Chat,
+                Body::TraceProbe { .. } | Body::TraceReply { .. } => MessageClass::Trace,
+                Body::LocationQuery { .. } | Body::LocationReply { .. } => {
+                    MessageClass::LocationQuery
+                }
+                Body::Publish(_) | Body::Withdraw(_) | Body::Datagram(_) => MessageClass::Publish,
+            },
+            Message::Hello(_)
+            | Message::Accept(_)
+            | Message::Redirect(_)
+            | Message::Leave(_)
+            | Message::Heartbeat(_)
+            | Message::HeartbeatAck(_)
+            | Message::FindNeighbors(_)
+            | Message::Neighbors(_)
+            | Message::StaleLocation(_) => MessageClass::Control,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A sustained rate and a burst, in frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Frames a second, sustained.
+    pub per_s: u32,
+    /// Frames accepted at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Rate {
+    const fn new(per_s: u32, burst: u32) -> Rate {
+        Rate { per_s, burst }
+    }
+}
+
+/// What each linked peer may send. The defaults are far above what an
+/// honest node sends (a person chats a few times a second at most; a
+/// client sends a heartbeat every couple of seconds) and far below what a
+/// flooder sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Chats, acks and not-found answers.
+    pub chat: Rate,
+    /// Link upkeep (hello, heartbeats, neighbor lookups).
+    pub control: Rate,
+    /// `Join` requests.
+    pub join: Rate,
+    /// Location queries and replies.
+    pub location_query: Rate,
+    /// Records published or withdrawn, datagrams.
+    pub publish: Rate,
+    /// Trace probes and replies.
+    pub trace: Rate,
+    /// How many times the budget a peer that said it is a supernode gets.
+    pub supernode_factor: u32,
+    /// Frames over budget a peer may send (refilled at one a second)
+    /// before it is disconnected and refused.
+    pub tolerance: u32,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> BudgetConfig {
+        BudgetConfig {
+            chat: Rate::new(100, 500),
+            control: Rate::new(50, 200),
+            join: Rate::new(5, 20),
+            location_query: Rate::new(100, 500),
+            publish: Rate::new(50, 250),
+            trace: Rate::new(20, 100),
+            supernode_factor: 32,
+            tolerance: 100,
+        }
+    }
+}
+
+impl BudgetConfig {
+    /// The largest budget the configuration accepts, for every class: for
+    /// benchmarks that measure what a relay hop costs, which one client
+    /// streaming at full speed would otherwise measure the budget of.
+    pub fn benchmark() -> BudgetConfig {
+        let max = Rate::new(1_000_000, 1_000_000);
+        BudgetConfig {
+            chat: max,
+            control: max,
+            join: max,
+            location_query: max,
+            publish: max,
+            trace: max,
+            supernode_factor: 1024,
+            tolerance: 1_000_000,
+        }
+    }
+
+    /// The rate of `class`.
+    pub fn rate(&self, class: MessageClass) -> Rate {
+        match class {
+            MessageClass::Chat => self.chat,
+            MessageClass::Control => self.control,
+            MessageClass::Join => self.join,
+            MessageClass::LocationQuery => self.location_query,
+            MessageClass::Publish => self.publish,
+            MessageClass::Trace => self.trace,
+        }
+    }
+}
+
+/// One token bucket: thousandths of a token, and when it was last
+/// refilled, in milliseconds since its peer linked (8 bytes: there is one
+/// per class on every link, and a simulated world has millions of links).
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: u32,
+    refilled_ms: u32,
+}
+
+impl Bucket {
+    fn full(burst: u64) -> Bucket {
+        Bucket {
+            tokens: milli(burst),
+            refilled_ms: 0,
+        }
+    }
+
+    /// Refills at `per_s` up to `burst` as of `now_ms`, then takes one
+    /// token if there is one.
+    fn take(&mut self, per_s: u64, burst: u64, now_ms: u32) -> bool {
+        let elapsed = u64::from(now_ms.saturating_sub(self.refilled_ms));
+        // per_s tokens a second = per_s thousandths a millisecond.
+        let earned = elapsed.saturating_mul(per_s);
+        let tokens = u64::from(self.tokens).saturating_add(earned);
+        self.tokens = milli(burst).min(u32::try_from(tokens).unwrap_or(u32::MAX));
+        self.refilled_ms = now_ms;
+        if self.tokens >= MILLI_U32 {
+            self.tokens -= MILLI_U32;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// [`MILLI`] as the bucket stores it.
+const MILLI_U32: u32 = MILLI as u32;
+
+/// `tokens` in thousandths, saturated to what a bucket holds (4.29
+/// million tokens, far above any burst that validation accepts for one
+/// class of one peer unless scaled by the supernode factor).
+fn milli(tokens: u64) -> u32 {
+    u32::try_from(tokens.saturating_mul(MILLI)).unwrap_or(u32::MAX)
+}
+
+/// What a frame did to its sender's budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Within budget.
+    Within,
+    /// Over budget: drop the frame.
+    Over,
+    /// Over budget once too often: drop the peer.
+    Exhausted,
+}
+
+/// One peer's buckets.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerBudget {
+    /// When the peer linked: bucket times count from here.
+    since: SimTime,
+    buckets: [Bucket; MessageClass::ALL.len()],
+    tolerance: Bucket,
+}
+
+impl PeerBudget {
+    /// Full buckets for a peer linked at `now`.
+    pub fn new(cfg: &BudgetConfig, now: SimTime) -> PeerBudget {
+        PeerBudget {
+            since: now,
+            // Supernode links too start with the plain burst: the role is
+            // not known until the `Hello`.
+            buckets: MessageClass::ALL.map(|c| Bucket::full(u64::from(cfg.rate(c).burst))),
+            tolerance: Bucket::full(u64::from(cfg.tolerance)),
+        }
+    }
+
+    /// Fills every bucket to the supernode burst: called once, when the
+    /// peer's `Hello` says it is a supernode, so that a supernode's first
+    /// burst (records handed over to a newcomer) is not cut at a client's.
+    pub fn promote_to_supernode(&mut self, cfg: &BudgetConfig) {
+        let factor = u64::from(cfg.supernode_factor);
+        for (bucket, class) in self.buckets.iter_mut().zip(MessageClass::ALL) {
+            bucket.tokens = milli(u64::from(cfg.rate(class).burst) * factor);
+        }
+    }
+
+    /// Charges one frame of `class` at `now`; `supernode` scales the budget.
+    pub fn charge(
+        &mut self,
+        cfg: &BudgetConfig,
+        class: MessageClass,
+        supernode: bool,
+        now: SimTime,
+    ) -> Verdict {
+        let factor = if supernode {
+            u64::from(cfg.supernode_factor)
+        } else {
+            1
+        };
+        let rate = cfg.rate(class);
+        let per_s = u64::from(rate.per_s) * factor;
+        let burst = u64::from(rate.burst) * factor;
+        // Links outlive 49 days of milliseconds only in theory; after that
+        // the buckets stop refilling, which errs on the side of the node.
+        let now_ms =
+            u32::try_from(now.saturating_sub(self.since) / (SECS / MILLI)).unwrap_or(u32::MAX);
+        if self.buckets[class.index()].take(per_s, burst, now_ms) {
+            return Verdict::Within;
+        }
+        let tolerance = u64::from(cfg.tolerance);
+        if self.tolerance.take(1, tolerance, now_ms) {
+            Verdict::Over
+        } else {
+            Verdict::Exhausted
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyhop_protocol::{Heartbeat, Join};
+
+    fn join() -> Message {
+        Message::Join(Join { request_id: 1 })
+    }
+
+    #[test]
+    fn a_burst_passes_then_the_rate_holds_then_the_peer_is_exhausted() {
+        let cfg = BudgetConfig {
+            join: Rate::new(2, 3),
+            tolerance: 2,
+            ..BudgetConfig::default()
+        };
+        let class = MessageClass::of(&join());
+        assert_eq!(class, MessageClass::Join);
+        let mut b = PeerBudget::new(&cfg, 0);
+        for _ in 0..3 {
+            assert_eq!(b.charge(&cfg, class, false, 0), Verdict::Within);
+        }
+        assert_eq!(b.charge(&cfg, class, false, 0), Verdict::Over);
+        // Half a second later one more token has come (2/s).
+        assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Within);
+        assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Over);
+        assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Exhausted);
+    }
+
+    #[test]
+    fn a_links_budget_stays_small() {
+        // Seven buckets on every link of a simulated million nodes.
+        assert!(std::mem::size_of::<PeerBudget>() <= 72);
+    }
+
+    #[test]
+    fn classes_have_separate_buckets_and_supernodes_a_larger_one() {
+        let cfg = BudgetConfig {
+            join: Rate::new(1, 1),
+            control: Rate::new(1, 1),
+            supernode_factor: 10,
+            ..BudgetConfig::default()
+        };
+        let hb = Message::Heartbeat(Heartbeat { nonce: 1 });
+        let mut b = PeerBudget::new(&cfg, 0);
+        assert_eq!(
+            b.charge(&cfg, MessageClass::of(&join()), false, 0),
+            Verdict::Within
+        );
+        assert_eq!(
+            b.charge(&cfg, MessageClass::of(&hb), false, 0),
+            Verdict::Within
+        );
+        assert_eq!(b.charge(&cfg, MessageClass::Join, false, 0), Verdict::Over);
+        // A supernode refills ten times as fast.
+        let mut sn = PeerBudget::new(&cfg, 0);
+        sn.charge(&cfg, MessageClass::Join, true, 0);
+        for _ in 0..10 {
+            assert_eq!(
+                sn.charge(&cfg, MessageClass::Join, true, SECS),
+                Verdict::Within
+            );
+        }
+    }
+}

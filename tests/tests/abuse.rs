@@ -1,0 +1,252 @@
+//! Abuse by peers that speak the protocol correctly: a client that floods
+//! its supernode with valid chats and location queries at full speed is
+//! disconnected while honest clients keep chatting, and a client that
+//! stops reading is dropped within the writer timeout.
+
+// Test code times real processes; the core's rule against clocks is for
+// the node.
+#![allow(clippy::disallowed_methods)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::io::WriteHalf;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, Stream, StreamProtocol, Swarm};
+use skyhop_protocol::{
+    codec, Body, FrameDecoder, Hello, Identity, Join, LocationHop, Message, MsgId, NodeId, Packet,
+    Role, PROTOCOL_VERSION,
+};
+use skyhop_tests::{client_runtime, dial_as, wait_until, Overlay};
+
+const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
+/// The node's writer timeout (`runtime::link::WRITE_TIMEOUT`).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Drives `swarm` until its connection to `peer` closes or `limit` passes;
+/// how long the connection lasted, if it closed.
+async fn until_closed(
+    swarm: &mut Swarm<libp2p_stream::Behaviour>,
+    peer: PeerId,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    tokio::time::timeout(limit, async {
+        loop {
+            if let SwarmEvent::ConnectionClosed { peer_id, .. } = swarm.select_next_some().await {
+                if peer_id == peer {
+                    return start.elapsed();
+                }
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+async fn write(s: &mut (impl AsyncWriteExt + Unpin), msgs: &[Message]) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    for m in msgs {
+        codec::encode_into(m, &mut out).expect("encodes");
+    }
+    s.write_all(&out).await?;
+    s.flush().await
+}
+
+/// Says hello and joins like an honest ordinary node; waits for the Accept.
+async fn attach(s: &mut Stream, me: &Identity) {
+    let hello = Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Ordinary,
+        id: me.id(),
+        listen_addrs: vec![],
+        agent: "abuse-test".into(),
+    });
+    write(s, &[hello, Message::Join(Join { request_id: 1 })])
+        .await
+        .expect("write");
+    let mut dec = FrameDecoder::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before accepting us");
+        dec.push(&buf[..n]);
+        while let Some(m) = dec.next_message().expect("valid frames") {
+            if matches!(m, Message::Accept(_)) {
+                return;
+            }
+        }
+    }
+}
+
+/// A valid, signed chat packet from `me` to `to`, numbered `n`.
+fn chat(me: &Identity, to: NodeId, n: u64, body_len: usize) -> Message {
+    let chat = me
+        .chat(to, MsgId(n), n, n, "x".repeat(body_len))
+        .expect("a body within the limit");
+    routed(me, to, n, Body::Chat(chat))
+}
+
+fn routed(me: &Identity, dst: NodeId, n: u64, body: Body) -> Message {
+    Message::Routed(Packet {
+        dst,
+        src: me.id(),
+        id: MsgId(n),
+        ttl: 32,
+        hops: 0,
+        location: LocationHop::Unused,
+        trace: None,
+        body,
+    })
+}
+
+/// Sends valid chats to `to` and location queries, alternately and as fast
+/// as the connection takes them, until the write fails.
+async fn flood(mut w: WriteHalf<Stream>, me: Identity, to: NodeId, sent: Arc<AtomicU64>) {
+    for round in 0u64.. {
+        let batch: Vec<Message> = (0..32)
+            .map(|i| {
+                let n = round * 32 + i + 1;
+                if i % 2 == 0 {
+                    chat(&me, to, n, 64)
+                } else {
+                    let query = Body::LocationQuery {
+                        request_id: n,
+                        node: to,
+                    };
+                    routed(&me, to, n, query)
+                }
+            })
+            .collect();
+        if write(&mut w, &batch).await.is_err() {
+            return;
+        }
+        sent.fetch_add(32, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
+    let overlay = Overlay::start("flood", 1, 3);
+    let sn = &overlay.supernodes[0];
+    let ons = &overlay.ordinary;
+    // Chats to a node that is not there: valid, yet each costs the
+    // supernode a lookup.
+    let target = NodeId([0x55; 32]);
+    let rt = client_runtime();
+
+    // Flooders, one after another, each with a fresh identity (ids are
+    // free), until the honest chats are done.
+    let done = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let flooders = {
+        let (done, sent, addr) = (done.clone(), sent.clone(), sn.addr.clone());
+        rt.spawn(async move {
+            let mut dropped = Vec::new();
+            for k in 0u8.. {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                let me = Identity::from_secret([100u8.wrapping_add(k); 32]);
+                let (mut swarm, peer) = dial_as(&addr, &me);
+                let mut control = swarm.behaviour().new_control();
+                let sent = sent.clone();
+                let task = tokio::spawn(async move {
+                    let mut s = control.open_stream(peer, PROTOCOL).await.expect("stream");
+                    attach(&mut s, &me).await;
+                    let (mut r, w) = s.split();
+                    // Keep reading, so that only the flood can get us dropped.
+                    let reader = tokio::spawn(async move {
+                        let mut sink = vec![0u8; 64 * 1024];
+                        while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
+                    });
+                    flood(w, me, target, sent).await;
+                    reader.abort();
+                });
+                dropped.push(until_closed(&mut swarm, peer, Duration::from_secs(30)).await);
+                task.abort();
+            }
+            dropped
+        })
+    };
+
+    // Honest clients chat meanwhile: every chat is delivered.
+    let start = Instant::now();
+    let mut chats = 0;
+    while start.elapsed() < Duration::from_secs(8) || chats < 30 {
+        let (a, b) = [(1, 2), (2, 1), (1, 0)][chats % 3];
+        let outcome = ons[a].send(&ons[b].id, &format!("honest chat #{chats}"));
+        assert_eq!(outcome["delivered"], true, "chat #{chats}: {outcome}");
+        chats += 1;
+    }
+    done.store(true, Ordering::Relaxed);
+    let dropped = rt.block_on(flooders).expect("flooders ran");
+
+    assert!(!dropped.is_empty(), "no flooder ran");
+    for (i, closed) in dropped.iter().enumerate() {
+        let lasted = closed.unwrap_or_else(|| panic!("flooder {i} was never disconnected"));
+        assert!(
+            lasted < Duration::from_secs(10),
+            "flooder {i} lasted {lasted:?}"
+        );
+    }
+    assert!(sent.load(Ordering::Relaxed) > 600, "the flood was a flood");
+    let logged = wait_until(Duration::from_secs(10), || {
+        sn.log().contains("frames over budget")
+    });
+    assert!(logged, "supernode log does not say why:\n{}", sn.log());
+    let over = sn.status()["counters"]["dropped"]["over_budget"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(over > 0, "no frame counted over budget");
+    eprintln!(
+        "{} flooders, {} frames sent, {over} counted over budget, {chats} honest chats delivered",
+        dropped.len(),
+        sent.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_within_the_writer_timeout() {
+    let overlay = Overlay::start("noread", 1, 2);
+    let sn = &overlay.supernodes[0];
+    let rt = client_runtime();
+    let me = Identity::from_secret([77; 32]);
+    let lasted = rt.block_on(async move {
+        let (mut swarm, peer) = dial_as(&sn.addr, &me);
+        let mut control = swarm.behaviour().new_control();
+        let writer = tokio::spawn(async move {
+            let mut s = control.open_stream(peer, PROTOCOL).await.expect("stream");
+            attach(&mut s, &me).await;
+            // Chats to ourselves come straight back from our supernode:
+            // 150 of 4 KiB is over a Yamux window, within the chat budget's
+            // burst. Then never read again.
+            let chats: Vec<Message> = (1..=150).map(|n| chat(&me, me.id(), n, 4000)).collect();
+            let _ = write(&mut s, &chats).await;
+            std::future::pending::<()>().await;
+        });
+        let since_flood = Instant::now();
+        let closed = until_closed(&mut swarm, peer, WRITE_TIMEOUT * 4).await;
+        writer.abort();
+        closed.map(|_| since_flood.elapsed())
+    });
+    let lasted = lasted.expect("a peer that never reads was kept");
+    assert!(
+        lasted <= WRITE_TIMEOUT + Duration::from_secs(8),
+        "dropped only after {lasted:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || sn
+            .log()
+            .contains("read nothing")),
+        "supernode log does not say why:\n{}",
+        sn.log()
+    );
+    // Everyone else is still served.
+    let ons = &overlay.ordinary;
+    let outcome = ons[0].send(&ons[1].id, "still served");
+    assert_eq!(outcome["delivered"], true, "{outcome}");
+    eprintln!("a peer that never reads was dropped after {lasted:?}");
+}
