@@ -44,7 +44,7 @@ pub(crate) struct Link {
     /// Clients the peer reported serving (supernodes), from its acks.
     pub load: u16,
     /// What the peer may still send.
-    pub budget: PeerBudget,
+    pub budget: Box<PeerBudget>,
 }
 
 /// What a dial in flight is keyed by: the peer's id when known, else the
@@ -142,7 +142,7 @@ impl Links {
                 ping: None,
                 rtt: None,
                 load: 0,
-                budget: PeerBudget::new(&ctx.cfg.budget, now),
+                budget: Box::new(PeerBudget::new(&ctx.cfg.budget, now)),
             },
         );
         true
