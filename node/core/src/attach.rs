@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use rand::RngExt;
-use skyhop_protocol::{Accept, Join, Message, NodeId, Redirect, Role, MAX_ADDRS};
+use skyhop_protocol::{Accept, Join, Message, NodeId, PeerInfo, Redirect, Role, MAX_ADDRS};
 
 use super::context::Ctx;
 use super::counters::DropReason;
@@ -233,25 +233,16 @@ impl Attach {
         from: NodeId,
         a: Accept,
     ) {
-        let asked = self.joining == Some(a.request_id)
-            && pending
-                .take_if(a.request_id, |r| *r == Request::Join { sn: from })
-                .is_some();
-        if !asked {
+        if !self.answers_join(pending, a.request_id, from) {
             ctx.out.drop(DropReason::UnexpectedAccept);
             return;
         }
-        self.joining = None;
         self.primary = Some(from);
         self.attempts = 0;
         if let Some(link) = links.get_mut(&from) {
             link.load = a.clients;
         }
-        for p in a.supernodes {
-            if p.id != ctx.id {
-                host_cache.add_advertised(p.id, p.addrs, now, Some(from));
-            }
-        }
+        learn_supernodes(ctx, host_cache, a.supernodes, from, now);
         ctx.out.emit(Event::Attached { sn: from });
         self.publish_record(ctx, links, now);
         self.ensure_backups(ctx, links, host_cache, now);
@@ -270,28 +261,37 @@ impl Attach {
         from: NodeId,
         r: Redirect,
     ) {
-        let asked = self.joining == Some(r.request_id)
-            && pending
-                .take_if(r.request_id, |q| *q == Request::Join { sn: from })
-                .is_some();
-        if !asked {
+        if !self.answers_join(pending, r.request_id, from) {
             ctx.out.drop(DropReason::UnsolicitedReply);
             return;
         }
-        self.joining = None;
         self.avoid.insert(from, now + AVOID_FOR);
-        for p in r.supernodes {
-            if p.id != ctx.id {
-                // Seen now: redirect targets are tried first.
-                host_cache.add_advertised(p.id, p.addrs, now, Some(from));
-            }
-        }
+        // Seen now: redirect targets are tried first.
+        learn_supernodes(ctx, host_cache, r.supernodes, from, now);
         ctx.out.act(Action::Disconnect {
             peer: from,
             reason: "supernode is full".into(),
         });
         links.remove(&from);
         ctx.timers.set_earliest(Timer::Attach, now);
+    }
+
+    /// Whether `request_id` from `from` answers the `Join` in flight; if
+    /// so, that join is over.
+    fn answers_join(
+        &mut self,
+        pending: &mut PendingRequests,
+        request_id: RequestId,
+        from: NodeId,
+    ) -> bool {
+        let asked = self.joining == Some(request_id)
+            && pending
+                .take_if(request_id, |r| *r == Request::Join { sn: from })
+                .is_some();
+        if asked {
+            self.joining = None;
+        }
+        asked
     }
 
     /// Signs and sends our location record to the primary supernode.
@@ -361,6 +361,22 @@ impl Attach {
             });
             // Fail over at once: a backup is usually linked already.
             ctx.timers.set_earliest(Timer::Attach, now);
+        }
+    }
+}
+
+/// Adds the supernodes `from` named in its answer to the host cache, as
+/// advertised by it.
+fn learn_supernodes(
+    ctx: &Ctx,
+    host_cache: &mut HostCache,
+    supernodes: Vec<PeerInfo>,
+    from: NodeId,
+    now: SimTime,
+) {
+    for p in supernodes {
+        if p.id != ctx.id {
+            host_cache.add_advertised(p.id, p.addrs, now, Some(from));
         }
     }
 }
