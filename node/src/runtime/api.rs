@@ -33,7 +33,8 @@ use skyhop_core::SimTime;
 use skyhop_protocol::{MsgId, NodeId, Role};
 
 pub use super::handle::KnownPeers;
-use super::handle::{SendOutcome, StatusReport, TraceOutcome};
+use super::handle::{SendOutcome, TraceOutcome};
+use super::report::StatusReport;
 
 /// Path of the status request.
 pub const STATUS_PATH: &str = "/status";

@@ -42,12 +42,13 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use super::api::{
-    self, ErrorCode, ErrorReply, EventsRequest, PingReply, PingRequest, RttStats, SendReply,
-    SendRequest, TraceReply, TraceRequest, EVENTS_PATH, METRICS_PATH, PEERS_PATH, PING_PATH,
-    SEND_PATH, STATUS_PATH, TRACE_PATH,
+    self, ErrorCode, EventsRequest, PingReply, PingRequest, RttStats, SendReply, SendRequest,
+    TraceReply, TraceRequest, EVENTS_PATH, METRICS_PATH, PEERS_PATH, PING_PATH, SEND_PATH,
+    STATUS_PATH, TRACE_PATH,
 };
+use super::api_state::{same_secret, waiter_permit, Access, ApiError, ApiState, TOKEN_COOKIE};
 use super::handle::{NodeHandle, TraceOutcome};
-use super::waiters::{ClientId, WaiterPermit, Waiters};
+use super::waiters::{ClientId, Waiters};
 use super::{web, RuntimeError};
 
 /// Largest request line plus headers.
@@ -60,11 +61,6 @@ const MAX_CONNECTIONS: usize = 64;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one probe of a ping may take.
 const PING_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Name of the browser cookie that carries the control cookie, before the
-/// port: browsers keep cookies per host, not per port, so two nodes on
-/// 127.0.0.1 need two names.
-pub const TOKEN_COOKIE: &str = "skyhop_token_";
-
 /// Where the control API listens.
 #[derive(Clone, Debug)]
 pub enum ControlListen {
@@ -94,42 +90,6 @@ impl std::fmt::Display for ControlBound {
             ControlBound::Unix(path) => write!(f, "unix:{}", path.display()),
             ControlBound::Tcp(addr) => write!(f, "http://{addr}"),
         }
-    }
-}
-
-/// Who may use the API and from where, as the guard checks it.
-#[derive(Debug)]
-struct Access {
-    /// On TCP: the cookie and the bound port; on a Unix socket: `None`
-    /// (the file's mode is the check).
-    tcp: Option<(String, u16)>,
-}
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub(super) struct ApiState {
-    /// The node.
-    pub(super) handle: NodeHandle,
-    /// The guard's rules.
-    access: Arc<Access>,
-    /// The long-polls, pings and streams open.
-    pub(super) waiters: Arc<Waiters>,
-}
-
-impl ApiState {
-    /// Whether `token` is this listener's cookie (a Unix socket has none
-    /// and accepts any: its file mode is the check).
-    pub(super) fn accepts_token(&self, token: &str) -> bool {
-        match &self.access.tcp {
-            Some((cookie, _)) => same_secret(token, cookie),
-            None => true,
-        }
-    }
-
-    /// The name of the browser cookie for this listener.
-    pub(super) fn token_cookie_name(&self) -> String {
-        let port = self.access.tcp.as_ref().map_or(0, |(_, port)| *port);
-        format!("{TOKEN_COOKIE}{port}")
     }
 }
 
@@ -279,48 +239,6 @@ fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// A refusal: its code and a message for a person.
-#[derive(Debug)]
-pub(super) struct ApiError {
-    /// What went wrong, for a program.
-    code: ErrorCode,
-    /// What went wrong, for a person.
-    message: String,
-}
-
-impl ApiError {
-    /// A refusal with `code`.
-    pub(super) fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorReply {
-            code: self.code,
-            error: self.message,
-        };
-        (status, Json(body)).into_response()
-    }
-}
-
-impl From<RuntimeError> for ApiError {
-    fn from(e: RuntimeError) -> ApiError {
-        let code = if e.is_bad_request() {
-            ErrorCode::BadRequest
-        } else {
-            ErrorCode::Unavailable
-        };
-        ApiError::new(code, e.to_string())
-    }
-}
-
 /// A JSON body whose rejections are [`ApiError`]s.
 struct JsonBody<T>(T);
 
@@ -445,25 +363,6 @@ fn carries_cookie(headers: &HeaderMap, cookie: &str, port: u16) -> bool {
         .filter_map(|kv| kv.trim().split_once('='))
         .any(|(k, v)| k == name && same_secret(v, cookie));
     bearer || from_page
-}
-
-/// Compares two secrets in time independent of where they differ.
-pub(super) fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-/// A waiter's place for `client`, or 429.
-pub(super) fn waiter_permit(
-    waiters: &Arc<Waiters>,
-    client: ClientId,
-) -> Result<WaiterPermit, ApiError> {
-    waiters
-        .try_acquire(client)
-        .map_err(|e| ApiError::new(ErrorCode::TooManyWaiters, e.to_string()))
 }
 
 async fn status(State(s): State<ApiState>) -> Result<Json<api::Status>, ApiError> {

@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::Multiaddr;
 use skyhop_protocol::{Identity, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 
 use super::events_log::EventLog;
 use super::metrics::NodeMetrics;
+use super::report::{NodeInfo, StatusReport};
 use super::RuntimeError;
-use skyhop_core::{NodeConfig, SimTime, Status};
+use skyhop_core::{NodeConfig, SimTime};
 
 /// How long the node task gives its writers to flush on shutdown (the
 /// handle waits that long and a little more for the task to stop).
@@ -86,19 +87,6 @@ impl NodeOptions {
     }
 }
 
-/// Who a running node is.
-#[derive(Clone, Debug)]
-pub struct NodeInfo {
-    /// Its overlay id.
-    pub node_id: NodeId,
-    /// Its libp2p peer id.
-    pub peer_id: PeerId,
-    /// Where it listens (each ending in `/p2p/<peer id>`).
-    pub listen_addrs: Vec<String>,
-    /// Its role.
-    pub role: Role,
-}
-
 /// The outcome of a chat message sent through [`NodeHandle::send_chat`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -125,19 +113,6 @@ pub enum TraceOutcome {
     },
     /// Why no path came back.
     Failed(String),
-}
-
-/// A status snapshot with the runtime's own facts.
-#[derive(Clone, Debug)]
-pub struct StatusReport {
-    /// The core's status.
-    pub status: Status,
-    /// Who the node is.
-    pub info: NodeInfo,
-    /// Frames dropped because a neighbor's queue was full.
-    pub dropped_frames: u64,
-    /// Connected libp2p peers.
-    pub connected_peers: usize,
 }
 
 /// Node ids this node knows, for `/who` and prefix resolution.

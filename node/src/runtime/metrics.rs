@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use skyhop_core::ChatFailure;
 
-use super::handle::StatusReport;
+use super::report::StatusReport;
 
 /// Chats this node's user sent, and how they ended; counted by the node
 /// task as sends are asked for and outcomes come back.

@@ -21,6 +21,7 @@
 //! - [`storage`]: key file, host cache, control socket, address and cookie.
 
 pub mod api;
+pub mod api_state;
 pub mod clock;
 pub mod control;
 pub mod events_log;
@@ -30,6 +31,7 @@ pub mod link;
 pub mod metrics;
 pub mod node_task;
 pub mod oplog;
+pub mod report;
 pub mod storage;
 pub mod waiters;
 pub mod web;
@@ -37,11 +39,9 @@ pub mod web;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use handle::{
-    KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,
-    TraceOutcome,
-};
+pub use handle::{KnownPeers, MdnsMode, NodeHandle, NodeOptions, SendOutcome, TraceOutcome};
 pub use node_task::start;
+pub use report::{NodeInfo, StatusReport};
 
 /// Why the runtime could not do something.
 ///

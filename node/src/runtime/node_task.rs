@@ -45,13 +45,14 @@ use tokio::task::JoinHandle;
 use super::clock::{core_seed, now_micros, MonotonicClock};
 use super::events_log::EventLog;
 use super::handle::{
-    Command, KnownPeers, MdnsMode, NodeHandle, NodeInfo, NodeOptions, SendOutcome, StatusReport,
-    TraceOutcome, SHUTDOWN_FLUSH,
+    Command, KnownPeers, MdnsMode, NodeHandle, NodeOptions, SendOutcome, TraceOutcome,
+    SHUTDOWN_FLUSH,
 };
 use super::ip_limits::{ip_of, IpLimits};
 use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 use super::metrics::{ChatCounters, NodeMetrics};
 use super::oplog::{OpKind, OpLog};
+use super::report::{NodeInfo, StatusReport};
 use super::{storage, RuntimeError};
 use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
 

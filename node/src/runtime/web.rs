@@ -26,7 +26,7 @@ use axum::Extension;
 use futures::Stream;
 
 use super::api::{self, ErrorCode};
-use super::control::{waiter_permit, ApiError, ApiState};
+use super::api_state::{waiter_permit, ApiError, ApiState};
 use super::waiters::ClientId;
 
 /// Where the browser trades the cookie for a browser cookie.

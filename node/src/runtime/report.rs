@@ -1,0 +1,34 @@
+//! What a running node reports about itself: who it is ([`NodeInfo`]) and
+//! a status snapshot with the runtime's own facts ([`StatusReport`]). Shared
+//! by the handle that asks, the node task that answers, the control API and
+//! the metrics that print it, so none of them imports another for it.
+
+use libp2p::PeerId;
+use skyhop_core::Status;
+use skyhop_protocol::{NodeId, Role};
+
+/// Who a running node is.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    /// Its overlay id.
+    pub node_id: NodeId,
+    /// Its libp2p peer id.
+    pub peer_id: PeerId,
+    /// Where it listens (each ending in `/p2p/<peer id>`).
+    pub listen_addrs: Vec<String>,
+    /// Its role.
+    pub role: Role,
+}
+
+/// A status snapshot with the runtime's own facts.
+#[derive(Clone, Debug)]
+pub struct StatusReport {
+    /// The core's status.
+    pub status: Status,
+    /// Who the node is.
+    pub info: NodeInfo,
+    /// Frames dropped because a neighbor's queue was full.
+    pub dropped_frames: u64,
+    /// Connected libp2p peers.
+    pub connected_peers: usize,
+}
