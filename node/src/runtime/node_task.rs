@@ -1224,6 +1224,21 @@ impl NodeTask {
                     }
                 }
             }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: libp2p::swarm::ListenError::Denied { cause },
+                peer_id,
+                ..
+            } => {
+                // Refused by a connection limit or the per-IP cap: the
+                // operator sees who, and why.
+                let who = peer_id.map_or_else(
+                    || send_back_addr.to_string(),
+                    |p| NodeId::from_peer_id(&p).short(),
+                );
+                let message = format!("refused an inbound connection: {cause}");
+                self.oplog.note(now, OpKind::Refused, true, &who, &message);
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::debug!(%address, "listening");
             }
