@@ -13,6 +13,7 @@ use skyhop_protocol::Role;
 use super::process::{init_logging, tokio_runtime};
 use super::FrontError;
 use crate::runtime::control::{self, ControlListen};
+use crate::runtime::db::{HistoryLimits, LimitsError};
 use crate::runtime::{start, storage, MdnsMode, NodeOptions};
 
 /// Default listen address: loopback, port chosen by the OS.
@@ -50,6 +51,13 @@ pub struct RunArgs {
     /// Ordinary nodes a supernode serves before redirecting.
     #[arg(long)]
     pub max_clients: Option<usize>,
+    /// Chats kept in `<data-dir>/history.db` at most, oldest deleted first
+    /// [default: 100000].
+    #[arg(long)]
+    pub history_rows: Option<u64>,
+    /// Days a chat is kept in the history at most [default: 365].
+    #[arg(long)]
+    pub history_days: Option<u64>,
 }
 
 /// The settings of `skyhop run --config FILE.toml`.
@@ -70,6 +78,10 @@ struct RunFile {
     mdns: Option<String>,
     /// As `--max-clients`.
     max_clients: Option<usize>,
+    /// As `--history-rows`.
+    history_rows: Option<u64>,
+    /// As `--history-days`.
+    history_days: Option<u64>,
     /// The `[node]` table: core tunables.
     node: Option<NodeConfig>,
 }
@@ -179,6 +191,31 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
         config.max_clients = n;
     }
     config.validate().map_err(FrontError::NodeConfig)?;
+    let defaults = HistoryLimits::default();
+    let history = HistoryLimits {
+        max_rows: args
+            .history_rows
+            .or(file.history_rows)
+            .unwrap_or(defaults.max_rows),
+        max_age_days: args
+            .history_days
+            .or(file.history_days)
+            .unwrap_or(defaults.max_age_days),
+    };
+    history.validate().map_err(|e| match e {
+        LimitsError::Rows(n) => FrontError::BadFlag {
+            flag: "--history-rows",
+            value: n.to_string(),
+            problem: "out of range",
+            fix: "expected 1 to 10000000 chats",
+        },
+        LimitsError::Days(n) => FrontError::BadFlag {
+            flag: "--history-days",
+            value: n.to_string(),
+            problem: "out of range",
+            fix: "expected 1 to 36500 days",
+        },
+    })?;
     Ok(RunPlan {
         options: NodeOptions {
             config,
@@ -188,6 +225,7 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
             identity: None,
             mdns,
             seed: None,
+            history,
         },
         control,
     })
@@ -343,6 +381,31 @@ mod tests {
         std::fs::write(&file, "colour = \"red\"\n").expect("write config");
         let e = plan_run(&args).expect_err("unknown key").to_string();
         assert!(e.contains("--config") && e.contains("colour"), "{e}");
+        std::fs::write(&file, "history_rows = 0\n").expect("write config");
+        let e = plan_run(&RunArgs {
+            config: Some(file.clone()),
+            ..RunArgs::default()
+        })
+        .expect_err("no rows kept")
+        .to_string();
+        assert!(
+            e.contains("--history-rows '0'") && e.contains("1 to"),
+            "{e}"
+        );
+        std::fs::write(&file, "history_rows = 50\nhistory_days = 3\n").expect("write config");
+        let plan = plan_run(&RunArgs {
+            config: Some(file.clone()),
+            history_days: Some(4),
+            ..RunArgs::default()
+        })
+        .expect("history bounds from file and flag");
+        assert_eq!(
+            plan.options.history,
+            HistoryLimits {
+                max_rows: 50,
+                max_age_days: 4
+            }
+        );
         let _ = std::fs::remove_dir_all(&dir);
         let ok = plan_run(&RunArgs::default()).expect("defaults work");
         assert_eq!(ok.options.mdns, MdnsMode::Auto);

@@ -11,6 +11,7 @@ use libp2p::Multiaddr;
 use skyhop_protocol::{Identity, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 
+use super::db::{Contact, HistoryLimits, HistoryPage};
 use super::events_log::EventLog;
 use super::metrics::NodeMetrics;
 use super::report::{NodeInfo, StatusReport};
@@ -66,6 +67,9 @@ pub struct NodeOptions {
     pub mdns: MdnsMode,
     /// Seed of the core RNG; `None` draws one.
     pub seed: Option<u64>,
+    /// How much chat history `<data_dir>/history.db` keeps (none is kept
+    /// without a data dir).
+    pub history: HistoryLimits,
 }
 
 impl NodeOptions {
@@ -83,6 +87,7 @@ impl NodeOptions {
             identity: None,
             mdns: MdnsMode::Off,
             seed: None,
+            history: HistoryLimits::default(),
         }
     }
 }
@@ -128,6 +133,9 @@ pub struct KnownPeers {
     pub host_cache: Vec<NodeId>,
     /// Recent chat partners, newest last.
     pub recent: Vec<NodeId>,
+    /// Contacts from the history, most recently seen first.
+    #[serde(default)]
+    pub contacts: Vec<NodeId>,
 }
 
 impl KnownPeers {
@@ -139,6 +147,7 @@ impl KnownPeers {
             &self.links,
             &self.host_cache,
             &self.recent,
+            &self.contacts,
         ]
         .into_iter()
         .flatten()
@@ -169,6 +178,17 @@ pub(super) enum Command {
     },
     /// The ids the node knows.
     Peers(oneshot::Sender<KnownPeers>),
+    /// A page of chat history.
+    History {
+        /// One conversation, or all.
+        peer: Option<NodeId>,
+        /// Chats at most.
+        limit: u32,
+        /// Where the page goes.
+        reply: oneshot::Sender<Result<HistoryPage, RuntimeError>>,
+    },
+    /// The contacts and their presence.
+    Contacts(oneshot::Sender<Result<Vec<Contact>, RuntimeError>>),
     /// Leave, flush and stop; answer when done.
     Shutdown(oneshot::Sender<()>),
 }
@@ -232,6 +252,21 @@ impl NodeHandle {
     /// Node ids this node knows.
     pub async fn peers(&self) -> Result<KnownPeers, RuntimeError> {
         self.ask(Command::Peers).await
+    }
+
+    /// The newest `limit` chats with `peer` (or everyone), oldest first.
+    pub async fn history(
+        &self,
+        peer: Option<NodeId>,
+        limit: u32,
+    ) -> Result<HistoryPage, RuntimeError> {
+        self.ask(|reply| Command::History { peer, limit, reply })
+            .await?
+    }
+
+    /// The contacts, most recently seen first, with their presence.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, RuntimeError> {
+        self.ask(Command::Contacts).await?
     }
 
     /// Sends `text` to `to` and waits (at most the chat deadline plus 5 s)

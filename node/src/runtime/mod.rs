@@ -18,12 +18,14 @@
 //!   its `/metrics`;
 //! - [`waiters`]: the bound on long-polls, pings and streams, in all and
 //!   per client;
-//! - [`storage`]: key file, host cache, control socket, address and cookie.
+//! - [`storage`]: key file, host cache, control socket, address and cookie;
+//!   [`db`]: the chat history and contacts (SQLite, `history.db`).
 
 pub mod api;
 pub mod api_state;
 pub mod clock;
 pub mod control;
+pub mod db;
 pub mod events_log;
 pub mod handle;
 pub mod ip_limits;
@@ -52,6 +54,12 @@ pub enum RuntimeError {
     /// The data directory could not be read or written.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    /// The chat history could not be opened, read or written.
+    #[error(transparent)]
+    History(#[from] db::DbError),
+    /// The node keeps no history: it runs without a data dir.
+    #[error("no chat history: the node runs without --data-dir")]
+    NoHistory,
     /// The Noise configuration, hence the TCP/Noise/Yamux transport, could
     /// not be built from the node's key.
     #[error("cannot set up TCP/Noise/Yamux: {0}")]

@@ -38,11 +38,12 @@ use libp2p::{
     connection_limits, identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream,
     StreamProtocol,
 };
-use skyhop_protocol::{Identity, Message, MsgId, NodeId, Role};
+use skyhop_protocol::{Body, Identity, Message, MsgId, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::clock::{core_seed, now_micros, MonotonicClock};
+use super::db::{self, History, SaidBy, Write};
 use super::events_log::EventLog;
 use super::handle::{
     Command, KnownPeers, MdnsMode, NodeHandle, NodeOptions, SendOutcome, TraceOutcome,
@@ -96,6 +97,13 @@ const MAX_PEER_IPS: usize = 8192;
 const MAX_RECENT_PARTNERS: usize = 256;
 /// PeerIds remembered for NodeIds seen on connections.
 const MAX_PEER_IDS: usize = 8192;
+/// Housekeeping ticks between applications of the history's age bound (60 s).
+const HISTORY_PRUNE_TICKS: u64 = 12;
+/// Received chats remembered whose storing failed, so that their receipts
+/// stay withheld (see `NodeTask::drain`).
+const MAX_UNSTORED: usize = 4096;
+/// Shortest gap between two operator lines about a failing history.
+const HISTORY_WARN_EVERY: SimTime = 60 * skyhop_core::SECS;
 /// Longest sleep between wake-ups when the core asks for none.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -173,8 +181,13 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         role: opts.config.role,
     };
     let now = now_micros();
+    let history = match &opts.data_dir {
+        Some(dir) => Some(History::open(dir, opts.history, now)?),
+        None => None,
+    };
     let core = build_core(&opts, identity, &info.listen_addrs, now)?;
     let (mut task, inbox) = NodeTask::new(swarm, core, control, info, opts.data_dir, now);
+    task.history = history;
     task.chats = chats;
     task.p2p_metrics = Some(p2p_metrics);
     Ok(spawn_task(task, inbox, incoming, early, Arc::new(metrics)))
@@ -504,6 +517,15 @@ struct NodeTask {
     info: NodeInfo,
     /// Where the host cache is saved, if anywhere.
     data_dir: Option<PathBuf>,
+    /// The chat history and contacts (none without a data dir).
+    history: Option<History>,
+    /// History writes from commands, committed with the next batch.
+    history_pending: Vec<Write>,
+    /// Received chats (author, id) whose storing failed: their receipts
+    /// are withheld (at most [`MAX_UNSTORED`], oldest forgotten first).
+    unstored: VecDeque<(NodeId, MsgId)>,
+    /// When the operator was last told the history fails.
+    history_warned: Option<SimTime>,
     /// Given to the accept loop and to stream openers.
     stream_tx: mpsc::Sender<NewStream>,
 }
@@ -564,6 +586,10 @@ impl NodeTask {
             oplog: OpLog::default(),
             info,
             data_dir,
+            history: None,
+            history_pending: Vec::new(),
+            unstored: VecDeque::new(),
+            history_warned: None,
             stream_tx,
         };
         (task, Inbox { streams })
@@ -650,6 +676,11 @@ impl NodeTask {
                     if ticks.is_multiple_of(HOST_CACHE_SAVE_TICKS) {
                         self.save_host_cache();
                     }
+                    if ticks.is_multiple_of(HISTORY_PRUNE_TICKS) {
+                        if let Some(Err(e)) = self.history.as_mut().map(|h| h.prune_age(now)) {
+                            self.warn_history(now, &e);
+                        }
+                    }
                 }
             }
         }
@@ -680,8 +711,90 @@ impl NodeTask {
     }
 
     /// Acts on every core output until the core has nothing more to say.
+    ///
+    /// The outputs are taken in batches, and each batch's chats are
+    /// committed to the history ([`NodeTask::record_history`]) before any
+    /// output of the batch is acted on. A received chat's event and its
+    /// receipt come from the same input, hence the same batch, so the
+    /// receipt reaches its link writer only once the chat is on disk:
+    /// "delivered" means stored by the recipient, whatever order the core
+    /// lists them in. Acting on a batch can make more outputs (a failed
+    /// dial, say): they form the next batch.
+    ///
+    /// One gap remains, in the core: a chat that arrives ahead of a gap in
+    /// its sender's numbering is acknowledged at once but handed out (and
+    /// so stored) only when the gap fills or times out.
     fn drain(&mut self, now: SimTime) {
-        while let Some(out) = self.core.poll_output() {
+        loop {
+            let batch: Vec<Output> = std::iter::from_fn(|| self.core.poll_output()).collect();
+            if batch.is_empty() {
+                break;
+            }
+            self.record_history(now, &batch);
+            for out in batch {
+                self.act_on(now, out);
+            }
+        }
+        self.closing.retain(|h| !h.is_finished());
+    }
+
+    /// Commits the history writes of `batch` (and those commands left
+    /// pending) in one transaction. If that fails, the operator is told
+    /// and the receipts of the chats not stored are withheld: the sender
+    /// then hears "not delivered", which is true.
+    fn record_history(&mut self, now: SimTime, batch: &[Output]) {
+        let Some(history) = self.history.as_mut() else {
+            return;
+        };
+        let mut writes = std::mem::take(&mut self.history_pending);
+        writes.extend(batch.iter().filter_map(|out| match out {
+            Output::Event(e) => history_write(e),
+            _ => None,
+        }));
+        let peer_ids = &self.peer_ids;
+        let stored = history.apply(&writes, now, |id| peer_ids.get(id).map(|p| p.to_string()));
+        if let Err(e) = stored {
+            self.warn_history(now, &e);
+            for w in &writes {
+                if let Write::Received { from, msg_id, .. } = w {
+                    if self.unstored.len() >= MAX_UNSTORED {
+                        self.unstored.pop_front();
+                    }
+                    self.unstored.push_back((*from, *msg_id));
+                }
+            }
+        }
+    }
+
+    /// Tells the operator the history fails, at most once a minute.
+    fn warn_history(&mut self, now: SimTime, e: &db::DbError) {
+        if self
+            .history_warned
+            .is_some_and(|at| now.saturating_sub(at) < HISTORY_WARN_EVERY)
+        {
+            return;
+        }
+        self.history_warned = Some(now);
+        tracing::error!("{e}; chats received meanwhile are not acknowledged");
+    }
+
+    /// Whether `t` is this node's receipt for a chat it failed to store.
+    fn withheld(&self, t: &skyhop_core::Transmit) -> bool {
+        if self.unstored.is_empty() {
+            return false;
+        }
+        match &t.msg {
+            Message::Routed(p) if p.src == self.info.node_id => match &p.body {
+                Body::ChatAck { msg_id, .. } => self.unstored.contains(&(p.dst, *msg_id)),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Acts on one core output.
+    fn act_on(&mut self, now: SimTime, out: Output) {
+        {
             match out {
                 Output::Event(e) => self.on_core_event(e),
                 Output::Transmit(t) => {
@@ -704,12 +817,14 @@ impl NodeTask {
                 }
             }
         }
-        self.closing.retain(|h| !h.is_finished());
     }
 
     /// Queues a frame on its link's writer; a full or missing queue drops
     /// it (counted).
     fn transmit(&mut self, t: skyhop_core::Transmit) {
+        if self.withheld(&t) {
+            return;
+        }
         match self.links.get(&t.to) {
             Some(link) => {
                 if !link.queue.push(&t.msg, t.to) {
@@ -819,20 +934,62 @@ impl NodeTask {
                     links: status.links,
                     host_cache: self.core.host_cache().into_iter().map(|e| e.id).collect(),
                     recent: self.recent.iter().copied().collect(),
+                    contacts: self
+                        .history
+                        .as_ref()
+                        .and_then(|h| h.contact_ids().ok())
+                        .unwrap_or_default(),
                 });
             }
-            Command::Send { to, text, reply } => match self.core.send_chat(now, to, text) {
-                Ok(msg_id) => {
-                    self.chats.sent.fetch_add(1, Ordering::Relaxed);
-                    self.remember_partner(to);
-                    self.sends.insert(msg_id, reply);
+            Command::History { peer, limit, reply } => {
+                let page = match &self.history {
+                    Some(h) => h.page(peer, limit).map_err(RuntimeError::from),
+                    None => Err(RuntimeError::NoHistory),
+                };
+                let _ = reply.send(page);
+            }
+            Command::Contacts(reply) => {
+                let links = &self.links;
+                let contacts = match &self.history {
+                    Some(h) => h
+                        .contacts(now, |id| links.contains_key(id))
+                        .map_err(RuntimeError::from),
+                    None => Err(RuntimeError::NoHistory),
+                };
+                let _ = reply.send(contacts);
+            }
+            Command::Send { to, text, reply } => {
+                // Kept for the history, which the next drain commits before
+                // the chat leaves.
+                let body = self.history.is_some().then(|| text.clone());
+                match self.core.send_chat(now, to, text) {
+                    Ok(msg_id) => {
+                        self.chats.sent.fetch_add(1, Ordering::Relaxed);
+                        self.remember_partner(to);
+                        self.sends.insert(msg_id, reply);
+                        if let Some(body) = body {
+                            self.history_pending.push(Write::Sent { to, msg_id, body });
+                        }
+                    }
+                    Err(e) => {
+                        self.chats.sent.fetch_add(1, Ordering::Relaxed);
+                        self.chats.failed_refused.fetch_add(1, Ordering::Relaxed);
+                        if let Some(body) = body {
+                            self.history_pending.push(Write::Failed {
+                                to,
+                                msg_id: None,
+                                body: Some(body),
+                                reason: e.to_string(),
+                                said_by: SaidBy::ThisNode,
+                                offline: false,
+                            });
+                            // Nothing else may drain soon: commit it now.
+                            self.record_history(now, &[]);
+                        }
+                        let _ = reply.send(SendOutcome::Failed(e.to_string()));
+                    }
                 }
-                Err(e) => {
-                    self.chats.sent.fetch_add(1, Ordering::Relaxed);
-                    self.chats.failed_refused.fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(SendOutcome::Failed(e.to_string()));
-                }
-            },
+            }
             Command::Trace { to, reply } => match self.core.trace(now, to) {
                 Ok(probe_id) => {
                     self.traces.insert(probe_id, reply);
@@ -1259,4 +1416,52 @@ impl NodeTask {
             _ => {}
         }
     }
+}
+
+/// The history write a core event makes, if any.
+fn history_write(e: &Event) -> Option<Write> {
+    Some(match e {
+        Event::ChatReceived {
+            from,
+            msg_id,
+            body,
+            hops,
+            ..
+        } => Write::Received {
+            from: *from,
+            msg_id: *msg_id,
+            body: body.clone(),
+            hops: *hops,
+        },
+        Event::ChatDelivered {
+            to, msg_id, hops, ..
+        } => Write::Delivered {
+            to: *to,
+            msg_id: *msg_id,
+            hops: *hops,
+        },
+        Event::ChatFailed { to, msg_id, reason } => Write::Failed {
+            to: *to,
+            msg_id: Some(*msg_id),
+            body: None,
+            reason: reason.to_string(),
+            said_by: SaidBy::of_failure(*reason),
+            offline: *reason == skyhop_core::ChatFailure::Offline,
+        },
+        // A trace is a location lookup and a round trip: its answer is
+        // what this node can learn of a contact's presence.
+        Event::TraceCompleted { to, .. } => Write::Presence {
+            id: *to,
+            online: true,
+        },
+        Event::TraceFailed {
+            to,
+            reason: skyhop_core::ChatFailure::Offline,
+            ..
+        } => Write::Presence {
+            id: *to,
+            online: false,
+        },
+        _ => return None,
+    })
 }
