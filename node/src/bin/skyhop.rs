@@ -27,6 +27,10 @@ enum Command {
     Trace(commands::TraceArgs),
     /// Probe the round trip from a running node to an overlay id: loss and percentiles.
     Ping(commands::PingArgs),
+    /// Show a running node's chat history, of one conversation or all.
+    History(commands::HistoryArgs),
+    /// List a running node's contacts and whether they are online.
+    Contacts(commands::ContactsArgs),
     /// Chat interactively through a running node.
     Chat(chat::ChatArgs),
     /// Start a small overlay on 127.0.0.1, relay chat messages, report.
@@ -49,6 +53,8 @@ fn main() -> std::process::ExitCode {
         Command::Peers(a) => commands::peers(a),
         Command::Trace(a) => commands::trace(a),
         Command::Ping(a) => commands::ping(a),
+        Command::History(a) => commands::history(a),
+        Command::Contacts(a) => commands::contacts(a),
         Command::Chat(a) => chat::chat(a),
         Command::Demo(a) => demo::demo(a),
         Command::Sim(a) => return sim(&a),

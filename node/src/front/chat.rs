@@ -3,8 +3,10 @@
 //! "delivered (N hops, X ms)" or "failed: reason"; incoming messages are
 //! printed with the sender's short id as they arrive (long-poll of
 //! `/events`), their bodies through [`printable`] so that a message can
-//! never fake a line from someone else or drive the terminal. It talks to
-//! the node through [`super::client`] only.
+//! never fake a line from someone else or drive the terminal. `/history`
+//! shows what the node's database kept of a conversation (a restart loses
+//! nothing), `/contacts` who this node has chatted with. It talks to the
+//! node through [`super::client`] only.
 
 use std::time::Duration;
 
@@ -12,12 +14,17 @@ use clap::Args;
 use skyhop_protocol::NodeId;
 
 use super::client::{call, endpoint, Endpoint, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
+use super::commands::{describe_contacts, describe_history};
 use super::describe::{describe_send, describe_status, describe_trace, printable, short_ids};
 use super::process::tokio_runtime;
 use super::FrontError;
 use crate::runtime::api::{
-    Event, EventsRequest, PeersRequest, SendRequest, StatusRequest, TraceRequest, EVENTS_WAIT,
+    ContactsRequest, Event, EventsRequest, HistoryRequest, PeersRequest, SendRequest,
+    StatusRequest, TraceRequest, EVENTS_WAIT,
 };
+
+/// Chats `/history` shows.
+const HISTORY_SHOWN: u32 = 20;
 
 /// `skyhop chat`.
 #[derive(Args, Debug, Clone)]
@@ -40,7 +47,7 @@ pub fn chat(args: ChatArgs) -> Result<(), FrontError> {
 async fn chat_loop(addr: Endpoint, first: Option<String>) -> Result<(), FrontError> {
     let me = call(&addr, &StatusRequest, REQUEST_TIMEOUT).await?;
     println!(
-        "chatting as {} ({:?}). Commands: /to ID, /who, /trace ID, /status, /quit",
+        "chatting as {} ({:?}). Commands: /to ID, /who, /history [ID], /contacts, /trace ID, /status, /quit",
         me.id.short(),
         me.role
     );
@@ -74,6 +81,26 @@ async fn chat_loop(addr: Endpoint, first: Option<String>) -> Result<(), FrontErr
                 }
             }
             "/who" => who(&addr).await,
+            "/history" => {
+                // The named peer, else the current one, else everyone.
+                let peer = if rest.is_empty() {
+                    peer.map(|p| p.to_hex())
+                } else {
+                    Some(rest.to_string())
+                };
+                let request = HistoryRequest {
+                    peer,
+                    limit: Some(HISTORY_SHOWN),
+                };
+                match call(&addr, &request, REQUEST_TIMEOUT).await {
+                    Ok(page) => print!("{}", describe_history(&page)),
+                    Err(e) => println!("error: {e}"),
+                }
+            }
+            "/contacts" => match call(&addr, &ContactsRequest, REQUEST_TIMEOUT).await {
+                Ok(c) => print!("{}", describe_contacts(&c)),
+                Err(e) => println!("error: {e}"),
+            },
             "/status" => match call(&addr, &StatusRequest, REQUEST_TIMEOUT).await {
                 Ok(s) => print!("{}", describe_status(&s)),
                 Err(e) => println!("error: {e}"),
@@ -90,7 +117,9 @@ async fn chat_loop(addr: Endpoint, first: Option<String>) -> Result<(), FrontErr
                 }
             }
             c if c.starts_with('/') => {
-                println!("unknown command {c}; try /to, /who, /trace, /status, /quit")
+                println!(
+                    "unknown command {c}; try /to, /who, /history, /contacts, /trace, /status, /quit"
+                )
             }
             _ => {
                 let Some(to) = peer else {
@@ -180,6 +209,7 @@ async fn who(addr: &Endpoint) {
                 ("neighbors", &p.neighbors),
                 ("links", &p.links),
                 ("recent", &p.recent),
+                ("contacts", &p.contacts),
             ] {
                 if !ids.is_empty() {
                     println!("{kind:10} {}", short_ids(ids));

@@ -1,4 +1,5 @@
-//! `skyhop send | status | peers | trace | ping`: requests to a running
+//! `skyhop send | status | peers | trace | ping | history | contacts`:
+//! requests to a running
 //! node's control API through [`super::client`], the answer printed as
 //! [`super::describe`] words it, or as JSON with `--json`.
 
@@ -9,12 +10,13 @@ use serde::Serialize;
 
 use super::client::{call, endpoint, Target, REQUEST_TIMEOUT, SEND_TIMEOUT};
 use super::describe::{
-    describe_peers, describe_ping, describe_send, describe_status, describe_trace,
+    describe_peers, describe_ping, describe_send, describe_status, describe_trace, printable,
 };
 use super::process::tokio_runtime;
 use super::FrontError;
 use crate::runtime::api::{
-    PeersRequest, PingRequest, Request, SendRequest, StatusRequest, TraceRequest,
+    ChatState, Contacts, ContactsRequest, Direction, HistoryPage, HistoryRequest, PeersRequest,
+    PingRequest, Presence, Request, SaidBy, SendRequest, StatusRequest, StoredChat, TraceRequest,
 };
 use crate::runtime::{SendOutcome, TraceOutcome};
 
@@ -80,6 +82,34 @@ pub struct PingArgs {
     /// Milliseconds between probes (100 to 10000).
     #[arg(short = 'i', long, default_value_t = 1000)]
     pub interval_ms: u64,
+    /// Print the JSON answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `skyhop history`.
+#[derive(Args, Debug, Clone)]
+pub struct HistoryArgs {
+    /// The running node.
+    #[command(flatten)]
+    pub target: Target,
+    /// One conversation: a node id or a unique prefix of a known one
+    /// (default: every conversation).
+    pub peer: Option<String>,
+    /// Chats to show at most, newest (1 to 1000).
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print the JSON answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `skyhop contacts`.
+#[derive(Args, Debug, Clone)]
+pub struct ContactsArgs {
+    /// The running node.
+    #[command(flatten)]
+    pub target: Target,
     /// Print the JSON answer.
     #[arg(long)]
     pub json: bool,
@@ -191,4 +221,149 @@ pub fn ping(args: PingArgs) -> Result<(), FrontError> {
         }
         Ok(())
     })
+}
+
+/// `skyhop history`: the newest chats of one conversation or of all.
+pub fn history(args: HistoryArgs) -> Result<(), FrontError> {
+    let request = HistoryRequest {
+        peer: args.peer,
+        limit: Some(args.limit),
+    };
+    show(&args.target, &request, args.json, describe_history)
+}
+
+/// `skyhop contacts`: the nodes this node has chatted with, and whether
+/// they are online.
+pub fn contacts(args: ContactsArgs) -> Result<(), FrontError> {
+    show(&args.target, &ContactsRequest, args.json, describe_contacts)
+}
+
+/// `ms` since 1970 as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub(super) fn utc_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Who `said_by` is, in words.
+fn said_by_text(s: SaidBy) -> &'static str {
+    match s {
+        SaidBy::Recipient => "the recipient",
+        SaidBy::HomeSupernode => "its home supernodes",
+        SaidBy::ThisNode => "this node",
+    }
+}
+
+/// One chat as a line: when, which way, with whom, the text, its state.
+pub(super) fn describe_chat(m: &StoredChat) -> String {
+    let arrow = match m.direction {
+        Direction::In => "<-",
+        Direction::Out => "->",
+    };
+    let hops = m.hops.map(|h| format!("{h} hops")).unwrap_or_default();
+    let by = m
+        .said_by
+        .map(|s| format!(", said by {}", said_by_text(s)))
+        .unwrap_or_default();
+    let state = match m.state {
+        ChatState::Received => format!("received ({hops})"),
+        ChatState::Sent => "sent, no outcome yet".into(),
+        ChatState::Delivered => format!("delivered ({hops}{by})"),
+        ChatState::Failed | ChatState::Interrupted => format!(
+            "{}: {}{by}",
+            if m.state == ChatState::Failed {
+                "failed"
+            } else {
+                "unknown"
+            },
+            m.reason.as_deref().unwrap_or("no reason given")
+        ),
+    };
+    format!(
+        "{} {arrow} {}  {}  [{state}]",
+        utc_text(m.at_ms),
+        m.peer.short(),
+        printable(&m.body)
+    )
+}
+
+/// A history page: a line per chat, then what is kept.
+pub(super) fn describe_history(page: &HistoryPage) -> String {
+    let mut out = String::new();
+    if page.messages.is_empty() {
+        out += "no chats kept";
+        if let Some(p) = page.peer {
+            out += &format!(" with {}", p.short());
+        }
+        out += "\n";
+    }
+    for m in &page.messages {
+        out += &describe_chat(m);
+        out += "\n";
+    }
+    out += &format!(
+        "({} shown; {} chats kept, at most {} for {} days; {} deleted by those bounds since the node started)\n",
+        page.messages.len(),
+        page.rows,
+        page.limits.max_rows,
+        page.limits.max_age_days,
+        page.evicted
+    );
+    out
+}
+
+/// The contacts: id, presence, first contact.
+pub(super) fn describe_contacts(c: &Contacts) -> String {
+    if c.contacts.is_empty() {
+        return "no contacts yet: a node becomes one at the first chat either way\n".into();
+    }
+    let mut out = String::new();
+    for contact in &c.contacts {
+        let presence = match contact.presence {
+            Presence::Online => "online",
+            Presence::Offline => "offline",
+            Presence::Unknown => "unknown",
+        };
+        out += &format!(
+            "{}  {presence:8} first contact {}{}\n",
+            contact.id.short(),
+            utc_text(contact.first_seen_ms),
+            contact
+                .name
+                .as_deref()
+                .map(|n| format!("  name {}", printable(n)))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_text(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(
+            utc_text(1_795_996_800_000 + 3_723_000),
+            "2026-11-30 01:02:03"
+        );
+    }
 }

@@ -32,6 +32,9 @@ use serde::{Deserialize, Serialize};
 use skyhop_core::SimTime;
 use skyhop_protocol::{MsgId, NodeId, Role};
 
+pub use super::db::{
+    ChatState, Contact, Direction, HistoryLimits, HistoryPage, Presence, SaidBy, StoredChat,
+};
 pub use super::handle::KnownPeers;
 use super::handle::{SendOutcome, TraceOutcome};
 use super::report::StatusReport;
@@ -48,6 +51,12 @@ pub const SEND_PATH: &str = "/send";
 pub const TRACE_PATH: &str = "/trace";
 /// Path of the ping request.
 pub const PING_PATH: &str = "/ping";
+/// Path of the chat history request.
+pub const HISTORY_PATH: &str = "/history";
+/// Path of the contacts request.
+pub const CONTACTS_PATH: &str = "/contacts";
+/// Chats a history page holds unless asked otherwise.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 100;
 /// Path of the Prometheus metrics.
 pub const METRICS_PATH: &str = "/metrics";
 /// Path of the server-sent event stream the web page watches.
@@ -162,6 +171,82 @@ impl Request for EventsRequest {
             None => format!("since={}", self.since),
         }
     }
+}
+
+/// `GET /history[?peer=ID][&limit=N]`: the newest chats, oldest first, of
+/// one conversation or of all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HistoryRequest {
+    /// The other end: a node id or a unique prefix of one the node knows;
+    /// `None` for every conversation.
+    pub peer: Option<String>,
+    /// Chats at most (1 to 1000; `None`: [`DEFAULT_HISTORY_LIMIT`]).
+    pub limit: Option<u32>,
+}
+
+impl HistoryRequest {
+    /// Parses the query string of `GET /history` (an id or prefix is hex
+    /// and a limit digits, so nothing is percent-decoded); the error says
+    /// which parameter is wrong.
+    pub fn parse(query: &str) -> Result<HistoryRequest, String> {
+        let mut request = HistoryRequest::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "peer" if !v.is_empty() => request.peer = Some(v.to_string()),
+                "peer" => {}
+                "limit" => {
+                    let n: u32 = v.parse().map_err(|_| format!("limit={v}: not a number"))?;
+                    if !(1..=super::db::MAX_PAGE).contains(&n) {
+                        return Err(format!("limit={v}: expected 1 to {}", super::db::MAX_PAGE));
+                    }
+                    request.limit = Some(n);
+                }
+                _ => return Err(format!("unknown query parameter {k:?}")),
+            }
+        }
+        Ok(request)
+    }
+
+    /// The number of chats asked for.
+    pub fn limit(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_HISTORY_LIMIT)
+    }
+}
+
+impl Request for HistoryRequest {
+    const METHOD: Method = Method::Get;
+    const PATH: &'static str = HISTORY_PATH;
+    type Reply = HistoryPage;
+
+    fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.peer {
+            parts.push(format!("peer={p}"));
+        }
+        if let Some(n) = self.limit {
+            parts.push(format!("limit={n}"));
+        }
+        parts.join("&")
+    }
+}
+
+/// `GET /contacts`: every node this node has chatted with, pinned at first
+/// contact, with its presence.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ContactsRequest;
+
+impl Request for ContactsRequest {
+    const METHOD: Method = Method::Get;
+    const PATH: &'static str = CONTACTS_PATH;
+    type Reply = Contacts;
+}
+
+/// The answer to `GET /contacts`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contacts {
+    /// Most recently seen first.
+    pub contacts: Vec<Contact>,
 }
 
 /// `POST /send`: send a chat message and wait for its outcome.
@@ -322,11 +407,16 @@ pub enum ErrorCode {
     TooManyWaiters,
     /// 503: the node is stopping.
     Unavailable,
+    /// 404: the node keeps no history (it runs without `--data-dir`).
+    NoHistory,
+    /// 500: the history file cannot be read or written; the message names
+    /// the file and the fix.
+    HistoryFailed,
 }
 
 impl ErrorCode {
     /// Every code, in status order.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::ForbiddenOrigin,
@@ -337,6 +427,8 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyWaiters,
         ErrorCode::Unavailable,
+        ErrorCode::NoHistory,
+        ErrorCode::HistoryFailed,
     ];
 
     /// When it is sent, for the schema table.
@@ -356,6 +448,10 @@ impl ErrorCode {
                 "too many long-polls, pings or streams are open: 4 per process and 16 in all on the socket, 8 over TCP"
             }
             ErrorCode::Unavailable => "the node is stopping",
+            ErrorCode::NoHistory => "the node keeps no history: it runs without `--data-dir`",
+            ErrorCode::HistoryFailed => {
+                "`history.db` cannot be read or written (disk full, corrupt file): the message names the file and the fix"
+            }
         }
     }
 
@@ -380,6 +476,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManyWaiters => 429,
             ErrorCode::Unavailable => 503,
+            ErrorCode::NoHistory => 404,
+            ErrorCode::HistoryFailed => 500,
         }
     }
 }
@@ -749,7 +847,18 @@ pub fn endpoints() -> Vec<EndpointDoc> {
         ),
         typed::<PeersRequest>(
             "",
-            "`KnownPeers`: `clients`, `neighbors`, `links`, `host_cache`, `recent` (chat partners)",
+            "`KnownPeers`: `clients`, `neighbors`, `links`, `host_cache`, `recent` (chat partners), `contacts`",
+        ),
+        typed::<HistoryRequest>(
+            "query `[peer=ID][&limit=1-1000]`",
+            "`HistoryPage`: `peer`, `messages` (newest `limit`, default 100, oldest first: `row`, `peer`, \
+             `direction` in/out, `msg_id`, `body`, `at_ms`, `state` received/sent/delivered/failed/interrupted, \
+             `reason`, `said_by` recipient/home_supernode/this_node, `hops`), `rows`, `evicted`, `limits`",
+        ),
+        typed::<ContactsRequest>(
+            "",
+            "`Contacts`: `{\"contacts\": [{\"id\", \"peer_id\", \"name\", \"first_seen_ms\", \
+             \"last_heard_ms\", \"last_offline_ms\", \"presence\": online/offline/unknown}]}`",
         ),
         typed::<SendRequest>(
             "`{\"to\": ID, \"text\"}`",

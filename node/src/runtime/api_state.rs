@@ -89,10 +89,11 @@ impl IntoResponse for ApiError {
 
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> ApiError {
-        let code = if e.is_bad_request() {
-            ErrorCode::BadRequest
-        } else {
-            ErrorCode::Unavailable
+        let code = match &e {
+            e if e.is_bad_request() => ErrorCode::BadRequest,
+            RuntimeError::NoHistory => ErrorCode::NoHistory,
+            RuntimeError::History(_) => ErrorCode::HistoryFailed,
+            _ => ErrorCode::Unavailable,
         };
         ApiError::new(code, e.to_string())
     }

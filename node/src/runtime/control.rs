@@ -42,9 +42,9 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use super::api::{
-    self, ErrorCode, EventsRequest, PingReply, PingRequest, RttStats, SendReply, SendRequest,
-    TraceReply, TraceRequest, EVENTS_PATH, METRICS_PATH, PEERS_PATH, PING_PATH, SEND_PATH,
-    STATUS_PATH, TRACE_PATH,
+    self, ContactsRequest, ErrorCode, EventsRequest, HistoryRequest, PingReply, PingRequest,
+    Request as _, RttStats, SendReply, SendRequest, TraceReply, TraceRequest, EVENTS_PATH,
+    METRICS_PATH, PEERS_PATH, PING_PATH, SEND_PATH, STATUS_PATH, TRACE_PATH,
 };
 use super::api_state::{same_secret, waiter_permit, Access, ApiError, ApiState, TOKEN_COOKIE};
 use super::handle::{NodeHandle, TraceOutcome};
@@ -211,6 +211,8 @@ fn router(state: ApiState) -> Router {
         .route(STATUS_PATH, get(status))
         .route(PEERS_PATH, get(peers))
         .route(EVENTS_PATH, get(events))
+        .route(HistoryRequest::PATH, get(history))
+        .route(ContactsRequest::PATH, get(contacts))
         .route(METRICS_PATH, get(metrics))
         .route(SEND_PATH, post(send))
         .route(TRACE_PATH, post(trace))
@@ -371,6 +373,27 @@ async fn status(State(s): State<ApiState>) -> Result<Json<api::Status>, ApiError
 
 async fn peers(State(s): State<ApiState>) -> Result<Json<api::KnownPeers>, ApiError> {
     Ok(Json(s.handle.peers().await?))
+}
+
+/// `GET /history`: a page of the node's chat history.
+async fn history(
+    State(s): State<ApiState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<api::HistoryPage>, ApiError> {
+    let request = HistoryRequest::parse(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
+    let peer = match &request.peer {
+        Some(text) => Some(s.handle.resolve(text).await?),
+        None => None,
+    };
+    Ok(Json(s.handle.history(peer, request.limit()).await?))
+}
+
+/// `GET /contacts`: the contacts and their presence.
+async fn contacts(State(s): State<ApiState>) -> Result<Json<api::Contacts>, ApiError> {
+    Ok(Json(api::Contacts {
+        contacts: s.handle.contacts().await?,
+    }))
 }
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {
