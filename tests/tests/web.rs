@@ -35,10 +35,12 @@ fn login_url(node: &NodeProc) -> String {
 }
 
 /// A person on A's page sends B a chat: A's page marks it delivered with
-/// hops and milliseconds, and it appears on B's page; the screenshot of
-/// both pages is what README.md shows.
+/// hops and milliseconds, and it appears on B's page; after a reload both
+/// pages show it again from their node's history (A's still delivered,
+/// said by the recipient). The screenshot of both pages is what README.md
+/// shows.
 #[test]
-fn a_chat_sent_from_as_page_is_marked_delivered_and_appears_on_bs_page() {
+fn a_chat_sent_from_as_page_is_marked_delivered_appears_on_bs_page_and_stays_after_a_reload() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
     if let Err(why) = browser_ready(&web) {
         eprintln!("skipping the browser test: {why}");
@@ -60,6 +62,7 @@ fn a_chat_sent_from_as_page_is_marked_delivered_and_appears_on_bs_page() {
         .arg(web.join("chat.mjs"))
         .env("SKYHOP_A_URL", login_url(&a))
         .env("SKYHOP_B_URL", login_url(&b))
+        .env("SKYHOP_A_ID", &a.id)
         .env("SKYHOP_B_ID", &b.id)
         .env("SKYHOP_TEXT", text)
         .env("SKYHOP_PROFILE", scratch.path.join("chromium-profile"))
@@ -76,6 +79,16 @@ fn a_chat_sent_from_as_page_is_marked_delivered_and_appears_on_bs_page() {
     assert!(stdout.contains("A: delivered ("), "{stdout}");
     assert!(
         stdout.contains(&format!("B received {}", serde_json::json!(text))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("A's history: ")
+            && l.contains("· delivered (")
+            && l.contains("hops, said by the recipient)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("B's history: {}", serde_json::json!(text))),
         "{stdout}"
     );
     let status = a.status();

@@ -1,10 +1,13 @@
 // Drives Debian's headless Chromium through playwright-core against two
 // skyhop nodes' web pages, as two people would use them: A opens a
 // conversation with B and sends a chat; A must see it marked delivered
-// (hops, ms) and B must see it arrive. Saves a screenshot of both pages.
+// (hops, ms) and B must see it arrive. Then both reload their page and
+// open the conversation again: it comes back from each node's history,
+// A's chat still marked delivered (said by the recipient), B's received.
+// Saves a screenshot of both pages.
 //
 // Env: SKYHOP_A_URL, SKYHOP_B_URL (each the node's /login?token=... URL),
-//      SKYHOP_B_ID (B's node id), SKYHOP_TEXT (the message),
+//      SKYHOP_A_ID, SKYHOP_B_ID (the node ids), SKYHOP_TEXT (the message),
 //      SKYHOP_PROFILE (a fresh user-data dir), SKYHOP_SHOT (screenshot path).
 import { chromium } from "playwright-core";
 
@@ -58,6 +61,26 @@ try {
   // The node view is live: A is an ordinary node with a supernode.
   const primary = await a.locator("#primary").textContent();
   if (!/^[0-9a-f]{8}$/.test(primary)) throw new Error(`A's supernode shows ${primary}`);
+
+  // A reloaded page has no memory of its own: the conversation is the
+  // node's history.
+  const reopen = async (page, peer) => {
+    await page.reload();
+    await page.locator("#live", { hasText: "live" }).waitFor({ timeout: TIMEOUT });
+    await page.locator(`#contacts li[data-id="${peer}"]`).waitFor({ timeout: TIMEOUT });
+    await page.click(`#contacts li[data-id="${peer}"]`);
+  };
+  await reopen(a, env("SKYHOP_B_ID"));
+  const kept = a.locator(".msg.out.delivered", { hasText: text });
+  await kept.waitFor({ timeout: TIMEOUT });
+  const keptState = await kept.locator(".state").textContent();
+  if (!/delivered \(\d+ hops, said by the recipient\)$/.test(keptState)) {
+    throw new Error(`A's history shows ${keptState}`);
+  }
+  await reopen(b, env("SKYHOP_A_ID"));
+  await b.locator(".msg.in", { hasText: text }).waitFor({ timeout: TIMEOUT });
+  const keptBody = await b.locator(".msg.in").first().evaluate((e) => e.firstChild.textContent);
+  if (keptBody !== text) throw new Error(`B's history shows ${JSON.stringify(keptBody)}`);
   if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
 
   // Both pages side by side in one screenshot.
@@ -69,6 +92,7 @@ try {
   await both.setContent(`<body style="margin:0">${img(shotA)}${img(shotB)}</body>`);
   await both.screenshot({ path: env("SKYHOP_SHOT") });
   console.log(`A: ${state}; B received ${JSON.stringify(bodyShown)}`);
+  console.log(`after a reload, A's history: ${keptState}; B's history: ${JSON.stringify(keptBody)}`);
 } catch (e) {
   // Say what each page showed, so that a failure is readable.
   for (const [name, page] of context.pages().map((p, i) => [["A", "B"][i] || "other", p])) {

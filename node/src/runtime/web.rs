@@ -1,7 +1,8 @@
 //! The web page the control API serves: plain HTML, JS and CSS embedded in
 //! the binary (`web/`), a chat client and a live view of the node, fed by
 //! the same typed endpoints as the CLI plus one server-sent event stream
-//! ([`stream`]).
+//! ([`stream`]). A conversation opens with what `GET /history` kept of it
+//! and the contact list includes `GET /contacts`.
 //!
 //! # Implementation notes
 //! - A browser cannot reach a Unix socket, so the page is for loopback TCP

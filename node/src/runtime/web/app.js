@@ -1,6 +1,7 @@
 // The skyhop web page: a chat client and a live view of the node, on the
-// node's own control API. Every text from the network goes into the page
-// through textContent, never as HTML.
+// node's own control API. A conversation opens with what the node's history
+// kept (GET /history), then follows the live events. Every text from the
+// network goes into the page through textContent, never as HTML.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -9,6 +10,8 @@ const MAX_MESSAGES = 500; // per conversation
 const MAX_EVENTS = 100;
 const MAX_PROBED = 20; // contacts probed per round
 const PROBE_EVERY_MS = 30000;
+const HISTORY_SHOWN = 200; // chats loaded when a conversation opens
+const SAID_BY = { recipient: "the recipient", home_supernode: "its home supernodes", this_node: "this node" };
 
 const state = {
   me: null,
@@ -71,10 +74,43 @@ function renderMessages() {
   if (!state.peer) return;
   for (const m of conversation(state.peer)) {
     const li = el("li", "msg " + m.dir + (m.state ? " " + m.state : ""), m.text);
-    li.append(el("span", "state", m.label));
+    const label = m.at ? m.at + " · " + m.label : m.label;
+    li.append(el("span", "state", label));
     ol.append(li);
   }
   ol.scrollTop = ol.scrollHeight;
+}
+
+// A chat the history kept, as the conversation shows it.
+function fromHistory(c) {
+  const hops = c.hops === null ? "" : c.hops + " hops";
+  const by = c.said_by ? ", said by " + SAID_BY[c.said_by] : "";
+  const label = {
+    received: hops,
+    sent: "sent",
+    delivered: "delivered (" + hops + by + ")",
+    failed: "failed (" + c.reason + by + ")",
+    interrupted: "unknown (" + c.reason + ")",
+  }[c.state];
+  const state = c.state === "received" ? "" : c.state === "interrupted" ? "failed" : c.state;
+  const at = new Date(c.at_ms).toLocaleString();
+  return { dir: c.direction, text: c.body, state, label, at, msgId: c.msg_id, stored: true };
+}
+
+// Loads the kept chats with `id`; chats that arrived live meanwhile and are
+// not yet in the answer stay after it.
+async function loadHistory(id) {
+  try {
+    const page = await api("GET", "/history?peer=" + id + "&limit=" + HISTORY_SHOWN);
+    const kept = page.messages.map(fromHistory);
+    const ids = new Set(kept.map((m) => m.dir + m.msgId));
+    const live = conversation(id).filter((m) => !m.stored && !(m.msgId && ids.has(m.dir + m.msgId)));
+    state.conversations.set(id, kept.concat(live).slice(-MAX_MESSAGES));
+    if (id === state.peer) renderMessages();
+  } catch (e) {
+    // A node without a data dir keeps no history: the live view still works.
+    $("trace-result").textContent = "history: " + e.message;
+  }
 }
 
 function openConversation(id) {
@@ -85,6 +121,7 @@ function openConversation(id) {
   $("trace-result").textContent = "";
   renderContacts();
   renderMessages();
+  loadHistory(id);
   $("text").focus();
 }
 
@@ -175,7 +212,7 @@ function showEvent(e) {
     const c = contact(e.from);
     c.kinds.add("recent");
     c.online = true;
-    pushMessage(e.from, { dir: "in", text: e.body, state: "", label: e.hops + " hops" });
+    pushMessage(e.from, { dir: "in", text: e.body, state: "", label: e.hops + " hops", msgId: e.msg_id });
     if (!state.peer) openConversation(e.from);
     renderContacts();
   }
@@ -190,6 +227,19 @@ async function loadPeers() {
     renderContacts();
   } catch (e) {
     $("live").textContent = e.message;
+  }
+  // The contacts the node pinned at first contact, with what it knows of
+  // their presence (a node without a data dir has none).
+  try {
+    const c = await api("GET", "/contacts");
+    for (const x of c.contacts) {
+      const k = contact(x.id);
+      k.kinds.add("contact");
+      if (x.presence !== "unknown" && k.online === null) k.online = x.presence === "online";
+    }
+    renderContacts();
+  } catch (e) {
+    // No history: the other kinds still list who the node knows.
   }
 }
 
