@@ -22,12 +22,17 @@
 //!   input produced reaches a link writer (see `NodeTask::drain`).
 //! - WAL journal with `synchronous=FULL`: a commit has reached the disk
 //!   when [`History::apply`] returns, so the chat survives `kill -9` and a
-//!   power cut alike. One transaction per batch, so a burst of chats costs
-//!   one sync.
+//!   power cut alike. One transaction per batch (the row bound kept inside
+//!   it), so a burst of chats costs one sync. The node task waits for it:
+//!   0.3 to 5.7 ms per one-chat commit on the 2-core test machine's shared
+//!   disk, 30 to 80 us per chat in a batch of 500; `synchronous=NORMAL`
+//!   would cost about 0.2 ms and still survive `kill -9`, not a power cut.
 //! - The row bound is kept on every write with the row count held in
 //!   memory: deleting the `k` oldest rows is an index range on the integer
 //!   primary key, O(k log n). The age bound is applied at open and on the
-//!   node's housekeeping tick.
+//!   node's housekeeping tick. The bound is for all conversations together:
+//!   a stranger who floods this node with chats (within the core's per-peer
+//!   budgets) pushes older chats out; a per-conversation share is not done.
 //! - Errors name the file and the fix: a full disk, a corrupt or foreign
 //!   file, a file that cannot be opened.
 
@@ -542,25 +547,21 @@ impl History {
             added +=
                 apply_one(&tx, w, at, &peer_id_of).map_err(|e| DbError::classify(&self.path, e))?;
         }
+        // The bound is kept in the same transaction: one sync, not two.
+        let excess = (self.rows + added).saturating_sub(self.limits.max_rows);
+        let gone = delete_oldest(&tx, excess).map_err(|e| DbError::classify(&self.path, e))?;
         tx.commit().map_err(|e| DbError::classify(&self.path, e))?;
-        self.rows += added;
-        self.prune_rows()
+        self.rows = self.rows + added - gone;
+        self.evicted += gone;
+        Ok(())
     }
 
-    /// Deletes the oldest rows past the row bound.
+    /// Deletes the oldest rows past the row bound (at open: the bound may
+    /// have been lowered since).
     fn prune_rows(&mut self) -> Result<(), DbError> {
         let excess = self.rows.saturating_sub(self.limits.max_rows);
-        if excess == 0 {
-            return Ok(());
-        }
-        let gone = self
-            .conn
-            .execute(
-                "DELETE FROM messages WHERE row IN
-                 (SELECT row FROM messages ORDER BY row LIMIT ?1)",
-                params![sql_u64(excess)],
-            )
-            .map_err(|e| DbError::classify(&self.path, e))? as u64;
+        let gone =
+            delete_oldest(&self.conn, excess).map_err(|e| DbError::classify(&self.path, e))?;
         self.rows -= gone;
         self.evicted += gone;
         Ok(())
@@ -711,6 +712,18 @@ pub fn presence(
         (h, Some(o)) if h.is_none_or(|h| o > h) => Presence::Offline,
         _ => Presence::Unknown,
     }
+}
+
+/// Deletes the `excess` oldest rows; returns how many went.
+fn delete_oldest(conn: &Connection, excess: u64) -> Result<u64, rusqlite::Error> {
+    if excess == 0 {
+        return Ok(0);
+    }
+    let gone = conn.execute(
+        "DELETE FROM messages WHERE row IN (SELECT row FROM messages ORDER BY row LIMIT ?1)",
+        params![sql_u64(excess)],
+    )?;
+    Ok(gone as u64)
 }
 
 /// One write inside the batch's transaction; returns the rows it added.
