@@ -3,7 +3,8 @@
 //! even if the recipient is killed right after (`kill -9`); a sender keeps
 //! what became of its chats across a restart; the row bound holds and
 //! counts what it deleted; a corrupt file stops the node with its name and
-//! the fix.
+//! the fix; a full disk (a tmpfs the test mounts, as root) withholds the
+//! receipt, so the sender hears "not delivered", and the log names the file.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -206,4 +207,112 @@ fn a_corrupt_history_file_stops_the_node_naming_the_file_and_the_fix() {
         stderr.contains(&path.display().to_string()) && stderr.contains("move it away"),
         "{stderr}"
     );
+}
+
+/// A small tmpfs mounted for one test (root only), unmounted on drop.
+struct SmallDisk {
+    /// Where it is mounted.
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (e.g. "8m") at `path`, or says why not.
+    fn mount(path: &Path, size: &str) -> Result<SmallDisk, String> {
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err("not running as root".into());
+        }
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(SmallDisk {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        // Bounded: the disk is a few megabytes.
+        for _ in 0..10_000 {
+            if f.write_all(&block).is_err() {
+                break;
+            }
+        }
+        let _ = f.write_all(&[0u8; 512]);
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_recipient_whose_disk_is_full_withholds_the_receipt_and_says_which_file() {
+    let scratch = Scratch::new("history-full");
+    let disk = match SmallDisk::mount(&scratch.path.join("b-disk"), "8m") {
+        Ok(d) => d,
+        Err(why) => {
+            println!("skipped: the full-disk test mounts a tmpfs: {why}");
+            return;
+        }
+    };
+    let sn = NodeProc::start(&scratch.path.join("sn"), "supernode", &[]);
+    let boot = [sn.addr.clone()];
+    // A gives up on a chat after 5 s instead of 30.
+    let a_config = scratch.path.join("a.toml");
+    std::fs::write(&a_config, "[node]\nchat_deadline = 5000000\n").expect("config");
+    let config_flag = ["--config", a_config.to_str().expect("utf-8 path")];
+    let a = NodeProc::start_with(&scratch.path.join("a"), "ordinary", &boot, &config_flag);
+    let b = NodeProc::start(&disk.path.join("b"), "ordinary", &boot);
+    assert!(
+        wait_until(ATTACH_TIMEOUT, || a.primary().is_some()
+            && b.primary().is_some()),
+        "A and B did not attach"
+    );
+    let before = a.send(&b.id, "before the disk filled");
+    assert_eq!(before["delivered"], true, "{before}");
+    let filler = disk.fill();
+    let during = a.send(&b.id, "while the disk is full");
+    assert_eq!(
+        during["delivered"], false,
+        "B could not store it, so it must not say delivered: {during}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let log = b.log();
+            log.contains("history.db") && log.contains("the disk is full; free space")
+        }),
+        "B's log does not name the file and the fix:\n{}",
+        b.log()
+    );
+    std::fs::remove_file(&filler).expect("space freed");
+    let after = a.send(&b.id, "after space was freed");
+    assert_eq!(after["delivered"], true, "{after}");
+    let page = get(&b, "/history");
+    let bodies: Vec<&str> = messages(&page)
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["before the disk filled", "after space was freed"],
+        "{page}"
+    );
+    drop(b);
+    drop(disk);
 }
