@@ -172,6 +172,9 @@ pub struct Counters {
     /// Peers disconnected and refused for a while: for flooding or for
     /// sending something forged or invalid.
     pub peers_banned: u64,
+    /// Primaries this ordinary node left because they did not relay its
+    /// probes.
+    pub primaries_abandoned: u64,
 }
 
 impl Counters {

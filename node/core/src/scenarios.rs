@@ -702,3 +702,62 @@ fn a_flooding_client_is_dropped_and_refused_while_the_others_keep_chatting() {
     h.run_for(20 * SECS);
     assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
 }
+
+#[test]
+fn a_client_whose_primary_drops_its_chats_moves_and_is_reached_again() {
+    let mut h = Harness::overlay(5, 20);
+    let ons = h.ordinaries();
+    let (victim, sender) = (ons[0], ons[1]);
+    let dropper = h.node(&victim).primary().expect("attached");
+    h.dropping.insert(dropper);
+    // Within two probe intervals the victim has missed two probes and left.
+    let interval = NodeConfig::default().primary_probe_interval;
+    h.run_for(2 * interval);
+    let now_primary = h.node(&victim).primary();
+    assert!(
+        now_primary.is_some_and(|p| p != dropper),
+        "the victim still hangs on {dropper:?} (now {now_primary:?})"
+    );
+    assert!(h.node(&victim).counters().primaries_abandoned >= 1);
+    // And a chat to it is delivered, by whichever path is left.
+    let sender = if h.node(&sender).primary() == Some(dropper) {
+        *ons.iter()
+            .find(|o| **o != victim && h.node(o).primary() != Some(dropper))
+            .expect("a sender on another supernode")
+    } else {
+        sender
+    };
+    let msg = h.send_chat(sender, victim, "found you");
+    h.run_for(40 * SECS);
+    assert!(
+        matches!(h.outcome(sender, msg), Some(Ok(_))),
+        "{:?}",
+        h.outcome(sender, msg)
+    );
+}
+
+#[test]
+fn a_retry_leaves_by_a_backup_when_the_primary_drops_the_chat() {
+    let mut h = Harness::overlay(5, 20);
+    let ons = h.ordinaries();
+    let sender = ons[0];
+    let dropper = h.node(&sender).primary().expect("attached");
+    let recipient = *ons
+        .iter()
+        .find(|o| h.node(o).primary().is_some_and(|p| p != dropper))
+        .expect("a recipient on another supernode");
+    // Drop only the sender's chats at its primary: acks to it pass.
+    h.dropping.insert(dropper);
+    let msg = h.send_chat(sender, recipient, "around you");
+    // Well before a probe could have moved it: only a retry by a backup
+    // can get the chat through; its ack comes back through the backup too
+    // unless the dropper is on that path, so the recipient received it.
+    h.run_for(4 * SECS);
+    assert!(
+        h.received(recipient)
+            .iter()
+            .any(|(from, text)| *from == sender && text == "around you"),
+        "the retry did not go around the dropping primary"
+    );
+    let _ = msg;
+}

@@ -323,6 +323,10 @@ pub struct CounterTotals {
     pub dropped: BTreeMap<DropReason, u64>,
     /// `PeerMisbehaved` events (none expected among honest nodes).
     pub misbehaved_events: u64,
+    /// Peers disconnected and refused for flooding or forging.
+    pub peers_banned: u64,
+    /// Primaries left by ordinary nodes because they did not relay.
+    pub primaries_abandoned: u64,
 }
 
 /// Invariant checks made.

@@ -118,6 +118,8 @@ fn add_counters(totals: &mut CounterTotals, c: &Counters) {
     totals.forwarded += c.forwarded;
     totals.delivered += c.delivered;
     totals.forged += c.forged;
+    totals.peers_banned += c.peers_banned;
+    totals.primaries_abandoned += c.primaries_abandoned;
     for (k, v) in &c.dropped {
         *totals.dropped.entry(*k).or_default() += v;
     }
