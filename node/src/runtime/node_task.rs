@@ -1069,6 +1069,9 @@ impl NodeTask {
         );
         tracing::debug!(peer = %id.short(), "link up");
         self.core.handle_link_up(now, id);
+        if let Some(ip) = self.peer_ips.get(&peer) {
+            self.core.handle_peer_ip(id, *ip);
+        }
     }
 
     /// Closes the link the core asked to close: the writer flushes what is
