@@ -14,6 +14,8 @@ use skyhop_protocol::NotFoundReason;
 /// metrics depend on it; a test holds it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DropReason {
+    /// A supernode advertised by a peer whose dial budget is spent.
+    DialOverBudget,
     /// A routed packet already seen (its id is in the duplicate window).
     Duplicate,
     /// A chat message already received (a retry whose ack was lost); it is acked again.
@@ -70,7 +72,8 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
+        DropReason::DialOverBudget,
         DropReason::Duplicate,
         DropReason::DuplicateChat,
         DropReason::EventQueueFull,
@@ -101,6 +104,7 @@ impl DropReason {
     /// The snake_case name, as metrics and status print it.
     pub fn as_str(self) -> &'static str {
         match self {
+            DropReason::DialOverBudget => "dial_over_budget",
             DropReason::Duplicate => "duplicate",
             DropReason::DuplicateChat => "duplicate_chat",
             DropReason::EventQueueFull => "event_queue_full",

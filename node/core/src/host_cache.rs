@@ -44,6 +44,47 @@ use super::SimTime;
 pub const MAX_ADVERTISED_PER_GROUP: usize = 32;
 /// Sources whose network group is remembered at most (linked peers).
 const MAX_SOURCE_GROUPS: usize = 4096;
+/// The window of the dial budget for advertised addresses.
+pub const DIAL_WINDOW: SimTime = 60 * super::SECS;
+/// Dials of addresses one network group advertised, per window.
+pub const DIALS_PER_GROUP: u32 = 32;
+/// Dials of advertised addresses in all, per window.
+pub const DIALS_IN_ALL: u32 = 256;
+
+/// The budget for dialing what peers advertised: a supernode is told of
+/// others in `Neighbors` answers and dials them, so a liar could make it
+/// dial any address at its word. Each network group may cause
+/// [`DIALS_PER_GROUP`] dials per [`DIAL_WINDOW`], and all together
+/// [`DIALS_IN_ALL`]; an honest overlay's table fill stays far below both.
+///
+/// Fixed windows: the per-group counts are cleared when a window ends, and
+/// they are at most [`DIALS_IN_ALL`] entries, so a check is O(log n).
+#[derive(Debug, Default)]
+struct DialBudget {
+    /// When the current window began.
+    window_start: SimTime,
+    /// Dials in the window, in all.
+    in_all: u32,
+    /// Dials in the window, by group.
+    by_group: BTreeMap<NetGroup, u32>,
+}
+
+impl DialBudget {
+    fn allow(&mut self, now: SimTime, group: NetGroup) -> bool {
+        if now >= self.window_start + DIAL_WINDOW {
+            self.window_start = now;
+            self.in_all = 0;
+            self.by_group.clear();
+        }
+        let of_group = self.by_group.get(&group).copied().unwrap_or(0);
+        if self.in_all >= DIALS_IN_ALL || of_group >= DIALS_PER_GROUP {
+            return false;
+        }
+        self.in_all += 1;
+        self.by_group.insert(group, of_group + 1);
+        true
+    }
+}
 
 /// A source's network group: who counts as one advertiser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,6 +153,8 @@ pub(crate) struct HostCache {
     capacity: usize,
     /// The network group of each linked peer whose IP the driver told.
     groups: BTreeMap<NodeId, NetGroup>,
+    /// Dials of advertised addresses left in this window.
+    dials: DialBudget,
 }
 
 impl HostCache {
@@ -121,7 +164,16 @@ impl HostCache {
             entries: BTreeMap::new(),
             capacity,
             groups: BTreeMap::new(),
+            dials: DialBudget::default(),
         }
+    }
+
+    /// Whether this node may dial, at `now`, a supernode that `source`
+    /// advertised: within the budget of `source`'s network group and of
+    /// all advertised dials (see [`DialBudget`]). A yes is counted.
+    pub fn may_dial_advertised(&mut self, now: SimTime, source: NodeId) -> bool {
+        let group = self.group_of(source);
+        self.dials.allow(now, group)
     }
 
     /// Linked peer `peer` connects from `ip`: what it advertises counts
@@ -366,6 +418,26 @@ mod tests {
             }
         }
         assert_eq!(c.len(), 80);
+    }
+
+    #[test]
+    fn advertised_dials_are_bounded_per_group_and_in_all_per_window() {
+        let mut c = HostCache::new(200);
+        let liar = id(1);
+        c.note_source_ip(liar, IpAddr::from([203, 0, 113, 1]));
+        let allowed = (0..100).filter(|_| c.may_dial_advertised(0, liar)).count();
+        assert_eq!(allowed, DIALS_PER_GROUP as usize);
+        // A fresh id in the same /16 shares the budget.
+        let sibling = id(2);
+        c.note_source_ip(sibling, IpAddr::from([203, 0, 9, 9]));
+        assert!(!c.may_dial_advertised(1, sibling));
+        // Many groups together stop at the global bound.
+        let others = (3..1000u16)
+            .filter(|n| c.may_dial_advertised(2, id(*n)))
+            .count();
+        assert_eq!(others, (DIALS_IN_ALL - DIALS_PER_GROUP) as usize);
+        // The next window starts afresh.
+        assert!(c.may_dial_advertised(DIAL_WINDOW, liar));
     }
 
     #[test]

@@ -590,6 +590,11 @@ impl Node {
                     .add_advertised(p.id, p.addrs, now, Some(from)),
                 Role::Supernode => {
                     if !self.links.contains(&p.id) && self.table.has_room_for(&p.id) {
+                        // Dialed at `from`'s word: within its budget.
+                        if !self.host_cache.may_dial_advertised(now, from) {
+                            self.ctx.out.drop(DropReason::DialOverBudget);
+                            continue;
+                        }
                         self.links.dial(&mut self.ctx, now, Some(p.id), p.addrs);
                     }
                 }
