@@ -769,7 +769,7 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "",
             "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
              `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
-             `dropped_frames`, `connected_peers`",
+             `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `connected_peers`",
         ),
         typed::<PeersRequest>(
             "",
