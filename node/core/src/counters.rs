@@ -57,6 +57,8 @@ pub enum DropReason {
     OverBudget,
     /// A location record published by a peer that is not this supernode's client.
     PublishFromNonClient,
+    /// A duplicate chat not acked again: too many duplicates this second.
+    ReackOverBudget,
     /// A second `Hello` on one link.
     RepeatedHello,
     /// Undeliverable: the packet's time-to-live ran out.
@@ -72,7 +74,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::DialOverBudget,
         DropReason::Duplicate,
         DropReason::DuplicateChat,
@@ -94,6 +96,7 @@ impl DropReason {
         DropReason::OutputQueueFull,
         DropReason::OverBudget,
         DropReason::PublishFromNonClient,
+        DropReason::ReackOverBudget,
         DropReason::RepeatedHello,
         DropReason::TtlExpired,
         DropReason::UnexpectedAccept,
@@ -125,6 +128,7 @@ impl DropReason {
             DropReason::OutputQueueFull => "output_queue_full",
             DropReason::OverBudget => "over_budget",
             DropReason::PublishFromNonClient => "publish_from_non_client",
+            DropReason::ReackOverBudget => "reack_over_budget",
             DropReason::RepeatedHello => "repeated_hello",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::UnexpectedAccept => "unexpected_accept",

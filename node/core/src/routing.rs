@@ -42,6 +42,8 @@ const MAX_HELD_PER_DST: usize = 32;
 pub(crate) const PROBE_TIMEOUT: SimTime = 3 * super::SECS;
 /// Missed probes in a row after which an ordinary node leaves its primary.
 pub(crate) const PROBE_MISSES: u32 = 2;
+/// Acks sent again for duplicate chats per second at most.
+pub(crate) const MAX_REACKS_PER_S: u32 = 20;
 
 /// Where a packet goes next.
 #[derive(Debug)]
@@ -88,6 +90,8 @@ pub(crate) struct Router {
     /// Acks sent again for duplicates so far: each takes the next first
     /// hop in turn.
     detours: u32,
+    /// Acks sent again in the current second, and when it began.
+    reacks: (u32, SimTime),
 }
 
 impl Router {
@@ -100,14 +104,27 @@ impl Router {
             held_count: 0,
             probe: PrimaryProbe::default(),
             detours: 0,
+            reacks: (0, 0),
         }
     }
 
     /// The attempt number for the next ack sent again for a duplicate
-    /// chat: never 0, so that it leaves by a backup when there is one.
-    pub fn next_detour(&mut self) -> u32 {
+    /// chat: never 0, so that it leaves by a backup when there is one;
+    /// None past [`MAX_REACKS_PER_S`] in the second of `now`. An honest
+    /// sender's lost ack is rare; a replay flood would otherwise make this
+    /// node send its supernode an ack per replay, over its own budget.
+    pub fn next_detour(&mut self, now: SimTime) -> Option<u32> {
+        let (count, since) = &mut self.reacks;
+        if now >= *since + super::SECS {
+            *count = 0;
+            *since = now;
+        }
+        if *count >= MAX_REACKS_PER_S {
+            return None;
+        }
+        *count += 1;
         self.detours = self.detours.wrapping_add(1).max(1);
-        self.detours
+        Some(self.detours)
     }
 
     /// The ordinary node's check of its primary.

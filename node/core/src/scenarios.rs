@@ -761,3 +761,39 @@ fn a_retry_leaves_by_a_backup_when_the_primary_drops_the_chat() {
     );
     let _ = msg;
 }
+
+#[test]
+fn a_replayed_chat_flood_is_not_answered_by_an_ack_flood() {
+    let mut h = Harness::overlay(3, 2);
+    // Harness::overlay's first ordinary node has seed 1000.
+    let alice = identity(1000);
+    let a = alice.id();
+    let b = *h.ordinaries().iter().find(|o| **o != a).expect("two");
+    let sn_b = h.node(&b).primary().expect("attached");
+    // One genuine chat from a, replayed 200 times under fresh packet ids
+    // (what a flooder does to make b answer each one).
+    let chat = alice
+        .chat(b, MsgId(5), 1, 0, "again and again".into())
+        .expect("short");
+    for n in 0..200 {
+        let p = Packet {
+            dst: b,
+            src: a,
+            id: MsgId(1_000 + n),
+            ttl: 8,
+            hops: 2,
+            location: LocationHop::Unused,
+            trace: None,
+            body: Body::Chat(chat.clone()),
+        };
+        h.inject(sn_b, b, Message::Routed(p));
+    }
+    let c = h.node(&b).counters();
+    assert_eq!(c.dropped(DropReason::DuplicateChat), 199);
+    // The first is acked, then 20 duplicates in the second; the rest not.
+    assert_eq!(c.dropped(DropReason::ReackOverBudget), 199 - 20);
+    assert_eq!(h.received(b).len(), 1);
+    // b is still attached: it did not flood its own supernode.
+    h.run_for(5 * SECS);
+    assert_eq!(h.node(&b).primary(), Some(sn_b));
+}

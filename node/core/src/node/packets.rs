@@ -201,9 +201,18 @@ impl Node {
                 if let Some(ack) = self.chats.on_chat(&mut self.ctx, now, p.src, p.hops, chat) {
                     // A duplicate: our ack was lost, so the next takes
                     // another path (routing::first_hop).
+                    // A flood of replays must not make us flood acks.
                     let again = self.ctx.out.counters.dropped(DropReason::DuplicateChat) > seen;
-                    let attempt = if again { self.router.next_detour() } else { 0 };
-                    self.send_through(now, p.src, ack, attempt);
+                    match if again {
+                        self.router.next_detour(now)
+                    } else {
+                        Some(0)
+                    } {
+                        Some(attempt) => {
+                            self.send_through(now, p.src, ack, attempt);
+                        }
+                        None => self.ctx.out.drop(DropReason::ReackOverBudget),
+                    }
                 }
             }
             Body::ChatAck { msg_id, hops, .. } => {
