@@ -199,15 +199,16 @@ impl Node {
             Body::Chat(chat) => {
                 let seen = self.ctx.out.counters.dropped(DropReason::DuplicateChat);
                 if let Some(ack) = self.chats.on_chat(&mut self.ctx, now, p.src, p.hops, chat) {
-                    // A duplicate: our ack was lost, so the next takes
-                    // another path (routing::first_hop).
-                    // A flood of replays must not make us flood acks.
+                    // A duplicate means our ack was lost: the next one takes
+                    // another path (routing::first_hop), and a flood of
+                    // replays is not answered by a flood of acks.
                     let again = self.ctx.out.counters.dropped(DropReason::DuplicateChat) > seen;
-                    match if again {
+                    let attempt = if again {
                         self.router.next_detour(now)
                     } else {
                         Some(0)
-                    } {
+                    };
+                    match attempt {
                         Some(attempt) => {
                             self.send_through(now, p.src, ack, attempt);
                         }
