@@ -136,6 +136,17 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
     // supernode a lookup.
     let target = NodeId([0x55; 32]);
     let rt = client_runtime();
+    let pairs = [(1, 2), (2, 1), (1, 0)];
+    // The same chats before any flood: the reference for the latency.
+    let quiet: Vec<Duration> = (0..30)
+        .map(|n| {
+            let (a, b) = pairs[n % 3];
+            let sent_at = Instant::now();
+            let outcome = ons[a].send(&ons[b].id, &format!("quiet chat #{n}"));
+            assert_eq!(outcome["delivered"], true, "quiet chat #{n}: {outcome}");
+            sent_at.elapsed()
+        })
+        .collect();
 
     // Flooders, one after another, each with a fresh identity (ids are
     // free), until the honest chats are done.
@@ -175,10 +186,13 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
     // Honest clients chat meanwhile: every chat is delivered.
     let start = Instant::now();
     let mut chats = 0;
+    let mut flooded = Vec::new();
     while start.elapsed() < Duration::from_secs(8) || chats < 30 {
-        let (a, b) = [(1, 2), (2, 1), (1, 0)][chats % 3];
+        let (a, b) = pairs[chats % 3];
+        let sent_at = Instant::now();
         let outcome = ons[a].send(&ons[b].id, &format!("honest chat #{chats}"));
         assert_eq!(outcome["delivered"], true, "chat #{chats}: {outcome}");
+        flooded.push(sent_at.elapsed());
         chats += 1;
     }
     done.store(true, Ordering::Relaxed);
@@ -201,11 +215,66 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
         .as_u64()
         .unwrap_or(0);
     assert!(over > 0, "no frame counted over budget");
-    eprintln!(
-        "{} flooders, {} frames sent, {over} counted over budget, {chats} honest chats delivered",
-        dropped.len(),
-        sent.load(Ordering::Relaxed)
+
+    // What an operator sees: frames over budget by class, the bans and
+    // the links closed, in /status and in /metrics.
+    let status = sn.status();
+    let by_class: u64 = status["counters"]["over_budget"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    assert!(
+        by_class > 0,
+        "/status counts no frame over budget: {status}"
     );
+    let banned = status["counters"]["peers_banned"].as_u64().unwrap_or(0);
+    assert!(banned >= 1, "/status counts no ban: {status}");
+    let closed = status["links_closed"].as_u64().unwrap_or(0);
+    assert!(
+        closed >= banned,
+        "/status: {closed} links closed for {banned} bans"
+    );
+    let metrics = metrics_of(sn);
+    assert!(
+        metrics.contains(&format!("skyhop_peers_banned_total {banned}")),
+        "no ban count in\n{metrics}"
+    );
+    assert!(
+        metrics.contains("skyhop_over_budget_total{class=\""),
+        "no over-budget count in\n{metrics}"
+    );
+    assert!(
+        metrics.contains("skyhop_links_ended_total{by=\"us\"}"),
+        "no links-ended count in\n{metrics}"
+    );
+    eprintln!(
+        "{} flooders, {} frames sent, {over} counted over budget, {banned} banned, \
+         {chats} honest chats delivered; honest latency p50 / p99: quiet {} / {} ms, \
+         under flood {} / {} ms",
+        dropped.len(),
+        sent.load(Ordering::Relaxed),
+        percentile_ms(&quiet, 0.50),
+        percentile_ms(&quiet, 0.99),
+        percentile_ms(&flooded, 0.50),
+        percentile_ms(&flooded, 0.99),
+    );
+}
+
+/// The nearest-rank percentile `q` of `samples`, in milliseconds.
+fn percentile_ms(samples: &[Duration], q: f64) -> u128 {
+    let mut v: Vec<u128> = samples.iter().map(Duration::as_millis).collect();
+    v.sort_unstable();
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// The node's `/metrics` text.
+fn metrics_of(node: &skyhop_tests::NodeProc) -> String {
+    let stream = std::os::unix::net::UnixStream::connect(&node.control).expect("connect");
+    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let (code, text) = skyhop_tests::exchange(stream, request).expect("metrics");
+    assert_eq!(code, 200, "{text}");
+    text
 }
 
 #[test]

@@ -52,6 +52,12 @@ impl Attach {
         self.avoid.contains_key(id)
     }
 
+    /// Avoids `sn`, a primary this node is leaving because it failed to
+    /// relay (issue 12: a client whose primary keeps failing it moves).
+    pub fn avoid_failing(&mut self, sn: NodeId, now: SimTime) {
+        self.avoid.insert(sn, now + AVOID_FOR);
+    }
+
     /// The supernode the `Join` in flight went to, and when.
     fn join_in_flight(&self, pending: &PendingRequests) -> Option<(NodeId, SimTime)> {
         let f = pending.get(self.joining?)?;

@@ -36,6 +36,10 @@ pub struct NodeConfig {
     pub replicas: usize,
     /// Backup supernodes an ordinary node keeps linked besides its primary.
     pub backups: usize,
+    /// How often an ordinary node checks that its primary relays, by
+    /// sending a chat-class packet to itself through it; one that twice
+    /// does not come back makes the node move to another supernode.
+    pub primary_probe_interval: SimTime,
     /// Supernodes kept in the host cache (Skype kept 200).
     pub host_cache_size: usize,
     /// Interval of heartbeats on idle links.
@@ -101,6 +105,7 @@ impl Default for NodeConfig {
             leaf_set_size: 8,
             replicas: 3,
             backups: 2,
+            primary_probe_interval: 30 * SECS,
             host_cache_size: 200,
             heartbeat_interval: 2 * SECS,
             supernode_heartbeat_interval: 2 * SECS,
@@ -260,6 +265,12 @@ impl NodeConfig {
             Range::count("leaf_set_size", c.leaf_set_size, 1, 64),
             Range::count("replicas", c.replicas, 1, 16),
             Range::count("backups", c.backups, 0, 8),
+            Range::time(
+                "primary_probe_interval",
+                c.primary_probe_interval,
+                SECS,
+                24 * HOURS,
+            ),
             Range::count("host_cache_size", c.host_cache_size, 1, 10_000),
             Range::time(
                 "heartbeat_interval",

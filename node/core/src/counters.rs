@@ -14,6 +14,8 @@ use skyhop_protocol::NotFoundReason;
 /// metrics depend on it; a test holds it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DropReason {
+    /// A supernode advertised by a peer whose dial budget is spent.
+    DialOverBudget,
     /// A routed packet already seen (its id is in the duplicate window).
     Duplicate,
     /// A chat message already received (a retry whose ack was lost); it is acked again.
@@ -55,6 +57,8 @@ pub enum DropReason {
     OverBudget,
     /// A location record published by a peer that is not this supernode's client.
     PublishFromNonClient,
+    /// A duplicate chat not acked again: too many duplicates this second.
+    ReackOverBudget,
     /// A second `Hello` on one link.
     RepeatedHello,
     /// Undeliverable: the packet's time-to-live ran out.
@@ -70,7 +74,8 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 27] = [
+        DropReason::DialOverBudget,
         DropReason::Duplicate,
         DropReason::DuplicateChat,
         DropReason::EventQueueFull,
@@ -91,6 +96,7 @@ impl DropReason {
         DropReason::OutputQueueFull,
         DropReason::OverBudget,
         DropReason::PublishFromNonClient,
+        DropReason::ReackOverBudget,
         DropReason::RepeatedHello,
         DropReason::TtlExpired,
         DropReason::UnexpectedAccept,
@@ -101,6 +107,7 @@ impl DropReason {
     /// The snake_case name, as metrics and status print it.
     pub fn as_str(self) -> &'static str {
         match self {
+            DropReason::DialOverBudget => "dial_over_budget",
             DropReason::Duplicate => "duplicate",
             DropReason::DuplicateChat => "duplicate_chat",
             DropReason::EventQueueFull => "event_queue_full",
@@ -121,6 +128,7 @@ impl DropReason {
             DropReason::OutputQueueFull => "output_queue_full",
             DropReason::OverBudget => "over_budget",
             DropReason::PublishFromNonClient => "publish_from_non_client",
+            DropReason::ReackOverBudget => "reack_over_budget",
             DropReason::RepeatedHello => "repeated_hello",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::UnexpectedAccept => "unexpected_accept",
@@ -172,6 +180,9 @@ pub struct Counters {
     /// Peers disconnected and refused for a while: for flooding or for
     /// sending something forged or invalid.
     pub peers_banned: u64,
+    /// Primaries this ordinary node left because they did not relay its
+    /// probes.
+    pub primaries_abandoned: u64,
 }
 
 impl Counters {

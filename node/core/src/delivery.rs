@@ -45,6 +45,8 @@ pub(crate) struct Retry {
     pub chat: ChatMessage,
     /// When to try again after this send.
     pub delay: SimTime,
+    /// Sends before this one (routing picks another path for each).
+    pub attempt: u32,
 }
 
 /// The chat state of one node: what it sent and awaits, what it received.
@@ -212,6 +214,7 @@ impl ChatDelivery {
         Some(Retry {
             chat: p.chat.clone(),
             delay,
+            attempt: p.attempts,
         })
     }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use skyhop_protocol::mix::SplitMix64;
-use skyhop_protocol::{codec, Identity, Message, MsgId, NodeId, Role, SignatureMemo};
+use skyhop_protocol::{codec, Body, Identity, Message, MsgId, NodeId, Role, SignatureMemo};
 
 use super::{
     Action, BootstrapPeer, Event, Node, NodeConfig, Output, SimTime, Transmit, MILLIS, SECS,
@@ -44,6 +44,9 @@ pub struct Harness {
     pub jitter: SimTime,
     /// Deliver every routed frame twice.
     pub duplicate_frames: bool,
+    /// Nodes that drop every chat and ack they should relay or deliver (a
+    /// hostile supernode, as the simulator's `[adversary]` makes them).
+    pub dropping: BTreeSet<NodeId>,
     /// Every application event, with the node that emitted it and when.
     pub events: Vec<(SimTime, NodeId, Event)>,
     /// Draws the per-frame jitter.
@@ -76,6 +79,7 @@ impl Harness {
             latency: 5 * MILLIS,
             jitter: 0,
             duplicate_frames: false,
+            dropping: BTreeSet::new(),
             events: Vec::new(),
             jitter_rng: SplitMix64(0x9e37_79b9_7f4a_7c15),
             processed: 0,
@@ -154,6 +158,13 @@ impl Harness {
     fn transmit(&mut self, id: NodeId, t: Transmit) {
         if !self.links.contains(&(id, t.to)) {
             return;
+        }
+        if self.dropping.contains(&id) {
+            if let Message::Routed(p) = &t.msg {
+                if p.src != id && matches!(p.body, Body::Chat(_) | Body::ChatAck { .. }) {
+                    return;
+                }
+            }
         }
         let bytes = codec::encode(&t.msg)
             .unwrap_or_else(|e| panic!("node {id:?} sent an invalid {}: {e}", t.msg.kind()));

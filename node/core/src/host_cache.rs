@@ -7,8 +7,16 @@
 //! linked to and which said `Hello` as a supernode, and **advertised** ones,
 //! which some peer named in an `Accept`, `Redirect` or `Neighbors`. A peer
 //! that lies can thus fill only the advertised part, and only up to
-//! [`MAX_ADVERTISED_PER_SOURCE`] entries of it; it can never push out a
+//! [`MAX_ADVERTISED_PER_GROUP`] entries of it; it can never push out a
 //! supernode this node has verified.
+//!
+//! Sources are counted by **network group**, as Bitcoin Core's address
+//! manager buckets them, because node ids are free and addresses are not:
+//! every peer linked from one IPv4 /16 (or IPv6 /32) shares one share of
+//! the cache, however many ids it makes. The driver tells the core each
+//! linked peer's IP ([`NetGroup::of`]); a peer whose IP is not known, or is
+//! a loopback address (many local processes on one machine, as in tests),
+//! is its own group, keyed by its node id.
 //!
 //! # Implementation notes
 //! One map, and a scan of it when a new entry needs room or a source's
@@ -23,15 +31,95 @@
 //! never displaces a verified one.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use skyhop_protocol::NodeId;
 
 use super::events::HostCacheEntry;
 use super::SimTime;
 
-/// Advertised entries that one peer may have in the cache at a time: a
-/// sixth of the default cache, so that filling it takes many peers.
-pub const MAX_ADVERTISED_PER_SOURCE: usize = 32;
+/// Advertised entries that one network group of sources may have in the
+/// cache at a time: a sixth of the default cache, so that filling it takes
+/// peers in many networks.
+pub const MAX_ADVERTISED_PER_GROUP: usize = 32;
+/// Sources whose network group is remembered at most (linked peers).
+const MAX_SOURCE_GROUPS: usize = 4096;
+/// The window of the dial budget for advertised addresses.
+pub const DIAL_WINDOW: SimTime = 60 * super::SECS;
+/// Dials of addresses one network group advertised, per window.
+pub const DIALS_PER_GROUP: u32 = 32;
+/// Dials of advertised addresses in all, per window.
+pub const DIALS_IN_ALL: u32 = 256;
+
+/// The budget for dialing what peers advertised: a supernode is told of
+/// others in `Neighbors` answers and dials them, so a liar could make it
+/// dial any address at its word. Each network group may cause
+/// [`DIALS_PER_GROUP`] dials per [`DIAL_WINDOW`], and all together
+/// [`DIALS_IN_ALL`]; an honest overlay's table fill stays far below both.
+///
+/// Fixed windows: the per-group counts are cleared when a window ends, and
+/// they are at most [`DIALS_IN_ALL`] entries, so a check is O(log n).
+#[derive(Debug, Default)]
+struct DialBudget {
+    /// When the current window began.
+    window_start: SimTime,
+    /// Dials in the window, in all.
+    in_all: u32,
+    /// Dials in the window, by group.
+    by_group: BTreeMap<NetGroup, u32>,
+}
+
+impl DialBudget {
+    fn allow(&mut self, now: SimTime, group: NetGroup) -> bool {
+        if now >= self.window_start + DIAL_WINDOW {
+            self.window_start = now;
+            self.in_all = 0;
+            self.by_group.clear();
+        }
+        let of_group = self.by_group.get(&group).copied().unwrap_or(0);
+        if self.in_all >= DIALS_IN_ALL || of_group >= DIALS_PER_GROUP {
+            return false;
+        }
+        self.in_all += 1;
+        self.by_group.insert(group, of_group + 1);
+        true
+    }
+}
+
+/// A source's network group: who counts as one advertiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NetGroup {
+    /// An IPv4 /16.
+    V4([u8; 2]),
+    /// An IPv6 /32.
+    V6([u8; 4]),
+    /// A peer whose IP is unknown or loopback: itself.
+    Node(NodeId),
+}
+
+impl NetGroup {
+    /// The group of a peer at `ip`; None for loopback and unspecified
+    /// addresses, which group by node id instead.
+    pub fn of(ip: IpAddr) -> Option<NetGroup> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if ip.is_loopback() || ip.is_unspecified() {
+            return None;
+        }
+        Some(match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                NetGroup::V4([o[0], o[1]])
+            }
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                NetGroup::V6([o[0], o[1], o[2], o[3]])
+            }
+        })
+    }
+}
 
 /// One known supernode.
 #[derive(Debug)]
@@ -50,8 +138,9 @@ struct Entry {
 enum Kind {
     /// This node linked to it and heard it say `Hello` as a supernode.
     Verified,
-    /// A peer named it (`None`: restored from this node's own file).
-    Advertised(Option<NodeId>),
+    /// A peer of this network group named it (`None`: restored from
+    /// this node's own file).
+    Advertised(Option<NetGroup>),
 }
 
 /// Known supernodes, bounded; the least recently seen goes first, and an
@@ -62,6 +151,10 @@ pub(crate) struct HostCache {
     entries: BTreeMap<NodeId, Entry>,
     /// Entries of both kinds kept at most.
     capacity: usize,
+    /// The network group of each linked peer whose IP the driver told.
+    groups: BTreeMap<NodeId, NetGroup>,
+    /// Dials of advertised addresses left in this window.
+    dials: DialBudget,
 }
 
 impl HostCache {
@@ -70,7 +163,43 @@ impl HostCache {
         HostCache {
             entries: BTreeMap::new(),
             capacity,
+            groups: BTreeMap::new(),
+            dials: DialBudget::default(),
         }
+    }
+
+    /// Whether this node may dial, at `now`, a supernode that `source`
+    /// advertised: within the budget of `source`'s network group and of
+    /// all advertised dials (see [`DialBudget`]). A yes is counted.
+    pub fn may_dial_advertised(&mut self, now: SimTime, source: NodeId) -> bool {
+        let group = self.group_of(source);
+        self.dials.allow(now, group)
+    }
+
+    /// Linked peer `peer` connects from `ip`: what it advertises counts
+    /// against that address's network group.
+    pub fn note_source_ip(&mut self, peer: NodeId, ip: IpAddr) {
+        match NetGroup::of(ip) {
+            Some(g) if self.groups.len() < MAX_SOURCE_GROUPS || self.groups.contains_key(&peer) => {
+                self.groups.insert(peer, g);
+            }
+            _ => {
+                self.groups.remove(&peer);
+            }
+        }
+    }
+
+    /// `peer`'s link closed: forget its group.
+    pub fn forget_source(&mut self, peer: &NodeId) {
+        self.groups.remove(peer);
+    }
+
+    /// The group `source` advertises as.
+    fn group_of(&self, source: NodeId) -> NetGroup {
+        self.groups
+            .get(&source)
+            .copied()
+            .unwrap_or(NetGroup::Node(source))
     }
 
     /// Entries held.
@@ -149,8 +278,9 @@ impl HostCache {
 
     /// Records that peer `source` (`None`: this node's own file) named
     /// supernode `id` at `seen`. A verified entry only has its last-seen
-    /// time raised. A new entry displaces `source`'s least recently seen
-    /// entry when `source` holds [`MAX_ADVERTISED_PER_SOURCE`], else the
+    /// time raised. A new entry displaces the least recently seen entry of
+    /// `source`'s network group when that group holds
+    /// [`MAX_ADVERTISED_PER_GROUP`], else the
     /// least recently seen advertised entry when the cache is full, unless
     /// that one was seen later than `seen`; it never displaces a verified
     /// entry.
@@ -168,14 +298,14 @@ impl HostCache {
             }
             return;
         }
-        let from_source = Kind::Advertised(source);
+        let from_source = Kind::Advertised(source.map(|s| self.group_of(s)));
         let source_full = source.is_some()
             && self
                 .entries
                 .values()
                 .filter(|e| e.kind == from_source)
                 .count()
-                >= MAX_ADVERTISED_PER_SOURCE;
+                >= MAX_ADVERTISED_PER_GROUP;
         if source_full {
             if !self.make_room(seen, |e| e.kind == from_source) {
                 return;
@@ -236,13 +366,78 @@ mod tests {
         for n in 0..1000 {
             c.add_advertised(id(n), vec![], u64::from(n), liar);
         }
-        assert_eq!(c.len(), MAX_ADVERTISED_PER_SOURCE);
+        assert_eq!(c.len(), MAX_ADVERTISED_PER_GROUP);
         let kept: Vec<NodeId> = c.newest_first().iter().map(|e| e.id).collect();
         assert_eq!(kept[0], id(999));
-        assert_eq!(kept[MAX_ADVERTISED_PER_SOURCE - 1], id(968));
+        assert_eq!(kept[MAX_ADVERTISED_PER_GROUP - 1], id(968));
         // Another peer still gets its share.
         c.add_advertised(id(5000), vec![], 0, Some(id(7777)));
         assert!(c.contains(&id(5000)));
+    }
+
+    #[test]
+    fn fresh_ids_from_one_network_share_one_groups_share_of_the_cache() {
+        let mut c = HostCache::new(200);
+        // 500 sources, each a new id, all from one /16.
+        for s in 0..500u16 {
+            let source = id(10_000 + s);
+            let ip = IpAddr::from([203, 0, (s % 250) as u8, (s / 250) as u8 + 1]);
+            c.note_source_ip(source, ip);
+            for n in 0..10 {
+                c.add_advertised(id(s * 10 + n), vec![], u64::from(s), Some(source));
+            }
+        }
+        assert_eq!(c.len(), MAX_ADVERTISED_PER_GROUP, "one /16, one share");
+        // A peer in another /16 still gets its own share.
+        let other = id(20_000);
+        c.note_source_ip(other, IpAddr::from([198, 51, 100, 7]));
+        for n in 0..5 {
+            c.add_advertised(id(30_000 + n), vec![], 0, Some(other));
+        }
+        assert_eq!(c.len(), MAX_ADVERTISED_PER_GROUP + 5);
+    }
+
+    #[test]
+    fn network_groups_are_slash_16_slash_32_and_loopback_is_per_peer() {
+        let g = |s: &str| NetGroup::of(s.parse().expect("an ip"));
+        assert_eq!(g("203.0.113.9"), g("203.0.7.200"));
+        assert_ne!(g("203.0.113.9"), g("203.1.113.9"));
+        assert_eq!(g("2001:db8:1::1"), g("2001:db8:ffff::2"));
+        assert_ne!(g("2001:db8::1"), g("2001:db9::1"));
+        assert_eq!(g("::ffff:203.0.113.9"), g("203.0.1.1"), "mapped v4 is v4");
+        assert_eq!(g("127.0.0.1"), None);
+        assert_eq!(g("::1"), None);
+        // Local processes each count as their own group, so that a test of
+        // many nodes on one machine works as before.
+        let mut c = HostCache::new(200);
+        for s in 0..4u16 {
+            let source = id(10_000 + s);
+            c.note_source_ip(source, IpAddr::from([127, 0, 0, 1]));
+            for n in 0..20 {
+                c.add_advertised(id(s * 100 + n), vec![], 0, Some(source));
+            }
+        }
+        assert_eq!(c.len(), 80);
+    }
+
+    #[test]
+    fn advertised_dials_are_bounded_per_group_and_in_all_per_window() {
+        let mut c = HostCache::new(200);
+        let liar = id(1);
+        c.note_source_ip(liar, IpAddr::from([203, 0, 113, 1]));
+        let allowed = (0..100).filter(|_| c.may_dial_advertised(0, liar)).count();
+        assert_eq!(allowed, DIALS_PER_GROUP as usize);
+        // A fresh id in the same /16 shares the budget.
+        let sibling = id(2);
+        c.note_source_ip(sibling, IpAddr::from([203, 0, 9, 9]));
+        assert!(!c.may_dial_advertised(1, sibling));
+        // Many groups together stop at the global bound.
+        let others = (3..1000u16)
+            .filter(|n| c.may_dial_advertised(2, id(*n)))
+            .count();
+        assert_eq!(others, (DIALS_IN_ALL - DIALS_PER_GROUP) as usize);
+        // The next window starts afresh.
+        assert!(c.may_dial_advertised(DIAL_WINDOW, liar));
     }
 
     #[test]
@@ -275,14 +470,14 @@ mod tests {
     fn verifying_an_advertised_entry_frees_its_sources_share() {
         let src = Some(id(500));
         let mut c = HostCache::new(200);
-        for n in 0..MAX_ADVERTISED_PER_SOURCE as u16 {
+        for n in 0..MAX_ADVERTISED_PER_GROUP as u16 {
             c.add_advertised(id(n), vec![], 10, src);
         }
         c.add_verified(id(0), vec![], 20);
         assert_eq!(c.verified_len(), 1);
         c.add_advertised(id(300), vec![], 5, src);
         assert!(c.contains(&id(300)), "the share freed by id 0 was reused");
-        assert_eq!(c.len(), MAX_ADVERTISED_PER_SOURCE + 1);
+        assert_eq!(c.len(), MAX_ADVERTISED_PER_GROUP + 1);
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! as a [`Route`]; the `Node` facade enacts it (forwards, delivers at home,
 //! looks the destination up, or answers "not found").
 //!
+//! An ordinary node routes too, in one step: its first hop. A chat's
+//! retries take another first hop than the send before ([`first_hop`]),
+//! and [`PrimaryProbe`] checks now and then that the primary relays at
+//! all, by sending a chat-class packet to ourselves through it; a primary
+//! that twice does not send it back is left for another supernode.
+//!
 //! # Implementation notes
 //! Deciding is split in two, [`Router::route`] (steps 1-3) and
 //! [`Router::onward`] (steps 4-5), because a lookup sits between them: a
@@ -15,9 +21,10 @@
 
 use std::collections::BTreeMap;
 
+use rand::RngExt;
 use skyhop_protocol::recent::RecentIds;
 use skyhop_protocol::{
-    Body, LocationHop, Message, MsgId, NodeId, NotFoundReason, Packet, StaleLocation,
+    Body, LocationHop, Message, MsgId, NodeId, NotFoundReason, Packet, Role, StaleLocation,
 };
 
 use super::context::Ctx;
@@ -31,6 +38,12 @@ use super::SimTime;
 /// Packets held for location lookups at most, in all and per destination.
 const MAX_HELD_PACKETS: usize = 4096;
 const MAX_HELD_PER_DST: usize = 32;
+/// A probe of the primary that is not back within this is missed.
+pub(crate) const PROBE_TIMEOUT: SimTime = 3 * super::SECS;
+/// Missed probes in a row after which an ordinary node leaves its primary.
+pub(crate) const PROBE_MISSES: u32 = 2;
+/// Acks sent again for duplicate chats per second at most.
+pub(crate) const MAX_REACKS_PER_S: u32 = 20;
 
 /// Where a packet goes next.
 #[derive(Debug)]
@@ -72,6 +85,13 @@ pub(crate) struct Router {
     held: BTreeMap<NodeId, Vec<Held>>,
     /// Packets held in all.
     held_count: usize,
+    /// An ordinary node's check of its primary.
+    probe: PrimaryProbe,
+    /// Acks sent again for duplicates so far: each takes the next first
+    /// hop in turn.
+    detours: u32,
+    /// Acks sent again in the current second, and when it began.
+    reacks: (u32, SimTime),
 }
 
 impl Router {
@@ -82,7 +102,34 @@ impl Router {
             cache: LocationCache::new(cache_size, cache_ttl),
             held: BTreeMap::new(),
             held_count: 0,
+            probe: PrimaryProbe::default(),
+            detours: 0,
+            reacks: (0, 0),
         }
+    }
+
+    /// The attempt number for the next ack sent again for a duplicate
+    /// chat: never 0, so that it leaves by a backup when there is one;
+    /// None past [`MAX_REACKS_PER_S`] in the second of `now`. An honest
+    /// sender's lost ack is rare; a replay flood would otherwise make this
+    /// node send its supernode an ack per replay, over its own budget.
+    pub fn next_detour(&mut self, now: SimTime) -> Option<u32> {
+        let (count, since) = &mut self.reacks;
+        if now >= *since + super::SECS {
+            *count = 0;
+            *since = now;
+        }
+        if *count >= MAX_REACKS_PER_S {
+            return None;
+        }
+        *count += 1;
+        self.detours = self.detours.wrapping_add(1).max(1);
+        Some(self.detours)
+    }
+
+    /// The ordinary node's check of its primary.
+    pub fn probe_mut(&mut self) -> &mut PrimaryProbe {
+        &mut self.probe
     }
 
     /// Records packet `id` from `src`; false if it was seen already.
@@ -154,7 +201,7 @@ impl Router {
         if located.is_none()
             && p.location == LocationHop::Unused
             && from.is_some_and(|f| f == p.src)
-            && view.supernode.is_client(&p.src)
+            && speaks_for_itself(view, &p.src)
         {
             return Route::LookUp(p);
         }
@@ -245,6 +292,128 @@ impl Router {
     }
 }
 
+/// Whether `src` is an ordinary node linked to us: our client, or a client
+/// of another supernode retrying through us as its backup. Either way we
+/// look its destination up, so that a retry avoids the path that failed
+/// rather than detouring through the recipient's home supernode.
+fn speaks_for_itself(view: &RouteView<'_>, src: &NodeId) -> bool {
+    view.supernode.is_client(src)
+        || view
+            .links
+            .get(src)
+            .is_some_and(|l| l.role == Some(Role::Ordinary))
+}
+
+/// The first hop of an ordinary node's send number `attempt` (0: the first
+/// send) of a packet: the primary first, then each backup in turn, then
+/// the primary again, so that a retry never takes the hop that just failed
+/// when there is another.
+pub(crate) fn first_hop(
+    primary: Option<NodeId>,
+    backups: &[NodeId],
+    attempt: u32,
+) -> Option<NodeId> {
+    let hops: Vec<NodeId> = primary.into_iter().chain(backups.iter().copied()).collect();
+    if hops.is_empty() {
+        return None;
+    }
+    Some(hops[attempt as usize % hops.len()])
+}
+
+/// What the primary probe asks the facade to do.
+#[derive(Debug, PartialEq)]
+pub(crate) enum ProbeStep {
+    /// Nothing now.
+    Idle,
+    /// Send this packet to the primary (it is addressed to ourselves).
+    Send(NodeId, Box<Packet>),
+    /// The primary missed [`PROBE_MISSES`] probes in a row: leave it.
+    Abandon(NodeId),
+}
+
+/// An ordinary node's check that its primary relays what it should.
+///
+/// The probe is a chat acknowledgement from this node to itself: to the
+/// primary it is a packet for its own client, indistinguishable by class
+/// from the acks and chats it relays all day, so a supernode that drops
+/// those drops the probe too, and one that relays them sends it back.
+#[derive(Debug, Default)]
+pub(crate) struct PrimaryProbe {
+    /// The primary being probed.
+    primary: Option<NodeId>,
+    /// When the next probe is due.
+    next_at: SimTime,
+    /// The probe in flight: its packet id and when it left.
+    in_flight: Option<(MsgId, SimTime)>,
+    /// Probes in a row that did not come back.
+    missed: u32,
+}
+
+impl PrimaryProbe {
+    /// Runs at `now` for an ordinary node attached to `primary`: the probe
+    /// to send, the primary to leave, or nothing.
+    pub fn tick(&mut self, ctx: &mut Ctx, now: SimTime, primary: Option<NodeId>) -> ProbeStep {
+        let interval = ctx.cfg.primary_probe_interval;
+        if primary != self.primary {
+            // A new primary: probe it within half an interval, so that a
+            // node that attached to a dropper finds out soon.
+            *self = PrimaryProbe {
+                primary,
+                next_at: now + ctx.rng.random_range(0..=interval / 2),
+                ..PrimaryProbe::default()
+            };
+        }
+        let Some(sn) = self.primary else {
+            return ProbeStep::Idle;
+        };
+        if let Some((_, sent)) = self.in_flight {
+            if now < sent + PROBE_TIMEOUT {
+                return ProbeStep::Idle;
+            }
+            self.in_flight = None;
+            self.missed += 1;
+            if self.missed >= PROBE_MISSES {
+                *self = PrimaryProbe::default();
+                return ProbeStep::Abandon(sn);
+            }
+            // Missed once: ask again at once rather than in an interval.
+            self.next_at = now;
+        }
+        if now < self.next_at {
+            return ProbeStep::Idle;
+        }
+        let id = MsgId(ctx.rng.random());
+        let probe = Packet {
+            dst: ctx.id,
+            src: ctx.id,
+            id,
+            ttl: ctx.cfg.ttl.saturating_sub(1),
+            hops: 1,
+            location: LocationHop::Unused,
+            trace: None,
+            body: Body::ChatAck {
+                msg_id: MsgId(ctx.rng.random()),
+                seq: 0,
+                hops: 0,
+            },
+        };
+        self.in_flight = Some((id, now));
+        self.next_at = now + interval;
+        ProbeStep::Send(sn, Box::new(probe))
+    }
+
+    /// Packet `id` from ourselves came back: true if it is the probe in
+    /// flight (which is then answered), false if it is not ours to take.
+    pub fn returned(&mut self, id: MsgId) -> bool {
+        if self.in_flight.is_some_and(|(sent, _)| sent == id) {
+            self.in_flight = None;
+            self.missed = 0;
+            return true;
+        }
+        false
+    }
+}
+
 /// Publishes, withdrawals and queries travel to the home supernodes of
 /// their destination by XOR distance alone.
 fn is_home_bound(body: &Body) -> bool {
@@ -270,4 +439,25 @@ fn packet_key(src: &NodeId, id: MsgId) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&src.0[..8]);
     u64::from_be_bytes(word) ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> NodeId {
+        NodeId([n; 32])
+    }
+
+    #[test]
+    fn each_retry_leaves_by_another_first_hop_than_the_send_before() {
+        let (p, b) = (Some(id(1)), [id(2), id(3)]);
+        let hops: Vec<Option<NodeId>> = (0..6).map(|a| first_hop(p, &b, a)).collect();
+        assert_eq!(hops[0], p, "the first send goes to the primary");
+        for w in hops.windows(2) {
+            assert_ne!(w[0], w[1], "two sends in a row took one hop: {hops:?}");
+        }
+        assert_eq!(first_hop(p, &[], 3), p, "no backup: the primary again");
+        assert_eq!(first_hop(None, &[], 1), None);
+    }
 }

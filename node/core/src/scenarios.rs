@@ -702,3 +702,98 @@ fn a_flooding_client_is_dropped_and_refused_while_the_others_keep_chatting() {
     h.run_for(20 * SECS);
     assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
 }
+
+#[test]
+fn a_client_whose_primary_drops_its_chats_moves_and_is_reached_again() {
+    let mut h = Harness::overlay(5, 20);
+    let ons = h.ordinaries();
+    let (victim, sender) = (ons[0], ons[1]);
+    let dropper = h.node(&victim).primary().expect("attached");
+    h.dropping.insert(dropper);
+    // Within two probe intervals the victim has missed two probes and left.
+    let interval = NodeConfig::default().primary_probe_interval;
+    h.run_for(2 * interval);
+    let now_primary = h.node(&victim).primary();
+    assert!(
+        now_primary.is_some_and(|p| p != dropper),
+        "the victim still hangs on {dropper:?} (now {now_primary:?})"
+    );
+    assert!(h.node(&victim).counters().primaries_abandoned >= 1);
+    // And a chat to it is delivered, by whichever path is left.
+    let sender = if h.node(&sender).primary() == Some(dropper) {
+        *ons.iter()
+            .find(|o| **o != victim && h.node(o).primary() != Some(dropper))
+            .expect("a sender on another supernode")
+    } else {
+        sender
+    };
+    let msg = h.send_chat(sender, victim, "found you");
+    h.run_for(40 * SECS);
+    assert!(
+        matches!(h.outcome(sender, msg), Some(Ok(_))),
+        "{:?}",
+        h.outcome(sender, msg)
+    );
+}
+
+#[test]
+fn a_retry_leaves_by_a_backup_when_the_primary_drops_the_chat() {
+    let mut h = Harness::overlay(5, 20);
+    let ons = h.ordinaries();
+    let sender = ons[0];
+    let dropper = h.node(&sender).primary().expect("attached");
+    let recipient = *ons
+        .iter()
+        .find(|o| h.node(o).primary().is_some_and(|p| p != dropper))
+        .expect("a recipient on another supernode");
+    // Drop only the sender's chats at its primary: acks to it pass.
+    h.dropping.insert(dropper);
+    let msg = h.send_chat(sender, recipient, "around you");
+    // Well before a probe could have moved it: only a retry by a backup
+    // can get the chat through; its ack comes back through the backup too
+    // unless the dropper is on that path, so the recipient received it.
+    h.run_for(4 * SECS);
+    assert!(
+        h.received(recipient)
+            .iter()
+            .any(|(from, text)| *from == sender && text == "around you"),
+        "the retry did not go around the dropping primary"
+    );
+    let _ = msg;
+}
+
+#[test]
+fn a_replayed_chat_flood_is_not_answered_by_an_ack_flood() {
+    let mut h = Harness::overlay(3, 2);
+    // Harness::overlay's first ordinary node has seed 1000.
+    let alice = identity(1000);
+    let a = alice.id();
+    let b = *h.ordinaries().iter().find(|o| **o != a).expect("two");
+    let sn_b = h.node(&b).primary().expect("attached");
+    // One genuine chat from a, replayed 200 times under fresh packet ids
+    // (what a flooder does to make b answer each one).
+    let chat = alice
+        .chat(b, MsgId(5), 1, 0, "again and again".into())
+        .expect("short");
+    for n in 0..200 {
+        let p = Packet {
+            dst: b,
+            src: a,
+            id: MsgId(1_000 + n),
+            ttl: 8,
+            hops: 2,
+            location: LocationHop::Unused,
+            trace: None,
+            body: Body::Chat(chat.clone()),
+        };
+        h.inject(sn_b, b, Message::Routed(p));
+    }
+    let c = h.node(&b).counters();
+    assert_eq!(c.dropped(DropReason::DuplicateChat), 199);
+    // The first is acked, then 20 duplicates in the second; the rest not.
+    assert_eq!(c.dropped(DropReason::ReackOverBudget), 199 - 20);
+    assert_eq!(h.received(b).len(), 1);
+    // b is still attached: it did not flood its own supernode.
+    h.run_for(5 * SECS);
+    assert_eq!(h.node(&b).primary(), Some(sn_b));
+}

@@ -515,6 +515,15 @@ pub struct Status {
     pub listen_addrs: Vec<String>,
     /// Frames dropped because a neighbor's queue was full.
     pub dropped_frames: u64,
+    /// Links this node closed (a ban, a dead link, a primary left).
+    #[serde(default)]
+    pub links_closed: u64,
+    /// Links the peer or the transport ended.
+    #[serde(default)]
+    pub links_lost: u64,
+    /// Inbound connections refused before the handshake.
+    #[serde(default)]
+    pub connections_refused: u64,
     /// Connected libp2p peers.
     pub connected_peers: usize,
 }
@@ -538,6 +547,9 @@ impl From<&StatusReport> for Status {
             peer_id: report.info.peer_id.to_string(),
             listen_addrs: report.info.listen_addrs.clone(),
             dropped_frames: report.dropped_frames,
+            links_closed: report.abuse.links_closed,
+            links_lost: report.abuse.links_lost,
+            connections_refused: report.abuse.connections_refused,
             connected_peers: report.connected_peers,
         }
     }
@@ -559,6 +571,15 @@ pub struct Counters {
     pub dropped: BTreeMap<String, u64>,
     /// Signed statements rejected as forged.
     pub forged: u64,
+    /// Frames over their sender's budget, by message class.
+    #[serde(default)]
+    pub over_budget: BTreeMap<String, u64>,
+    /// Peers disconnected and refused for flooding or misbehaving.
+    #[serde(default)]
+    pub peers_banned: u64,
+    /// Primaries left because they did not relay our probes.
+    #[serde(default)]
+    pub primaries_abandoned: u64,
 }
 
 impl From<&skyhop_core::Counters> for Counters {
@@ -577,6 +598,9 @@ impl From<&skyhop_core::Counters> for Counters {
                 .map(|(reason, n)| (reason.as_str().to_string(), *n))
                 .collect(),
             forged: c.forged,
+            over_budget: owned(&c.over_budget),
+            peers_banned: c.peers_banned,
+            primaries_abandoned: c.primaries_abandoned,
         }
     }
 }
@@ -843,7 +867,7 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "",
             "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
              `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
-             `dropped_frames`, `connected_peers`",
+             `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `connected_peers`",
         ),
         typed::<PeersRequest>(
             "",

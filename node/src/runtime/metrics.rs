@@ -191,6 +191,39 @@ impl Collector for SkyhopCollector {
             "Signed statements rejected as forged",
             c.forged,
         )?;
+        counter_family(
+            e,
+            "skyhop_over_budget",
+            "Frames over their sender's budget, dropped, by message class",
+            "class",
+            c.over_budget.iter().map(|(k, v)| (*k, *v)),
+        )?;
+        counter(
+            e,
+            "skyhop_peers_banned",
+            "Peers disconnected and refused for flooding or misbehaving",
+            c.peers_banned,
+        )?;
+        counter(
+            e,
+            "skyhop_primaries_abandoned",
+            "Primary supernodes left because they did not relay our probes",
+            c.primaries_abandoned,
+        )?;
+        let a = &report.abuse;
+        counter_family(
+            e,
+            "skyhop_links_ended",
+            "Links ended, by who ended them",
+            "by",
+            [("us", a.links_closed), ("peer_or_transport", a.links_lost)],
+        )?;
+        counter(
+            e,
+            "skyhop_connections_refused",
+            "Inbound connections refused before the handshake",
+            a.connections_refused,
+        )?;
         let chats = &self.chats;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(

@@ -53,7 +53,7 @@ use super::ip_limits::{ip_of, IpLimits};
 use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 use super::metrics::{ChatCounters, NodeMetrics};
 use super::oplog::{OpKind, OpLog};
-use super::report::{NodeInfo, StatusReport};
+use super::report::{AbuseCounts, NodeInfo, StatusReport};
 use super::{storage, RuntimeError};
 use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
 
@@ -504,6 +504,9 @@ struct NodeTask {
     recent: VecDeque<NodeId>,
     /// Frames dropped on a full or missing link queue.
     dropped_frames: Arc<AtomicU64>,
+    /// Abuse figures for status and metrics: links closed and connections
+    /// refused.
+    abuse: AbuseCounts,
     /// Recent events, shared with every handle.
     events: Arc<EventLog>,
     /// Chats sent and their outcomes, for `/metrics`.
@@ -580,6 +583,7 @@ impl NodeTask {
             traces: BTreeMap::new(),
             recent: VecDeque::new(),
             dropped_frames: Arc::new(AtomicU64::new(0)),
+            abuse: AbuseCounts::default(),
             events: Arc::new(EventLog::default()),
             chats: Arc::new(ChatCounters::default()),
             p2p_metrics: None,
@@ -923,6 +927,7 @@ impl NodeTask {
                     status: self.core.status(),
                     info: self.info.clone(),
                     dropped_frames: self.dropped_frames.load(Ordering::Relaxed),
+                    abuse: self.abuse,
                     connected_peers: self.swarm.connected_peers().count(),
                 });
             }
@@ -1221,12 +1226,16 @@ impl NodeTask {
         );
         tracing::debug!(peer = %id.short(), "link up");
         self.core.handle_link_up(now, id);
+        if let Some(ip) = self.peer_ips.get(&peer) {
+            self.core.handle_peer_ip(id, *ip);
+        }
     }
 
     /// Closes the link the core asked to close: the writer flushes what is
     /// queued, then the connection is closed.
     fn close_link(&mut self, id: NodeId) {
         if let Some(link) = self.links.remove(&id) {
+            self.abuse.links_closed += 1;
             link.reader.abort();
             self.disconnect_after_flush
                 .insert(link.generation, link.peer);
@@ -1252,6 +1261,7 @@ impl NodeTask {
                 .note(now, OpKind::LinkClosed, false, &id.short(), &why);
         }
         if let Some(link) = self.links.remove(&id) {
+            self.abuse.links_lost += 1;
             link.reader.abort();
             self.closing.push(link.writer);
             let _ = self.swarm.disconnect_peer_id(link.peer);
@@ -1393,6 +1403,7 @@ impl NodeTask {
                     || send_back_addr.to_string(),
                     |p| NodeId::from_peer_id(&p).short(),
                 );
+                self.abuse.connections_refused += 1;
                 let message = format!("refused an inbound connection: {cause}");
                 self.oplog.note(now, OpKind::Refused, true, &who, &message);
             }

@@ -29,6 +29,22 @@ pub struct StatusReport {
     pub info: NodeInfo,
     /// Frames dropped because a neighbor's queue was full.
     pub dropped_frames: u64,
+    /// Links closed and connections refused.
+    pub abuse: AbuseCounts,
     /// Connected libp2p peers.
     pub connected_peers: usize,
+}
+
+/// What the runtime counts of links ending and connections refused (the
+/// core counts frames over budget and peers banned).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AbuseCounts {
+    /// Links this node closed: the core decided (a peer banned for
+    /// flooding or misbehaving, a dead link, a primary left).
+    pub links_closed: u64,
+    /// Links the peer or the transport ended (a writer timeout included).
+    pub links_lost: u64,
+    /// Inbound connections refused by the connection limits, the per-IP
+    /// cap or a refused address, before the handshake.
+    pub connections_refused: u64,
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use skyhop_core::NodeConfig;
 
+use super::adversary::AdversaryConfig;
 use super::SimError;
 
 /// A whole scenario.
@@ -53,6 +54,10 @@ pub struct SimConfig {
     /// simulator.
     #[serde(default)]
     pub node: NodeConfig,
+    /// Hostile nodes, if any (see `adversary.rs`); left out of the metrics'
+    /// copy of the scenario when absent, so older runs stay byte-identical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversary: Option<AdversaryConfig>,
 }
 
 fn default_seed() -> u64 {
@@ -481,6 +486,9 @@ impl SimConfig {
         }
         if let Err(e) = self.node.validate() {
             return Err(("node".to_string(), e.to_string()));
+        }
+        if let Some(a) = &self.adversary {
+            a.validate()?;
         }
         Ok(())
     }

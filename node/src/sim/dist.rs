@@ -49,6 +49,8 @@ pub mod stream {
     pub const CHAT: u64 = 3;
     /// Which location records are checked: the invariants.
     pub const INVARIANTS: u64 = 4;
+    /// Who is hostile, their victims and their packet ids: the adversary.
+    pub const ADVERSARY: u64 = 5;
 }
 
 /// A world RNG for one purpose (`stream`), so that e.g. changing the chat

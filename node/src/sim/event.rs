@@ -94,11 +94,13 @@ pub enum Ev {
     Chat,
     /// Periodic sampling and invariant checks.
     Sample,
+    /// The flooders' next batch of frames.
+    Flood,
 }
 
 impl Ev {
     /// Names of the kinds, indexed by [`Ev::index`], then `wake_stale`.
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 15] = [
         "start",
         "wake",
         "frame",
@@ -112,12 +114,13 @@ impl Ev {
         "topology",
         "chat",
         "sample",
+        "flood",
         "wake_stale",
     ];
     /// The index of `wake`.
     pub const WAKE: usize = 1;
     /// The index of `wake_stale`.
-    pub const WAKE_STALE: usize = 13;
+    pub const WAKE_STALE: usize = 14;
 
     /// The kind's index in [`Ev::NAMES`].
     pub fn index(&self) -> usize {
@@ -135,6 +138,7 @@ impl Ev {
             Ev::Topology => 10,
             Ev::Chat => 11,
             Ev::Sample => 12,
+            Ev::Flood => 13,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use skyhop_core::DropReason;
 
+use super::adversary::AdversaryMetrics;
 use super::config::SimConfig;
 
 /// Everything a run measured.
@@ -56,6 +57,9 @@ pub struct Metrics {
     pub counters: CounterTotals,
     /// Invariant checks made.
     pub invariants: InvariantChecks,
+    /// Hostile nodes and honest delivery, when the scenario has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adversary: Option<AdversaryMetrics>,
     /// The scenario as run.
     pub config: SimConfig,
 }
@@ -319,6 +323,10 @@ pub struct CounterTotals {
     pub dropped: BTreeMap<DropReason, u64>,
     /// `PeerMisbehaved` events (none expected among honest nodes).
     pub misbehaved_events: u64,
+    /// Peers disconnected and refused for flooding or forging.
+    pub peers_banned: u64,
+    /// Primaries left by ordinary nodes because they did not relay.
+    pub primaries_abandoned: u64,
 }
 
 /// Invariant checks made.

@@ -31,6 +31,7 @@
 //! draws of another. Nothing reads a clock except the wall-clock timer in
 //! [`run`], which only feeds the perf report.
 
+mod adversary;
 pub mod config;
 mod dist;
 mod event;

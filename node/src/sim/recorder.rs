@@ -12,6 +12,7 @@ use skyhop_protocol::{Body, Message, MsgId, Role};
 
 use skyhop_core::{ChatFailure, Counters, SimTime, MILLIS, SECS};
 
+use super::adversary::Adversary;
 use super::config::SimConfig;
 use super::dist::{millis, secs};
 use super::invariants::Invariants;
@@ -117,6 +118,8 @@ fn add_counters(totals: &mut CounterTotals, c: &Counters) {
     totals.forwarded += c.forwarded;
     totals.delivered += c.delivered;
     totals.forged += c.forged;
+    totals.peers_banned += c.peers_banned;
+    totals.primaries_abandoned += c.primaries_abandoned;
     for (k, v) in &c.dropped {
         *totals.dropped.entry(*k).or_default() += v;
     }
@@ -324,7 +327,13 @@ impl Recorder {
 
     /// The metrics of the run that ended as `run` says, with the nodes of
     /// `pop` as they are at the end and the checks of `inv`.
-    pub fn finish(mut self, run: RunEnd, pop: &Population, inv: &Invariants) -> Metrics {
+    pub fn finish(
+        mut self,
+        run: RunEnd,
+        pop: &Population,
+        inv: &Invariants,
+        adv: &Adversary,
+    ) -> Metrics {
         let cfg = &run.cfg;
         self.live_changed(run.now, 0);
         let end = secs(cfg.duration_s);
@@ -342,45 +351,44 @@ impl Recorder {
         let mut hops = Vec::new();
         let mut latencies = Vec::new();
         let mut histogram = vec![0u64; usize::from(ttl) + 1];
+        let mut honest = Delivery {
+            deadline_ms: cfg.workload.deadline_ms,
+            ..Delivery::default()
+        };
+        let mut honest_latencies = Vec::new();
         for ((from, _), m) in &self.msgs {
             d.sent += 1;
+            let is_honest = adv.active() && !adv.is_hostile(*from) && !adv.is_hostile(m.to);
+            if is_honest {
+                honest.sent += 1;
+            }
             let until = m.sent_at + horizon;
             if pop.departed_within(*from, m.sent_at, until)
                 || pop.departed_within(m.to, m.sent_at, until)
             {
                 d.excluded_endpoint_departed += 1;
+                honest.excluded_endpoint_departed += u64::from(is_honest);
                 continue;
             }
             if run.violation.is_some() && until > run.now {
                 // The run stopped before this message could finish.
                 d.excluded_endpoint_departed += 1;
+                honest.excluded_endpoint_departed += u64::from(is_honest);
                 continue;
             }
-            d.eligible += 1;
             let bucket = ((m.sent_at / interval) as usize).min(buckets - 1);
             over_time[bucket].0 += 1;
-            if m.unattached {
-                d.sent_not_attached += 1;
-            }
-            match m.outcome {
-                // A user who is not in the overlay cannot chat: that is the
-                // failure, whatever the sender's node made of it.
-                Some(Err(_)) | None if m.unattached => d.failed_not_attached += 1,
-                Some(Ok((latency, h))) => {
-                    d.delivered += 1;
-                    over_time[bucket].1 += 1;
-                    if latency <= deadline {
-                        d.delivered_within_deadline += 1;
-                    }
-                    hops.push(f64::from(h));
-                    let last = histogram.len() - 1;
-                    histogram[usize::from(h).min(last)] += 1;
-                    latencies.push(latency as f64 / MILLIS as f64);
+            if is_honest {
+                if let Some((latency, _)) = tally(&mut honest, m, deadline) {
+                    honest_latencies.push(latency as f64 / MILLIS as f64);
                 }
-                Some(Err(ChatFailure::Offline)) => d.failed_offline += 1,
-                Some(Err(ChatFailure::NotFound)) => d.failed_not_found += 1,
-                Some(Err(ChatFailure::TimedOut)) => d.failed_timed_out += 1,
-                None => d.unresolved += 1,
+            }
+            if let Some((latency, h)) = tally(&mut d, m, deadline) {
+                over_time[bucket].1 += 1;
+                hops.push(f64::from(h));
+                let last = histogram.len() - 1;
+                histogram[usize::from(h).min(last)] += 1;
+                latencies.push(latency as f64 / MILLIS as f64);
             }
         }
         let ratio = |a: u64, b: u64| {
@@ -392,6 +400,9 @@ impl Recorder {
         };
         d.eventual_ratio = ratio(d.delivered, d.eligible);
         d.within_deadline_ratio = ratio(d.delivered_within_deadline, d.eligible);
+        honest.eventual_ratio = ratio(honest.delivered, honest.eligible);
+        honest.within_deadline_ratio = ratio(honest.delivered_within_deadline, honest.eligible);
+        let adversary = adv.active().then(|| adv.report(honest, honest_latencies));
         let delivery_over_time = over_time
             .iter()
             .enumerate()
@@ -476,6 +487,7 @@ impl Recorder {
             counters: totals,
             invariants,
             violation: run.violation,
+            adversary,
             config: run.cfg,
         }
     }
@@ -535,4 +547,30 @@ impl Recorder {
             retransmitted: t.retransmitted,
         }
     }
+}
+
+/// Counts eligible message `m` in `d`: its delivered (latency, hops), if it
+/// was delivered.
+fn tally(d: &mut Delivery, m: &MsgTrack, deadline: SimTime) -> Option<(SimTime, u8)> {
+    d.eligible += 1;
+    if m.unattached {
+        d.sent_not_attached += 1;
+    }
+    match m.outcome {
+        // A user who is not in the overlay cannot chat: that is the
+        // failure, whatever the sender's node made of it.
+        Some(Err(_)) | None if m.unattached => d.failed_not_attached += 1,
+        Some(Ok((latency, h))) => {
+            d.delivered += 1;
+            if latency <= deadline {
+                d.delivered_within_deadline += 1;
+            }
+            return Some((latency, h));
+        }
+        Some(Err(ChatFailure::Offline)) => d.failed_offline += 1,
+        Some(Err(ChatFailure::NotFound)) => d.failed_not_found += 1,
+        Some(Err(ChatFailure::TimedOut)) => d.failed_timed_out += 1,
+        None => d.unresolved += 1,
+    }
+    None
 }

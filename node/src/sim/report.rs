@@ -201,6 +201,31 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
             m.invariants.steady_samples, m.invariants.records_checked
         ),
     );
+    if let Some(a) = &m.adversary {
+        row(
+            "hostile SN dropping / ON flooding",
+            format!("{} / {}", a.dropping_supernodes, a.flooding_ordinary),
+        );
+        row(
+            "dropped / forged / flood frames",
+            format!(
+                "{} / {} / {}",
+                a.relayed_dropped, a.not_found_forged, a.flood_frames
+            ),
+        );
+        let h = &a.honest_delivery;
+        row(
+            "honest delivery eventual",
+            format!("{} ({}/{})", pct(h.eventual_ratio), h.delivered, h.eligible),
+        );
+        row(
+            "honest latency p50 / p99",
+            format!(
+                "{:.1} / {:.1} ms",
+                a.honest_latency_ms.p50, a.honest_latency_ms.p99
+            ),
+        );
+    }
     row("wall time", format!("{:.2} s", perf.wall_s));
     row(
         "events per wall second",

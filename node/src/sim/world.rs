@@ -34,6 +34,7 @@ use skyhop_protocol::{codec, Identity, Message, NodeId, Role, SignatureMemo};
 
 use skyhop_core::{Action, Event, Output, SimTime, SECS};
 
+use super::adversary::{Adversary, Verdict, FLOOD_TICK};
 use super::config::SimConfig;
 use super::dist::secs;
 use super::event::Ev;
@@ -90,6 +91,8 @@ pub struct World {
     inv: Invariants,
     /// Signature checks of frames in flight.
     verifier: Verifier,
+    /// The hostile nodes, if the scenario has any.
+    adv: Adversary,
     /// The encoding buffer of `transmit`.
     scratch: Vec<u8>,
 }
@@ -114,6 +117,7 @@ impl World {
             rec: Recorder::new(secs(cfg.warmup_s)),
             inv: Invariants::new(&cfg, seed),
             verifier: Verifier::spawn(memo),
+            adv: Adversary::new(&cfg, seed),
             scratch: Vec::with_capacity(1024),
             cfg,
         };
@@ -146,6 +150,10 @@ impl World {
         }
         let interval = secs(w.cfg.sample_interval_s);
         w.push(interval, Ev::Sample);
+        let workload_start = w.work.start().unwrap_or(secs(w.cfg.warmup_s));
+        if let Some(at) = w.adv.flood_start(workload_start) {
+            w.push(at, Ev::Flood);
+        }
         w
     }
 
@@ -307,6 +315,7 @@ impl World {
             }
             Ev::Topology => self.inv.topology_changed(now),
             Ev::Chat => self.chat(),
+            Ev::Flood => self.flood(),
             Ev::Sample => {
                 self.rec.sample_attachment(now, &self.pop);
                 if let Err(what) = self.inv.sample(now, &self.pop, &self.net) {
@@ -451,6 +460,16 @@ impl World {
     /// traffic counts), then handed to the network model.
     fn transmit(&mut self, from: u32, to_id: NodeId, msg: Message) {
         let now = self.now;
+        if self.adv.is_hostile(from) {
+            let id = self.pop.id(from);
+            let (pop, net) = (&self.pop, &self.net);
+            let linked = |peer: &NodeId| pop.slot_of(peer).is_some_and(|s| net.has_link(from, s));
+            match self.adv.on_send(from, id, &msg, linked) {
+                Verdict::Pass => {}
+                Verdict::Drop => return,
+                Verdict::Forge(to, lie) => return self.transmit(from, to, *lie),
+            }
+        }
         self.scratch.clear();
         let len = match codec::encode_into(&msg, &mut self.scratch) {
             Ok(len) => len as u64,
@@ -628,6 +647,29 @@ impl World {
         self.push(now + gap, Ev::Chat);
     }
 
+    /// The flooders' batch of this tick, each to its primary supernode.
+    fn flood(&mut self) {
+        let now = self.now;
+        let count = self.adv.frames_this_tick();
+        for slot in self.adv.flooders() {
+            let Some(primary) = self.pop.node(slot).and_then(|n| n.primary()) else {
+                self.adv.idle_tick();
+                continue;
+            };
+            let id = self.pop.id(slot);
+            let pop = &self.pop;
+            let victim = |rng: &mut _| {
+                let users = pop.ordinary();
+                let pick = users[rand::RngExt::random_range(rng, 0..users.len())];
+                (pick != slot).then(|| pop.id(pick))
+            };
+            for msg in self.adv.flood_frames(slot, id, now, victim, count) {
+                self.transmit(slot, primary, msg);
+            }
+        }
+        self.push(now + FLOOD_TICK, Ev::Flood);
+    }
+
     fn finish(self) -> Metrics {
         let World {
             cfg,
@@ -641,6 +683,7 @@ impl World {
             net,
             rec,
             inv,
+            adv,
             ..
         } = self;
         let run = RunEnd {
@@ -656,7 +699,7 @@ impl World {
                 .collect(),
             violation,
         };
-        let metrics = rec.finish(run, &pop, &inv);
+        let metrics = rec.finish(run, &pop, &inv, &adv);
         // Freeing 10^6 nodes one allocation at a time took seconds of the
         // run's wall time; nothing reads them any more, so another thread
         // does it (a process that exits first just skips the work).

@@ -295,6 +295,15 @@ impl Node {
         );
     }
 
+    /// Linked peer `peer` connects from `ip` (as the driver saw the
+    /// connection): the supernodes it advertises count against that
+    /// address's network group (see `host_cache`).
+    pub fn handle_peer_ip(&mut self, peer: NodeId, ip: std::net::IpAddr) {
+        if self.links.contains(&peer) {
+            self.host_cache.note_source_ip(peer, ip);
+        }
+    }
+
     /// The link to `peer` closed.
     pub fn handle_link_down(&mut self, now: SimTime, peer: NodeId) {
         self.link_lost(now, peer, "link closed");
@@ -311,6 +320,7 @@ impl Node {
         if self.links.remove(&peer).is_none() {
             return;
         }
+        self.host_cache.forget_source(&peer);
         if self.table.remove(&peer) {
             self.router.cache_mut().forget_supernode(&peer);
             self.supernode.homes_changed(&self.ctx, now);
@@ -580,6 +590,11 @@ impl Node {
                     .add_advertised(p.id, p.addrs, now, Some(from)),
                 Role::Supernode => {
                     if !self.links.contains(&p.id) && self.table.has_room_for(&p.id) {
+                        // Dialed at `from`'s word: within its budget.
+                        if !self.host_cache.may_dial_advertised(now, from) {
+                            self.ctx.out.drop(DropReason::DialOverBudget);
+                            continue;
+                        }
                         self.links.dial(&mut self.ctx, now, Some(p.id), p.addrs);
                     }
                 }

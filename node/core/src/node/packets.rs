@@ -59,6 +59,10 @@ impl Node {
     }
 
     pub(super) fn handle_packet(&mut self, now: SimTime, from: Option<NodeId>, mut p: Packet) {
+        // Our probe of the primary, back from it (see routing::PrimaryProbe).
+        if p.src == self.ctx.id && p.dst == self.ctx.id && self.router.probe_mut().returned(p.id) {
+            return;
+        }
         if !self.router.first_sight(&p.src, p.id) {
             self.ctx.out.drop(DropReason::Duplicate);
             return;
@@ -193,8 +197,23 @@ impl Node {
         self.ctx.out.counters.delivered += 1;
         match p.body {
             Body::Chat(chat) => {
+                let seen = self.ctx.out.counters.dropped(DropReason::DuplicateChat);
                 if let Some(ack) = self.chats.on_chat(&mut self.ctx, now, p.src, p.hops, chat) {
-                    self.originate(now, p.src, ack, None);
+                    // A duplicate means our ack was lost: the next one takes
+                    // another path (routing::first_hop), and a flood of
+                    // replays is not answered by a flood of acks.
+                    let again = self.ctx.out.counters.dropped(DropReason::DuplicateChat) > seen;
+                    let attempt = if again {
+                        self.router.next_detour(now)
+                    } else {
+                        Some(0)
+                    };
+                    match attempt {
+                        Some(attempt) => {
+                            self.send_through(now, p.src, ack, attempt);
+                        }
+                        None => self.ctx.out.drop(DropReason::ReackOverBudget),
+                    }
                 }
             }
             Body::ChatAck { msg_id, hops, .. } => {

@@ -3,12 +3,13 @@
 //! that rides on the heartbeat tick.
 
 use rand::RngExt;
-use skyhop_protocol::{Body, Heartbeat, Message, NodeId, Role};
+use skyhop_protocol::{Body, Heartbeat, LocationHop, Message, MsgId, NodeId, Packet, Role};
 
 use super::{Node, MAINTENANCE_INTERVAL};
 use crate::attach::PARALLEL_ATTACH_DIALS;
 use crate::events::{Action, ChatFailure, Event};
 use crate::pending::Request;
+use crate::routing::{self, ProbeStep};
 use crate::timers::Timer;
 use crate::SimTime;
 
@@ -75,6 +76,9 @@ impl Node {
             self.attach
                 .ensure_backups(&mut self.ctx, &mut self.links, &self.host_cache, now);
         }
+        if self.ctx.cfg.role == Role::Ordinary {
+            self.probe_primary(now);
+        }
         if now >= self.maintenance_due {
             self.on_maintenance(now);
         }
@@ -107,10 +111,68 @@ impl Node {
                 continue;
             };
             let to = retry.chat.to;
-            let packet_id = self.originate(now, to, Body::Chat(retry.chat), None);
+            let packet_id = self.send_through(now, to, Body::Chat(retry.chat), retry.attempt);
             self.chats.resent(&msg_id, packet_id, now, retry.delay);
         }
         self.chats.finish_tick(&mut self.ctx, now);
+    }
+
+    /// Sends `body` to `to` for the `attempt`-th time (0: the first): on an
+    /// ordinary node through another first hop than the send before
+    /// (routing::first_hop); its packet id.
+    pub(super) fn send_through(
+        &mut self,
+        now: SimTime,
+        to: NodeId,
+        body: Body,
+        attempt: u32,
+    ) -> MsgId {
+        let direct = self.links.get(&to).is_some_and(|l| l.role.is_some());
+        let primary = self.attach.primary();
+        let hop = match self.ctx.cfg.role {
+            Role::Ordinary if !direct => {
+                routing::first_hop(primary, &self.links.backups(primary), attempt)
+            }
+            _ => None,
+        };
+        let Some(hop) = hop.filter(|h| Some(*h) != primary) else {
+            return self.originate(now, to, body, None);
+        };
+        let id = MsgId(self.ctx.rng.random());
+        self.router.first_sight(&self.ctx.id, id);
+        let p = Packet {
+            dst: to,
+            src: self.ctx.id,
+            id,
+            ttl: self.ctx.cfg.ttl.saturating_sub(1),
+            hops: 1,
+            location: LocationHop::Unused,
+            trace: None,
+            body,
+        };
+        self.ctx.out.send(hop, Message::Routed(p));
+        id
+    }
+
+    /// Checks that the primary relays (routing::PrimaryProbe), and leaves
+    /// one that does not: it is avoided, the link closed, and attachment
+    /// fails over to a backup as if the primary had died.
+    fn probe_primary(&mut self, now: SimTime) {
+        let primary = self.attach.primary();
+        match self.router.probe_mut().tick(&mut self.ctx, now, primary) {
+            ProbeStep::Idle => {}
+            ProbeStep::Send(sn, probe) => self.ctx.out.send(sn, Message::Routed(*probe)),
+            ProbeStep::Abandon(sn) => {
+                self.ctx.out.counters.primaries_abandoned += 1;
+                let reason = "primary supernode did not relay our probes";
+                self.attach.avoid_failing(sn, now);
+                self.ctx.out.act(Action::Disconnect {
+                    peer: sn,
+                    reason: reason.into(),
+                });
+                self.link_lost(now, sn, reason);
+            }
+        }
     }
 
     /// Sends on, the usual way, packets whose lookup took too long.
