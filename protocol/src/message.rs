@@ -1,4 +1,4 @@
-//! Every message of `/skyhop/1`.
+//! Every message of `/skyhop/1`, protocol version 2.
 //!
 //! A [`Message`] is what one frame carries between two directly connected
 //! nodes (a *link* message). A [`Packet`] is the routed envelope inside
@@ -15,6 +15,10 @@ use crate::limits::*;
 
 /// A raw ed25519 public key (32 bytes).
 pub type PublicKey = [u8; 32];
+
+/// A raw X25519 public key (32 bytes): the key chats to a node are sealed
+/// to, bound to the node's identity by its signed location record.
+pub type ChatKey = [u8; 32];
 
 /// What a node is in the overlay.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
@@ -140,6 +144,9 @@ pub struct LocationRecord {
     pub node: NodeId,
     /// Its ed25519 public key; must hash (via its PeerId) to `node`.
     pub public_key: PublicKey,
+    /// The X25519 key chats to `node` are sealed to (see
+    /// [`crate::seal`]); covered by the signature, so that it is the node's.
+    pub chat_key: ChatKey,
     /// The supernode it is attached to.
     pub sn: NodeId,
     /// That supernode's addresses, at most [`MAX_ADDRS`].
@@ -176,7 +183,8 @@ pub struct Withdraw {
     pub reason: WithdrawReason,
 }
 
-/// A chat message, signed by its author.
+/// A chat message, signed by its author. It never travels in clear: it is
+/// the plaintext of a [`SealedChat`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// The author.
@@ -197,6 +205,31 @@ pub struct ChatMessage {
     pub signature: Signature,
 }
 
+/// A [`ChatMessage`] encrypted to its recipient's [`ChatKey`] (a Noise `N`
+/// message, see [`crate::seal`]): relays see its length only.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SealedChat(#[serde(with = "bounded::bytes")] pub Vec<u8>);
+
+/// The recipient's signed statement that it has the chat `msg_id` from
+/// `author`: what makes a chat "delivered".
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ChatReceipt {
+    /// The recipient, which signed it.
+    pub recipient: NodeId,
+    /// The recipient's ed25519 public key; must hash to `recipient`.
+    pub public_key: PublicKey,
+    /// The chat's author.
+    pub author: NodeId,
+    /// The acknowledged message.
+    pub msg_id: MsgId,
+    /// Its conversation position.
+    pub seq: u64,
+    /// Hops the chat packet took to arrive.
+    pub hops: u8,
+    /// Signature over [`crate::sign::receipt_signed_bytes`].
+    pub signature: Signature,
+}
+
 /// Why a routed packet could not be delivered.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum NotFoundReason {
@@ -213,18 +246,11 @@ pub enum NotFoundReason {
 /// What a routed packet carries.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Body {
-    /// A chat message for `dst`.
-    Chat(ChatMessage),
-    /// `src` (the chat's recipient) has the chat message `msg_id` that `dst`
-    /// (its author) sent.
-    ChatAck {
-        /// The acknowledged message.
-        msg_id: MsgId,
-        /// Its conversation position.
-        seq: u64,
-        /// Hops the chat packet took to arrive.
-        hops: u8,
-    },
+    /// A chat message for `dst`, sealed to it.
+    Chat(SealedChat),
+    /// `src` (the chat's recipient) has the chat message that `dst` (its
+    /// author) sent; the receipt is signed by the recipient.
+    ChatAck(ChatReceipt),
     /// The packet `packet_id` for `dst` could not be delivered.
     NotFound {
         /// The id of the undeliverable packet.
@@ -268,12 +294,20 @@ pub enum Body {
         node: NodeId,
         /// Its record, if the home supernode holds one.
         record: Option<LocationRecord>,
+        /// With no record: whether the node left or was lost recently (the
+        /// home holds its tombstone), so that it is offline rather than
+        /// unknown. Ignored when a record is present.
+        offline: bool,
     },
     /// An opaque application payload, at most [`MAX_DATAGRAM`] bytes.
     Datagram(#[serde(with = "bounded::bytes")] Vec<u8>),
 }
 
 /// The routed envelope: forwarded hop by hop toward `dst`.
+///
+/// On the wire (protocol version 2) it is not bincode but a fixed header,
+/// the routing extensions and the body as opaque bytes; see
+/// [`crate::envelope`]. This struct is its decoded form.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Packet {
     /// The destination node.
@@ -358,6 +392,12 @@ pub enum LimitError {
     /// A chat body longer than [`MAX_CHAT_BODY`].
     #[error("chat body is {0} bytes, the limit is {MAX_CHAT_BODY}")]
     ChatBodyTooLong(usize),
+    /// A sealed chat longer than [`MAX_SEALED_CHAT`].
+    #[error("sealed chat is {0} bytes, the limit is {MAX_SEALED_CHAT}")]
+    SealedChatTooLong(usize),
+    /// A routed body longer than [`MAX_ROUTED_BODY`].
+    #[error("routed body is {0} bytes, the limit is {MAX_ROUTED_BODY}")]
+    RoutedBodyTooLong(usize),
     /// A hop trace longer than [`MAX_TRACE_HOPS`].
     #[error("trace has {0} hops, the limit is {MAX_TRACE_HOPS}")]
     TraceTooLong(usize),
@@ -379,6 +419,14 @@ pub enum LimitError {
     /// A record lifetime over [`MAX_RECORD_LIFETIME_S`].
     #[error("record lifetime of {0} s, the limit is {MAX_RECORD_LIFETIME_S}")]
     LifetimeTooLong(u32),
+}
+
+/// Checks that a chat's text is within [`MAX_CHAT_BODY`].
+pub(crate) fn check_chat_text(chat: &ChatMessage) -> Result<(), LimitError> {
+    if chat.body.len() > MAX_CHAT_BODY {
+        return Err(LimitError::ChatBodyTooLong(chat.body.len()));
+    }
+    Ok(())
 }
 
 fn check_addrs(addrs: &[String]) -> Result<(), LimitError> {
@@ -412,8 +460,8 @@ impl Body {
     /// Checks every limit of the body.
     pub fn validate(&self) -> Result<(), LimitError> {
         match self {
-            Body::Chat(chat) if chat.body.len() > MAX_CHAT_BODY => {
-                Err(LimitError::ChatBodyTooLong(chat.body.len()))
+            Body::Chat(sealed) if sealed.0.len() > MAX_SEALED_CHAT => {
+                Err(LimitError::SealedChatTooLong(sealed.0.len()))
             }
             Body::TraceReply { path, .. } if path.len() > MAX_TRACE_HOPS => {
                 Err(LimitError::TraceTooLong(path.len()))
@@ -434,7 +482,7 @@ impl Body {
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Chat(_) => "chat",
-            Body::ChatAck { .. } => "chat_ack",
+            Body::ChatAck(_) => "chat_ack",
             Body::NotFound { .. } => "not_found",
             Body::TraceProbe { .. } => "trace_probe",
             Body::TraceReply { .. } => "trace_reply",

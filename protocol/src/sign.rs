@@ -13,14 +13,21 @@ use crate::bounded::Signature;
 use crate::codec;
 use crate::id::{MsgId, NodeId};
 use crate::limits::MAX_CHAT_BODY;
-use crate::message::{ChatMessage, Leave, LimitError, LocationRecord, PublicKey};
+use crate::message::{
+    ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, PublicKey,
+};
 
 /// Domain prefix of a location record's signed bytes.
-pub const RECORD_DOMAIN: &[u8] = b"skyhop/1 location-record\0";
+pub const RECORD_DOMAIN: &[u8] = b"skyhop/2 location-record\0";
 /// Domain prefix of a leave's signed bytes.
-pub const LEAVE_DOMAIN: &[u8] = b"skyhop/1 leave\0";
+pub const LEAVE_DOMAIN: &[u8] = b"skyhop/2 leave\0";
 /// Domain prefix of a chat message's signed bytes.
-pub const CHAT_DOMAIN: &[u8] = b"skyhop/1 chat\0";
+pub const CHAT_DOMAIN: &[u8] = b"skyhop/2 chat\0";
+/// Domain prefix of a chat receipt's signed bytes.
+pub const RECEIPT_DOMAIN: &[u8] = b"skyhop/2 chat-receipt\0";
+/// Domain prefix hashed with the ed25519 secret key to derive the X25519
+/// chat secret key (see [`Identity::chat_key`]).
+pub const CHAT_KEY_DOMAIN: &[u8] = b"skyhop/2 chat-key\0";
 
 /// Why a signed statement was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +61,7 @@ pub fn record_signed_bytes(r: &LocationRecord) -> Vec<u8> {
         &(
             &r.node,
             &r.public_key,
+            &r.chat_key,
             &r.sn,
             &r.sn_addrs,
             r.seq,
@@ -79,6 +87,21 @@ pub fn chat_signed_bytes(c: &ChatMessage) -> Vec<u8> {
             c.seq,
             c.sent_at,
             &c.body,
+        ),
+    )
+}
+
+/// The bytes a chat receipt's signature covers.
+pub fn receipt_signed_bytes(r: &ChatReceipt) -> Vec<u8> {
+    signed_bytes(
+        RECEIPT_DOMAIN,
+        &(
+            &r.recipient,
+            &r.public_key,
+            &r.author,
+            &r.msg_id,
+            r.seq,
+            r.hops,
         ),
     )
 }
@@ -178,6 +201,16 @@ impl SignatureMemo {
         )
     }
 
+    /// [`verify_receipt`], remembering a success.
+    pub fn verify_receipt(&self, receipt: &ChatReceipt) -> Result<(), SignatureError> {
+        self.verify(
+            &receipt.recipient,
+            &receipt.public_key,
+            &receipt_signed_bytes(receipt),
+            &receipt.signature,
+        )
+    }
+
     /// Verifies the signed statement `message` carries, for the effect of
     /// remembering it if good: a simulator calls it from another thread
     /// while the frame is in flight. The outcome is not returned: the
@@ -186,7 +219,7 @@ impl SignatureMemo {
         let _ = match statement(message) {
             Some(Statement::Record(r)) => self.verify_record(r),
             Some(Statement::Leave(l)) => self.verify_leave(l),
-            Some(Statement::Chat(c)) => self.verify_chat(c),
+            Some(Statement::Receipt(r)) => self.verify_receipt(r),
             None => Ok(()),
         };
     }
@@ -225,11 +258,12 @@ fn verify(
     }
 }
 
-/// A signed statement a message carries.
+/// A signed statement a message carries in clear (a chat's signature is
+/// sealed inside it, out of a relay's sight).
 enum Statement<'a> {
     Record(&'a LocationRecord),
     Leave(&'a Leave),
-    Chat(&'a ChatMessage),
+    Receipt(&'a ChatReceipt),
 }
 
 /// The signed statement `message` carries, if any.
@@ -243,7 +277,7 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
             | Body::LocationReply {
                 record: Some(r), ..
             } => Some(Statement::Record(r)),
-            Body::Chat(c) => Some(Statement::Chat(c)),
+            Body::ChatAck(r) => Some(Statement::Receipt(r)),
             Body::Withdraw(w) => match &w.reason {
                 WithdrawReason::Left(l) => Some(Statement::Leave(l)),
                 _ => None,
@@ -290,12 +324,25 @@ pub fn verify_chat(chat: &ChatMessage) -> Result<(), SignatureError> {
     )
 }
 
-/// A node's ed25519 identity: its key pair, public key and [`NodeId`].
+/// Checks that `receipt` was signed by the recipient it names.
+pub fn verify_receipt(receipt: &ChatReceipt) -> Result<(), SignatureError> {
+    verify(
+        &receipt.recipient,
+        &receipt.public_key,
+        &receipt_signed_bytes(receipt),
+        &receipt.signature,
+    )
+}
+
+/// A node's ed25519 identity: its key pair, public key and [`NodeId`], and
+/// the X25519 chat key derived from it.
 #[derive(Clone)]
 pub struct Identity {
     keypair: ed25519::Keypair,
     public_key: PublicKey,
     id: NodeId,
+    chat_secret: [u8; 32],
+    chat_key: ChatKey,
 }
 
 impl std::fmt::Debug for Identity {
@@ -315,13 +362,52 @@ impl Identity {
 
     /// Wraps an ed25519 key pair.
     pub fn from_ed25519(keypair: ed25519::Keypair) -> Identity {
+        use sha2::{Digest, Sha256};
         let public_key = keypair.public().to_bytes();
         let peer = libp2p_identity::PublicKey::from(keypair.public()).to_peer_id();
+        let mut h = Sha256::new();
+        h.update(CHAT_KEY_DOMAIN);
+        h.update(keypair.secret().as_ref());
+        let chat_secret: [u8; 32] = h.finalize().into();
         Identity {
             id: NodeId::from_peer_id(&peer),
             public_key,
             keypair,
+            chat_key: crate::seal::chat_public_key(&chat_secret),
+            chat_secret,
         }
+    }
+
+    /// The X25519 public key chats to this node are sealed to:
+    /// X25519(SHA-256([`CHAT_KEY_DOMAIN`] || ed25519 secret key)). It is
+    /// bound to the identity by the location records the node signs.
+    pub fn chat_key(&self) -> ChatKey {
+        self.chat_key
+    }
+
+    /// Opens a chat sealed to this node's chat key: the signed message, not
+    /// yet verified.
+    pub fn open_chat(
+        &self,
+        sealed: &crate::message::SealedChat,
+    ) -> Result<ChatMessage, crate::seal::SealError> {
+        crate::seal::open(&self.chat_secret, sealed)
+    }
+
+    /// A signed receipt for the chat `msg_id` (conversation position `seq`)
+    /// from `author`, which arrived after `hops` hops.
+    pub fn receipt(&self, author: NodeId, msg_id: MsgId, seq: u64, hops: u8) -> ChatReceipt {
+        let mut receipt = ChatReceipt {
+            recipient: self.id,
+            public_key: self.public_key,
+            author,
+            msg_id,
+            seq,
+            hops,
+            signature: Signature([0; 64]),
+        };
+        receipt.signature = self.sign(&receipt_signed_bytes(&receipt));
+        receipt
     }
 
     /// The node id.
@@ -362,6 +448,7 @@ impl Identity {
         let mut record = LocationRecord {
             node: self.id,
             public_key: self.public_key,
+            chat_key: self.chat_key,
             sn,
             sn_addrs,
             seq,

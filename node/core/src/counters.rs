@@ -24,6 +24,8 @@ pub enum DropReason {
     ForgedChat,
     /// A withdraw carrying a `Leave` that does not verify or names another node.
     ForgedLeave,
+    /// A chat receipt that is not signed by the chat's recipient.
+    ForgedReceipt,
     /// A location record whose signature does not verify.
     ForgedRecord,
     /// A `Withdraw { Lost }` that reached a home supernode from someone
@@ -63,6 +65,12 @@ pub enum DropReason {
     UnexpectedAccept,
     /// A `ChatAck` for no chat awaiting one (already acked, failed or never sent).
     UnexpectedAck,
+    /// A peer of another protocol version, refused at its `Hello` (the
+    /// runtime's decoder refuses the frame; the core counts it).
+    UnknownVersion,
+    /// A sealed chat that does not open with this node's chat key (sealed
+    /// to another node, or damaged) or holds no valid chat message.
+    UnreadableChat,
     /// A reply (neighbors, location, trace) that answers no request this
     /// node has in flight, or comes from a peer it did not ask.
     UnsolicitedReply,
@@ -70,12 +78,13 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Duplicate,
         DropReason::DuplicateChat,
         DropReason::EventQueueFull,
         DropReason::ForgedChat,
         DropReason::ForgedLeave,
+        DropReason::ForgedReceipt,
         DropReason::ForgedRecord,
         DropReason::ForgedWithdraw,
         DropReason::JoinToNonSupernode,
@@ -95,6 +104,8 @@ impl DropReason {
         DropReason::TtlExpired,
         DropReason::UnexpectedAccept,
         DropReason::UnexpectedAck,
+        DropReason::UnknownVersion,
+        DropReason::UnreadableChat,
         DropReason::UnsolicitedReply,
     ];
 
@@ -106,6 +117,7 @@ impl DropReason {
             DropReason::EventQueueFull => "event_queue_full",
             DropReason::ForgedChat => "forged_chat",
             DropReason::ForgedLeave => "forged_leave",
+            DropReason::ForgedReceipt => "forged_receipt",
             DropReason::ForgedRecord => "forged_record",
             DropReason::ForgedWithdraw => "forged_withdraw",
             DropReason::JoinToNonSupernode => "join_to_non_supernode",
@@ -125,6 +137,8 @@ impl DropReason {
             DropReason::TtlExpired => "ttl_expired",
             DropReason::UnexpectedAccept => "unexpected_accept",
             DropReason::UnexpectedAck => "unexpected_ack",
+            DropReason::UnknownVersion => "unknown_version",
+            DropReason::UnreadableChat => "unreadable_chat",
             DropReason::UnsolicitedReply => "unsolicited_reply",
         }
     }

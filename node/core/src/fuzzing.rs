@@ -71,6 +71,9 @@ impl Bytes<'_> {
     }
 }
 
+/// The secret key of the node under test.
+const NODE_SECRET: [u8; 32] = [0xee; 32];
+
 /// The cast: the node under test and the peers that talk to it.
 struct World {
     node: Node,
@@ -123,13 +126,26 @@ impl World {
                 let chat = author
                     .chat(to, MsgId(n), n, self.now, text)
                     .expect("a short body");
-                Body::Chat(chat)
+                // Sealed to the node under test (so that it opens), or to
+                // a peer, or damaged.
+                let key = if r.one_in(2) {
+                    Identity::from_secret(NODE_SECRET).chat_key()
+                } else {
+                    self.peer(r.u8()).chat_key()
+                };
+                let mut sealed =
+                    skyhop_protocol::seal::seal(&chat, &key, [r.u8(); 32]).expect("a valid key");
+                if r.one_in(8) {
+                    let i = usize::from(r.u8()) % sealed.0.len();
+                    sealed.0[i] ^= 1;
+                }
+                Body::Chat(sealed)
             }
-            1 => Body::ChatAck {
-                msg_id: MsgId(r.u64() % 64),
-                seq: r.u64() % 64,
-                hops: r.u8(),
-            },
+            1 => {
+                let recipient = self.peer(r.u8());
+                let author = self.id(r);
+                Body::ChatAck(recipient.receipt(author, MsgId(r.u64() % 64), r.u64() % 64, r.u8()))
+            }
             2 => Body::NotFound {
                 packet_id: MsgId(r.u64() % 64),
                 dst: self.id(r),
@@ -162,6 +178,7 @@ impl World {
                 request_id: r.u64() % 64,
                 node: self.id(r),
                 record: (r.one_in(2)).then(|| self.record(r)),
+                offline: r.one_in(2),
             },
             _ => Body::Datagram(r.take(64).to_vec()),
         }
@@ -293,7 +310,7 @@ pub fn drive(data: &[u8]) {
     let supernode = r.one_in(2);
     let node = Node::new(
         config(supernode),
-        Identity::from_secret([0xee; 32]),
+        Identity::from_secret(NODE_SECRET),
         r.u64(),
         0,
         Arc::default(),

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use skyhop_protocol::mix::SplitMix64;
-use skyhop_protocol::{codec, Identity, Message, MsgId, NodeId, Role, SignatureMemo};
+use skyhop_protocol::{codec, Body, Identity, Message, MsgId, NodeId, Role, SignatureMemo};
 
 use super::{
     Action, BootstrapPeer, Event, Node, NodeConfig, Output, SimTime, Transmit, MILLIS, SECS,
@@ -52,6 +52,13 @@ pub struct Harness {
     processed: u64,
     /// Verified signatures, shared by the nodes as a simulator shares them.
     memo: Arc<SignatureMemo>,
+    /// A hostile relay: routed chat frames this node sends are dropped.
+    pub swallows_chats: Option<NodeId>,
+    /// A wiretap: the bytes of every frame this node receives are kept in
+    /// `tapped`, as the relay saw them.
+    pub tap: Option<NodeId>,
+    /// What the wiretap saw.
+    pub tapped: Vec<Vec<u8>>,
 }
 
 /// A node's secret from a small seed.
@@ -80,6 +87,9 @@ impl Harness {
             jitter_rng: SplitMix64(0x9e37_79b9_7f4a_7c15),
             processed: 0,
             memo: Arc::default(),
+            swallows_chats: None,
+            tap: None,
+            tapped: Vec::new(),
         }
     }
 
@@ -153,6 +163,10 @@ impl Harness {
 
     fn transmit(&mut self, id: NodeId, t: Transmit) {
         if !self.links.contains(&(id, t.to)) {
+            return;
+        }
+        let chat = |m: &Message| matches!(m, Message::Routed(p) if matches!(p.body, Body::Chat(_)));
+        if self.swallows_chats == Some(id) && chat(&t.msg) {
             return;
         }
         let bytes = codec::encode(&t.msg)
@@ -240,6 +254,9 @@ impl Harness {
                 Ev::Frame(from, to, bytes) => {
                     if !self.links.contains(&(from, to)) {
                         continue;
+                    }
+                    if self.tap == Some(to) {
+                        self.tapped.push(bytes.clone());
                     }
                     let msg = codec::decode_frame(&bytes).expect("frames the codec made decode");
                     if let Some(node) = self.nodes.get_mut(&to) {

@@ -135,10 +135,12 @@ impl Home {
         node: NodeId,
     ) -> Originate {
         let record = self.directory.get(&node, now).cloned();
+        let offline = record.is_none() && self.directory.departed(&node, now);
         let reply = Body::LocationReply {
             request_id,
             node,
             record,
+            offline,
         };
         (asker, reply)
     }

@@ -1,9 +1,11 @@
 //! Multi-node scenarios of the core, run by the deterministic harness.
 
-use skyhop_protocol::{Body, Identity, LocationHop, Message, MsgId, NodeId, Packet, Role};
+use skyhop_protocol::{
+    codec, seal, Body, Identity, LocationHop, Message, MsgId, NodeId, NotFoundReason, Packet, Role,
+};
 
 use super::harness::{identity, Harness};
-use super::{ChatFailure, DropReason, Event, NodeConfig, SECS};
+use super::{ChatFailure, DropReason, Event, NodeConfig, MILLIS, SECS};
 
 /// The identity of a harness node (ordinary nodes use seeds 1000 and up).
 fn identity_of(id: NodeId) -> (u64, Identity) {
@@ -442,7 +444,7 @@ fn a_forged_chat_is_dropped_and_counted() {
         hops: 2,
         location: LocationHop::Unused,
         trace: None,
-        body: Body::Chat(chat),
+        body: Body::Chat(seal::seal(&chat, &identity_of(b).1.chat_key(), [3; 32]).expect("valid")),
     };
     h.inject(sn_b, b, Message::Routed(p));
     h.run_for(SECS);
@@ -585,6 +587,7 @@ fn a_location_reply_nobody_asked_for_is_not_cached() {
             request_id: 4242,
             node: victim,
             record: Some(old),
+            offline: false,
         },
     };
     h.inject(liar, target, Message::Routed(reply));
@@ -701,4 +704,113 @@ fn a_flooding_client_is_dropped_and_refused_while_the_others_keep_chatting() {
     let msg = h.send_chat(a, b, "still served?");
     h.run_for(20 * SECS);
     assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
+}
+
+/// The routed chat frames in `frames` that `src` sent.
+fn chats_from(frames: &[Vec<u8>], src: NodeId) -> Vec<Packet> {
+    frames
+        .iter()
+        .filter_map(|f| match codec::decode_frame(f) {
+            Ok(Message::Routed(p)) if p.src == src && matches!(p.body, Body::Chat(_)) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_relays_view_of_a_chat_holds_no_chat_text() {
+    let mut h = Harness::overlay(3, 4);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let relay = h.node(&a).primary().expect("attached");
+    h.tap = Some(relay);
+    let secret = "the password is xylophone-42";
+    let msg = h.send_chat(a, b, secret);
+    h.run_for(5 * SECS);
+    assert!(matches!(h.outcome(a, msg), Some(Ok(_))), "delivered");
+    assert_eq!(h.received(b), vec![(a, secret.to_string())]);
+    assert!(
+        !chats_from(&h.tapped, a).is_empty(),
+        "the relay carried the chat"
+    );
+    for frame in &h.tapped {
+        assert!(
+            !frame.windows(8).any(|w| w == &secret.as_bytes()[..8])
+                && !frame.windows(9).any(|w| w == b"xylophone"),
+            "the relay saw chat text"
+        );
+    }
+}
+
+#[test]
+fn a_receipt_forged_by_a_relay_is_not_reported_delivered() {
+    let mut h = Harness::overlay(3, 4);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let relay = h.node(&a).primary().expect("attached");
+    h.swallows_chats = Some(relay);
+    let msg = h.send_chat(a, b, "did you get this?");
+    h.run_for(2 * SECS);
+    // The relay claims b's receipt: signed with its own key, then with b's
+    // public key and a made-up signature.
+    let (_, relay_key) = identity_of(relay);
+    let mut own_key = relay_key.receipt(a, msg, 1, 2);
+    own_key.recipient = b;
+    let mut bs_key = own_key.clone();
+    bs_key.public_key = identity_of(b).1.public_key();
+    for (n, receipt) in [own_key, bs_key].into_iter().enumerate() {
+        let ack = Packet {
+            dst: a,
+            src: b,
+            id: MsgId(700 + n as u64),
+            ttl: 8,
+            hops: 2,
+            location: LocationHop::Unused,
+            trace: None,
+            body: Body::ChatAck(receipt),
+        };
+        h.inject(relay, a, Message::Routed(ack));
+    }
+    h.run_for(SECS);
+    assert_eq!(h.outcome(a, msg), None, "not reported delivered");
+    assert_eq!(h.node(&a).counters().dropped(DropReason::ForgedReceipt), 2);
+    h.run_for(40 * SECS);
+    assert_eq!(h.outcome(a, msg), Some(Err(ChatFailure::TimedOut)));
+    assert!(h.received(b).is_empty());
+}
+
+#[test]
+fn an_offline_answer_forged_by_a_relay_does_not_fail_the_chat_early() {
+    let mut h = Harness::overlay(3, 4);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let relay = h.node(&a).primary().expect("attached");
+    h.swallows_chats = Some(relay);
+    h.tap = Some(relay);
+    let msg = h.send_chat(a, b, "still there?");
+    h.run_for(500 * MILLIS);
+    let sent = chats_from(&h.tapped, a);
+    let first = sent.first().expect("a sent the chat to its supernode");
+    let lie = Packet {
+        dst: a,
+        src: relay,
+        id: MsgId(801),
+        ttl: 8,
+        hops: 1,
+        location: LocationHop::Unused,
+        trace: None,
+        body: Body::NotFound {
+            packet_id: first.id,
+            dst: b,
+            reason: NotFoundReason::Offline,
+        },
+    };
+    h.inject(relay, a, Message::Routed(lie));
+    h.run_for(SECS);
+    assert_eq!(h.outcome(a, msg), None, "the chat is still being tried");
+    // The relay stops lying; a retry gets through.
+    h.swallows_chats = None;
+    h.run_for(30 * SECS);
+    assert!(
+        matches!(h.outcome(a, msg), Some(Ok(_))),
+        "delivered at last"
+    );
+    assert_eq!(h.received(b), vec![(a, "still there?".to_string())]);
 }

@@ -609,6 +609,12 @@ impl Node {
         }
     }
 
+    /// A peer was refused for speaking another protocol version (its
+    /// `Hello` did not decode); counted as [`DropReason::UnknownVersion`].
+    pub fn note_version_refused(&mut self) {
+        self.ctx.out.drop(DropReason::UnknownVersion);
+    }
+
     // Application inputs.
 
     /// Sends `text` to `to`; the outcome arrives later as
@@ -624,8 +630,8 @@ impl Node {
         }
         let chat = self.chats.compose(&mut self.ctx, now, to, text)?;
         let msg_id = chat.msg_id;
-        let packet_id = self.originate(now, to, Body::Chat(chat.clone()), None);
-        self.chats.track(&mut self.ctx, now, chat, packet_id);
+        self.chats.track(&mut self.ctx, now, chat);
+        self.push_chat(now, msg_id);
         Ok(msg_id)
     }
 

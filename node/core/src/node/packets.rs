@@ -12,6 +12,7 @@ use skyhop_protocol::{
 
 use super::{Node, QUERY_TIMEOUT};
 use crate::counters::DropReason;
+use crate::delivery::Sealing;
 use crate::events::{ChatFailure, Event};
 use crate::pending::Request;
 use crate::routing::{Route, RouteView};
@@ -127,6 +128,21 @@ impl Node {
         }
     }
 
+    /// Sends chat `msg_id` sealed to its recipient, or first looks up the
+    /// recipient's chat key (its signed location record).
+    pub(super) fn push_chat(&mut self, now: SimTime, msg_id: MsgId) {
+        match self.chats.sealing(&mut self.ctx, &msg_id) {
+            Sealing::Ready(to, sealed) => {
+                let packet_id = self.originate(now, to, Body::Chat(sealed), None);
+                self.chats.sent_as(&msg_id, packet_id);
+            }
+            Sealing::NeedKey(to) => {
+                self.query_location(now, to);
+            }
+            Sealing::Gone => {}
+        }
+    }
+
     /// Looks up where `node` is attached; true while a lookup is pending.
     fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
         if self.pending.location_pending(&node) {
@@ -184,7 +200,8 @@ impl Node {
             };
             self.originate(now, p.src, not_found, None);
         } else if p.src == self.ctx.id {
-            self.on_not_found(p.id, reason);
+            let me = self.ctx.id;
+            self.on_not_found(p.id, reason, me);
         }
     }
 
@@ -192,17 +209,18 @@ impl Node {
     fn deliver(&mut self, now: SimTime, p: Packet) {
         self.ctx.out.counters.delivered += 1;
         match p.body {
-            Body::Chat(chat) => {
-                if let Some(ack) = self.chats.on_chat(&mut self.ctx, now, p.src, p.hops, chat) {
+            Body::Chat(sealed) => {
+                if let Some(ack) = self
+                    .chats
+                    .on_chat(&mut self.ctx, now, p.src, p.hops, sealed)
+                {
                     self.originate(now, p.src, ack, None);
                 }
             }
-            Body::ChatAck { msg_id, hops, .. } => {
-                self.chats.on_ack(&mut self.ctx, now, p.src, msg_id, hops)
-            }
+            Body::ChatAck(receipt) => self.chats.on_ack(&mut self.ctx, now, p.src, receipt),
             Body::NotFound {
                 packet_id, reason, ..
-            } => self.on_not_found(packet_id, reason),
+            } => self.on_not_found(packet_id, reason, p.src),
             Body::TraceProbe { probe_id } => {
                 let path = p.trace.map(|t| t.0).unwrap_or_default();
                 self.originate(now, p.src, Body::TraceReply { probe_id, path }, None);
@@ -233,6 +251,24 @@ impl Node {
                     self.home.apply_withdraw(&mut self.ctx, now, &w);
                 }
             }
+            Body::LocationQuery { request_id, node } if node == self.ctx.id => {
+                // A supernode is asked about itself (it publishes no record,
+                // being nobody's client): it answers with a record of its
+                // own, which binds its chat key to its identity.
+                let record = self.ctx.identity.location_record(
+                    self.ctx.id,
+                    Vec::new(),
+                    now,
+                    self.ctx.cfg.record_lifetime_s,
+                );
+                let reply = Body::LocationReply {
+                    request_id,
+                    node,
+                    record: Some(record),
+                    offline: false,
+                };
+                self.originate(now, p.src, reply, None);
+            }
             Body::LocationQuery { request_id, node } => {
                 let (asker, reply) = self.home.answer_query(now, p.src, request_id, node);
                 self.originate(now, asker, reply, None);
@@ -241,7 +277,8 @@ impl Node {
                 request_id,
                 node,
                 record,
-            } => self.on_location_reply(now, request_id, node, record),
+                offline,
+            } => self.on_location_reply(now, p.src, request_id, node, record, offline),
             Body::Datagram(_) => {}
         }
     }
@@ -251,9 +288,11 @@ impl Node {
     fn on_location_reply(
         &mut self,
         now: SimTime,
+        from: NodeId,
         request_id: u64,
         node: NodeId,
         record: Option<LocationRecord>,
+        offline: bool,
     ) {
         let asked = self
             .pending
@@ -262,19 +301,27 @@ impl Node {
             self.ctx.out.drop(DropReason::UnsolicitedReply);
             return;
         }
-        if let Some(record) = record {
-            if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
-                self.router.cache_mut().insert(node, record.sn, now);
-            } else {
-                self.ctx.out.counters.forged += 1;
-                self.ctx.out.drop(DropReason::ForgedRecord);
+        match record {
+            None => self.chats.on_key_absent(&node, offline, from),
+            Some(record) => {
+                if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
+                    if record.sn != node {
+                        self.router.cache_mut().insert(node, record.sn, now);
+                    }
+                    for msg_id in self.chats.learn_key(node, record.chat_key) {
+                        self.push_chat(now, msg_id);
+                    }
+                } else {
+                    self.ctx.out.counters.forged += 1;
+                    self.ctx.out.drop(DropReason::ForgedRecord);
+                }
             }
         }
         self.release_held(now, &node);
     }
 
     /// Packet `packet_id`, sent by this node, could not be delivered.
-    fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason) {
+    fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
         if let Some(probe_id) = self.pending.trace_by_packet(&packet_id) {
             if let Some(f) = self.pending.remove(probe_id) {
                 if let Request::Trace { to, .. } = f.request {
@@ -291,6 +338,6 @@ impl Node {
             }
             return;
         }
-        self.chats.on_not_found(&mut self.ctx, packet_id, reason);
+        self.chats.on_not_found(packet_id, reason, by);
     }
 }

@@ -103,12 +103,13 @@ impl Node {
 
     fn on_chat_timer(&mut self, now: SimTime) {
         for msg_id in self.chats.due(now) {
-            let Some(retry) = self.chats.retry_or_fail(&mut self.ctx, now, msg_id) else {
-                continue;
-            };
-            let to = retry.chat.to;
-            let packet_id = self.originate(now, to, Body::Chat(retry.chat), None);
-            self.chats.resent(&msg_id, packet_id, now, retry.delay);
+            if self
+                .chats
+                .retry_or_fail(&mut self.ctx, now, msg_id)
+                .is_some()
+            {
+                self.push_chat(now, msg_id);
+            }
         }
         self.chats.finish_tick(&mut self.ctx, now);
     }
