@@ -243,6 +243,27 @@ pub enum NotFoundReason {
     NoRoute,
 }
 
+/// A node's signed statement that `node` could not be reached: the answer
+/// to the packet or query `about`. Nobody can prove a node offline or
+/// unknown, so a sender never fails a chat on it before the deadline; the
+/// signature says who said it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Absence {
+    /// The id of the undeliverable packet (in `NotFound`) or the request
+    /// id of the query (in `LocationReply`).
+    pub about: u64,
+    /// The node that could not be reached.
+    pub node: NodeId,
+    /// Why.
+    pub reason: NotFoundReason,
+    /// Who says so, and signed it.
+    pub by: NodeId,
+    /// `by`'s ed25519 public key; must hash to `by`.
+    pub public_key: PublicKey,
+    /// Signature over [`crate::sign::absence_signed_bytes`].
+    pub signature: Signature,
+}
+
 /// What a routed packet carries.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Body {
@@ -251,15 +272,9 @@ pub enum Body {
     /// `src` (the chat's recipient) has the chat message that `dst` (its
     /// author) sent; the receipt is signed by the recipient.
     ChatAck(ChatReceipt),
-    /// The packet `packet_id` for `dst` could not be delivered.
-    NotFound {
-        /// The id of the undeliverable packet.
-        packet_id: MsgId,
-        /// Where it was going.
-        dst: NodeId,
-        /// Why it stopped.
-        reason: NotFoundReason,
-    },
+    /// The packet `absence.about` for `absence.node` could not be
+    /// delivered, says the signer.
+    NotFound(Absence),
     /// Asks `dst` to answer with the path this probe took (the packet's
     /// `trace` records it).
     TraceProbe {
@@ -294,10 +309,11 @@ pub enum Body {
         node: NodeId,
         /// Its record, if the home supernode holds one.
         record: Option<LocationRecord>,
-        /// With no record: whether the node left or was lost recently (the
-        /// home holds its tombstone), so that it is offline rather than
-        /// unknown. Ignored when a record is present.
-        offline: bool,
+        /// With no record: the home's signed word that the node is unknown
+        /// (`NoRecord`) or left or was lost recently (`Offline`). Ignored
+        /// when a record is present.
+        /// (Boxed: it is rare, and would double every packet's size.)
+        absence: Option<Box<Absence>>,
     },
     /// An opaque application payload, at most [`MAX_DATAGRAM`] bytes.
     Datagram(#[serde(with = "bounded::bytes")] Vec<u8>),
@@ -483,7 +499,7 @@ impl Body {
         match self {
             Body::Chat(_) => "chat",
             Body::ChatAck(_) => "chat_ack",
-            Body::NotFound { .. } => "not_found",
+            Body::NotFound(_) => "not_found",
             Body::TraceProbe { .. } => "trace_probe",
             Body::TraceReply { .. } => "trace_reply",
             Body::Publish(_) => "publish",

@@ -14,7 +14,8 @@ use crate::codec;
 use crate::id::{MsgId, NodeId};
 use crate::limits::MAX_CHAT_BODY;
 use crate::message::{
-    ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, PublicKey,
+    Absence, ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, NotFoundReason,
+    PublicKey,
 };
 
 /// Domain prefix of a location record's signed bytes.
@@ -25,6 +26,8 @@ pub const LEAVE_DOMAIN: &[u8] = b"skyhop/2 leave\0";
 pub const CHAT_DOMAIN: &[u8] = b"skyhop/2 chat\0";
 /// Domain prefix of a chat receipt's signed bytes.
 pub const RECEIPT_DOMAIN: &[u8] = b"skyhop/2 chat-receipt\0";
+/// Domain prefix of an absence's signed bytes.
+pub const ABSENCE_DOMAIN: &[u8] = b"skyhop/2 absence\0";
 /// Domain prefix hashed with the ed25519 secret key to derive the X25519
 /// chat secret key (see [`Identity::chat_key`]).
 pub const CHAT_KEY_DOMAIN: &[u8] = b"skyhop/2 chat-key\0";
@@ -103,6 +106,14 @@ pub fn receipt_signed_bytes(r: &ChatReceipt) -> Vec<u8> {
             r.seq,
             r.hops,
         ),
+    )
+}
+
+/// The bytes an absence's signature covers.
+pub fn absence_signed_bytes(a: &Absence) -> Vec<u8> {
+    signed_bytes(
+        ABSENCE_DOMAIN,
+        &(a.about, &a.node, &a.reason, &a.by, &a.public_key),
     )
 }
 
@@ -211,6 +222,16 @@ impl SignatureMemo {
         )
     }
 
+    /// [`verify_absence`], remembering a success.
+    pub fn verify_absence(&self, absence: &Absence) -> Result<(), SignatureError> {
+        self.verify(
+            &absence.by,
+            &absence.public_key,
+            &absence_signed_bytes(absence),
+            &absence.signature,
+        )
+    }
+
     /// Verifies the signed statement `message` carries, for the effect of
     /// remembering it if good: a simulator calls it from another thread
     /// while the frame is in flight. The outcome is not returned: the
@@ -220,6 +241,7 @@ impl SignatureMemo {
             Some(Statement::Record(r)) => self.verify_record(r),
             Some(Statement::Leave(l)) => self.verify_leave(l),
             Some(Statement::Receipt(r)) => self.verify_receipt(r),
+            Some(Statement::Absence(a)) => self.verify_absence(a),
             None => Ok(()),
         };
     }
@@ -264,6 +286,7 @@ enum Statement<'a> {
     Record(&'a LocationRecord),
     Leave(&'a Leave),
     Receipt(&'a ChatReceipt),
+    Absence(&'a Absence),
 }
 
 /// The signed statement `message` carries, if any.
@@ -278,6 +301,12 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
                 record: Some(r), ..
             } => Some(Statement::Record(r)),
             Body::ChatAck(r) => Some(Statement::Receipt(r)),
+            Body::NotFound(a) => Some(Statement::Absence(a)),
+            Body::LocationReply {
+                record: None,
+                absence: Some(a),
+                ..
+            } => Some(Statement::Absence(a)),
             Body::Withdraw(w) => match &w.reason {
                 WithdrawReason::Left(l) => Some(Statement::Leave(l)),
                 _ => None,
@@ -331,6 +360,16 @@ pub fn verify_receipt(receipt: &ChatReceipt) -> Result<(), SignatureError> {
         &receipt.public_key,
         &receipt_signed_bytes(receipt),
         &receipt.signature,
+    )
+}
+
+/// Checks that `absence` was signed by the node it names as its author.
+pub fn verify_absence(absence: &Absence) -> Result<(), SignatureError> {
+    verify(
+        &absence.by,
+        &absence.public_key,
+        &absence_signed_bytes(absence),
+        &absence.signature,
     )
 }
 
@@ -392,6 +431,21 @@ impl Identity {
         sealed: &crate::message::SealedChat,
     ) -> Result<ChatMessage, crate::seal::SealError> {
         crate::seal::open(&self.chat_secret, sealed)
+    }
+
+    /// A signed statement that `node` could not be reached, answering the
+    /// packet or query `about`.
+    pub fn absence(&self, about: u64, node: NodeId, reason: NotFoundReason) -> Absence {
+        let mut absence = Absence {
+            about,
+            node,
+            reason,
+            by: self.id,
+            public_key: self.public_key,
+            signature: Signature([0; 64]),
+        };
+        absence.signature = self.sign(&absence_signed_bytes(&absence));
+        absence
     }
 
     /// A signed receipt for the chat `msg_id` (conversation position `seq`)

@@ -131,6 +131,22 @@ fn record(rng: &mut Rng) -> LocationRecord {
     }
 }
 
+fn absence(rng: &mut Rng) -> Absence {
+    Absence {
+        about: rng.varint(),
+        node: node_id(rng),
+        reason: [
+            NotFoundReason::NoRecord,
+            NotFoundReason::Offline,
+            NotFoundReason::TtlExpired,
+            NotFoundReason::NoRoute,
+        ][rng.below(4)],
+        by: node_id(rng),
+        public_key: rng.array(),
+        signature: signature(rng),
+    }
+}
+
 fn hops(rng: &mut Rng) -> Vec<NodeId> {
     let n = rng.below(4);
     (0..n).map(|_| node_id(rng)).collect()
@@ -164,16 +180,7 @@ fn body(rng: &mut Rng) -> Body {
             hops: rng.byte(),
             signature: signature(rng),
         }),
-        2 => Body::NotFound {
-            packet_id: MsgId(rng.varint()),
-            dst: node_id(rng),
-            reason: [
-                NotFoundReason::NoRecord,
-                NotFoundReason::Offline,
-                NotFoundReason::TtlExpired,
-                NotFoundReason::NoRoute,
-            ][rng.below(4)],
-        },
+        2 => Body::NotFound(absence(rng)),
         3 => Body::TraceProbe {
             probe_id: rng.varint(),
         },
@@ -200,7 +207,7 @@ fn body(rng: &mut Rng) -> Body {
             request_id: rng.varint(),
             node: node_id(rng),
             record: rng.chance(2).then(|| record(rng)),
-            offline: rng.chance(2),
+            absence: rng.chance(2).then(|| Box::new(absence(rng))),
         },
         _ => {
             let len = rng.below(24);

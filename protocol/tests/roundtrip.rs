@@ -191,6 +191,23 @@ fn receipt() -> impl Strategy<Value = ChatReceipt> {
         )
 }
 
+fn absence() -> impl Strategy<Value = Absence> {
+    (
+        (varint_u64(), node_id(), not_found_reason()),
+        (node_id(), public_key(), signature()),
+    )
+        .prop_map(
+            |((about, node, reason), (by, public_key, signature))| Absence {
+                about,
+                node,
+                reason,
+                by,
+                public_key,
+                signature,
+            },
+        )
+}
+
 fn not_found_reason() -> impl Strategy<Value = NotFoundReason> {
     prop_oneof![
         Just(NotFoundReason::NoRecord),
@@ -231,13 +248,7 @@ fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         sealed_chat().prop_map(Body::Chat),
         receipt().prop_map(Body::ChatAck),
-        (msg_id(), node_id(), not_found_reason()).prop_map(|(packet_id, dst, reason)| {
-            Body::NotFound {
-                packet_id,
-                dst,
-                reason,
-            }
-        }),
+        absence().prop_map(Body::NotFound),
         varint_u64().prop_map(|probe_id| Body::TraceProbe { probe_id }),
         (varint_u64(), hops()).prop_map(|(probe_id, path)| Body::TraceReply { probe_id, path }),
         location_record().prop_map(Body::Publish),
@@ -248,13 +259,13 @@ fn body() -> impl Strategy<Value = Body> {
             varint_u64(),
             node_id(),
             proptest::option::of(location_record()),
-            any::<bool>(),
+            proptest::option::of(absence().prop_map(Box::new)),
         )
-            .prop_map(|(request_id, node, record, offline)| Body::LocationReply {
+            .prop_map(|(request_id, node, record, absence)| Body::LocationReply {
                 request_id,
                 node,
                 record,
-                offline,
+                absence,
             }),
         datagram().prop_map(Body::Datagram),
     ]
@@ -668,7 +679,7 @@ proptest! {
                 request_id: 1,
                 node: record.node,
                 record: Some(LocationRecord { sn_addrs: many.clone(), ..record }),
-                offline: false,
+                absence: None,
             },
             None,
         );
@@ -760,7 +771,7 @@ proptest! {
         let on_decode = Some(DecodeError::Limit(limit.clone()));
         assert_refused(&Message::Publish(record.clone()), limit.clone(), on_decode.clone())?;
         assert_refused(&routed(Body::Publish(record.clone()), None), limit.clone(), on_decode.clone())?;
-        let reply = Body::LocationReply { request_id: 2, node: record.node, record: Some(record), offline: false };
+        let reply = Body::LocationReply { request_id: 2, node: record.node, record: Some(record), absence: None };
         assert_refused(&routed(reply, None), limit, on_decode)?;
     }
 
@@ -899,7 +910,7 @@ fn strategies_cover_every_variant() {
                     .to_string(),
                 );
                 match &p.body {
-                    Body::NotFound { reason, .. } => note(format!("not found {reason:?}")),
+                    Body::NotFound(a) => note(format!("not found {:?}", a.reason)),
                     Body::Withdraw(w) => note(match w.reason {
                         WithdrawReason::Left(_) => "withdraw left".to_string(),
                         WithdrawReason::Lost => "withdraw lost".to_string(),

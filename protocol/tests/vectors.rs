@@ -120,11 +120,7 @@ fn goldens() -> Vec<Golden> {
         Message::Routed(packet(
             "sn1",
             "alice",
-            Body::NotFound {
-                packet_id: MsgId(77),
-                dst: id("bob"),
-                reason,
-            },
+            Body::NotFound(identity("sn1").absence(77, id("bob"), reason)),
         ))
     };
     let withdraw = |reason| {
@@ -254,22 +250,22 @@ fn goldens() -> Vec<Golden> {
         ),
         golden(
             "routed_not_found_no_record",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason NoRecord"),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason NoRecord, by sn1, public_key sn1's"),
             not_found(NotFoundReason::NoRecord),
         ),
         golden(
             "routed_not_found_offline",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason Offline"),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason Offline, by sn1, public_key sn1's"),
             not_found(NotFoundReason::Offline),
         ),
         golden(
             "routed_not_found_ttl_expired",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason TtlExpired"),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason TtlExpired, by sn1, public_key sn1's"),
             not_found(NotFoundReason::TtlExpired),
         ),
         golden(
             "routed_not_found_no_route",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason NoRoute"),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason NoRoute, by sn1, public_key sn1's"),
             not_found(NotFoundReason::NoRoute),
         ),
         golden(
@@ -326,7 +322,7 @@ fn goldens() -> Vec<Golden> {
         ),
         golden(
             "routed_location_reply",
-            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record Some({ALICE_RECORD}), offline false"),
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record Some({ALICE_RECORD}), absence None"),
             Message::Routed(packet(
                 "sn2",
                 "bob",
@@ -334,13 +330,13 @@ fn goldens() -> Vec<Golden> {
                     request_id: 9,
                     node: id("alice"),
                     record: Some(alice_record()),
-                    offline: false,
+                    absence: None,
                 },
             )),
         ),
         golden(
             "routed_location_reply_none",
-            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record None, offline false"),
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record None, absence None"),
             Message::Routed(packet(
                 "sn2",
                 "bob",
@@ -348,13 +344,13 @@ fn goldens() -> Vec<Golden> {
                     request_id: 9,
                     node: id("alice"),
                     record: None,
-                    offline: false,
+                    absence: None,
                 },
             )),
         ),
         golden(
             "routed_location_reply_offline",
-            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record None, offline true"),
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record None, absence Some(Absence signed by sn2: about 9, node alice, reason Offline, by sn2, public_key sn2's)"),
             Message::Routed(packet(
                 "sn2",
                 "bob",
@@ -362,7 +358,7 @@ fn goldens() -> Vec<Golden> {
                     request_id: 9,
                     node: id("alice"),
                     record: None,
-                    offline: true,
+                    absence: Some(Box::new(identity("sn2").absence(9, id("alice"), NotFoundReason::Offline))),
                 },
             )),
         ),
@@ -490,13 +486,13 @@ fn bads() -> Vec<Bad> {
             request_id: 9,
             node: id("alice"),
             record: None,
-            offline: false,
+            absence: None,
         },
     )));
     assert_eq!(
         reply_none[reply_none.len() - 2..],
         [0, 0],
-        "record None, offline false"
+        "record None, absence None"
     );
 
     let hello = Hello {
@@ -758,6 +754,10 @@ fn signatures_in_the_vectors_verify() {
                     check(verify_chat(&chat))
                 }
                 Body::ChatAck(r) => check(verify_receipt(r)),
+                Body::NotFound(a) => check(verify_absence(a)),
+                Body::LocationReply {
+                    absence: Some(a), ..
+                } => check(verify_absence(a)),
                 Body::Publish(r) => check(verify_record(r)),
                 Body::Withdraw(Withdraw {
                     reason: WithdrawReason::Left(l),
@@ -772,8 +772,8 @@ fn signatures_in_the_vectors_verify() {
         }
     }
     assert_eq!(
-        checked, 7,
-        "leave, publish, routed chat, its receipt, publish, withdraw and reply"
+        checked, 12,
+        "leave, publish, routed chat, its receipt, four not-founds, publish, withdraw, reply and offline reply"
     );
 }
 

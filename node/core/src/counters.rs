@@ -20,6 +20,8 @@ pub enum DropReason {
     DuplicateChat,
     /// The application event queue was full; the oldest event was dropped.
     EventQueueFull,
+    /// A not-found or offline answer whose signature does not verify.
+    ForgedAbsence,
     /// A chat message whose author signature does not verify.
     ForgedChat,
     /// A withdraw carrying a `Leave` that does not verify or names another node.
@@ -78,10 +80,11 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::Duplicate,
         DropReason::DuplicateChat,
         DropReason::EventQueueFull,
+        DropReason::ForgedAbsence,
         DropReason::ForgedChat,
         DropReason::ForgedLeave,
         DropReason::ForgedReceipt,
@@ -115,6 +118,7 @@ impl DropReason {
             DropReason::Duplicate => "duplicate",
             DropReason::DuplicateChat => "duplicate_chat",
             DropReason::EventQueueFull => "event_queue_full",
+            DropReason::ForgedAbsence => "forged_absence",
             DropReason::ForgedChat => "forged_chat",
             DropReason::ForgedLeave => "forged_leave",
             DropReason::ForgedReceipt => "forged_receipt",

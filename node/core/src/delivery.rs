@@ -247,14 +247,9 @@ impl ChatDelivery {
         }
     }
 
-    /// `by` answered the lookup of `node`'s chat key: no record, and
-    /// offline or not. Remembered for the deadline of the chats waiting.
-    pub fn on_key_absent(&mut self, node: &NodeId, offline: bool, by: NodeId) {
-        let reason = if offline {
-            NotFoundReason::Offline
-        } else {
-            NotFoundReason::NoRecord
-        };
+    /// `by` answered the lookup of `node`'s chat key: no record, for
+    /// `reason`. Remembered for the deadline of the chats waiting.
+    pub fn on_key_absent(&mut self, node: &NodeId, reason: NotFoundReason, by: NodeId) {
         for msg_id in self.outbox.awaiting_key(node) {
             if let Some(pending) = self.outbox.get_mut(&msg_id) {
                 note_told(pending, reason, by);

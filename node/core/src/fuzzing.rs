@@ -146,11 +146,11 @@ impl World {
                 let author = self.id(r);
                 Body::ChatAck(recipient.receipt(author, MsgId(r.u64() % 64), r.u64() % 64, r.u8()))
             }
-            2 => Body::NotFound {
-                packet_id: MsgId(r.u64() % 64),
-                dst: self.id(r),
-                reason: NotFoundReason::NoRecord,
-            },
+            2 => {
+                let by = self.peer(r.u8());
+                let (about, node) = (r.u64() % 64, self.id(r));
+                Body::NotFound(by.absence(about, node, NotFoundReason::NoRecord))
+            }
             3 => Body::TraceProbe {
                 probe_id: r.u64() % 64,
             },
@@ -178,7 +178,7 @@ impl World {
                 request_id: r.u64() % 64,
                 node: self.id(r),
                 record: (r.one_in(2)).then(|| self.record(r)),
-                offline: r.one_in(2),
+                absence: None,
             },
             _ => Body::Datagram(r.take(64).to_vec()),
         }

@@ -7,7 +7,7 @@
 //! It decides what to send; the `Node` facade originates the packets it
 //! returns, in order.
 
-use skyhop_protocol::{Body, LocationRecord, NodeId, Withdraw, WithdrawReason};
+use skyhop_protocol::{Body, LocationRecord, NodeId, NotFoundReason, Withdraw, WithdrawReason};
 
 use super::context::Ctx;
 use super::counters::DropReason;
@@ -117,7 +117,7 @@ impl Home {
                     .collect()
             }
             Body::LocationQuery { request_id, node } => {
-                vec![self.answer_query(now, src, request_id, node)]
+                vec![self.answer_query(ctx, now, src, request_id, node)]
             }
             _ => {
                 ctx.out.drop(DropReason::NotHomeBound);
@@ -129,18 +129,28 @@ impl Home {
     /// The reply to `asker`'s location query for `node`.
     pub fn answer_query(
         &self,
+        ctx: &Ctx,
         now: SimTime,
         asker: NodeId,
         request_id: u64,
         node: NodeId,
     ) -> Originate {
         let record = self.directory.get(&node, now).cloned();
-        let offline = record.is_none() && self.directory.departed(&node, now);
+        // No record: say so, signed, and say whether the node is known to
+        // have gone (a tombstone) rather than never seen.
+        let absence = record.is_none().then(|| {
+            let reason = if self.directory.departed(&node, now) {
+                NotFoundReason::Offline
+            } else {
+                NotFoundReason::NoRecord
+            };
+            Box::new(ctx.identity.absence(request_id, node, reason))
+        });
         let reply = Body::LocationReply {
             request_id,
             node,
             record,
-            offline,
+            absence,
         };
         (asker, reply)
     }

@@ -176,6 +176,21 @@ fn after_a_graceful_leave_senders_are_told_the_peer_is_offline() {
     h.run_for(40 * SECS);
     assert_eq!(h.outcome(sender, msg), Some(Err(ChatFailure::Offline)));
     assert!(h.received(leaver).is_empty());
+    // The user is told who said so: one of the leaver's home supernodes,
+    // and only at the deadline.
+    let (at, said_by) = h
+        .events
+        .iter()
+        .find_map(|(t, n, e)| match e {
+            Event::ChatFailed {
+                msg_id, said_by, ..
+            } if *n == sender && *msg_id == msg => Some((*t, *said_by)),
+            _ => None,
+        })
+        .expect("the chat failed");
+    let sns = h.supernodes();
+    assert!(said_by.is_some_and(|by| sns.contains(&by)), "{said_by:?}");
+    assert!(at >= now + 2 * SECS + NodeConfig::default().chat_deadline);
 }
 
 #[test]
@@ -587,7 +602,7 @@ fn a_location_reply_nobody_asked_for_is_not_cached() {
             request_id: 4242,
             node: victim,
             record: Some(old),
-            offline: false,
+            absence: None,
         },
     };
     h.inject(liar, target, Message::Routed(reply));
@@ -788,6 +803,8 @@ fn an_offline_answer_forged_by_a_relay_does_not_fail_the_chat_early() {
     h.run_for(500 * MILLIS);
     let sent = chats_from(&h.tapped, a);
     let first = sent.first().expect("a sent the chat to its supernode");
+    // Signed by the relay: it answers for itself, and the chat goes on.
+    let (_, relay_key) = identity_of(relay);
     let lie = Packet {
         dst: a,
         src: relay,
@@ -796,15 +813,21 @@ fn an_offline_answer_forged_by_a_relay_does_not_fail_the_chat_early() {
         hops: 1,
         location: LocationHop::Unused,
         trace: None,
-        body: Body::NotFound {
-            packet_id: first.id,
-            dst: b,
-            reason: NotFoundReason::Offline,
-        },
+        body: Body::NotFound(relay_key.absence(first.id.0, b, NotFoundReason::Offline)),
+    };
+    // And in another's name: that does not verify, and is dropped.
+    let mut impersonated = relay_key.absence(first.id.0, b, NotFoundReason::Offline);
+    impersonated.by = b;
+    let in_bs_name = Packet {
+        id: MsgId(802),
+        body: Body::NotFound(impersonated),
+        ..lie.clone()
     };
     h.inject(relay, a, Message::Routed(lie));
+    h.inject(relay, a, Message::Routed(in_bs_name));
     h.run_for(SECS);
     assert_eq!(h.outcome(a, msg), None, "the chat is still being tried");
+    assert_eq!(h.node(&a).counters().dropped(DropReason::ForgedAbsence), 1);
     // The relay stops lying; a retry gets through.
     h.swallows_chats = None;
     h.run_for(30 * SECS);

@@ -6,8 +6,8 @@
 //! location cache.
 
 use skyhop_protocol::{
-    Body, LocationHop, LocationRecord, Message, MsgId, NodeId, NotFoundReason, Packet, Role, Trace,
-    MAX_TRACE_HOPS,
+    Absence, Body, LocationHop, LocationRecord, Message, MsgId, NodeId, NotFoundReason, Packet,
+    Role, Trace, MAX_TRACE_HOPS,
 };
 
 use super::{Node, QUERY_TIMEOUT};
@@ -193,12 +193,8 @@ impl Node {
             Body::Chat(_) | Body::TraceProbe { .. } | Body::Datagram(_)
         ) && p.src != self.ctx.id
         {
-            let not_found = Body::NotFound {
-                packet_id: p.id,
-                dst: p.dst,
-                reason,
-            };
-            self.originate(now, p.src, not_found, None);
+            let absence = self.ctx.identity.absence(p.id.0, p.dst, reason);
+            self.originate(now, p.src, Body::NotFound(absence), None);
         } else if p.src == self.ctx.id {
             let me = self.ctx.id;
             self.on_not_found(p.id, reason, me);
@@ -218,9 +214,14 @@ impl Node {
                 }
             }
             Body::ChatAck(receipt) => self.chats.on_ack(&mut self.ctx, now, p.src, receipt),
-            Body::NotFound {
-                packet_id, reason, ..
-            } => self.on_not_found(packet_id, reason, p.src),
+            Body::NotFound(absence) => {
+                if self.ctx.memo.verify_absence(&absence).is_ok() {
+                    self.on_not_found(MsgId(absence.about), absence.reason, absence.by);
+                } else {
+                    self.ctx.out.counters.forged += 1;
+                    self.ctx.out.drop(DropReason::ForgedAbsence);
+                }
+            }
             Body::TraceProbe { probe_id } => {
                 let path = p.trace.map(|t| t.0).unwrap_or_default();
                 self.originate(now, p.src, Body::TraceReply { probe_id, path }, None);
@@ -265,20 +266,22 @@ impl Node {
                     request_id,
                     node,
                     record: Some(record),
-                    offline: false,
+                    absence: None,
                 };
                 self.originate(now, p.src, reply, None);
             }
             Body::LocationQuery { request_id, node } => {
-                let (asker, reply) = self.home.answer_query(now, p.src, request_id, node);
+                let (asker, reply) = self
+                    .home
+                    .answer_query(&self.ctx, now, p.src, request_id, node);
                 self.originate(now, asker, reply, None);
             }
             Body::LocationReply {
                 request_id,
                 node,
                 record,
-                offline,
-            } => self.on_location_reply(now, p.src, request_id, node, record, offline),
+                absence,
+            } => self.on_location_reply(now, request_id, node, record, absence),
             Body::Datagram(_) => {}
         }
     }
@@ -288,11 +291,10 @@ impl Node {
     fn on_location_reply(
         &mut self,
         now: SimTime,
-        from: NodeId,
         request_id: u64,
         node: NodeId,
         record: Option<LocationRecord>,
-        offline: bool,
+        absence: Option<Box<Absence>>,
     ) {
         let asked = self
             .pending
@@ -302,7 +304,22 @@ impl Node {
             return;
         }
         match record {
-            None => self.chats.on_key_absent(&node, offline, from),
+            None => match absence {
+                // The home's signed word, kept for the deadline; an
+                // unsigned or misdirected one says nothing.
+                Some(a)
+                    if a.node == node
+                        && a.about == request_id
+                        && self.ctx.memo.verify_absence(&a).is_ok() =>
+                {
+                    self.chats.on_key_absent(&node, a.reason, a.by)
+                }
+                Some(_) => {
+                    self.ctx.out.counters.forged += 1;
+                    self.ctx.out.drop(DropReason::ForgedAbsence);
+                }
+                None => {}
+            },
             Some(record) => {
                 if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
                     if record.sn != node {
