@@ -166,8 +166,19 @@ pub struct LocationRecord {
 pub enum WithdrawReason {
     /// The node left gracefully; its signed `Leave` is the proof.
     Left(Leave),
-    /// The supernode lost the node (stream closed or heartbeats missed).
-    Lost,
+    /// The supernode lost the node (stream closed or heartbeats missed);
+    /// the supernode's signature is the proof that it says so.
+    Lost(SupernodeProof),
+}
+
+/// A supernode's signature over a `Withdraw { Lost }`: only the supernode a
+/// record names may say it lost the node.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SupernodeProof {
+    /// The withdrawing supernode's ed25519 key; must hash to `Withdraw.sn`.
+    pub public_key: PublicKey,
+    /// Signature over [`crate::sign::withdraw_lost_signed_bytes`].
+    pub signature: Signature,
 }
 
 /// A supernode's notice that `node` is no longer attached to it.

@@ -15,7 +15,7 @@ use crate::id::{MsgId, NodeId};
 use crate::limits::MAX_CHAT_BODY;
 use crate::message::{
     Absence, ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, NotFoundReason,
-    PublicKey,
+    PublicKey, SupernodeProof, Withdraw, WithdrawReason,
 };
 
 /// Domain prefix of a location record's signed bytes.
@@ -26,6 +26,8 @@ pub const LEAVE_DOMAIN: &[u8] = b"skyhop/2 leave\0";
 pub const CHAT_DOMAIN: &[u8] = b"skyhop/2 chat\0";
 /// Domain prefix of a chat receipt's signed bytes.
 pub const RECEIPT_DOMAIN: &[u8] = b"skyhop/2 chat-receipt\0";
+/// Domain prefix of a `Withdraw { Lost }`'s signed bytes.
+pub const WITHDRAW_LOST_DOMAIN: &[u8] = b"skyhop/2 withdraw-lost\0";
 /// Domain prefix of an absence's signed bytes.
 pub const ABSENCE_DOMAIN: &[u8] = b"skyhop/2 absence\0";
 /// Domain prefix hashed with the ed25519 secret key to derive the X25519
@@ -115,6 +117,12 @@ pub fn absence_signed_bytes(a: &Absence) -> Vec<u8> {
         ABSENCE_DOMAIN,
         &(a.about, &a.node, &a.reason, &a.by, &a.public_key),
     )
+}
+
+/// The bytes a `Withdraw { Lost }`'s signature covers (by `w.sn`, with
+/// `public_key`).
+pub fn withdraw_lost_signed_bytes(w: &Withdraw, public_key: &PublicKey) -> Vec<u8> {
+    signed_bytes(WITHDRAW_LOST_DOMAIN, &(&w.node, &w.sn, w.seq, public_key))
 }
 
 /// Signatures that verified, remembered by a digest of everything
@@ -232,6 +240,20 @@ impl SignatureMemo {
         )
     }
 
+    /// [`verify_withdraw_lost`], remembering a success.
+    pub fn verify_withdraw_lost(
+        &self,
+        w: &Withdraw,
+        proof: &SupernodeProof,
+    ) -> Result<(), SignatureError> {
+        self.verify(
+            &w.sn,
+            &proof.public_key,
+            &withdraw_lost_signed_bytes(w, &proof.public_key),
+            &proof.signature,
+        )
+    }
+
     /// Verifies the signed statement `message` carries, for the effect of
     /// remembering it if good: a simulator calls it from another thread
     /// while the frame is in flight. The outcome is not returned: the
@@ -242,6 +264,7 @@ impl SignatureMemo {
             Some(Statement::Leave(l)) => self.verify_leave(l),
             Some(Statement::Receipt(r)) => self.verify_receipt(r),
             Some(Statement::Absence(a)) => self.verify_absence(a),
+            Some(Statement::WithdrawLost(w, proof)) => self.verify_withdraw_lost(w, proof),
             None => Ok(()),
         };
     }
@@ -287,11 +310,12 @@ enum Statement<'a> {
     Leave(&'a Leave),
     Receipt(&'a ChatReceipt),
     Absence(&'a Absence),
+    WithdrawLost(&'a Withdraw, &'a SupernodeProof),
 }
 
 /// The signed statement `message` carries, if any.
 fn statement(message: &crate::Message) -> Option<Statement<'_>> {
-    use crate::message::{Body, Message, WithdrawReason};
+    use crate::message::{Body, Message};
     match message {
         Message::Publish(r) => Some(Statement::Record(r)),
         Message::Leave(l) => Some(Statement::Leave(l)),
@@ -309,7 +333,7 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
             } => Some(Statement::Absence(a)),
             Body::Withdraw(w) => match &w.reason {
                 WithdrawReason::Left(l) => Some(Statement::Leave(l)),
-                _ => None,
+                WithdrawReason::Lost(proof) => Some(Statement::WithdrawLost(w, proof)),
             },
             _ => None,
         },
@@ -373,6 +397,16 @@ pub fn verify_absence(absence: &Absence) -> Result<(), SignatureError> {
     )
 }
 
+/// Checks that a `Withdraw { Lost }` was signed by the supernode it names.
+pub fn verify_withdraw_lost(w: &Withdraw, proof: &SupernodeProof) -> Result<(), SignatureError> {
+    verify(
+        &w.sn,
+        &proof.public_key,
+        &withdraw_lost_signed_bytes(w, &proof.public_key),
+        &proof.signature,
+    )
+}
+
 /// A node's ed25519 identity: its key pair, public key and [`NodeId`], and
 /// the X25519 chat key derived from it.
 #[derive(Clone)]
@@ -431,6 +465,24 @@ impl Identity {
         sealed: &crate::message::SealedChat,
     ) -> Result<ChatMessage, crate::seal::SealError> {
         crate::seal::open(&self.chat_secret, sealed)
+    }
+
+    /// A signed withdraw of `node`'s record `seq`: this supernode lost it.
+    pub fn withdraw_lost(&self, node: NodeId, seq: u64) -> Withdraw {
+        let mut w = Withdraw {
+            node,
+            sn: self.id,
+            seq,
+            reason: WithdrawReason::Lost(SupernodeProof {
+                public_key: self.public_key,
+                signature: Signature([0; 64]),
+            }),
+        };
+        let signature = self.sign(&withdraw_lost_signed_bytes(&w, &self.public_key));
+        if let WithdrawReason::Lost(proof) = &mut w.reason {
+            proof.signature = signature;
+        }
+        w
     }
 
     /// A signed statement that `node` could not be reached, answering the

@@ -194,7 +194,10 @@ fn body(rng: &mut Rng) -> Body {
             sn: node_id(rng),
             seq: rng.varint(),
             reason: if rng.chance(2) {
-                WithdrawReason::Lost
+                WithdrawReason::Lost(SupernodeProof {
+                    public_key: rng.array(),
+                    signature: signature(rng),
+                })
             } else {
                 WithdrawReason::Left(leave(rng))
             },

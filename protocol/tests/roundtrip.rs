@@ -220,7 +220,12 @@ fn not_found_reason() -> impl Strategy<Value = NotFoundReason> {
 fn withdraw() -> impl Strategy<Value = Withdraw> {
     let reason = prop_oneof![
         leave().prop_map(WithdrawReason::Left),
-        Just(WithdrawReason::Lost),
+        (public_key(), signature()).prop_map(|(public_key, signature)| {
+            WithdrawReason::Lost(SupernodeProof {
+                public_key,
+                signature,
+            })
+        }),
     ];
     (node_id(), node_id(), varint_u64(), reason).prop_map(|(node, sn, seq, reason)| Withdraw {
         node,
@@ -913,7 +918,7 @@ fn strategies_cover_every_variant() {
                     Body::NotFound(a) => note(format!("not found {:?}", a.reason)),
                     Body::Withdraw(w) => note(match w.reason {
                         WithdrawReason::Left(_) => "withdraw left".to_string(),
-                        WithdrawReason::Lost => "withdraw lost".to_string(),
+                        WithdrawReason::Lost(_) => "withdraw lost".to_string(),
                     }),
                     Body::LocationReply { record, .. } => {
                         note(format!("reply record {}", record.is_some()))

@@ -305,8 +305,12 @@ fn goldens() -> Vec<Golden> {
         ),
         golden(
             "routed_withdraw_lost",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body Withdraw: node alice, sn sn1, seq 4, reason Lost"),
-            withdraw(WithdrawReason::Lost),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body Withdraw: node alice, sn sn1, seq 4, reason Lost(SupernodeProof signed by sn1: public_key sn1's)"),
+            Message::Routed(packet(
+                "sn1",
+                "alice",
+                Body::Withdraw(identity("sn1").withdraw_lost(id("alice"), 4)),
+            )),
         ),
         golden(
             "routed_location_query",
@@ -763,6 +767,12 @@ fn signatures_in_the_vectors_verify() {
                     reason: WithdrawReason::Left(l),
                     ..
                 }) => check(verify_leave(l)),
+                Body::Withdraw(
+                    w @ Withdraw {
+                        reason: WithdrawReason::Lost(proof),
+                        ..
+                    },
+                ) => check(verify_withdraw_lost(w, proof)),
                 Body::LocationReply {
                     record: Some(r), ..
                 } => check(verify_record(r)),
@@ -772,8 +782,8 @@ fn signatures_in_the_vectors_verify() {
         }
     }
     assert_eq!(
-        checked, 12,
-        "leave, publish, routed chat, its receipt, four not-founds, publish, withdraw, reply and offline reply"
+        checked, 13,
+        "leave, publish, routed chat, its receipt, four not-founds, publish, two withdraws, reply and offline reply"
     );
 }
 

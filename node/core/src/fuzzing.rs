@@ -159,17 +159,24 @@ impl World {
                 path: vec![self.id(r)],
             },
             5 => Body::Publish(self.record(r)),
-            6 => Body::Withdraw(Withdraw {
-                node: self.id(r),
-                sn: self.id(r),
-                seq: r.u64() % 1000,
-                reason: if r.one_in(2) {
-                    WithdrawReason::Lost
+            6 => {
+                if r.one_in(2) {
+                    let sn = self.peer(r.u8());
+                    let mut w = sn.withdraw_lost(self.id(r), r.u64() % 1000);
+                    if r.one_in(4) {
+                        w.sn = self.id(r); // A forgery.
+                    }
+                    Body::Withdraw(w)
                 } else {
                     let who = self.peer(r.u8());
-                    WithdrawReason::Left(who.leave(self.id(r), r.u64() % 1000))
-                },
-            }),
+                    Body::Withdraw(Withdraw {
+                        node: self.id(r),
+                        sn: self.id(r),
+                        seq: r.u64() % 1000,
+                        reason: WithdrawReason::Left(who.leave(self.id(r), r.u64() % 1000)),
+                    })
+                }
+            }
             7 => Body::LocationQuery {
                 request_id: r.u64() % 64,
                 node: self.id(r),

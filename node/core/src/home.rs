@@ -65,14 +65,30 @@ impl Home {
 
     /// Applies a withdrawal; false if it carries a forged `Leave`.
     pub fn apply_withdraw(&mut self, ctx: &mut Ctx, now: SimTime, w: &Withdraw) -> bool {
-        if let WithdrawReason::Left(leave) = &w.reason {
-            if leave.node != w.node || leave.sn != w.sn || ctx.memo.verify_leave(leave).is_err() {
-                ctx.out.counters.forged += 1;
-                ctx.out.drop(DropReason::ForgedLeave);
-                return false;
+        let left = match &w.reason {
+            WithdrawReason::Left(leave) => {
+                if leave.node != w.node || leave.sn != w.sn || ctx.memo.verify_leave(leave).is_err()
+                {
+                    ctx.out.counters.forged += 1;
+                    ctx.out.drop(DropReason::ForgedLeave);
+                    return false;
+                }
+                true
             }
-        }
-        self.directory.withdraw(&w.node, &w.sn, w.seq, true, now);
+            WithdrawReason::Lost(proof) => {
+                if ctx.memo.verify_withdraw_lost(w, proof).is_err() {
+                    ctx.out.counters.forged += 1;
+                    ctx.out.drop(DropReason::ForgedWithdraw);
+                    return false;
+                }
+                false
+            }
+        };
+        // The node's own `Leave` marks it departed even without a record;
+        // a supernode's word removes (and tombstones) only a record that
+        // names that supernode, so that a supernode can cut off only its
+        // own clients.
+        self.directory.withdraw(&w.node, &w.sn, w.seq, left, now);
         true
     }
 
@@ -103,7 +119,7 @@ impl Home {
                 // lost (a `Left` carries the node's own signed `Leave`).
                 // Clients cannot forge `src` (their supernode checks it), so
                 // an ordinary node cannot cut anyone off this way.
-                if matches!(w.reason, WithdrawReason::Lost) && src != w.sn {
+                if matches!(w.reason, WithdrawReason::Lost(_)) && src != w.sn {
                     ctx.out.counters.forged += 1;
                     ctx.out.drop(DropReason::ForgedWithdraw);
                     return Vec::new();

@@ -620,8 +620,10 @@ fn a_location_reply_nobody_asked_for_is_not_cached() {
 }
 
 /// A routed withdraw of `victim`, naming supernode `sn`, from `src`, as
-/// packet `id`.
-fn withdraw_of(victim: NodeId, sn: NodeId, src: NodeId, id: u64) -> Message {
+/// packet `id`, signed by `signer` (the real supernode or anyone else).
+fn withdraw_of(victim: NodeId, sn: NodeId, src: NodeId, id: u64, signer: &Identity) -> Message {
+    let mut w = signer.withdraw_lost(victim, u64::MAX);
+    w.sn = sn;
     Message::Routed(Packet {
         dst: victim,
         src,
@@ -630,12 +632,7 @@ fn withdraw_of(victim: NodeId, sn: NodeId, src: NodeId, id: u64) -> Message {
         hops: 0,
         location: LocationHop::Unused,
         trace: None,
-        body: Body::Withdraw(skyhop_protocol::Withdraw {
-            node: victim,
-            sn,
-            seq: u64::MAX,
-            reason: skyhop_protocol::WithdrawReason::Lost,
-        }),
+        body: Body::Withdraw(w),
     })
 }
 
@@ -648,8 +645,13 @@ fn an_ordinary_node_cannot_withdraw_another_node() {
     let victim_sn = h.node(&victim).primary().expect("attached");
     let made_up = identity(88_888).id();
     // In its own name, naming the victim's real supernode, then a made-up one.
-    h.inject(mallory, sn, withdraw_of(victim, victim_sn, mallory, 1));
-    h.inject(mallory, sn, withdraw_of(victim, made_up, mallory, 2));
+    let key = identity_of(mallory).1;
+    h.inject(
+        mallory,
+        sn,
+        withdraw_of(victim, victim_sn, mallory, 1, &key),
+    );
+    h.inject(mallory, sn, withdraw_of(victim, made_up, mallory, 2, &key));
     h.run_for(2 * SECS);
     let refused: u64 = h
         .supernodes()
@@ -673,7 +675,12 @@ fn an_ordinary_node_that_sends_in_another_nodes_name_is_dropped() {
     let (mallory, victim, friend) = (ons[0], ons[1], ons[2]);
     let sn = h.node(&mallory).primary().expect("attached");
     let victim_sn = h.node(&victim).primary().expect("attached");
-    h.inject(mallory, sn, withdraw_of(victim, victim_sn, victim_sn, 3));
+    let key = identity_of(mallory).1;
+    h.inject(
+        mallory,
+        sn,
+        withdraw_of(victim, victim_sn, victim_sn, 3, &key),
+    );
     h.run_for(2 * SECS);
     assert!(h
         .events
@@ -836,4 +843,110 @@ fn an_offline_answer_forged_by_a_relay_does_not_fail_the_chat_early() {
         "delivered at last"
     );
     assert_eq!(h.received(b), vec![(a, "still there?".to_string())]);
+}
+
+#[test]
+fn a_supernode_cannot_withdraw_another_supernodes_client() {
+    let mut h = Harness::overlay(4, 3);
+    let ons = h.ordinaries();
+    let (victim, friend) = (ons[1], ons[2]);
+    let victim_sn = h.node(&victim).primary().expect("attached");
+    let hostile = *h
+        .supernodes()
+        .iter()
+        .find(|s| **s != victim_sn)
+        .expect("another supernode");
+    let neighbor = *h
+        .node(&hostile)
+        .links()
+        .find(|l| h.supernodes().contains(l))
+        .expect("a supernode link");
+    let hostile_key = identity_of(hostile).1;
+    // In the victim's supernode's name (src and sn), signed by the hostile
+    // supernode: the signature names the wrong key.
+    h.inject(
+        hostile,
+        neighbor,
+        withdraw_of(victim, victim_sn, victim_sn, 11, &hostile_key),
+    );
+    // In the name of a supernode it makes up, genuinely signed by it: the
+    // homes hold no record of the victim from that supernode.
+    let made_up = identity(77_777);
+    h.inject(
+        hostile,
+        neighbor,
+        withdraw_of(victim, made_up.id(), made_up.id(), 12, &made_up),
+    );
+    h.run_for(2 * SECS);
+    let forged: u64 = h
+        .supernodes()
+        .iter()
+        .map(|s| h.node(s).counters().dropped(DropReason::ForgedWithdraw))
+        .sum();
+    assert!(forged >= 1, "the wrongly signed withdraw was refused");
+    let holders = h
+        .supernodes()
+        .iter()
+        .filter(|s| h.node(s).holds_record(&victim, &victim_sn, h.now))
+        .count();
+    assert!(holders >= 1, "the victim's record is still held");
+    let msg = h.send_chat(friend, victim, "are you there?");
+    h.run_for(20 * SECS);
+    assert!(
+        matches!(h.outcome(friend, msg), Some(Ok(_))),
+        "the victim is still reachable: {:?}",
+        h.outcome(friend, msg)
+    );
+}
+
+#[test]
+fn chats_to_and_from_supernodes_are_delivered() {
+    let mut h = Harness::overlay(4, 3);
+    let ons = h.ordinaries();
+    let sns = h.supernodes();
+    let pairs = [(ons[0], sns[1]), (sns[2], ons[1]), (sns[0], sns[3])];
+    let msgs: Vec<_> = pairs
+        .iter()
+        .map(|(a, b)| (*a, h.send_chat(*a, *b, "hi")))
+        .collect();
+    h.run_for(10 * SECS);
+    for (a, m) in msgs {
+        assert!(
+            matches!(h.outcome(a, m), Some(Ok(_))),
+            "{:?}",
+            h.outcome(a, m)
+        );
+    }
+}
+
+#[test]
+#[ignore = "diagnostic"]
+fn many_chats_with_wan_latency_are_all_delivered() {
+    let mut h = Harness::overlay(20, 300);
+    h.latency = 20 * MILLIS;
+    h.jitter = 60 * MILLIS;
+    h.duplicate_frames = std::env::var("DUP").is_ok();
+    let mut all = h.ordinaries();
+    all.extend(h.supernodes());
+    let p = pairs(&all, 3000, 7);
+    let ids: Vec<(NodeId, NodeId, MsgId)> = p
+        .iter()
+        .map(|(a, b)| (*a, *b, h.send_chat(*a, *b, "x")))
+        .collect();
+    h.run_for(40 * SECS);
+    let mut bad = 0;
+    for (a, b, m) in ids {
+        let o = h.outcome(a, m);
+        if !matches!(o, Some(Ok(_))) {
+            bad += 1;
+            eprintln!(
+                "{:?} ({:?}) -> {:?} ({:?}): {o:?}",
+                a,
+                h.node(&a).role(),
+                b,
+                h.node(&b).role()
+            );
+        }
+    }
+    assert_eq!(bad, 0);
 }

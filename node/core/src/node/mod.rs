@@ -316,7 +316,8 @@ impl Node {
             self.supernode.homes_changed(&self.ctx, now);
         }
         if let Some(Some(record)) = self.supernode.client_lost(&peer) {
-            self.withdraw(now, record.node, record.seq, WithdrawReason::Lost);
+            let w = self.ctx.identity.withdraw_lost(record.node, record.seq);
+            self.originate(now, w.node, Body::Withdraw(w), None);
         }
         self.attach
             .link_lost(&mut self.ctx, &mut self.pending, now, peer, reason);
