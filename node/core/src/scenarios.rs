@@ -918,35 +918,3 @@ fn chats_to_and_from_supernodes_are_delivered() {
         );
     }
 }
-
-#[test]
-#[ignore = "diagnostic"]
-fn many_chats_with_wan_latency_are_all_delivered() {
-    let mut h = Harness::overlay(20, 300);
-    h.latency = 20 * MILLIS;
-    h.jitter = 60 * MILLIS;
-    h.duplicate_frames = std::env::var("DUP").is_ok();
-    let mut all = h.ordinaries();
-    all.extend(h.supernodes());
-    let p = pairs(&all, 3000, 7);
-    let ids: Vec<(NodeId, NodeId, MsgId)> = p
-        .iter()
-        .map(|(a, b)| (*a, *b, h.send_chat(*a, *b, "x")))
-        .collect();
-    h.run_for(40 * SECS);
-    let mut bad = 0;
-    for (a, b, m) in ids {
-        let o = h.outcome(a, m);
-        if !matches!(o, Some(Ok(_))) {
-            bad += 1;
-            eprintln!(
-                "{:?} ({:?}) -> {:?} ({:?}): {o:?}",
-                a,
-                h.node(&a).role(),
-                b,
-                h.node(&b).role()
-            );
-        }
-    }
-    assert_eq!(bad, 0);
-}

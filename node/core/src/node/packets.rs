@@ -40,7 +40,8 @@ impl Node {
             trace,
             body,
         };
-        self.router.first_sight(&self.ctx.id, id);
+        self.router
+            .first_sight(&self.ctx.id, id, &LocationHop::Unused);
         if dst == self.ctx.id {
             self.deliver(now, p);
             return id;
@@ -60,7 +61,7 @@ impl Node {
     }
 
     pub(super) fn handle_packet(&mut self, now: SimTime, from: Option<NodeId>, mut p: Packet) {
-        if !self.router.first_sight(&p.src, p.id) {
+        if !self.router.first_sight(&p.src, p.id, &p.location) {
             self.ctx.out.drop(DropReason::Duplicate);
             return;
         }
