@@ -324,7 +324,9 @@ impl Node {
             Some(record) => {
                 if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
                     if record.sn != node {
-                        self.router.cache_mut().insert(node, record.sn, now);
+                        self.router
+                            .cache_mut()
+                            .insert(node, record.sn, record.seq, now);
                     }
                     for msg_id in self.chats.learn_key(node, record.chat_key) {
                         self.push_chat(now, msg_id);
