@@ -31,7 +31,9 @@ fn chat_packet(body_len: usize) -> Message {
         hops: 1,
         location: LocationHop::Unused,
         trace: None,
-        body: Body::Chat(chat),
+        body: Body::Chat(
+            skyhop_protocol::seal::seal(&chat, &bob.chat_key(), [7; 32]).expect("bob's key"),
+        ),
     })
 }
 

@@ -3,7 +3,8 @@
 //! A frame is a 4-byte big-endian body length followed by the body: one
 //! [`Message`] in bincode 1.3.3 with varint integers, little-endian fixed
 //! fields, a body of at most [`MAX_FRAME_BODY`] bytes, and trailing bytes
-//! rejected.
+//! rejected. `Message::Routed` is the exception: its tag is followed by the
+//! fixed-width envelope of [`crate::envelope`], whose body is bincode again.
 //! [`encode_into`] appends whole frames to a caller's buffer (so a runtime
 //! can coalesce many frames into one write); [`FrameDecoder`] takes bytes as
 //! they arrive and yields messages.
@@ -22,6 +23,7 @@
 //!   (trailing bytes) is that version's, and a test pins it.
 
 use bincode::Options;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::limits::{FRAME_HEADER_LEN, MAX_FRAME_BODY, PROTOCOL_VERSION};
@@ -43,7 +45,9 @@ pub enum DecodeError {
     #[error("frame is truncated: the message needs more bytes than the body has")]
     Truncated,
     /// A `Hello` with a protocol version this node does not speak.
-    #[error("unknown protocol version {got} (this node speaks {PROTOCOL_VERSION})")]
+    #[error(
+        "peer speaks protocol version {got}, this node speaks {PROTOCOL_VERSION} only: one of them must be upgraded"
+    )]
     UnknownVersion {
         /// The version received.
         got: u64,
@@ -95,6 +99,27 @@ pub(crate) fn encode_fields<T: Serialize>(fields: &T, out: &mut Vec<u8>) {
         .expect("serializing plain fields into a Vec cannot fail");
 }
 
+/// Decodes `bytes` as exactly one `T` in the wire encoding (no frame
+/// header): a routed packet's body, a sealed chat's plaintext.
+pub(crate) fn decode_fields<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    options()
+        .deserialize(bytes)
+        .map_err(|e| match map_bincode(*e) {
+            DecodeError::TrailingBytes(_) => {
+                let mut reader = bytes;
+                let left = match options()
+                    .allow_trailing_bytes()
+                    .deserialize_from::<_, T>(&mut reader)
+                {
+                    Ok(_) => reader.len(),
+                    Err(_) => 0,
+                };
+                DecodeError::TrailingBytes(left)
+            }
+            other => other,
+        })
+}
+
 /// Appends one whole frame carrying `msg` to `out`. On error `out` is left
 /// as it was.
 pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
@@ -104,7 +129,15 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<usize, EncodeErro
     // Encoded without bincode's limit, which would cost a whole extra
     // sizing pass; validated messages are bounded, and the length is checked
     // right after.
-    encode_fields(msg, out);
+    match msg {
+        Message::Routed(p) => {
+            if let Err(e) = crate::envelope::encode_packet(p, out) {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+        _ => encode_fields(msg, out),
+    }
     let body_len = out.len() - start - FRAME_HEADER_LEN;
     if body_len > MAX_FRAME_BODY {
         out.truncate(start);
@@ -183,19 +216,6 @@ pub fn decode_body(body: &[u8]) -> Result<Message, DecodeError> {
     if body.len() > MAX_FRAME_BODY {
         return Err(DecodeError::TooLong { len: body.len() });
     }
-    // Routed chat and ack packets, most of what a relay decodes, without
-    // serde's byte-at-a-time arrays; anything else goes through serde.
-    if let Some(msg) = crate::fast::decode_routed(body) {
-        return Ok(msg);
-    }
-    serde_decode_body(body)
-}
-
-/// [`decode_body`] through serde only (every message; every error).
-pub(crate) fn serde_decode_body(body: &[u8]) -> Result<Message, DecodeError> {
-    if body.len() > MAX_FRAME_BODY {
-        return Err(DecodeError::TooLong { len: body.len() });
-    }
     // A tag or version that does not parse is left to bincode, which tells a
     // cut-off varint (truncated) from an invalid marker byte (malformed).
     if let Some((tag, tag_len)) = peek_varint(body) {
@@ -203,6 +223,11 @@ pub(crate) fn serde_decode_body(body: &[u8]) -> Result<Message, DecodeError> {
             return Err(DecodeError::UnknownTag(format!(
                 "message tag {tag} (known: 0..{MESSAGE_TAGS})"
             )));
+        }
+        if tag == u64::from(crate::envelope::ROUTED_TAG) && tag_len == 1 {
+            let msg = Message::Routed(crate::envelope::decode_packet(body)?);
+            msg.validate()?;
+            return Ok(msg);
         }
         if tag == 0 {
             if let Some((version, _)) = peek_varint(&body[tag_len..]) {
@@ -377,10 +402,13 @@ mod tests {
         body.extend_from_slice(&[0, 0]);
         assert_eq!(decode_body(&body), Err(DecodeError::TrailingBytes(2)));
 
-        let v2 = encode(&hello(2)).expect("encodes");
-        assert_eq!(
-            decode_frame(&v2),
-            Err(DecodeError::UnknownVersion { got: 2 })
+        let v1 = encode(&hello(1)).expect("encodes");
+        let refused = decode_frame(&v1);
+        assert_eq!(refused, Err(DecodeError::UnknownVersion { got: 1 }));
+        let said = refused.expect_err("refused").to_string();
+        assert!(
+            said.contains("version 1") && said.contains("speaks 2"),
+            "the error names both versions: {said}"
         );
 
         assert!(matches!(
@@ -388,7 +416,7 @@ mod tests {
             Err(DecodeError::UnknownTag(_))
         ));
         assert!(matches!(
-            decode_body(&[0, 1, 9]),
+            decode_body(&[0, 2, 9]),
             Err(DecodeError::UnknownTag(_))
         ));
         assert_eq!(decode_body(&[]), Err(DecodeError::Truncated));

@@ -7,12 +7,13 @@
 
 mod bounded;
 pub mod codec;
-mod fast;
+pub mod envelope;
 pub mod id;
 pub mod limits;
 pub mod message;
 pub mod mix;
 pub mod recent;
+pub mod seal;
 pub mod sign;
 
 pub use bounded::Signature;
@@ -22,4 +23,8 @@ pub use codec::{
 pub use id::{Distance, MsgId, NodeId, ParseNodeIdError};
 pub use limits::*;
 pub use message::*;
-pub use sign::{verify_chat, verify_leave, verify_record, Identity, SignatureError, SignatureMemo};
+pub use seal::SealError;
+pub use sign::{
+    verify_absence, verify_chat, verify_leave, verify_receipt, verify_record, verify_withdraw_lost,
+    Identity, SignatureError, SignatureMemo,
+};

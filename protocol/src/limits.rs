@@ -4,7 +4,7 @@
 //! produce one. PROTOCOL.md lists the same numbers.
 
 /// The protocol version this crate speaks, sent first in every `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest encoded message body in a frame, in bytes (the 4-byte length
 /// prefix is not counted).
@@ -40,3 +40,12 @@ pub const MAX_DATAGRAM: usize = 64 * 1024 - 2048;
 
 /// Longest lifetime a location record may claim, in seconds.
 pub const MAX_RECORD_LIFETIME_S: u32 = 3600;
+
+/// Largest sealed (end-to-end encrypted) chat in a routed `Chat` body, in
+/// bytes: the 32-byte ephemeral key, the encrypted signed chat message (whose
+/// text is at most [`MAX_CHAT_BODY`]) and the 16-byte tag.
+pub const MAX_SEALED_CHAT: usize = MAX_CHAT_BODY + 512;
+
+/// Largest opaque body of a routed packet's envelope, in bytes (the
+/// envelope's body length is a `u16`).
+pub const MAX_ROUTED_BODY: usize = u16::MAX as usize;

@@ -1,4 +1,4 @@
-//! Every message of `/skyhop/1`.
+//! Every message of `/skyhop/1`, protocol version 2.
 //!
 //! A [`Message`] is what one frame carries between two directly connected
 //! nodes (a *link* message). A [`Packet`] is the routed envelope inside
@@ -15,6 +15,10 @@ use crate::limits::*;
 
 /// A raw ed25519 public key (32 bytes).
 pub type PublicKey = [u8; 32];
+
+/// A raw X25519 public key (32 bytes): the key chats to a node are sealed
+/// to, bound to the node's identity by its signed location record.
+pub type ChatKey = [u8; 32];
 
 /// What a node is in the overlay.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
@@ -140,6 +144,9 @@ pub struct LocationRecord {
     pub node: NodeId,
     /// Its ed25519 public key; must hash (via its PeerId) to `node`.
     pub public_key: PublicKey,
+    /// The X25519 key chats to `node` are sealed to (see
+    /// [`crate::seal`]); covered by the signature, so that it is the node's.
+    pub chat_key: ChatKey,
     /// The supernode it is attached to.
     pub sn: NodeId,
     /// That supernode's addresses, at most [`MAX_ADDRS`].
@@ -159,8 +166,19 @@ pub struct LocationRecord {
 pub enum WithdrawReason {
     /// The node left gracefully; its signed `Leave` is the proof.
     Left(Leave),
-    /// The supernode lost the node (stream closed or heartbeats missed).
-    Lost,
+    /// The supernode lost the node (stream closed or heartbeats missed);
+    /// the supernode's signature is the proof that it says so.
+    Lost(SupernodeProof),
+}
+
+/// A supernode's signature over a `Withdraw { Lost }`: only the supernode a
+/// record names may say it lost the node.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SupernodeProof {
+    /// The withdrawing supernode's ed25519 key; must hash to `Withdraw.sn`.
+    pub public_key: PublicKey,
+    /// Signature over [`crate::sign::withdraw_lost_signed_bytes`].
+    pub signature: Signature,
 }
 
 /// A supernode's notice that `node` is no longer attached to it.
@@ -176,7 +194,8 @@ pub struct Withdraw {
     pub reason: WithdrawReason,
 }
 
-/// A chat message, signed by its author.
+/// A chat message, signed by its author. It never travels in clear: it is
+/// the plaintext of a [`SealedChat`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// The author.
@@ -197,6 +216,31 @@ pub struct ChatMessage {
     pub signature: Signature,
 }
 
+/// A [`ChatMessage`] encrypted to its recipient's [`ChatKey`] (a Noise `N`
+/// message, see [`crate::seal`]): relays see its length only.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SealedChat(#[serde(with = "bounded::bytes")] pub Vec<u8>);
+
+/// The recipient's signed statement that it has the chat `msg_id` from
+/// `author`: what makes a chat "delivered".
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ChatReceipt {
+    /// The recipient, which signed it.
+    pub recipient: NodeId,
+    /// The recipient's ed25519 public key; must hash to `recipient`.
+    pub public_key: PublicKey,
+    /// The chat's author.
+    pub author: NodeId,
+    /// The acknowledged message.
+    pub msg_id: MsgId,
+    /// Its conversation position.
+    pub seq: u64,
+    /// Hops the chat packet took to arrive.
+    pub hops: u8,
+    /// Signature over [`crate::sign::receipt_signed_bytes`].
+    pub signature: Signature,
+}
+
 /// Why a routed packet could not be delivered.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum NotFoundReason {
@@ -210,30 +254,38 @@ pub enum NotFoundReason {
     NoRoute,
 }
 
+/// A node's signed statement that `node` could not be reached: the answer
+/// to the packet or query `about`. Nobody can prove a node offline or
+/// unknown, so a sender never fails a chat on it before the deadline; the
+/// signature says who said it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Absence {
+    /// The id of the undeliverable packet (in `NotFound`) or the request
+    /// id of the query (in `LocationReply`).
+    pub about: u64,
+    /// The node that could not be reached.
+    pub node: NodeId,
+    /// Why.
+    pub reason: NotFoundReason,
+    /// Who says so, and signed it.
+    pub by: NodeId,
+    /// `by`'s ed25519 public key; must hash to `by`.
+    pub public_key: PublicKey,
+    /// Signature over [`crate::sign::absence_signed_bytes`].
+    pub signature: Signature,
+}
+
 /// What a routed packet carries.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Body {
-    /// A chat message for `dst`.
-    Chat(ChatMessage),
-    /// `src` (the chat's recipient) has the chat message `msg_id` that `dst`
-    /// (its author) sent.
-    ChatAck {
-        /// The acknowledged message.
-        msg_id: MsgId,
-        /// Its conversation position.
-        seq: u64,
-        /// Hops the chat packet took to arrive.
-        hops: u8,
-    },
-    /// The packet `packet_id` for `dst` could not be delivered.
-    NotFound {
-        /// The id of the undeliverable packet.
-        packet_id: MsgId,
-        /// Where it was going.
-        dst: NodeId,
-        /// Why it stopped.
-        reason: NotFoundReason,
-    },
+    /// A chat message for `dst`, sealed to it.
+    Chat(SealedChat),
+    /// `src` (the chat's recipient) has the chat message that `dst` (its
+    /// author) sent; the receipt is signed by the recipient.
+    ChatAck(ChatReceipt),
+    /// The packet `absence.about` for `absence.node` could not be
+    /// delivered, says the signer.
+    NotFound(Absence),
     /// Asks `dst` to answer with the path this probe took (the packet's
     /// `trace` records it).
     TraceProbe {
@@ -268,12 +320,21 @@ pub enum Body {
         node: NodeId,
         /// Its record, if the home supernode holds one.
         record: Option<LocationRecord>,
+        /// With no record: the home's signed word that the node is unknown
+        /// (`NoRecord`) or left or was lost recently (`Offline`). Ignored
+        /// when a record is present.
+        /// (Boxed: it is rare, and would double every packet's size.)
+        absence: Option<Box<Absence>>,
     },
     /// An opaque application payload, at most [`MAX_DATAGRAM`] bytes.
     Datagram(#[serde(with = "bounded::bytes")] Vec<u8>),
 }
 
 /// The routed envelope: forwarded hop by hop toward `dst`.
+///
+/// On the wire (protocol version 2) it is not bincode but a fixed header,
+/// the routing extensions and the body as opaque bytes; see
+/// [`crate::envelope`]. This struct is its decoded form.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Packet {
     /// The destination node.
@@ -358,6 +419,12 @@ pub enum LimitError {
     /// A chat body longer than [`MAX_CHAT_BODY`].
     #[error("chat body is {0} bytes, the limit is {MAX_CHAT_BODY}")]
     ChatBodyTooLong(usize),
+    /// A sealed chat longer than [`MAX_SEALED_CHAT`].
+    #[error("sealed chat is {0} bytes, the limit is {MAX_SEALED_CHAT}")]
+    SealedChatTooLong(usize),
+    /// A routed body longer than [`MAX_ROUTED_BODY`].
+    #[error("routed body is {0} bytes, the limit is {MAX_ROUTED_BODY}")]
+    RoutedBodyTooLong(usize),
     /// A hop trace longer than [`MAX_TRACE_HOPS`].
     #[error("trace has {0} hops, the limit is {MAX_TRACE_HOPS}")]
     TraceTooLong(usize),
@@ -379,6 +446,14 @@ pub enum LimitError {
     /// A record lifetime over [`MAX_RECORD_LIFETIME_S`].
     #[error("record lifetime of {0} s, the limit is {MAX_RECORD_LIFETIME_S}")]
     LifetimeTooLong(u32),
+}
+
+/// Checks that a chat's text is within [`MAX_CHAT_BODY`].
+pub(crate) fn check_chat_text(chat: &ChatMessage) -> Result<(), LimitError> {
+    if chat.body.len() > MAX_CHAT_BODY {
+        return Err(LimitError::ChatBodyTooLong(chat.body.len()));
+    }
+    Ok(())
 }
 
 fn check_addrs(addrs: &[String]) -> Result<(), LimitError> {
@@ -412,8 +487,8 @@ impl Body {
     /// Checks every limit of the body.
     pub fn validate(&self) -> Result<(), LimitError> {
         match self {
-            Body::Chat(chat) if chat.body.len() > MAX_CHAT_BODY => {
-                Err(LimitError::ChatBodyTooLong(chat.body.len()))
+            Body::Chat(sealed) if sealed.0.len() > MAX_SEALED_CHAT => {
+                Err(LimitError::SealedChatTooLong(sealed.0.len()))
             }
             Body::TraceReply { path, .. } if path.len() > MAX_TRACE_HOPS => {
                 Err(LimitError::TraceTooLong(path.len()))
@@ -434,8 +509,8 @@ impl Body {
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Chat(_) => "chat",
-            Body::ChatAck { .. } => "chat_ack",
-            Body::NotFound { .. } => "not_found",
+            Body::ChatAck(_) => "chat_ack",
+            Body::NotFound(_) => "not_found",
             Body::TraceProbe { .. } => "trace_probe",
             Body::TraceReply { .. } => "trace_reply",
             Body::Publish(_) => "publish",

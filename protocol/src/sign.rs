@@ -13,14 +13,26 @@ use crate::bounded::Signature;
 use crate::codec;
 use crate::id::{MsgId, NodeId};
 use crate::limits::MAX_CHAT_BODY;
-use crate::message::{ChatMessage, Leave, LimitError, LocationRecord, PublicKey};
+use crate::message::{
+    Absence, ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, NotFoundReason,
+    PublicKey, SupernodeProof, Withdraw, WithdrawReason,
+};
 
 /// Domain prefix of a location record's signed bytes.
-pub const RECORD_DOMAIN: &[u8] = b"skyhop/1 location-record\0";
+pub const RECORD_DOMAIN: &[u8] = b"skyhop/2 location-record\0";
 /// Domain prefix of a leave's signed bytes.
-pub const LEAVE_DOMAIN: &[u8] = b"skyhop/1 leave\0";
+pub const LEAVE_DOMAIN: &[u8] = b"skyhop/2 leave\0";
 /// Domain prefix of a chat message's signed bytes.
-pub const CHAT_DOMAIN: &[u8] = b"skyhop/1 chat\0";
+pub const CHAT_DOMAIN: &[u8] = b"skyhop/2 chat\0";
+/// Domain prefix of a chat receipt's signed bytes.
+pub const RECEIPT_DOMAIN: &[u8] = b"skyhop/2 chat-receipt\0";
+/// Domain prefix of a `Withdraw { Lost }`'s signed bytes.
+pub const WITHDRAW_LOST_DOMAIN: &[u8] = b"skyhop/2 withdraw-lost\0";
+/// Domain prefix of an absence's signed bytes.
+pub const ABSENCE_DOMAIN: &[u8] = b"skyhop/2 absence\0";
+/// Domain prefix hashed with the ed25519 secret key to derive the X25519
+/// chat secret key (see [`Identity::chat_key`]).
+pub const CHAT_KEY_DOMAIN: &[u8] = b"skyhop/2 chat-key\0";
 
 /// Why a signed statement was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +66,7 @@ pub fn record_signed_bytes(r: &LocationRecord) -> Vec<u8> {
         &(
             &r.node,
             &r.public_key,
+            &r.chat_key,
             &r.sn,
             &r.sn_addrs,
             r.seq,
@@ -81,6 +94,35 @@ pub fn chat_signed_bytes(c: &ChatMessage) -> Vec<u8> {
             &c.body,
         ),
     )
+}
+
+/// The bytes a chat receipt's signature covers.
+pub fn receipt_signed_bytes(r: &ChatReceipt) -> Vec<u8> {
+    signed_bytes(
+        RECEIPT_DOMAIN,
+        &(
+            &r.recipient,
+            &r.public_key,
+            &r.author,
+            &r.msg_id,
+            r.seq,
+            r.hops,
+        ),
+    )
+}
+
+/// The bytes an absence's signature covers.
+pub fn absence_signed_bytes(a: &Absence) -> Vec<u8> {
+    signed_bytes(
+        ABSENCE_DOMAIN,
+        &(a.about, &a.node, &a.reason, &a.by, &a.public_key),
+    )
+}
+
+/// The bytes a `Withdraw { Lost }`'s signature covers (by `w.sn`, with
+/// `public_key`).
+pub fn withdraw_lost_signed_bytes(w: &Withdraw, public_key: &PublicKey) -> Vec<u8> {
+    signed_bytes(WITHDRAW_LOST_DOMAIN, &(&w.node, &w.sn, w.seq, public_key))
 }
 
 /// Signatures that verified, remembered by a digest of everything
@@ -178,6 +220,40 @@ impl SignatureMemo {
         )
     }
 
+    /// [`verify_receipt`], remembering a success.
+    pub fn verify_receipt(&self, receipt: &ChatReceipt) -> Result<(), SignatureError> {
+        self.verify(
+            &receipt.recipient,
+            &receipt.public_key,
+            &receipt_signed_bytes(receipt),
+            &receipt.signature,
+        )
+    }
+
+    /// [`verify_absence`], remembering a success.
+    pub fn verify_absence(&self, absence: &Absence) -> Result<(), SignatureError> {
+        self.verify(
+            &absence.by,
+            &absence.public_key,
+            &absence_signed_bytes(absence),
+            &absence.signature,
+        )
+    }
+
+    /// [`verify_withdraw_lost`], remembering a success.
+    pub fn verify_withdraw_lost(
+        &self,
+        w: &Withdraw,
+        proof: &SupernodeProof,
+    ) -> Result<(), SignatureError> {
+        self.verify(
+            &w.sn,
+            &proof.public_key,
+            &withdraw_lost_signed_bytes(w, &proof.public_key),
+            &proof.signature,
+        )
+    }
+
     /// Verifies the signed statement `message` carries, for the effect of
     /// remembering it if good: a simulator calls it from another thread
     /// while the frame is in flight. The outcome is not returned: the
@@ -186,7 +262,9 @@ impl SignatureMemo {
         let _ = match statement(message) {
             Some(Statement::Record(r)) => self.verify_record(r),
             Some(Statement::Leave(l)) => self.verify_leave(l),
-            Some(Statement::Chat(c)) => self.verify_chat(c),
+            Some(Statement::Receipt(r)) => self.verify_receipt(r),
+            Some(Statement::Absence(a)) => self.verify_absence(a),
+            Some(Statement::WithdrawLost(w, proof)) => self.verify_withdraw_lost(w, proof),
             None => Ok(()),
         };
     }
@@ -225,16 +303,19 @@ fn verify(
     }
 }
 
-/// A signed statement a message carries.
+/// A signed statement a message carries in clear (a chat's signature is
+/// sealed inside it, out of a relay's sight).
 enum Statement<'a> {
     Record(&'a LocationRecord),
     Leave(&'a Leave),
-    Chat(&'a ChatMessage),
+    Receipt(&'a ChatReceipt),
+    Absence(&'a Absence),
+    WithdrawLost(&'a Withdraw, &'a SupernodeProof),
 }
 
 /// The signed statement `message` carries, if any.
 fn statement(message: &crate::Message) -> Option<Statement<'_>> {
-    use crate::message::{Body, Message, WithdrawReason};
+    use crate::message::{Body, Message};
     match message {
         Message::Publish(r) => Some(Statement::Record(r)),
         Message::Leave(l) => Some(Statement::Leave(l)),
@@ -243,10 +324,16 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
             | Body::LocationReply {
                 record: Some(r), ..
             } => Some(Statement::Record(r)),
-            Body::Chat(c) => Some(Statement::Chat(c)),
+            Body::ChatAck(r) => Some(Statement::Receipt(r)),
+            Body::NotFound(a) => Some(Statement::Absence(a)),
+            Body::LocationReply {
+                record: None,
+                absence: Some(a),
+                ..
+            } => Some(Statement::Absence(a)),
             Body::Withdraw(w) => match &w.reason {
                 WithdrawReason::Left(l) => Some(Statement::Leave(l)),
-                _ => None,
+                WithdrawReason::Lost(proof) => Some(Statement::WithdrawLost(w, proof)),
             },
             _ => None,
         },
@@ -290,12 +377,45 @@ pub fn verify_chat(chat: &ChatMessage) -> Result<(), SignatureError> {
     )
 }
 
-/// A node's ed25519 identity: its key pair, public key and [`NodeId`].
+/// Checks that `receipt` was signed by the recipient it names.
+pub fn verify_receipt(receipt: &ChatReceipt) -> Result<(), SignatureError> {
+    verify(
+        &receipt.recipient,
+        &receipt.public_key,
+        &receipt_signed_bytes(receipt),
+        &receipt.signature,
+    )
+}
+
+/// Checks that `absence` was signed by the node it names as its author.
+pub fn verify_absence(absence: &Absence) -> Result<(), SignatureError> {
+    verify(
+        &absence.by,
+        &absence.public_key,
+        &absence_signed_bytes(absence),
+        &absence.signature,
+    )
+}
+
+/// Checks that a `Withdraw { Lost }` was signed by the supernode it names.
+pub fn verify_withdraw_lost(w: &Withdraw, proof: &SupernodeProof) -> Result<(), SignatureError> {
+    verify(
+        &w.sn,
+        &proof.public_key,
+        &withdraw_lost_signed_bytes(w, &proof.public_key),
+        &proof.signature,
+    )
+}
+
+/// A node's ed25519 identity: its key pair, public key and [`NodeId`], and
+/// the X25519 chat key derived from it.
 #[derive(Clone)]
 pub struct Identity {
     keypair: ed25519::Keypair,
     public_key: PublicKey,
     id: NodeId,
+    chat_secret: [u8; 32],
+    chat_key: ChatKey,
 }
 
 impl std::fmt::Debug for Identity {
@@ -315,13 +435,85 @@ impl Identity {
 
     /// Wraps an ed25519 key pair.
     pub fn from_ed25519(keypair: ed25519::Keypair) -> Identity {
+        use sha2::{Digest, Sha256};
         let public_key = keypair.public().to_bytes();
         let peer = libp2p_identity::PublicKey::from(keypair.public()).to_peer_id();
+        let mut h = Sha256::new();
+        h.update(CHAT_KEY_DOMAIN);
+        h.update(keypair.secret().as_ref());
+        let chat_secret: [u8; 32] = h.finalize().into();
         Identity {
             id: NodeId::from_peer_id(&peer),
             public_key,
             keypair,
+            chat_key: crate::seal::chat_public_key(&chat_secret),
+            chat_secret,
         }
+    }
+
+    /// The X25519 public key chats to this node are sealed to:
+    /// X25519(SHA-256([`CHAT_KEY_DOMAIN`] || ed25519 secret key)). It is
+    /// bound to the identity by the location records the node signs.
+    pub fn chat_key(&self) -> ChatKey {
+        self.chat_key
+    }
+
+    /// Opens a chat sealed to this node's chat key: the signed message, not
+    /// yet verified.
+    pub fn open_chat(
+        &self,
+        sealed: &crate::message::SealedChat,
+    ) -> Result<ChatMessage, crate::seal::SealError> {
+        crate::seal::open(&self.chat_secret, sealed)
+    }
+
+    /// A signed withdraw of `node`'s record `seq`: this supernode lost it.
+    pub fn withdraw_lost(&self, node: NodeId, seq: u64) -> Withdraw {
+        let mut w = Withdraw {
+            node,
+            sn: self.id,
+            seq,
+            reason: WithdrawReason::Lost(SupernodeProof {
+                public_key: self.public_key,
+                signature: Signature([0; 64]),
+            }),
+        };
+        let signature = self.sign(&withdraw_lost_signed_bytes(&w, &self.public_key));
+        if let WithdrawReason::Lost(proof) = &mut w.reason {
+            proof.signature = signature;
+        }
+        w
+    }
+
+    /// A signed statement that `node` could not be reached, answering the
+    /// packet or query `about`.
+    pub fn absence(&self, about: u64, node: NodeId, reason: NotFoundReason) -> Absence {
+        let mut absence = Absence {
+            about,
+            node,
+            reason,
+            by: self.id,
+            public_key: self.public_key,
+            signature: Signature([0; 64]),
+        };
+        absence.signature = self.sign(&absence_signed_bytes(&absence));
+        absence
+    }
+
+    /// A signed receipt for the chat `msg_id` (conversation position `seq`)
+    /// from `author`, which arrived after `hops` hops.
+    pub fn receipt(&self, author: NodeId, msg_id: MsgId, seq: u64, hops: u8) -> ChatReceipt {
+        let mut receipt = ChatReceipt {
+            recipient: self.id,
+            public_key: self.public_key,
+            author,
+            msg_id,
+            seq,
+            hops,
+            signature: Signature([0; 64]),
+        };
+        receipt.signature = self.sign(&receipt_signed_bytes(&receipt));
+        receipt
     }
 
     /// The node id.
@@ -362,6 +554,7 @@ impl Identity {
         let mut record = LocationRecord {
             node: self.id,
             public_key: self.public_key,
+            chat_key: self.chat_key,
             sn,
             sn_addrs,
             seq,

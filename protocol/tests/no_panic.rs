@@ -98,6 +98,12 @@ fn peers(rng: &mut Rng) -> Vec<PeerInfo> {
         .collect()
 }
 
+/// The identity every generated chat is sealed to.
+fn recipient() -> &'static Identity {
+    static BOB: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+    BOB.get_or_init(|| Identity::from_secret([2; 32]))
+}
+
 fn signature(rng: &mut Rng) -> Signature {
     Signature(rng.array())
 }
@@ -116,10 +122,27 @@ fn record(rng: &mut Rng) -> LocationRecord {
     LocationRecord {
         node: node_id(rng),
         public_key: rng.array(),
+        chat_key: rng.array(),
         sn: node_id(rng),
         sn_addrs: addrs(rng),
         seq: rng.varint(),
         lifetime_s: (rng.next() % u64::from(MAX_RECORD_LIFETIME_S + 1)) as u32,
+        signature: signature(rng),
+    }
+}
+
+fn absence(rng: &mut Rng) -> Absence {
+    Absence {
+        about: rng.varint(),
+        node: node_id(rng),
+        reason: [
+            NotFoundReason::NoRecord,
+            NotFoundReason::Offline,
+            NotFoundReason::TtlExpired,
+            NotFoundReason::NoRoute,
+        ][rng.below(4)],
+        by: node_id(rng),
+        public_key: rng.array(),
         signature: signature(rng),
     }
 }
@@ -131,31 +154,33 @@ fn hops(rng: &mut Rng) -> Vec<NodeId> {
 
 fn body(rng: &mut Rng) -> Body {
     match rng.below(10) {
-        0 => Body::Chat(ChatMessage {
-            from: node_id(rng),
-            from_key: rng.array(),
-            to: node_id(rng),
-            msg_id: MsgId(rng.varint()),
-            seq: rng.varint(),
-            sent_at: rng.varint(),
-            body: text(rng, 12),
-            signature: signature(rng),
-        }),
-        1 => Body::ChatAck {
+        0 => {
+            let chat = ChatMessage {
+                from: node_id(rng),
+                from_key: rng.array(),
+                to: node_id(rng),
+                msg_id: MsgId(rng.varint()),
+                seq: rng.varint(),
+                sent_at: rng.varint(),
+                body: text(rng, 12),
+                signature: signature(rng),
+            };
+            // Sealed to the recipient `check` opens with, so that damage
+            // reaches the opening and the decoding of what is inside.
+            let sealed =
+                seal::seal(&chat, &recipient().chat_key(), rng.array()).expect("a valid key");
+            Body::Chat(sealed)
+        }
+        1 => Body::ChatAck(ChatReceipt {
+            recipient: node_id(rng),
+            public_key: rng.array(),
+            author: node_id(rng),
             msg_id: MsgId(rng.varint()),
             seq: rng.varint(),
             hops: rng.byte(),
-        },
-        2 => Body::NotFound {
-            packet_id: MsgId(rng.varint()),
-            dst: node_id(rng),
-            reason: [
-                NotFoundReason::NoRecord,
-                NotFoundReason::Offline,
-                NotFoundReason::TtlExpired,
-                NotFoundReason::NoRoute,
-            ][rng.below(4)],
-        },
+            signature: signature(rng),
+        }),
+        2 => Body::NotFound(absence(rng)),
         3 => Body::TraceProbe {
             probe_id: rng.varint(),
         },
@@ -169,7 +194,10 @@ fn body(rng: &mut Rng) -> Body {
             sn: node_id(rng),
             seq: rng.varint(),
             reason: if rng.chance(2) {
-                WithdrawReason::Lost
+                WithdrawReason::Lost(SupernodeProof {
+                    public_key: rng.array(),
+                    signature: signature(rng),
+                })
             } else {
                 WithdrawReason::Left(leave(rng))
             },
@@ -182,6 +210,7 @@ fn body(rng: &mut Rng) -> Body {
             request_id: rng.varint(),
             node: node_id(rng),
             record: rng.chance(2).then(|| record(rng)),
+            absence: rng.chance(2).then(|| Box::new(absence(rng))),
         },
         _ => {
             let len = rng.below(24);
@@ -407,6 +436,19 @@ fn check(rng: &mut Rng, frame: &[u8]) -> usize {
     if let Ok(msg) = &whole {
         let again = encode(msg).expect("an accepted message can be sent again");
         assert_eq!(decode_frame(&again).as_ref(), Ok(msg), "second trip");
+        // A sealed chat, damaged or not, opens or is refused; never a panic.
+        if let Message::Routed(Packet {
+            body: Body::Chat(sealed),
+            ..
+        }) = msg
+        {
+            let _ = recipient().open_chat(sealed);
+        }
+        // A relay's header read agrees with the decoder.
+        if let Message::Routed(p) = msg {
+            let h = envelope::read_header(&frame[FRAME_HEADER_LEN..]).expect("decoded");
+            assert_eq!((h.dst, h.src, h.id), (p.dst, p.src, p.id), "header read");
+        }
     }
 
     // The same bytes as a stream, in random pieces. A whole-frame decode

@@ -123,6 +123,7 @@ fn location_record() -> impl Strategy<Value = LocationRecord> {
     (
         node_id(),
         public_key(),
+        public_key(),
         node_id(),
         addrs(),
         varint_u64(),
@@ -130,14 +131,17 @@ fn location_record() -> impl Strategy<Value = LocationRecord> {
         signature(),
     )
         .prop_map(
-            |(node, public_key, sn, sn_addrs, seq, lifetime_s, signature)| LocationRecord {
-                node,
-                public_key,
-                sn,
-                sn_addrs,
-                seq,
-                lifetime_s,
-                signature,
+            |(node, public_key, chat_key, sn, sn_addrs, seq, lifetime_s, signature)| {
+                LocationRecord {
+                    node,
+                    public_key,
+                    chat_key,
+                    sn,
+                    sn_addrs,
+                    seq,
+                    lifetime_s,
+                    signature,
+                }
             },
         )
 }
@@ -161,6 +165,49 @@ fn chat_message() -> impl Strategy<Value = ChatMessage> {
         )
 }
 
+/// Sealed chats: opaque bytes to the codec, up to the limit.
+fn sealed_chat() -> impl Strategy<Value = SealedChat> {
+    prop_oneof![
+        8 => vec(any::<u8>(), 0..300).prop_map(SealedChat),
+        1 => Just(SealedChat((0..MAX_SEALED_CHAT).map(|i| (i % 251) as u8).collect())),
+    ]
+}
+
+fn receipt() -> impl Strategy<Value = ChatReceipt> {
+    (
+        (node_id(), public_key(), node_id(), msg_id()),
+        (varint_u64(), any::<u8>(), signature()),
+    )
+        .prop_map(
+            |((recipient, public_key, author, msg_id), (seq, hops, signature))| ChatReceipt {
+                recipient,
+                public_key,
+                author,
+                msg_id,
+                seq,
+                hops,
+                signature,
+            },
+        )
+}
+
+fn absence() -> impl Strategy<Value = Absence> {
+    (
+        (varint_u64(), node_id(), not_found_reason()),
+        (node_id(), public_key(), signature()),
+    )
+        .prop_map(
+            |((about, node, reason), (by, public_key, signature))| Absence {
+                about,
+                node,
+                reason,
+                by,
+                public_key,
+                signature,
+            },
+        )
+}
+
 fn not_found_reason() -> impl Strategy<Value = NotFoundReason> {
     prop_oneof![
         Just(NotFoundReason::NoRecord),
@@ -173,7 +220,12 @@ fn not_found_reason() -> impl Strategy<Value = NotFoundReason> {
 fn withdraw() -> impl Strategy<Value = Withdraw> {
     let reason = prop_oneof![
         leave().prop_map(WithdrawReason::Left),
-        Just(WithdrawReason::Lost),
+        (public_key(), signature()).prop_map(|(public_key, signature)| {
+            WithdrawReason::Lost(SupernodeProof {
+                public_key,
+                signature,
+            })
+        }),
     ];
     (node_id(), node_id(), varint_u64(), reason).prop_map(|(node, sn, seq, reason)| Withdraw {
         node,
@@ -199,19 +251,9 @@ fn hops() -> impl Strategy<Value = Vec<NodeId>> {
 
 fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        chat_message().prop_map(Body::Chat),
-        (msg_id(), varint_u64(), any::<u8>()).prop_map(|(msg_id, seq, hops)| Body::ChatAck {
-            msg_id,
-            seq,
-            hops
-        }),
-        (msg_id(), node_id(), not_found_reason()).prop_map(|(packet_id, dst, reason)| {
-            Body::NotFound {
-                packet_id,
-                dst,
-                reason,
-            }
-        }),
+        sealed_chat().prop_map(Body::Chat),
+        receipt().prop_map(Body::ChatAck),
+        absence().prop_map(Body::NotFound),
         varint_u64().prop_map(|probe_id| Body::TraceProbe { probe_id }),
         (varint_u64(), hops()).prop_map(|(probe_id, path)| Body::TraceReply { probe_id, path }),
         location_record().prop_map(Body::Publish),
@@ -221,12 +263,14 @@ fn body() -> impl Strategy<Value = Body> {
         (
             varint_u64(),
             node_id(),
-            proptest::option::of(location_record())
+            proptest::option::of(location_record()),
+            proptest::option::of(absence().prop_map(Box::new)),
         )
-            .prop_map(|(request_id, node, record)| Body::LocationReply {
+            .prop_map(|(request_id, node, record, absence)| Body::LocationReply {
                 request_id,
                 node,
                 record,
+                absence,
             }),
         datagram().prop_map(Body::Datagram),
     ]
@@ -300,13 +344,64 @@ fn message() -> impl Strategy<Value = Message> {
 
 /// Serializes `msg` the way the codec does but without its limit checks, and
 /// frames it: how a careless or hostile peer would put a message on the wire.
+/// A routed packet gets the v2 envelope, written here from PROTOCOL.md.
 fn craft_frame(msg: &Message) -> Vec<u8> {
-    let body = bincode::DefaultOptions::new()
-        .with_varint_encoding()
-        .with_little_endian()
-        .serialize(msg)
-        .expect("serializing into a Vec cannot fail");
+    let bincode = |value: &dyn erased::Encode| value.encode();
+    let body = match msg {
+        Message::Routed(p) => {
+            let inner = bincode(&p.body);
+            let mut out = vec![10u8];
+            out.extend_from_slice(&p.dst.0);
+            out.extend_from_slice(&p.src.0);
+            out.extend_from_slice(&p.id.0.to_le_bytes());
+            out.push(p.ttl);
+            out.push(p.hops);
+            let mut flags = match p.location {
+                LocationHop::Unused => 0u8,
+                LocationHop::Toward(_) => 1,
+                LocationHop::Used => 2,
+            };
+            if p.trace.is_some() {
+                flags |= 4;
+            }
+            out.push(flags);
+            // A body too long for the u16 is cut to its low bits: the frame
+            // is refused as too long before that matters.
+            out.extend_from_slice(&(inner.len() as u16).to_le_bytes());
+            if let LocationHop::Toward(t) = p.location {
+                out.extend_from_slice(&t.0);
+            }
+            if let Some(t) = &p.trace {
+                out.push(t.0.len() as u8);
+                for hop in &t.0 {
+                    out.extend_from_slice(&hop.0);
+                }
+            }
+            out.extend_from_slice(&inner);
+            out
+        }
+        other => bincode(other),
+    };
     frame_of(&body)
+}
+
+/// bincode in the wire's options, for any serializable value.
+mod erased {
+    use bincode::Options;
+
+    pub trait Encode {
+        fn encode(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode(&self) -> Vec<u8> {
+            bincode::DefaultOptions::new()
+                .with_varint_encoding()
+                .with_little_endian()
+                .serialize(self)
+                .expect("serializing into a Vec cannot fail")
+        }
+    }
 }
 
 fn frame_of(body: &[u8]) -> Vec<u8> {
@@ -499,13 +594,15 @@ proptest! {
     fn unknown_body_tags_are_refused(tag in 10u8..=250, rest in vec(any::<u8>(), 0..32)) {
         let frame = encode(&routed(Body::TraceProbe { probe_id: 1 }, None)).expect("encodes");
         let mut body = frame[FRAME_HEADER_LEN..].to_vec();
-        // Routed(tag 10), dst, src, id, ttl, hops, location = Unused, trace = None,
-        // then the body tag.
-        let body_tag_at = 1 + 32 + 32 + 1 + 1 + 1 + 1 + 1;
+        // The fixed envelope header (no location target, no trace), then
+        // the body tag.
+        let body_tag_at = envelope::HEADER_LEN;
         prop_assert_eq!(body[body_tag_at], 3, "TraceProbe's tag");
         body.truncate(body_tag_at);
         body.push(tag);
         body.extend_from_slice(&rest);
+        let len = (1 + rest.len()) as u16;
+        body[76..78].copy_from_slice(&len.to_le_bytes());
         prop_assert!(matches!(decode_frame(&frame_of(&body)), Err(DecodeError::UnknownTag(_))));
     }
 }
@@ -518,22 +615,52 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn chat_bodies_over_the_limit_are_refused(
-        chat in chat_message(),
-        len in MAX_CHAT_BODY + 1..=MAX_CHAT_BODY + 2048,
+    fn sealed_chats_over_the_limit_are_refused(
+        len in MAX_SEALED_CHAT + 1..=MAX_SEALED_CHAT + 2048,
     ) {
-        let msg = routed(Body::Chat(ChatMessage { body: "c".repeat(len), ..chat }), None);
+        let msg = routed(Body::Chat(SealedChat(vec![7; len])), None);
         assert_refused(
             &msg,
-            LimitError::ChatBodyTooLong(len),
-            Some(DecodeError::Limit(LimitError::ChatBodyTooLong(len))),
+            LimitError::SealedChatTooLong(len),
+            Some(DecodeError::Limit(LimitError::SealedChatTooLong(len))),
         )?;
+    }
+
+    /// Every chat a node can write is opened by its recipient exactly as
+    /// written, and sealing refuses nothing within the limits.
+    #[test]
+    fn every_chat_opens_as_it_was_sealed(chat in chat_message(), ephemeral in any::<[u8; 32]>()) {
+        let bob = Identity::from_secret([2; 32]);
+        let sealed = seal::seal(&chat, &bob.chat_key(), ephemeral).expect("bob's key is valid");
+        prop_assert!(sealed.0.len() <= MAX_SEALED_CHAT);
+        prop_assert_eq!(bob.open_chat(&sealed), Ok(chat));
+    }
+
+    /// A relay's view of a routed frame: the header read without the body
+    /// says what decoding says, and patching ttl and hops in place is the
+    /// same as decoding, changing them and encoding again.
+    #[test]
+    fn the_header_agrees_with_the_decoded_packet(p in packet(), ttl: u8, hops: u8) {
+        let frame = encode(&Message::Routed(p.clone())).expect("within limits");
+        let mut body = frame[FRAME_HEADER_LEN..].to_vec();
+        let h = envelope::read_header(&body).expect("a routed frame");
+        prop_assert_eq!((h.dst, h.src, h.id, h.ttl, h.hops), (p.dst, p.src, p.id, p.ttl, p.hops));
+        prop_assert_eq!(h.location, p.location);
+        prop_assert_eq!(h.trace_len, p.trace.as_ref().map(|t| t.0.len()));
+        envelope::patch_ttl_hops(&mut body, ttl, hops).expect("patches");
+        let patched = Message::Routed(Packet { ttl, hops, ..p });
+        prop_assert_eq!(&frame_of(&body), &encode(&patched).expect("within limits"));
     }
 
     #[test]
     fn traces_over_the_limit_are_refused(len in MAX_TRACE_HOPS + 1..=MAX_TRACE_HOPS * 3) {
         let msg = routed(Body::TraceProbe { probe_id: 9 }, Some(Trace(vec![NodeId([5; 32]); len])));
-        assert_refused(&msg, LimitError::TraceTooLong(len), None)?;
+        // The envelope's trace count is read before any id: a plain limit.
+        assert_refused(
+            &msg,
+            LimitError::TraceTooLong(len),
+            Some(DecodeError::Limit(LimitError::TraceTooLong(len))),
+        )?;
         let reply = routed(Body::TraceReply { probe_id: 9, path: vec![NodeId([6; 32]); len] }, None);
         assert_refused(&reply, LimitError::TraceTooLong(len), None)?;
     }
@@ -557,6 +684,7 @@ proptest! {
                 request_id: 1,
                 node: record.node,
                 record: Some(LocationRecord { sn_addrs: many.clone(), ..record }),
+                absence: None,
             },
             None,
         );
@@ -648,7 +776,7 @@ proptest! {
         let on_decode = Some(DecodeError::Limit(limit.clone()));
         assert_refused(&Message::Publish(record.clone()), limit.clone(), on_decode.clone())?;
         assert_refused(&routed(Body::Publish(record.clone()), None), limit.clone(), on_decode.clone())?;
-        let reply = Body::LocationReply { request_id: 2, node: record.node, record: Some(record) };
+        let reply = Body::LocationReply { request_id: 2, node: record.node, record: Some(record), absence: None };
         assert_refused(&routed(reply, None), limit, on_decode)?;
     }
 
@@ -787,10 +915,10 @@ fn strategies_cover_every_variant() {
                     .to_string(),
                 );
                 match &p.body {
-                    Body::NotFound { reason, .. } => note(format!("not found {reason:?}")),
+                    Body::NotFound(a) => note(format!("not found {:?}", a.reason)),
                     Body::Withdraw(w) => note(match w.reason {
                         WithdrawReason::Left(_) => "withdraw left".to_string(),
-                        WithdrawReason::Lost => "withdraw lost".to_string(),
+                        WithdrawReason::Lost(_) => "withdraw lost".to_string(),
                     }),
                     Body::LocationReply { record, .. } => {
                         note(format!("reply record {}", record.is_some()))

@@ -94,11 +94,14 @@ fn alice_record() -> LocationRecord {
 }
 
 const ALICE_RECORD: &str = "LocationRecord signed by alice: node alice, public_key alice's, \
-     sn sn1, sn_addrs [\"/ip4/192.0.2.3/tcp/4001\"], seq 3, lifetime_s 600";
+     chat_key alice's, sn sn1, sn_addrs [\"/ip4/192.0.2.3/tcp/4001\"], seq 3, lifetime_s 600";
 
-fn goldens() -> Vec<Golden> {
-    let alice = identity("alice");
-    let chat = alice
+/// The ephemeral secret key `routed_chat.hex` is sealed with.
+const CHAT_EPHEMERAL: [u8; 32] = [0xe1; 32];
+
+/// The chat `routed_chat.hex` carries, sealed to bob.
+fn alice_chat() -> ChatMessage {
+    identity("alice")
         .chat(
             id("bob"),
             MsgId(42),
@@ -106,16 +109,18 @@ fn goldens() -> Vec<Golden> {
             1_700_000_000_000_000,
             "hello, bob".to_string(),
         )
-        .expect("a short body");
+        .expect("a short body")
+}
+
+fn goldens() -> Vec<Golden> {
+    let alice = identity("alice");
+    let sealed = seal::seal(&alice_chat(), &identity("bob").chat_key(), CHAT_EPHEMERAL)
+        .expect("bob's chat key is valid");
     let not_found = |reason| {
         Message::Routed(packet(
             "sn1",
             "alice",
-            Body::NotFound {
-                packet_id: MsgId(77),
-                dst: id("bob"),
-                reason,
-            },
+            Body::NotFound(identity("sn1").absence(77, id("bob"), reason)),
         ))
     };
     let withdraw = |reason| {
@@ -133,7 +138,7 @@ fn goldens() -> Vec<Golden> {
     vec![
         golden(
             "hello",
-            &format!("Hello: version 1, role Supernode, id sn1, listen_addrs [\"{SN1_ADDR}\"], agent \"{AGENT}\""),
+            &format!("Hello: version 2, role Supernode, id sn1, listen_addrs [\"{SN1_ADDR}\"], agent \"{AGENT}\""),
             Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 role: Role::Supernode,
@@ -144,7 +149,7 @@ fn goldens() -> Vec<Golden> {
         ),
         golden(
             "hello_ordinary",
-            "Hello: version 1, role Ordinary, id alice, listen_addrs [\"/ip4/192.0.2.1/tcp/4001\", \"/ip6/2001:db8::1/tcp/4001\"], agent \"\"",
+            "Hello: version 2, role Ordinary, id alice, listen_addrs [\"/ip4/192.0.2.1/tcp/4001\", \"/ip6/2001:db8::1/tcp/4001\"], agent \"\"",
             Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 role: Role::Ordinary,
@@ -231,40 +236,36 @@ fn goldens() -> Vec<Golden> {
         ),
         golden(
             "routed_chat",
-            &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Chat signed by alice: from alice, from_key alice's, to bob, msg_id 42, seq 1, sent_at 1700000000000000, body \"hello, bob\""),
-            Message::Routed(packet("alice", "bob", Body::Chat(chat))),
+            &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Chat: sealed to bob's chat key (Noise_N_25519_ChaChaPoly_SHA256, prologue \"skyhop/2 sealed-chat\", ephemeral secret key 32 bytes e1) the ChatMessage signed by alice: from alice, from_key alice's, to bob, msg_id 42, seq 1, sent_at 1700000000000000, body \"hello, bob\""),
+            Message::Routed(packet("alice", "bob", Body::Chat(sealed))),
         ),
         golden(
             "routed_chat_ack",
-            &format!("Routed packet src bob, dst alice, {ENVELOPE}; body ChatAck: msg_id 42, seq 1, hops 3"),
+            &format!("Routed packet src bob, dst alice, {ENVELOPE}; body ChatAck: ChatReceipt signed by bob: recipient bob, public_key bob's, author alice, msg_id 42, seq 1, hops 3"),
             Message::Routed(packet(
                 "bob",
                 "alice",
-                Body::ChatAck {
-                    msg_id: MsgId(42),
-                    seq: 1,
-                    hops: 3,
-                },
+                Body::ChatAck(identity("bob").receipt(id("alice"), MsgId(42), 1, 3)),
             )),
         ),
         golden(
             "routed_not_found_no_record",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason NoRecord"),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason NoRecord, by sn1, public_key sn1's"),
             not_found(NotFoundReason::NoRecord),
         ),
         golden(
             "routed_not_found_offline",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason Offline"),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason Offline, by sn1, public_key sn1's"),
             not_found(NotFoundReason::Offline),
         ),
         golden(
             "routed_not_found_ttl_expired",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason TtlExpired"),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason TtlExpired, by sn1, public_key sn1's"),
             not_found(NotFoundReason::TtlExpired),
         ),
         golden(
             "routed_not_found_no_route",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: packet_id 77, dst bob, reason NoRoute"),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason NoRoute, by sn1, public_key sn1's"),
             not_found(NotFoundReason::NoRoute),
         ),
         golden(
@@ -304,8 +305,12 @@ fn goldens() -> Vec<Golden> {
         ),
         golden(
             "routed_withdraw_lost",
-            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body Withdraw: node alice, sn sn1, seq 4, reason Lost"),
-            withdraw(WithdrawReason::Lost),
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body Withdraw: node alice, sn sn1, seq 4, reason Lost(SupernodeProof signed by sn1: public_key sn1's)"),
+            Message::Routed(packet(
+                "sn1",
+                "alice",
+                Body::Withdraw(identity("sn1").withdraw_lost(id("alice"), 4)),
+            )),
         ),
         golden(
             "routed_location_query",
@@ -321,7 +326,7 @@ fn goldens() -> Vec<Golden> {
         ),
         golden(
             "routed_location_reply",
-            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record Some({ALICE_RECORD})"),
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record Some({ALICE_RECORD}), absence None"),
             Message::Routed(packet(
                 "sn2",
                 "bob",
@@ -329,12 +334,13 @@ fn goldens() -> Vec<Golden> {
                     request_id: 9,
                     node: id("alice"),
                     record: Some(alice_record()),
+                    absence: None,
                 },
             )),
         ),
         golden(
             "routed_location_reply_none",
-            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record None"),
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record None, absence None"),
             Message::Routed(packet(
                 "sn2",
                 "bob",
@@ -342,6 +348,21 @@ fn goldens() -> Vec<Golden> {
                     request_id: 9,
                     node: id("alice"),
                     record: None,
+                    absence: None,
+                },
+            )),
+        ),
+        golden(
+            "routed_location_reply_offline",
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body LocationReply: request_id 9, node alice, record None, absence Some(Absence signed by sn2: about 9, node alice, reason Offline, by sn2, public_key sn2's)"),
+            Message::Routed(packet(
+                "sn2",
+                "bob",
+                Body::LocationReply {
+                    request_id: 9,
+                    node: id("alice"),
+                    record: None,
+                    absence: Some(Box::new(identity("sn2").absence(9, id("alice"), NotFoundReason::Offline))),
                 },
             )),
         ),
@@ -425,21 +446,57 @@ fn crafted_body(msg: &Message) -> Vec<u8> {
         .expect("serializing into a Vec cannot fail")
 }
 
+/// A routed packet (location Unused, no trace) in the v2 envelope, without
+/// the codec's limit checks, written from PROTOCOL.md's layout.
+fn crafted_routed(p: &Packet) -> Vec<u8> {
+    let body = bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_little_endian()
+        .serialize(&p.body)
+        .expect("serializing into a Vec cannot fail");
+    [
+        &[10][..],
+        &p.dst.0,
+        &p.src.0,
+        &p.id.0.to_le_bytes(),
+        &[p.ttl, p.hops, 0],
+        &(body.len() as u16).to_le_bytes(),
+        &body,
+    ]
+    .concat()
+}
+
 fn bads() -> Vec<Bad> {
     let heartbeat = body_of(&Message::Heartbeat(Heartbeat { nonce: 1000 }));
     assert_eq!(heartbeat, [5, 0xfb, 0xe8, 0x03]);
-    // Routed, dst, src, id (9 bytes), ttl, hops: the next byte is `location`.
+    // Routed, dst, src, id (8 bytes), ttl, hops: the next byte is `flags`,
+    // then the body length and the body.
     let probe = body_of(&Message::Routed(packet(
         "alice",
         "bob",
         Body::TraceProbe { probe_id: 5 },
     )));
-    let location_at = 1 + 32 + 32 + 9 + 1 + 1;
-    let (trace_at, body_tag_at) = (location_at + 1, location_at + 2);
+    let flags_at = 1 + 32 + 32 + 8 + 1 + 1;
+    let body_len_at = flags_at + 1;
     assert_eq!(
-        probe[location_at..],
-        [0, 0, 3, 5],
-        "Unused, None, TraceProbe 5"
+        probe[flags_at..],
+        [0, 2, 0, 3, 5],
+        "flags 0, body length 2, TraceProbe 5"
+    );
+    let reply_none = body_of(&Message::Routed(packet(
+        "sn2",
+        "bob",
+        Body::LocationReply {
+            request_id: 9,
+            node: id("alice"),
+            record: None,
+            absence: None,
+        },
+    )));
+    assert_eq!(
+        reply_none[reply_none.len() - 2..],
+        [0, 0],
+        "record None, absence None"
     );
 
     let hello = Hello {
@@ -459,18 +516,7 @@ fn bads() -> Vec<Bad> {
         ..hello.clone()
     }));
 
-    let long_chat = ChatMessage {
-        body: "x".repeat(MAX_CHAT_BODY + 1),
-        ..identity("alice")
-            .chat(
-                id("bob"),
-                MsgId(43),
-                2,
-                1_700_000_000_000_000,
-                String::new(),
-            )
-            .expect("an empty body")
-    };
+    let long_sealed = SealedChat(vec![0; MAX_SEALED_CHAT + 1]);
 
     vec![
         bad(
@@ -482,21 +528,21 @@ fn bads() -> Vec<Bad> {
         bad(
             "bad_unknown_body_tag",
             "Routed packet src alice, dst bob whose Body tag is 10, one past Datagram (9), then the TraceProbe's probe_id 5",
-            frame_of(&[&probe[..body_tag_at], &[10, 5]].concat()),
+            frame_of(&[&probe[..probe.len() - 2], &[10, 5]].concat()),
             DecodeError::UnknownTag(String::new()),
         ),
         bad(
             "bad_version",
-            "Hello with version 2, otherwise as hello.hex",
+            "Hello with version 1 (a peer of protocol version 1), otherwise as hello.hex",
             encode(&Message::Hello(Hello {
-                version: 2,
+                version: 1,
                 role: Role::Supernode,
                 id: id("sn1"),
                 listen_addrs: vec![SN1_ADDR.to_string()],
                 agent: AGENT.to_string(),
             }))
             .expect("encodes"),
-            DecodeError::UnknownVersion { got: 2 },
+            DecodeError::UnknownVersion { got: 1 },
         ),
         bad(
             "bad_trailing",
@@ -526,37 +572,45 @@ fn bads() -> Vec<Bad> {
         ),
         bad(
             "bad_option_tag",
-            "Routed packet src alice, dst bob whose trace Option byte is 2 (only 0 and 1 exist)",
-            frame_of(&[&probe[..trace_at], &[2], &probe[trace_at + 1..]].concat()),
+            "As routed_location_reply_none.hex, but its record Option byte is 2 (only 0 and 1 exist)",
+            frame_of(&[&reply_none[..reply_none.len() - 2], &[2, 0]].concat()),
             DecodeError::Malformed(String::new()),
         ),
         bad(
             "bad_location_tag",
-            "Routed packet src alice, dst bob whose LocationHop tag is 3 (only 0..=2 exist)",
-            frame_of(&[&probe[..location_at], &[3], &probe[location_at + 1..]].concat()),
+            "Routed packet src alice, dst bob whose flags byte says location hop 3 (only 0..=2 exist)",
+            frame_of(&[&probe[..flags_at], &[3], &probe[flags_at + 1..]].concat()),
             DecodeError::UnknownTag(String::new()),
         ),
         bad(
+            "bad_reserved_flags",
+            "Routed packet src alice, dst bob whose flags byte is 0x08, a reserved bit",
+            frame_of(&[&probe[..flags_at], &[8], &probe[flags_at + 1..]].concat()),
+            DecodeError::Malformed(String::new()),
+        ),
+        bad(
+            "bad_body_length",
+            "Routed packet src alice, dst bob whose body length says 3 where 2 body bytes end the frame",
+            frame_of(&[&probe[..body_len_at], &[3, 0], &probe[body_len_at + 2..]].concat()),
+            DecodeError::Truncated,
+        ),
+        bad(
             "bad_utf8",
-            "Hello version 1, role Supernode, id sn1, listen_addrs [], agent of the 2 bytes c3 28 (not UTF-8)",
+            "Hello version 2, role Supernode, id sn1, listen_addrs [], agent of the 2 bytes c3 28 (not UTF-8)",
             frame_of(&bad_utf8),
             DecodeError::Malformed(String::new()),
         ),
         bad(
             "bad_too_many_addrs",
-            "Hello version 1, role Supernode, id sn1, agent \"ab\" with 9 listen_addrs \"/ip4/192.0.2.3/tcp/4001\" (limit 8); refused while the list decodes",
+            "Hello version 2, role Supernode, id sn1, agent \"ab\" with 9 listen_addrs \"/ip4/192.0.2.3/tcp/4001\" (limit 8); refused while the list decodes",
             frame_of(&too_many_addrs),
             DecodeError::Malformed(String::new()),
         ),
         bad(
-            "bad_chat_too_long",
-            "Routed packet src alice, dst bob, id 0x0123456789abcdef, ttl 32, hops 1, location Unused, trace None; body Chat msg_id 43, seq 2, body of 4097 'x' bytes (limit 4096), signature of the empty body",
-            frame_of(&crafted_body(&Message::Routed(packet(
-                "alice",
-                "bob",
-                Body::Chat(long_chat),
-            )))),
-            DecodeError::Limit(LimitError::ChatBodyTooLong(MAX_CHAT_BODY + 1)),
+            "bad_sealed_chat_too_long",
+            "Routed packet src alice, dst bob, id 0x0123456789abcdef, ttl 32, hops 1, location Unused, trace None; body Chat of 4609 zero bytes (limit 4608)",
+            frame_of(&crafted_routed(&packet("alice", "bob", Body::Chat(long_sealed)))),
+            DecodeError::Limit(LimitError::SealedChatTooLong(MAX_SEALED_CHAT + 1)),
         ),
         bad(
             "bad_lifetime",
@@ -699,12 +753,26 @@ fn signatures_in_the_vectors_verify() {
             Message::Leave(l) => check(verify_leave(l)),
             Message::Publish(r) => check(verify_record(r)),
             Message::Routed(p) => match &p.body {
-                Body::Chat(c) => check(verify_chat(c)),
+                Body::Chat(sealed) => {
+                    let chat = identity("bob").open_chat(sealed).expect("sealed to bob");
+                    check(verify_chat(&chat))
+                }
+                Body::ChatAck(r) => check(verify_receipt(r)),
+                Body::NotFound(a) => check(verify_absence(a)),
+                Body::LocationReply {
+                    absence: Some(a), ..
+                } => check(verify_absence(a)),
                 Body::Publish(r) => check(verify_record(r)),
                 Body::Withdraw(Withdraw {
                     reason: WithdrawReason::Left(l),
                     ..
                 }) => check(verify_leave(l)),
+                Body::Withdraw(
+                    w @ Withdraw {
+                        reason: WithdrawReason::Lost(proof),
+                        ..
+                    },
+                ) => check(verify_withdraw_lost(w, proof)),
                 Body::LocationReply {
                     record: Some(r), ..
                 } => check(verify_record(r)),
@@ -714,8 +782,8 @@ fn signatures_in_the_vectors_verify() {
         }
     }
     assert_eq!(
-        checked, 6,
-        "leave, publish, routed chat, publish, withdraw and reply"
+        checked, 13,
+        "leave, publish, routed chat, its receipt, four not-founds, publish, two withdraws, reply and offline reply"
     );
 }
 
@@ -724,8 +792,9 @@ fn signatures_in_the_vectors_verify() {
 #[test]
 fn identities_derive_as_documented() {
     let mut text = String::from(
-        "# name secret_key public_key peer_id_bytes node_id (all hex); \
-         node_id = SHA-256(peer_id_bytes), peer_id_bytes = 00 24 08 01 12 20 || public_key\n",
+        "# name secret_key public_key peer_id_bytes node_id chat_secret chat_key (all hex); \
+         node_id = SHA-256(peer_id_bytes), peer_id_bytes = 00 24 08 01 12 20 || public_key, \
+         chat_secret = SHA-256(\"skyhop/2 chat-key\" 00 || secret_key), chat_key = X25519(chat_secret, 9)\n",
     );
     for (name, byte) in IDENTITIES {
         let who = identity(name);
@@ -738,12 +807,24 @@ fn identities_derive_as_documented() {
         let node_id: [u8; 32] = Sha256::digest(&peer_id).into();
         assert_eq!(NodeId(node_id), who.id(), "{name}");
         assert_eq!(NodeId::from_ed25519(&who.public_key()), Some(who.id()));
+        let chat_secret: [u8; 32] = Sha256::new()
+            .chain_update(b"skyhop/2 chat-key\0")
+            .chain_update([byte; 32])
+            .finalize()
+            .into();
+        assert_eq!(
+            seal::chat_public_key(&chat_secret),
+            who.chat_key(),
+            "{name}"
+        );
         text += &format!(
-            "{name} {} {} {} {}\n",
+            "{name} {} {} {} {} {} {}\n",
             hex::encode([byte; 32]),
             hex::encode(who.public_key()),
             hex::encode(&peer_id),
-            who.id().to_hex()
+            who.id().to_hex(),
+            hex::encode(chat_secret),
+            hex::encode(who.chat_key()),
         );
     }
     let path = vectors_dir().join("identities.txt");
@@ -805,7 +886,7 @@ fn worked_examples_follow_the_documented_layout() {
     let sn1 = id("sn1");
     let hello_body = [
         vec![0],          // Message tag 0: Hello
-        varint(1),        // version
+        varint(2),        // version
         vec![1],          // Role tag 1: Supernode
         sn1.0.to_vec(),   // id, 32 raw bytes
         varint(1),        // listen_addrs: one string
@@ -820,21 +901,31 @@ fn worked_examples_follow_the_documented_layout() {
         "length 4, tag 5, nonce 1000 as 251 then u16 LE"
     );
 
-    let ack_body = [
-        vec![10],                      // Message tag 10: Routed
-        id("alice").0.to_vec(),        // dst
-        id("bob").0.to_vec(),          // src
-        varint(0x0123_4567_89ab_cdef), // id: 253 then u64 LE
-        vec![32, 1],                   // ttl, hops: raw u8
-        vec![0],                       // LocationHop tag 0: Unused
-        vec![0],                       // trace: None
-        vec![1],                       // Body tag 1: ChatAck
-        varint(42),                    // msg_id
-        varint(1),                     // seq
-        vec![3],                       // hops: raw u8
+    let ack = read_vector("routed_chat_ack").1;
+    let signature = &ack[ack.len() - 64..];
+    let receipt = [
+        vec![1],                               // Body tag 1: ChatAck
+        id("bob").0.to_vec(),                  // recipient
+        identity("bob").public_key().to_vec(), // its public key
+        id("alice").0.to_vec(),                // author
+        varint(42),                            // msg_id
+        varint(1),                             // seq
+        vec![3],                               // hops: raw u8
+        signature.to_vec(),                    // 64 raw bytes
     ]
     .concat();
-    assert_eq!(read_vector("routed_chat_ack").1, frame_of(&ack_body));
+    let ack_body = [
+        vec![10],                                         // Message tag 10: Routed
+        id("alice").0.to_vec(),                           // dst
+        id("bob").0.to_vec(),                             // src
+        0x0123_4567_89ab_cdef_u64.to_le_bytes().to_vec(), // id: u64 LE, fixed
+        vec![32, 1],                                      // ttl, hops
+        vec![0],                                          // flags: location Unused, no trace
+        (receipt.len() as u16).to_le_bytes().to_vec(),    // body length, u16 LE
+        receipt,
+    ]
+    .concat();
+    assert_eq!(ack, frame_of(&ack_body));
     assert_eq!(varint(70_000), [252, 0x70, 0x11, 0x01, 0x00]);
     assert_eq!(varint(256), [251, 0x00, 0x01]);
 }
@@ -853,7 +944,7 @@ fn signed_bytes_follow_the_documented_layout() {
         panic!("leave.hex holds a Leave");
     };
     let signed = [
-        &b"skyhop/1 leave\0"[..],
+        &b"skyhop/2 leave\0"[..],
         &leave.node.0,
         &leave.public_key,
         &leave.sn.0,
@@ -870,9 +961,10 @@ fn signed_bytes_follow_the_documented_layout() {
         panic!("publish.hex holds a Publish");
     };
     let mut signed = [
-        &b"skyhop/1 location-record\0"[..],
+        &b"skyhop/2 location-record\0"[..],
         &record.node.0,
         &record.public_key,
+        &record.chat_key,
         &record.sn.0,
         &varint(record.sn_addrs.len() as u64),
     ]
@@ -886,14 +978,15 @@ fn signed_bytes_follow_the_documented_layout() {
     assert!(verify(&record.public_key, &signed, &record.signature));
 
     let Ok(Message::Routed(Packet {
-        body: Body::Chat(chat),
+        body: Body::Chat(sealed),
         ..
     })) = decode_frame(&read_vector("routed_chat").1)
     else {
         panic!("routed_chat.hex holds a chat");
     };
+    let chat = identity("bob").open_chat(&sealed).expect("sealed to bob");
     let signed = [
-        &b"skyhop/1 chat\0"[..],
+        &b"skyhop/2 chat\0"[..],
         &chat.from.0,
         &chat.from_key,
         &chat.to.0,
@@ -905,4 +998,62 @@ fn signed_bytes_follow_the_documented_layout() {
     .concat();
     assert_eq!(signed, sign::chat_signed_bytes(&chat));
     assert!(verify(&chat.from_key, &signed, &chat.signature));
+
+    let Ok(Message::Routed(Packet {
+        body: Body::ChatAck(receipt),
+        ..
+    })) = decode_frame(&read_vector("routed_chat_ack").1)
+    else {
+        panic!("routed_chat_ack.hex holds a receipt");
+    };
+    let signed = [
+        &b"skyhop/2 chat-receipt\0"[..],
+        &receipt.recipient.0,
+        &receipt.public_key,
+        &receipt.author.0,
+        &varint(receipt.msg_id.0),
+        &varint(receipt.seq),
+        &[receipt.hops],
+    ]
+    .concat();
+    assert_eq!(signed, sign::receipt_signed_bytes(&receipt));
+    assert!(verify(&receipt.public_key, &signed, &receipt.signature));
+}
+
+/// The sealed chat of `routed_chat.hex`, both ways: sealing the documented
+/// chat with the documented keys gives the vector's bytes, and bob's chat
+/// secret (identities.txt) opens them into that chat; the plaintext is the
+/// chat's wire encoding, and the first 32 bytes are the ephemeral public key.
+#[test]
+fn the_sealed_chat_vector_reproduces_from_its_keys() {
+    let Ok(Message::Routed(Packet {
+        body: Body::Chat(sealed),
+        ..
+    })) = decode_frame(&read_vector("routed_chat").1)
+    else {
+        panic!("routed_chat.hex holds a chat");
+    };
+    let chat = alice_chat();
+    let again = seal::seal(&chat, &identity("bob").chat_key(), CHAT_EPHEMERAL).expect("seals");
+    assert_eq!(
+        again, sealed,
+        "sealing is deterministic in the ephemeral key"
+    );
+    assert_eq!(sealed.0[..32], seal::chat_public_key(&CHAT_EPHEMERAL));
+    let plaintext_len = crafted_fields(&chat).len();
+    assert_eq!(sealed.0.len(), 32 + plaintext_len + 16);
+    assert_eq!(identity("bob").open_chat(&sealed), Ok(chat));
+    assert_eq!(
+        identity("alice").open_chat(&sealed),
+        Err(SealError::DoesNotOpen),
+        "only bob's key opens it"
+    );
+}
+
+fn crafted_fields<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .with_little_endian()
+        .serialize(value)
+        .expect("serializing into a Vec cannot fail")
 }

@@ -94,6 +94,84 @@ async fn forge(s: &mut libp2p::Stream, me: &Identity) {
     s.flush().await.expect("flush");
 }
 
+/// Connects to `target` as a peer of protocol version 1: sends a v1 `Hello`
+/// and returns whether the node closed the connection within 10 s, and the
+/// first bytes the node sent (its own `Hello`).
+async fn speak_version_1(target: &str, identity: Identity) -> (bool, Vec<u8>) {
+    let (mut swarm, peer) = dial_as(target, &identity);
+    let mut control = swarm.behaviour().new_control();
+    let hello = Message::Hello(Hello {
+        version: 1,
+        role: Role::Ordinary,
+        id: NodeId::from_peer_id(&identity.libp2p_keypair().public().to_peer_id()),
+        listen_addrs: vec![],
+        agent: "skyhop/0.0.1".into(),
+    });
+    let frame = codec::encode(&hello).expect("a small hello");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let talker = tokio::spawn(async move {
+        let mut s = control
+            .open_stream(peer, PROTOCOL)
+            .await
+            .expect("stream opens");
+        s.write_all(&frame).await.expect("write");
+        s.flush().await.expect("flush");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let _ = tx.send(got);
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let SwarmEvent::ConnectionClosed { peer_id, .. } = swarm.select_next_some().await {
+                if peer_id == peer {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .is_ok();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    talker.abort();
+    (closed, got)
+}
+
+/// A peer of protocol version 1 is refused with a clear error on both
+/// sides: the node logs and counts the refusal and closes; what the old
+/// peer reads first is a `Hello` of version 2, which its decoder refuses
+/// as an unknown version.
+#[test]
+fn a_version_1_peer_is_refused_with_a_clear_error() {
+    let overlay = Overlay::start("v1-peer", 1, 0);
+    let sn = &overlay.supernodes[0];
+    let rt = client_runtime();
+    let (closed, got) = rt.block_on(speak_version_1(&sn.addr, Identity::from_secret([11; 32])));
+    assert!(closed, "the v1 peer was kept");
+    // Frame header (4 bytes), message tag 0 (Hello), version 2 as a
+    // one-byte varint: a v1 decoder stops there.
+    assert!(got.len() > 6, "the node sent no hello: {got:?}");
+    assert_eq!(got[4..6], [0, 2], "the node's hello says version 2");
+    let logged = wait_until(Duration::from_secs(10), || {
+        sn.log()
+            .contains("the peer speaks protocol version 1, this node speaks 2")
+    });
+    assert!(logged, "no refusal in the log:\n{}", sn.log());
+    let counted = wait_until(Duration::from_secs(10), || {
+        sn.status()["counters"]["dropped"]["unknown_version"].as_u64() == Some(1)
+    });
+    assert!(counted, "refusal not counted: {}", sn.status()["counters"]);
+}
+
 #[test]
 fn hostile_peers_are_dropped_and_everyone_else_is_served() {
     let overlay = Overlay::start("hostile", 2, 3);

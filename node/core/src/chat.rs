@@ -8,15 +8,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use skyhop_protocol::{ChatMessage, MsgId, NodeId};
+use skyhop_protocol::{ChatKey, ChatMessage, MsgId, NodeId, SealedChat};
 
 use super::SimTime;
 
 /// A message awaiting its ack.
 #[derive(Clone, Debug)]
 pub struct Pending {
-    /// The signed message, resent as is.
+    /// The signed message.
     pub chat: ChatMessage,
+    /// The message sealed to its recipient, once its key is known; every
+    /// send carries the same sealed bytes.
+    pub sealed: Option<SealedChat>,
     /// When it was first sent.
     pub first_sent: SimTime,
     /// When to resend next.
@@ -25,8 +28,9 @@ pub struct Pending {
     pub deadline: SimTime,
     /// Sends so far.
     pub attempts: u32,
-    /// `NotFound { NoRecord }` answers so far.
-    pub not_found: u32,
+    /// The strongest "not there" answer so far (offline over not found),
+    /// and the node that gave it: reported at the deadline, never before.
+    pub told: Option<(super::events::ChatFailure, NodeId)>,
     /// Packet ids of the recent sends, to match `NotFound` answers.
     pub packet_ids: VecDeque<MsgId>,
 }
@@ -63,40 +67,60 @@ impl Outbox {
         self.pending.is_empty()
     }
 
-    /// Starts tracking a message sent now as packet `packet_id`.
+    /// Starts tracking a message composed now (its first send is recorded
+    /// by [`Outbox::sent_as`]).
     pub fn insert(
         &mut self,
         chat: ChatMessage,
-        packet_id: MsgId,
         now: SimTime,
         first_retry: SimTime,
         deadline: SimTime,
     ) {
-        let mut packet_ids = VecDeque::new();
-        packet_ids.push_back(packet_id);
+        let packet_ids = VecDeque::new();
         let p = Pending {
             chat,
+            sealed: None,
             first_sent: now,
             next_retry: now + first_retry,
             deadline: now + deadline,
             attempts: 1,
-            not_found: 0,
+            told: None,
             packet_ids,
         };
         self.pending.insert(p.chat.msg_id, p);
     }
 
-    /// Records another send of `msg_id` as `packet_id`; the next retry comes
-    /// after `delay`.
-    pub fn resent(&mut self, msg_id: &MsgId, packet_id: MsgId, now: SimTime, delay: SimTime) {
+    /// Records another attempt at `msg_id`; the next retry comes after
+    /// `delay`.
+    pub fn resent(&mut self, msg_id: &MsgId, now: SimTime, delay: SimTime) {
         if let Some(p) = self.pending.get_mut(msg_id) {
             p.attempts += 1;
             p.next_retry = now + delay;
+        }
+    }
+
+    /// Records that `msg_id` went out as packet `packet_id`.
+    pub fn sent_as(&mut self, msg_id: &MsgId, packet_id: MsgId) {
+        if let Some(p) = self.pending.get_mut(msg_id) {
             p.packet_ids.push_back(packet_id);
             if p.packet_ids.len() > PACKET_IDS_KEPT {
                 p.packet_ids.pop_front();
             }
         }
+    }
+
+    /// The pending message `msg_id`, to change.
+    pub fn get_mut(&mut self, msg_id: &MsgId) -> Option<&mut Pending> {
+        self.pending.get_mut(msg_id)
+    }
+
+    /// Messages to `to` not yet sealed (they wait for its chat key).
+    pub fn awaiting_key(&self, to: &NodeId) -> Vec<MsgId> {
+        self.pending
+            .values()
+            .filter(|p| p.chat.to == *to && p.sealed.is_none())
+            .map(|p| p.chat.msg_id)
+            .collect()
     }
 
     /// Stops tracking `msg_id` (acked or failed).
@@ -136,6 +160,65 @@ impl Outbox {
     /// Every pending message.
     pub fn iter(&self) -> impl Iterator<Item = &Pending> {
         self.pending.values()
+    }
+}
+
+/// Chat keys remembered at most; the least recently learned goes first.
+pub const MAX_CHAT_KEYS: usize = 4096;
+
+/// The chat keys of recipients, learned from their verified location
+/// records, so that only the first chat to a peer waits for a lookup.
+///
+/// # Implementation notes
+/// A node's chat key is derived from its identity and never changes, so an
+/// entry never goes stale; the bound is all that evicts, in O(log n) by an
+/// index of learning order.
+#[derive(Debug, Default)]
+pub struct ChatKeys {
+    /// Key and learning stamp, by node.
+    keys: BTreeMap<NodeId, (ChatKey, u64)>,
+    /// Nodes by learning stamp, oldest first.
+    order: BTreeMap<u64, NodeId>,
+    /// The next stamp.
+    next: u64,
+}
+
+impl ChatKeys {
+    /// The chat key of `node`, if known.
+    pub fn get(&self, node: &NodeId) -> Option<ChatKey> {
+        self.keys.get(node).map(|(k, _)| *k)
+    }
+
+    /// Learns (or refreshes) the chat key of `node`.
+    pub fn insert(&mut self, node: NodeId, key: ChatKey) {
+        let stamp = self.next;
+        self.next += 1;
+        if let Some((_, old)) = self.keys.insert(node, (key, stamp)) {
+            self.order.remove(&old);
+        }
+        self.order.insert(stamp, node);
+        if self.keys.len() > MAX_CHAT_KEYS {
+            if let Some((_, gone)) = self.order.pop_first() {
+                self.keys.remove(&gone);
+            }
+        }
+    }
+
+    /// Forgets the key of `node` (it did not work).
+    pub fn remove(&mut self, node: &NodeId) {
+        if let Some((_, stamp)) = self.keys.remove(node) {
+            self.order.remove(&stamp);
+        }
+    }
+
+    /// Keys known.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is known.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
     }
 }
 
@@ -377,12 +460,36 @@ mod tests {
     }
 
     #[test]
+    fn chat_keys_are_bounded_and_forget_the_oldest_first() {
+        let mut keys = ChatKeys::default();
+        let node = |i: usize| {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            NodeId(id)
+        };
+        for i in 0..MAX_CHAT_KEYS {
+            keys.insert(node(i), [1; 32]);
+        }
+        keys.insert(node(0), [2; 32]); // refreshed: now the newest
+        keys.insert(node(MAX_CHAT_KEYS), [3; 32]);
+        assert_eq!(keys.len(), MAX_CHAT_KEYS);
+        assert_eq!(keys.get(&node(0)), Some([2; 32]));
+        assert_eq!(keys.get(&node(1)), None, "the oldest went");
+        keys.remove(&node(0));
+        assert_eq!(keys.get(&node(0)), None);
+        assert_eq!(keys.order.len(), keys.keys.len());
+    }
+
+    #[test]
     fn outbox_matches_not_found_to_its_message() {
         let a = Identity::from_secret([1; 32]);
         let mut out = Outbox::default();
         let seq = out.next_seq(NodeId([2; 32]));
-        out.insert(chat(&a, NodeId([2; 32]), 7, seq), MsgId(100), 0, 10, 1000);
-        out.resent(&MsgId(7), MsgId(101), 10, 20);
+        out.insert(chat(&a, NodeId([2; 32]), 7, seq), 0, 10, 1000);
+        assert_eq!(out.awaiting_key(&NodeId([2; 32])), vec![MsgId(7)]);
+        out.sent_as(&MsgId(7), MsgId(100));
+        out.resent(&MsgId(7), 10, 20);
+        out.sent_as(&MsgId(7), MsgId(101));
         assert_eq!(out.by_packet(&MsgId(100)).map(|p| p.attempts), Some(2));
         assert_eq!(out.due(29), Vec::<MsgId>::new());
         assert_eq!(out.due(30), vec![MsgId(7)]);

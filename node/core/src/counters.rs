@@ -22,10 +22,14 @@ pub enum DropReason {
     DuplicateChat,
     /// The application event queue was full; the oldest event was dropped.
     EventQueueFull,
+    /// A not-found or offline answer whose signature does not verify.
+    ForgedAbsence,
     /// A chat message whose author signature does not verify.
     ForgedChat,
     /// A withdraw carrying a `Leave` that does not verify or names another node.
     ForgedLeave,
+    /// A chat receipt that is not signed by the chat's recipient.
+    ForgedReceipt,
     /// A location record whose signature does not verify.
     ForgedRecord,
     /// A `Withdraw { Lost }` that reached a home supernode from someone
@@ -67,6 +71,12 @@ pub enum DropReason {
     UnexpectedAccept,
     /// A `ChatAck` for no chat awaiting one (already acked, failed or never sent).
     UnexpectedAck,
+    /// A peer of another protocol version, refused at its `Hello` (the
+    /// runtime's decoder refuses the frame; the core counts it).
+    UnknownVersion,
+    /// A sealed chat that does not open with this node's chat key (sealed
+    /// to another node, or damaged) or holds no valid chat message.
+    UnreadableChat,
     /// A reply (neighbors, location, trace) that answers no request this
     /// node has in flight, or comes from a peer it did not ask.
     UnsolicitedReply,
@@ -74,13 +84,15 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::DialOverBudget,
         DropReason::Duplicate,
         DropReason::DuplicateChat,
         DropReason::EventQueueFull,
+        DropReason::ForgedAbsence,
         DropReason::ForgedChat,
         DropReason::ForgedLeave,
+        DropReason::ForgedReceipt,
         DropReason::ForgedRecord,
         DropReason::ForgedWithdraw,
         DropReason::JoinToNonSupernode,
@@ -101,6 +113,8 @@ impl DropReason {
         DropReason::TtlExpired,
         DropReason::UnexpectedAccept,
         DropReason::UnexpectedAck,
+        DropReason::UnknownVersion,
+        DropReason::UnreadableChat,
         DropReason::UnsolicitedReply,
     ];
 
@@ -111,8 +125,10 @@ impl DropReason {
             DropReason::Duplicate => "duplicate",
             DropReason::DuplicateChat => "duplicate_chat",
             DropReason::EventQueueFull => "event_queue_full",
+            DropReason::ForgedAbsence => "forged_absence",
             DropReason::ForgedChat => "forged_chat",
             DropReason::ForgedLeave => "forged_leave",
+            DropReason::ForgedReceipt => "forged_receipt",
             DropReason::ForgedRecord => "forged_record",
             DropReason::ForgedWithdraw => "forged_withdraw",
             DropReason::JoinToNonSupernode => "join_to_non_supernode",
@@ -133,6 +149,8 @@ impl DropReason {
             DropReason::TtlExpired => "ttl_expired",
             DropReason::UnexpectedAccept => "unexpected_accept",
             DropReason::UnexpectedAck => "unexpected_ack",
+            DropReason::UnknownVersion => "unknown_version",
+            DropReason::UnreadableChat => "unreadable_chat",
             DropReason::UnsolicitedReply => "unsolicited_reply",
         }
     }

@@ -1,13 +1,19 @@
-//! Chat delivery, end to end: composing and signing a message, retrying it
-//! with backoff until its ack or its deadline, turning acks and not-found
-//! answers into what the user sees (delivered, or failed and why), and on
-//! the receiving side verifying, dropping duplicates, ordering per sender
-//! and acking. The queues themselves are [`super::chat`]'s; the `Node`
-//! facade routes what this returns.
+//! Chat delivery, end to end: composing and signing a message, sealing it
+//! to the recipient's chat key (learned from its signed location record),
+//! retrying with backoff until a receipt signed by the recipient or the
+//! deadline, turning receipts and not-found answers into what the user sees
+//! (delivered, or failed and why), and on the receiving side opening,
+//! verifying, dropping duplicates, ordering per sender and signing the
+//! receipt. The queues themselves are [`super::chat`]'s; the `Node` facade
+//! routes what this returns.
 
-use skyhop_protocol::{Body, ChatMessage, MsgId, NodeId, NotFoundReason, MAX_CHAT_BODY};
+use skyhop_protocol::seal;
+use skyhop_protocol::{
+    Body, ChatKey, ChatMessage, ChatReceipt, MsgId, NodeId, NotFoundReason, SealedChat,
+    MAX_CHAT_BODY,
+};
 
-use super::chat::{Arrival, Inbox, Outbox};
+use super::chat::{Arrival, ChatKeys, Inbox, Outbox};
 use super::context::Ctx;
 use super::counters::DropReason;
 use super::events::{ChatFailure, Event};
@@ -16,8 +22,23 @@ use super::SimTime;
 
 use rand::RngExt;
 
-/// `NotFound { NoRecord }` answers after which a chat fails as not found.
-const NOT_FOUND_LIMIT: u32 = 3;
+/// Keeps the strongest answer: offline over not found; transient answers
+/// (no route, TTL) say nothing about the recipient.
+fn note_told(pending: &mut super::chat::Pending, reason: NotFoundReason, by: NodeId) {
+    let failure = match reason {
+        NotFoundReason::Offline => ChatFailure::Offline,
+        NotFoundReason::NoRecord => ChatFailure::NotFound,
+        NotFoundReason::TtlExpired | NotFoundReason::NoRoute => return,
+    };
+    let stronger = match pending.told {
+        None => true,
+        Some((ChatFailure::Offline, _)) => false,
+        Some(_) => failure == ChatFailure::Offline,
+    };
+    if stronger {
+        pending.told = Some((failure, by));
+    }
+}
 
 /// Why a chat message or trace could not be started.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,23 +60,26 @@ pub enum ChatError {
     TooManyTraces,
 }
 
-/// A retry the facade must send: the message and the delay after it.
-pub(crate) struct Retry {
-    /// The signed message, resent as is.
-    pub chat: ChatMessage,
-    /// When to try again after this send.
-    pub delay: SimTime,
-    /// Sends before this one (routing picks another path for each).
-    pub attempt: u32,
+/// What sending a pending chat takes now.
+pub(crate) enum Sealing {
+    /// Send this to `to`, as its `n`-th send (0: the first; routing picks
+    /// another first hop for each).
+    Ready(NodeId, SealedChat, u32),
+    /// Look up `to`'s chat key first.
+    NeedKey(NodeId),
+    /// The chat is no longer pending.
+    Gone,
 }
 
 /// The chat state of one node: what it sent and awaits, what it received.
 #[derive(Debug, Default)]
 pub(crate) struct ChatDelivery {
-    /// Messages sent and awaiting their ack.
+    /// Messages sent and awaiting their receipt.
     outbox: Outbox,
     /// Per-sender duplicate and ordering windows.
     inbox: Inbox,
+    /// Recipients' chat keys.
+    keys: ChatKeys,
 }
 
 impl ChatDelivery {
@@ -88,30 +112,69 @@ impl ChatDelivery {
             .map_err(|_| ChatError::TooLong(0))
     }
 
-    /// Starts awaiting the ack of `chat`, first sent now as `packet_id`.
-    pub fn track(&mut self, ctx: &mut Ctx, now: SimTime, chat: ChatMessage, packet_id: MsgId) {
-        self.outbox.insert(
-            chat,
-            packet_id,
-            now,
-            ctx.cfg.chat_retry_initial,
-            ctx.cfg.chat_deadline,
-        );
+    /// Starts awaiting the receipt of `chat`, composed now.
+    pub fn track(&mut self, ctx: &mut Ctx, now: SimTime, chat: ChatMessage) {
+        self.outbox
+            .insert(chat, now, ctx.cfg.chat_retry_initial, ctx.cfg.chat_deadline);
         ctx.timers
             .set_earliest(Timer::Chat, now + ctx.cfg.chat_retry_initial);
     }
 
-    /// A chat from `src` arrived after `hops` hops: the ack to send back, if
-    /// the message is genuine (a duplicate is acked again: our earlier ack
-    /// was lost).
+    /// What sending chat `msg_id` takes now: its sealed bytes (sealed on
+    /// first use, with a fresh ephemeral key from the node's RNG), or a
+    /// lookup of its recipient's chat key.
+    pub fn sealing(&mut self, ctx: &mut Ctx, msg_id: &MsgId) -> Sealing {
+        let Some(p) = self.outbox.get_mut(msg_id) else {
+            return Sealing::Gone;
+        };
+        let to = p.chat.to;
+        let attempt = p.attempts.saturating_sub(1);
+        if let Some(sealed) = &p.sealed {
+            return Sealing::Ready(to, sealed.clone(), attempt);
+        }
+        let Some(key) = self.keys.get(&to) else {
+            return Sealing::NeedKey(to);
+        };
+        match seal::seal(&p.chat, &key, ctx.rng.random()) {
+            Ok(sealed) => {
+                p.sealed = Some(sealed.clone());
+                Sealing::Ready(to, sealed, attempt)
+            }
+            Err(_) => {
+                // A signed record named a key that does not work: ask again.
+                self.keys.remove(&to);
+                Sealing::NeedKey(to)
+            }
+        }
+    }
+
+    /// Learns `node`'s chat key from its verified record: the chats that
+    /// waited for it, to send now.
+    pub fn learn_key(&mut self, node: NodeId, key: ChatKey) -> Vec<MsgId> {
+        self.keys.insert(node, key);
+        self.outbox.awaiting_key(&node)
+    }
+
+    /// Records that chat `msg_id` went out as packet `packet_id`.
+    pub fn sent_as(&mut self, msg_id: &MsgId, packet_id: MsgId) {
+        self.outbox.sent_as(msg_id, packet_id);
+    }
+
+    /// A sealed chat from `src` arrived after `hops` hops: the signed
+    /// receipt to send back, if it opens with our key and the message is
+    /// genuine (a duplicate gets a receipt again: our earlier one was lost).
     pub fn on_chat(
         &mut self,
         ctx: &mut Ctx,
         now: SimTime,
         src: NodeId,
         hops: u8,
-        chat: ChatMessage,
+        sealed: SealedChat,
     ) -> Option<Body> {
+        let Ok(chat) = ctx.identity.open_chat(&sealed) else {
+            ctx.out.drop(DropReason::UnreadableChat);
+            return None;
+        };
         if chat.to != ctx.id || chat.from != src {
             ctx.out.drop(DropReason::MisaddressedChat);
             return None;
@@ -139,17 +202,31 @@ impl ChatDelivery {
                 }
             }
         }
-        Some(Body::ChatAck { msg_id, seq, hops })
+        Some(Body::ChatAck(ctx.identity.receipt(src, msg_id, seq, hops)))
     }
 
-    /// `src` acknowledged `msg_id`: delivered, if it was ours to `src`.
-    pub fn on_ack(&mut self, ctx: &mut Ctx, now: SimTime, src: NodeId, msg_id: MsgId, hops: u8) {
+    /// `src` sent a receipt: delivered, if it is for a chat of ours to
+    /// `src` and signed by `src`.
+    pub fn on_ack(&mut self, ctx: &mut Ctx, now: SimTime, src: NodeId, receipt: ChatReceipt) {
+        let msg_id = receipt.msg_id;
+        let hops = receipt.hops;
         match self.outbox.get(&msg_id) {
-            Some(pending) if pending.chat.to == src => {}
+            Some(pending)
+                if pending.chat.to == src
+                    && receipt.recipient == src
+                    && receipt.author == ctx.id
+                    && receipt.seq == pending.chat.seq => {}
             _ => {
                 ctx.out.drop(DropReason::UnexpectedAck);
                 return;
             }
+        }
+        if ctx.memo.verify_receipt(&receipt).is_err() {
+            // Anyone on the path can claim to be the recipient; only the
+            // recipient can sign.
+            ctx.out.counters.forged += 1;
+            ctx.out.drop(DropReason::ForgedReceipt);
+            return;
         }
         if let Some(pending) = self.outbox.remove(&msg_id) {
             let latency = now.saturating_sub(pending.first_sent);
@@ -162,25 +239,23 @@ impl ChatDelivery {
         }
     }
 
-    /// Packet `packet_id` could not be delivered: fail its message if the
-    /// answer is final (offline, or not found often enough).
-    pub fn on_not_found(&mut self, ctx: &mut Ctx, packet_id: MsgId, reason: NotFoundReason) {
-        let Some(pending) = self.outbox.by_packet(&packet_id) else {
-            return;
-        };
-        let failure = match reason {
-            NotFoundReason::Offline => Some(ChatFailure::Offline),
-            NotFoundReason::NoRecord => {
-                pending.not_found += 1;
-                (pending.not_found >= NOT_FOUND_LIMIT).then_some(ChatFailure::NotFound)
+    /// Packet `packet_id` could not be delivered, says `by`: remembered for
+    /// the deadline. No answer fails a chat at once: nobody can prove a
+    /// node offline or unknown, and a liar on one path must not end a chat
+    /// that another path or a later try would deliver.
+    pub fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
+        if let Some(pending) = self.outbox.by_packet(&packet_id) {
+            note_told(pending, reason, by);
+        }
+    }
+
+    /// `by` answered the lookup of `node`'s chat key: no record, for
+    /// `reason`. Remembered for the deadline of the chats waiting.
+    pub fn on_key_absent(&mut self, node: &NodeId, reason: NotFoundReason, by: NodeId) {
+        for msg_id in self.outbox.awaiting_key(node) {
+            if let Some(pending) = self.outbox.get_mut(&msg_id) {
+                note_told(pending, reason, by);
             }
-            NotFoundReason::TtlExpired | NotFoundReason::NoRoute => None,
-        };
-        if let Some(reason) = failure {
-            let msg_id = pending.chat.msg_id;
-            let to = pending.chat.to;
-            self.outbox.remove(&msg_id);
-            ctx.out.emit(Event::ChatFailed { to, msg_id, reason });
         }
     }
 
@@ -189,19 +264,23 @@ impl ChatDelivery {
         self.outbox.due(now)
     }
 
-    /// Message `msg_id` is due: fail it at its deadline, else the retry to
-    /// send.
-    pub fn retry_or_fail(&mut self, ctx: &mut Ctx, now: SimTime, msg_id: MsgId) -> Option<Retry> {
+    /// Message `msg_id` is due: fail it at its deadline, else the delay
+    /// after the retry the facade now sends.
+    pub fn retry_or_fail(&mut self, ctx: &mut Ctx, now: SimTime, msg_id: MsgId) -> Option<SimTime> {
         let p = self.outbox.get(&msg_id)?;
         if p.deadline <= now {
-            let reason = if p.not_found > 0 {
-                ChatFailure::NotFound
-            } else {
-                ChatFailure::TimedOut
+            let (reason, said_by) = match p.told {
+                Some((reason, by)) => (reason, Some(by)),
+                None => (ChatFailure::TimedOut, None),
             };
             let to = p.chat.to;
             self.outbox.remove(&msg_id);
-            ctx.out.emit(Event::ChatFailed { to, msg_id, reason });
+            ctx.out.emit(Event::ChatFailed {
+                to,
+                msg_id,
+                reason,
+                said_by,
+            });
             return None;
         }
         let exp = p.attempts.min(16);
@@ -211,16 +290,8 @@ impl ChatDelivery {
             .saturating_mul(1 << exp)
             .min(ctx.cfg.chat_retry_max)
             .min(p.deadline - now);
-        Some(Retry {
-            chat: p.chat.clone(),
-            delay,
-            attempt: p.attempts,
-        })
-    }
-
-    /// Records the resend of `msg_id` as `packet_id`.
-    pub fn resent(&mut self, msg_id: &MsgId, packet_id: MsgId, now: SimTime, delay: SimTime) {
-        self.outbox.resent(msg_id, packet_id, now, delay);
+        self.outbox.resent(&msg_id, now, delay);
+        Some(delay)
     }
 
     /// Ends a chat-timer run: hands over messages held behind a gap that

@@ -145,7 +145,9 @@ impl Directory {
     }
 }
 
-/// Where recently looked-up nodes are attached: node -> supernode.
+/// Where recently looked-up nodes are attached: node -> supernode, with
+/// the `seq` of the record that said so; a record never replaces a newer
+/// one.
 ///
 /// # Implementation notes
 /// A plain map, scanned to make room at its cap (4,096 entries by
@@ -156,7 +158,8 @@ impl Directory {
 /// lookups this node made, themselves bounded by its peers' budgets.
 #[derive(Debug)]
 pub struct LocationCache {
-    entries: BTreeMap<NodeId, (NodeId, SimTime)>,
+    /// Supernode, record `seq`, trusted until.
+    entries: BTreeMap<NodeId, (NodeId, u64, SimTime)>,
     capacity: usize,
     ttl: SimTime,
 }
@@ -171,20 +174,27 @@ impl LocationCache {
         }
     }
 
-    /// Remembers that `node` is attached to `sn`.
-    pub fn insert(&mut self, node: NodeId, sn: NodeId, now: SimTime) {
-        if !self.entries.contains_key(&node) && self.entries.len() >= self.capacity {
-            crate::evict_lowest(&mut self.entries, |(_, until)| *until);
+    /// Remembers that `node` is attached to `sn`, as its record `seq`
+    /// says; false (nothing changed) when a newer record is held.
+    pub fn insert(&mut self, node: NodeId, sn: NodeId, seq: u64, now: SimTime) -> bool {
+        match self.entries.get(&node) {
+            Some((_, held, until)) if *held > seq && *until > now => return false,
+            Some(_) => {}
+            None if self.entries.len() >= self.capacity => {
+                crate::evict_lowest(&mut self.entries, |(_, _, until)| *until);
+            }
+            None => {}
         }
-        self.entries.insert(node, (sn, now + self.ttl));
+        self.entries.insert(node, (sn, seq, now + self.ttl));
+        true
     }
 
     /// The supernode `node` is attached to, if known and fresh.
     pub fn get(&self, node: &NodeId, now: SimTime) -> Option<NodeId> {
         self.entries
             .get(node)
-            .filter(|(_, until)| *until > now)
-            .map(|(sn, _)| *sn)
+            .filter(|(_, _, until)| *until > now)
+            .map(|(sn, _, _)| *sn)
     }
 
     /// Forgets `node`.
@@ -194,12 +204,12 @@ impl LocationCache {
 
     /// Forgets every entry pointing at supernode `sn` (it died).
     pub fn forget_supernode(&mut self, sn: &NodeId) {
-        self.entries.retain(|_, (s, _)| s != sn);
+        self.entries.retain(|_, (s, _, _)| s != sn);
     }
 
     /// Drops expired entries.
     pub fn expire(&mut self, now: SimTime) {
-        self.entries.retain(|_, (_, until)| *until > now);
+        self.entries.retain(|_, (_, _, until)| *until > now);
     }
 
     /// Entries held.
@@ -328,16 +338,16 @@ mod tests {
     #[test]
     fn cache_entries_expire_and_are_bounded() {
         let mut c = LocationCache::new(2, 10);
-        c.insert(NodeId([1; 32]), NodeId([9; 32]), 0);
-        c.insert(NodeId([2; 32]), NodeId([9; 32]), 1);
-        c.insert(NodeId([3; 32]), NodeId([8; 32]), 2);
+        c.insert(NodeId([1; 32]), NodeId([9; 32]), 1, 0);
+        c.insert(NodeId([2; 32]), NodeId([9; 32]), 1, 1);
+        c.insert(NodeId([3; 32]), NodeId([8; 32]), 1, 2);
         assert_eq!(c.len(), 2);
         assert_eq!(c.get(&NodeId([1; 32]), 2), None);
         assert_eq!(c.get(&NodeId([3; 32]), 11), Some(NodeId([8; 32])));
         assert_eq!(c.get(&NodeId([3; 32]), 12), None);
         c.forget_supernode(&NodeId([9; 32]));
         assert_eq!(c.len(), 1);
-        c.insert(NodeId([3; 32]), NodeId([9; 32]), 3);
+        c.insert(NodeId([3; 32]), NodeId([9; 32]), 2, 3);
         c.forget_supernode(&NodeId([8; 32]));
         assert_eq!(
             c.get(&NodeId([3; 32]), 3),
@@ -346,5 +356,20 @@ mod tests {
         );
         c.forget_supernode(&NodeId([9; 32]));
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_cached_location_is_never_replaced_by_an_older_record() {
+        let mut c = LocationCache::new(4, 100);
+        let (node, old_sn, new_sn) = (NodeId([1; 32]), NodeId([8; 32]), NodeId([9; 32]));
+        assert!(c.insert(node, new_sn, 7, 0));
+        assert!(!c.insert(node, old_sn, 6, 1), "an older record is refused");
+        assert_eq!(c.get(&node, 1), Some(new_sn));
+        assert!(c.insert(node, new_sn, 7, 2), "the same record refreshes");
+        assert!(c.insert(node, old_sn, 8, 3), "a newer one replaces it");
+        assert_eq!(c.get(&node, 3), Some(old_sn));
+        // Once the newer entry has expired, nothing newer is held.
+        assert!(c.insert(node, new_sn, 1, 200));
+        assert_eq!(c.get(&node, 200), Some(new_sn));
     }
 }

@@ -120,6 +120,9 @@ pub enum Event {
         msg_id: MsgId,
         /// Why.
         reason: ChatFailure,
+        /// Who said the recipient is offline or unknown, when someone did:
+        /// the supernode (or the node itself) that answered.
+        said_by: Option<NodeId>,
     },
     /// A trace probe came back.
     TraceCompleted {

@@ -71,6 +71,9 @@ impl Bytes<'_> {
     }
 }
 
+/// The secret key of the node under test.
+const NODE_SECRET: [u8; 32] = [0xee; 32];
+
 /// The cast: the node under test and the peers that talk to it.
 struct World {
     node: Node,
@@ -123,18 +126,31 @@ impl World {
                 let chat = author
                     .chat(to, MsgId(n), n, self.now, text)
                     .expect("a short body");
-                Body::Chat(chat)
+                // Sealed to the node under test (so that it opens), or to
+                // a peer, or damaged.
+                let key = if r.one_in(2) {
+                    Identity::from_secret(NODE_SECRET).chat_key()
+                } else {
+                    self.peer(r.u8()).chat_key()
+                };
+                let mut sealed =
+                    skyhop_protocol::seal::seal(&chat, &key, [r.u8(); 32]).expect("a valid key");
+                if r.one_in(8) {
+                    let i = usize::from(r.u8()) % sealed.0.len();
+                    sealed.0[i] ^= 1;
+                }
+                Body::Chat(sealed)
             }
-            1 => Body::ChatAck {
-                msg_id: MsgId(r.u64() % 64),
-                seq: r.u64() % 64,
-                hops: r.u8(),
-            },
-            2 => Body::NotFound {
-                packet_id: MsgId(r.u64() % 64),
-                dst: self.id(r),
-                reason: NotFoundReason::NoRecord,
-            },
+            1 => {
+                let recipient = self.peer(r.u8());
+                let author = self.id(r);
+                Body::ChatAck(recipient.receipt(author, MsgId(r.u64() % 64), r.u64() % 64, r.u8()))
+            }
+            2 => {
+                let by = self.peer(r.u8());
+                let (about, node) = (r.u64() % 64, self.id(r));
+                Body::NotFound(by.absence(about, node, NotFoundReason::NoRecord))
+            }
             3 => Body::TraceProbe {
                 probe_id: r.u64() % 64,
             },
@@ -143,17 +159,24 @@ impl World {
                 path: vec![self.id(r)],
             },
             5 => Body::Publish(self.record(r)),
-            6 => Body::Withdraw(Withdraw {
-                node: self.id(r),
-                sn: self.id(r),
-                seq: r.u64() % 1000,
-                reason: if r.one_in(2) {
-                    WithdrawReason::Lost
+            6 => {
+                if r.one_in(2) {
+                    let sn = self.peer(r.u8());
+                    let mut w = sn.withdraw_lost(self.id(r), r.u64() % 1000);
+                    if r.one_in(4) {
+                        w.sn = self.id(r); // A forgery.
+                    }
+                    Body::Withdraw(w)
                 } else {
                     let who = self.peer(r.u8());
-                    WithdrawReason::Left(who.leave(self.id(r), r.u64() % 1000))
-                },
-            }),
+                    Body::Withdraw(Withdraw {
+                        node: self.id(r),
+                        sn: self.id(r),
+                        seq: r.u64() % 1000,
+                        reason: WithdrawReason::Left(who.leave(self.id(r), r.u64() % 1000)),
+                    })
+                }
+            }
             7 => Body::LocationQuery {
                 request_id: r.u64() % 64,
                 node: self.id(r),
@@ -162,6 +185,7 @@ impl World {
                 request_id: r.u64() % 64,
                 node: self.id(r),
                 record: (r.one_in(2)).then(|| self.record(r)),
+                absence: None,
             },
             _ => Body::Datagram(r.take(64).to_vec()),
         }
@@ -293,7 +317,7 @@ pub fn drive(data: &[u8]) {
     let supernode = r.one_in(2);
     let node = Node::new(
         config(supernode),
-        Identity::from_secret([0xee; 32]),
+        Identity::from_secret(NODE_SECRET),
         r.u64(),
         0,
         Arc::default(),

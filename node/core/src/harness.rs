@@ -55,6 +55,13 @@ pub struct Harness {
     processed: u64,
     /// Verified signatures, shared by the nodes as a simulator shares them.
     memo: Arc<SignatureMemo>,
+    /// A hostile relay: routed chat frames this node sends are dropped.
+    pub swallows_chats: Option<NodeId>,
+    /// A wiretap: the bytes of every frame this node receives are kept in
+    /// `tapped`, as the relay saw them.
+    pub tap: Option<NodeId>,
+    /// What the wiretap saw.
+    pub tapped: Vec<Vec<u8>>,
 }
 
 /// A node's secret from a small seed.
@@ -84,6 +91,9 @@ impl Harness {
             jitter_rng: SplitMix64(0x9e37_79b9_7f4a_7c15),
             processed: 0,
             memo: Arc::default(),
+            swallows_chats: None,
+            tap: None,
+            tapped: Vec::new(),
         }
     }
 
@@ -161,10 +171,14 @@ impl Harness {
         }
         if self.dropping.contains(&id) {
             if let Message::Routed(p) = &t.msg {
-                if p.src != id && matches!(p.body, Body::Chat(_) | Body::ChatAck { .. }) {
+                if p.src != id && matches!(p.body, Body::Chat(_) | Body::ChatAck(_)) {
                     return;
                 }
             }
+        }
+        let chat = |m: &Message| matches!(m, Message::Routed(p) if matches!(p.body, Body::Chat(_)));
+        if self.swallows_chats == Some(id) && chat(&t.msg) {
+            return;
         }
         let bytes = codec::encode(&t.msg)
             .unwrap_or_else(|e| panic!("node {id:?} sent an invalid {}: {e}", t.msg.kind()));
@@ -251,6 +265,9 @@ impl Harness {
                 Ev::Frame(from, to, bytes) => {
                     if !self.links.contains(&(from, to)) {
                         continue;
+                    }
+                    if self.tap == Some(to) {
+                        self.tapped.push(bytes.clone());
                     }
                     let msg = codec::decode_frame(&bytes).expect("frames the codec made decode");
                     if let Some(node) = self.nodes.get_mut(&to) {

@@ -7,7 +7,7 @@
 //! It decides what to send; the `Node` facade originates the packets it
 //! returns, in order.
 
-use skyhop_protocol::{Body, LocationRecord, NodeId, Withdraw, WithdrawReason};
+use skyhop_protocol::{Body, LocationRecord, NodeId, NotFoundReason, Withdraw, WithdrawReason};
 
 use super::context::Ctx;
 use super::counters::DropReason;
@@ -65,14 +65,30 @@ impl Home {
 
     /// Applies a withdrawal; false if it carries a forged `Leave`.
     pub fn apply_withdraw(&mut self, ctx: &mut Ctx, now: SimTime, w: &Withdraw) -> bool {
-        if let WithdrawReason::Left(leave) = &w.reason {
-            if leave.node != w.node || leave.sn != w.sn || ctx.memo.verify_leave(leave).is_err() {
-                ctx.out.counters.forged += 1;
-                ctx.out.drop(DropReason::ForgedLeave);
-                return false;
+        let left = match &w.reason {
+            WithdrawReason::Left(leave) => {
+                if leave.node != w.node || leave.sn != w.sn || ctx.memo.verify_leave(leave).is_err()
+                {
+                    ctx.out.counters.forged += 1;
+                    ctx.out.drop(DropReason::ForgedLeave);
+                    return false;
+                }
+                true
             }
-        }
-        self.directory.withdraw(&w.node, &w.sn, w.seq, true, now);
+            WithdrawReason::Lost(proof) => {
+                if ctx.memo.verify_withdraw_lost(w, proof).is_err() {
+                    ctx.out.counters.forged += 1;
+                    ctx.out.drop(DropReason::ForgedWithdraw);
+                    return false;
+                }
+                false
+            }
+        };
+        // The node's own `Leave` marks it departed even without a record;
+        // a supernode's word removes (and tombstones) only a record that
+        // names that supernode, so that a supernode can cut off only its
+        // own clients.
+        self.directory.withdraw(&w.node, &w.sn, w.seq, left, now);
         true
     }
 
@@ -103,7 +119,7 @@ impl Home {
                 // lost (a `Left` carries the node's own signed `Leave`).
                 // Clients cannot forge `src` (their supernode checks it), so
                 // an ordinary node cannot cut anyone off this way.
-                if matches!(w.reason, WithdrawReason::Lost) && src != w.sn {
+                if matches!(w.reason, WithdrawReason::Lost(_)) && src != w.sn {
                     ctx.out.counters.forged += 1;
                     ctx.out.drop(DropReason::ForgedWithdraw);
                     return Vec::new();
@@ -117,7 +133,7 @@ impl Home {
                     .collect()
             }
             Body::LocationQuery { request_id, node } => {
-                vec![self.answer_query(now, src, request_id, node)]
+                vec![self.answer_query(ctx, now, src, request_id, node)]
             }
             _ => {
                 ctx.out.drop(DropReason::NotHomeBound);
@@ -129,16 +145,28 @@ impl Home {
     /// The reply to `asker`'s location query for `node`.
     pub fn answer_query(
         &self,
+        ctx: &Ctx,
         now: SimTime,
         asker: NodeId,
         request_id: u64,
         node: NodeId,
     ) -> Originate {
         let record = self.directory.get(&node, now).cloned();
+        // No record: say so, signed, and say whether the node is known to
+        // have gone (a tombstone) rather than never seen.
+        let absence = record.is_none().then(|| {
+            let reason = if self.directory.departed(&node, now) {
+                NotFoundReason::Offline
+            } else {
+                NotFoundReason::NoRecord
+            };
+            Box::new(ctx.identity.absence(request_id, node, reason))
+        });
         let reply = Body::LocationReply {
             request_id,
             node,
             record,
+            absence,
         };
         (asker, reply)
     }

@@ -132,9 +132,22 @@ impl Router {
         &mut self.probe
     }
 
-    /// Records packet `id` from `src`; false if it was seen already.
-    pub fn first_sight(&mut self, src: &NodeId, id: MsgId) -> bool {
-        self.seen.insert(packet_key(src, id))
+    /// Records packet `id` from `src` in routing phase `location`; false
+    /// if it was seen already in that phase.
+    ///
+    /// A packet may pass a node once per phase: routed by XOR distance
+    /// toward its destination's home, then toward the supernode a record
+    /// names, it can cross the same supernode on each leg (a home answering
+    /// an ordinary node's query sends its reply so). Within one phase every
+    /// hop is strictly closer to the phase's target, so a second sight in
+    /// the same phase is a duplicate frame or a loop.
+    pub fn first_sight(&mut self, src: &NodeId, id: MsgId, location: &LocationHop) -> bool {
+        let phase = match location {
+            LocationHop::Unused => 0,
+            LocationHop::Toward(_) => 0x5bd1_e995_5bd1_e995,
+            LocationHop::Used => 0xc2b2_ae3d_27d4_eb4f,
+        };
+        self.seen.insert(packet_key(src, id) ^ phase)
     }
 
     /// The location cache.
@@ -391,11 +404,7 @@ impl PrimaryProbe {
             hops: 1,
             location: LocationHop::Unused,
             trace: None,
-            body: Body::ChatAck {
-                msg_id: MsgId(ctx.rng.random()),
-                seq: 0,
-                hops: 0,
-            },
+            body: Body::ChatAck(ctx.identity.receipt(ctx.id, MsgId(ctx.rng.random()), 0, 0)),
         };
         self.in_flight = Some((id, now));
         self.next_at = now + interval;
@@ -459,5 +468,25 @@ mod tests {
         }
         assert_eq!(first_hop(p, &[], 3), p, "no backup: the primary again");
         assert_eq!(first_hop(None, &[], 1), None);
+    }
+
+    #[test]
+    fn a_packet_passes_a_node_once_per_routing_phase() {
+        let mut r = Router::new(64, 16, 1_000_000);
+        let (src, id) = (NodeId([7; 32]), MsgId(42));
+        let toward = LocationHop::Toward(NodeId([9; 32]));
+        assert!(r.first_sight(&src, id, &LocationHop::Unused));
+        assert!(
+            !r.first_sight(&src, id, &LocationHop::Unused),
+            "twice on the XOR leg: a duplicate"
+        );
+        assert!(
+            r.first_sight(&src, id, &toward),
+            "again on the leg toward its supernode: a new leg"
+        );
+        assert!(!r.first_sight(&src, id, &toward));
+        assert!(r.first_sight(&src, id, &LocationHop::Used));
+        assert!(!r.first_sight(&src, id, &LocationHop::Used));
+        assert!(r.first_sight(&src, MsgId(43), &LocationHop::Unused));
     }
 }

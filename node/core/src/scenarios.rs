@@ -1,9 +1,11 @@
 //! Multi-node scenarios of the core, run by the deterministic harness.
 
-use skyhop_protocol::{Body, Identity, LocationHop, Message, MsgId, NodeId, Packet, Role};
+use skyhop_protocol::{
+    codec, seal, Body, Identity, LocationHop, Message, MsgId, NodeId, NotFoundReason, Packet, Role,
+};
 
 use super::harness::{identity, Harness};
-use super::{ChatFailure, DropReason, Event, NodeConfig, SECS};
+use super::{ChatFailure, DropReason, Event, NodeConfig, MILLIS, SECS};
 
 /// The identity of a harness node (ordinary nodes use seeds 1000 and up).
 fn identity_of(id: NodeId) -> (u64, Identity) {
@@ -174,6 +176,21 @@ fn after_a_graceful_leave_senders_are_told_the_peer_is_offline() {
     h.run_for(40 * SECS);
     assert_eq!(h.outcome(sender, msg), Some(Err(ChatFailure::Offline)));
     assert!(h.received(leaver).is_empty());
+    // The user is told who said so: one of the leaver's home supernodes,
+    // and only at the deadline.
+    let (at, said_by) = h
+        .events
+        .iter()
+        .find_map(|(t, n, e)| match e {
+            Event::ChatFailed {
+                msg_id, said_by, ..
+            } if *n == sender && *msg_id == msg => Some((*t, *said_by)),
+            _ => None,
+        })
+        .expect("the chat failed");
+    let sns = h.supernodes();
+    assert!(said_by.is_some_and(|by| sns.contains(&by)), "{said_by:?}");
+    assert!(at >= now + 2 * SECS + NodeConfig::default().chat_deadline);
 }
 
 #[test]
@@ -442,7 +459,7 @@ fn a_forged_chat_is_dropped_and_counted() {
         hops: 2,
         location: LocationHop::Unused,
         trace: None,
-        body: Body::Chat(chat),
+        body: Body::Chat(seal::seal(&chat, &identity_of(b).1.chat_key(), [3; 32]).expect("valid")),
     };
     h.inject(sn_b, b, Message::Routed(p));
     h.run_for(SECS);
@@ -585,6 +602,7 @@ fn a_location_reply_nobody_asked_for_is_not_cached() {
             request_id: 4242,
             node: victim,
             record: Some(old),
+            absence: None,
         },
     };
     h.inject(liar, target, Message::Routed(reply));
@@ -602,8 +620,10 @@ fn a_location_reply_nobody_asked_for_is_not_cached() {
 }
 
 /// A routed withdraw of `victim`, naming supernode `sn`, from `src`, as
-/// packet `id`.
-fn withdraw_of(victim: NodeId, sn: NodeId, src: NodeId, id: u64) -> Message {
+/// packet `id`, signed by `signer` (the real supernode or anyone else).
+fn withdraw_of(victim: NodeId, sn: NodeId, src: NodeId, id: u64, signer: &Identity) -> Message {
+    let mut w = signer.withdraw_lost(victim, u64::MAX);
+    w.sn = sn;
     Message::Routed(Packet {
         dst: victim,
         src,
@@ -612,12 +632,7 @@ fn withdraw_of(victim: NodeId, sn: NodeId, src: NodeId, id: u64) -> Message {
         hops: 0,
         location: LocationHop::Unused,
         trace: None,
-        body: Body::Withdraw(skyhop_protocol::Withdraw {
-            node: victim,
-            sn,
-            seq: u64::MAX,
-            reason: skyhop_protocol::WithdrawReason::Lost,
-        }),
+        body: Body::Withdraw(w),
     })
 }
 
@@ -630,8 +645,13 @@ fn an_ordinary_node_cannot_withdraw_another_node() {
     let victim_sn = h.node(&victim).primary().expect("attached");
     let made_up = identity(88_888).id();
     // In its own name, naming the victim's real supernode, then a made-up one.
-    h.inject(mallory, sn, withdraw_of(victim, victim_sn, mallory, 1));
-    h.inject(mallory, sn, withdraw_of(victim, made_up, mallory, 2));
+    let key = identity_of(mallory).1;
+    h.inject(
+        mallory,
+        sn,
+        withdraw_of(victim, victim_sn, mallory, 1, &key),
+    );
+    h.inject(mallory, sn, withdraw_of(victim, made_up, mallory, 2, &key));
     h.run_for(2 * SECS);
     let refused: u64 = h
         .supernodes()
@@ -655,7 +675,12 @@ fn an_ordinary_node_that_sends_in_another_nodes_name_is_dropped() {
     let (mallory, victim, friend) = (ons[0], ons[1], ons[2]);
     let sn = h.node(&mallory).primary().expect("attached");
     let victim_sn = h.node(&victim).primary().expect("attached");
-    h.inject(mallory, sn, withdraw_of(victim, victim_sn, victim_sn, 3));
+    let key = identity_of(mallory).1;
+    h.inject(
+        mallory,
+        sn,
+        withdraw_of(victim, victim_sn, victim_sn, 3, &key),
+    );
     h.run_for(2 * SECS);
     assert!(h
         .events
@@ -701,6 +726,204 @@ fn a_flooding_client_is_dropped_and_refused_while_the_others_keep_chatting() {
     let msg = h.send_chat(a, b, "still served?");
     h.run_for(20 * SECS);
     assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
+}
+
+/// The routed chat frames in `frames` that `src` sent.
+fn chats_from(frames: &[Vec<u8>], src: NodeId) -> Vec<Packet> {
+    frames
+        .iter()
+        .filter_map(|f| match codec::decode_frame(f) {
+            Ok(Message::Routed(p)) if p.src == src && matches!(p.body, Body::Chat(_)) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_relays_view_of_a_chat_holds_no_chat_text() {
+    let mut h = Harness::overlay(3, 4);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let relay = h.node(&a).primary().expect("attached");
+    h.tap = Some(relay);
+    let secret = "the password is xylophone-42";
+    let msg = h.send_chat(a, b, secret);
+    h.run_for(5 * SECS);
+    assert!(matches!(h.outcome(a, msg), Some(Ok(_))), "delivered");
+    assert_eq!(h.received(b), vec![(a, secret.to_string())]);
+    assert!(
+        !chats_from(&h.tapped, a).is_empty(),
+        "the relay carried the chat"
+    );
+    for frame in &h.tapped {
+        assert!(
+            !frame.windows(8).any(|w| w == &secret.as_bytes()[..8])
+                && !frame.windows(9).any(|w| w == b"xylophone"),
+            "the relay saw chat text"
+        );
+    }
+}
+
+#[test]
+fn a_receipt_forged_by_a_relay_is_not_reported_delivered() {
+    let mut h = Harness::overlay(3, 4);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let relay = h.node(&a).primary().expect("attached");
+    h.swallows_chats = Some(relay);
+    // Every other supernode drops the chat too: retries go around a
+    // dropping primary (by a backup), and this test is about the relay's lie.
+    h.dropping.extend(h.supernodes());
+    let msg = h.send_chat(a, b, "did you get this?");
+    h.run_for(2 * SECS);
+    // The relay claims b's receipt: signed with its own key, then with b's
+    // public key and a made-up signature.
+    let (_, relay_key) = identity_of(relay);
+    let mut own_key = relay_key.receipt(a, msg, 1, 2);
+    own_key.recipient = b;
+    let mut bs_key = own_key.clone();
+    bs_key.public_key = identity_of(b).1.public_key();
+    for (n, receipt) in [own_key, bs_key].into_iter().enumerate() {
+        let ack = Packet {
+            dst: a,
+            src: b,
+            id: MsgId(700 + n as u64),
+            ttl: 8,
+            hops: 2,
+            location: LocationHop::Unused,
+            trace: None,
+            body: Body::ChatAck(receipt),
+        };
+        h.inject(relay, a, Message::Routed(ack));
+    }
+    h.run_for(SECS);
+    assert_eq!(h.outcome(a, msg), None, "not reported delivered");
+    assert_eq!(h.node(&a).counters().dropped(DropReason::ForgedReceipt), 2);
+    h.run_for(40 * SECS);
+    assert_eq!(h.outcome(a, msg), Some(Err(ChatFailure::TimedOut)));
+    assert!(h.received(b).is_empty());
+}
+
+#[test]
+fn an_offline_answer_forged_by_a_relay_does_not_fail_the_chat_early() {
+    let mut h = Harness::overlay(3, 4);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let relay = h.node(&a).primary().expect("attached");
+    h.swallows_chats = Some(relay);
+    // Every other supernode drops the chat too: retries go around a
+    // dropping primary (by a backup), and this test is about the relay's lie.
+    h.dropping.extend(h.supernodes());
+    h.tap = Some(relay);
+    let msg = h.send_chat(a, b, "still there?");
+    h.run_for(500 * MILLIS);
+    let sent = chats_from(&h.tapped, a);
+    let first = sent.first().expect("a sent the chat to its supernode");
+    // Signed by the relay: it answers for itself, and the chat goes on.
+    let (_, relay_key) = identity_of(relay);
+    let lie = Packet {
+        dst: a,
+        src: relay,
+        id: MsgId(801),
+        ttl: 8,
+        hops: 1,
+        location: LocationHop::Unused,
+        trace: None,
+        body: Body::NotFound(relay_key.absence(first.id.0, b, NotFoundReason::Offline)),
+    };
+    // And in another's name: that does not verify, and is dropped.
+    let mut impersonated = relay_key.absence(first.id.0, b, NotFoundReason::Offline);
+    impersonated.by = b;
+    let in_bs_name = Packet {
+        id: MsgId(802),
+        body: Body::NotFound(impersonated),
+        ..lie.clone()
+    };
+    h.inject(relay, a, Message::Routed(lie));
+    h.inject(relay, a, Message::Routed(in_bs_name));
+    h.run_for(SECS);
+    assert_eq!(h.outcome(a, msg), None, "the chat is still being tried");
+    assert_eq!(h.node(&a).counters().dropped(DropReason::ForgedAbsence), 1);
+    // The relay stops lying; a retry gets through.
+    h.swallows_chats = None;
+    h.dropping.clear();
+    h.run_for(30 * SECS);
+    assert!(
+        matches!(h.outcome(a, msg), Some(Ok(_))),
+        "delivered at last"
+    );
+    assert_eq!(h.received(b), vec![(a, "still there?".to_string())]);
+}
+
+#[test]
+fn a_supernode_cannot_withdraw_another_supernodes_client() {
+    let mut h = Harness::overlay(4, 3);
+    let ons = h.ordinaries();
+    let (victim, friend) = (ons[1], ons[2]);
+    let victim_sn = h.node(&victim).primary().expect("attached");
+    let hostile = *h
+        .supernodes()
+        .iter()
+        .find(|s| **s != victim_sn)
+        .expect("another supernode");
+    let neighbor = *h
+        .node(&hostile)
+        .links()
+        .find(|l| h.supernodes().contains(l))
+        .expect("a supernode link");
+    let hostile_key = identity_of(hostile).1;
+    // In the victim's supernode's name (src and sn), signed by the hostile
+    // supernode: the signature names the wrong key.
+    h.inject(
+        hostile,
+        neighbor,
+        withdraw_of(victim, victim_sn, victim_sn, 11, &hostile_key),
+    );
+    // In the name of a supernode it makes up, genuinely signed by it: the
+    // homes hold no record of the victim from that supernode.
+    let made_up = identity(77_777);
+    h.inject(
+        hostile,
+        neighbor,
+        withdraw_of(victim, made_up.id(), made_up.id(), 12, &made_up),
+    );
+    h.run_for(2 * SECS);
+    let forged: u64 = h
+        .supernodes()
+        .iter()
+        .map(|s| h.node(s).counters().dropped(DropReason::ForgedWithdraw))
+        .sum();
+    assert!(forged >= 1, "the wrongly signed withdraw was refused");
+    let holders = h
+        .supernodes()
+        .iter()
+        .filter(|s| h.node(s).holds_record(&victim, &victim_sn, h.now))
+        .count();
+    assert!(holders >= 1, "the victim's record is still held");
+    let msg = h.send_chat(friend, victim, "are you there?");
+    h.run_for(20 * SECS);
+    assert!(
+        matches!(h.outcome(friend, msg), Some(Ok(_))),
+        "the victim is still reachable: {:?}",
+        h.outcome(friend, msg)
+    );
+}
+
+#[test]
+fn chats_to_and_from_supernodes_are_delivered() {
+    let mut h = Harness::overlay(4, 3);
+    let ons = h.ordinaries();
+    let sns = h.supernodes();
+    let pairs = [(ons[0], sns[1]), (sns[2], ons[1]), (sns[0], sns[3])];
+    let msgs: Vec<_> = pairs
+        .iter()
+        .map(|(a, b)| (*a, h.send_chat(*a, *b, "hi")))
+        .collect();
+    h.run_for(10 * SECS);
+    for (a, m) in msgs {
+        assert!(
+            matches!(h.outcome(a, m), Some(Ok(_))),
+            "{:?}",
+            h.outcome(a, m)
+        );
+    }
 }
 
 #[test]
@@ -775,6 +998,7 @@ fn a_replayed_chat_flood_is_not_answered_by_an_ack_flood() {
     let chat = alice
         .chat(b, MsgId(5), 1, 0, "again and again".into())
         .expect("short");
+    let sealed = seal::seal(&chat, &identity_of(b).1.chat_key(), [5; 32]).expect("valid");
     for n in 0..200 {
         let p = Packet {
             dst: b,
@@ -784,7 +1008,7 @@ fn a_replayed_chat_flood_is_not_answered_by_an_ack_flood() {
             hops: 2,
             location: LocationHop::Unused,
             trace: None,
-            body: Body::Chat(chat.clone()),
+            body: Body::Chat(sealed.clone()),
         };
         h.inject(sn_b, b, Message::Routed(p));
     }

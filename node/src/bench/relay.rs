@@ -192,7 +192,7 @@ async fn run_case(
     plan: Plan,
 ) -> Result<Row, BenchError> {
     let (a, b) = endpoints();
-    let pool = Arc::new(FramePool::new(&a, b.id(), body)?);
+    let pool = Arc::new(FramePool::new(&a, &b, body)?);
     let acker = pool.acker();
     let frame = pool.frame_len();
     let (stats, cpu) = match kind {
@@ -257,7 +257,7 @@ async fn run_case(
                 // Endpoint identities must sort below their supernode's PeerId.
                 let a_id = p2p::identity_below(p2p::peer_of(&first_sn)?, 1);
                 let b_id = p2p::identity_below(p2p::peer_of(&last_sn)?, 1 << 40);
-                let pool = Arc::new(FramePool::new(&a_id, b_id.id(), body)?);
+                let pool = Arc::new(FramePool::new(&a_id, &b_id, body)?);
                 let acker = pool.acker();
                 let b_end = p2p::skyhop_attach(&b_id, &last_sn).await?;
                 let a_end = p2p::skyhop_attach(&a_id, &first_sn).await?;
@@ -512,7 +512,7 @@ mod tests {
         let addr: Multiaddr = sn.info().listen_addrs[0].parse().expect("addr");
         let a_id = p2p::identity_below(p2p::peer_of(&addr).expect("peer"), 7);
         let b_id = p2p::identity_below(p2p::peer_of(&addr).expect("peer"), 1 << 41);
-        let pool = Arc::new(FramePool::new(&a_id, b_id.id(), 200).expect("pool"));
+        let pool = Arc::new(FramePool::new(&a_id, &b_id, 200).expect("pool"));
         let acker = pool.acker();
         let b = p2p::skyhop_attach(&b_id, &addr).await.expect("b attaches");
         let a = p2p::skyhop_attach(&a_id, &addr).await.expect("a attaches");

@@ -5,14 +5,15 @@
 //!
 //! # Implementation notes
 //! - Frames are real skyhop frames: `Message::Routed` packets carrying one
-//!   signed `ChatMessage`, encoded by the protocol codec. They are encoded
+//!   signed `ChatMessage` sealed to the receiver, encoded by the protocol
+//!   codec. They are encoded
 //!   once, before timing, into a pool of [`POOL_FRAMES`] frames with distinct
 //!   packet ids (all of one length: every id is a 9-byte varint), so that the
 //!   sender costs a memcpy per frame and the relays' duplicate windows (8,192
 //!   ids) never see an id again while it is remembered.
 //! - The receiver reads the 4-byte length prefixes and the message tag only;
 //!   it acks each read (not each frame) with one `ChatAck` frame carrying
-//!   the running count, so a relay forwards one small frame back per batch.
+//!   the running count in a receipt it signs, so a relay forwards one small frame back per batch.
 //!   Frames other than routed packets (a supernode's heartbeats) are decoded
 //!   and heartbeats answered.
 
@@ -52,15 +53,23 @@ pub struct FramePool {
     bytes: Vec<u8>,
     frame_len: usize,
     a: NodeId,
-    b: NodeId,
+    b: Identity,
 }
 
 impl FramePool {
-    /// Chat frames from `sender` to `to` with bodies of `body_len` bytes.
-    pub fn new(sender: &Identity, to: NodeId, body_len: usize) -> Result<FramePool, BenchError> {
+    /// Chat frames from `sender` to `recipient` with bodies of `body_len`
+    /// bytes.
+    pub fn new(
+        sender: &Identity,
+        recipient: &Identity,
+        body_len: usize,
+    ) -> Result<FramePool, BenchError> {
+        let to = recipient.id();
         let chat = sender
             .chat(to, MsgId(1), 1, 0, "x".repeat(body_len))
             .map_err(|e| BenchError::Setup(format!("chat body: {e}")))?;
+        let sealed = skyhop_protocol::seal::seal(&chat, &recipient.chat_key(), [0x5e; 32])
+            .map_err(|e| BenchError::Setup(format!("sealing the chat: {e}")))?;
         let mut bytes = Vec::new();
         let mut frame_len = 0;
         for i in 0..POOL_FRAMES as u64 {
@@ -72,7 +81,7 @@ impl FramePool {
                 hops: 0,
                 location: LocationHop::Unused,
                 trace: None,
-                body: Body::Chat(chat.clone()),
+                body: Body::Chat(sealed.clone()),
             });
             let n = codec::encode_into(&msg, &mut bytes)
                 .map_err(|e| BenchError::Setup(format!("cannot encode a chat frame: {e}")))?;
@@ -85,7 +94,7 @@ impl FramePool {
             bytes,
             frame_len,
             a: sender.id(),
-            b: to,
+            b: recipient.clone(),
         })
     }
 
@@ -106,33 +115,29 @@ impl FramePool {
     pub fn acker(&self) -> Acker {
         Acker {
             a: self.a,
-            b: self.b,
+            b: self.b.clone(),
         }
     }
 }
 
 /// Makes the receiver's ack frames.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Acker {
     a: NodeId,
-    b: NodeId,
+    b: Identity,
 }
 
 impl Acker {
     fn ack_into(&self, count: u64, out: &mut Vec<u8>) {
         let msg = Message::Routed(Packet {
             dst: self.a,
-            src: self.b,
+            src: self.b.id(),
             id: MsgId(count),
             ttl: skyhop_protocol::DEFAULT_TTL,
             hops: 0,
             location: LocationHop::Unused,
             trace: None,
-            body: Body::ChatAck {
-                msg_id: MsgId(count),
-                seq: count,
-                hops: 0,
-            },
+            body: Body::ChatAck(self.b.receipt(self.a, MsgId(count), count, 0)),
         });
         codec::encode_into(&msg, out).expect("an ack frame is small and valid");
     }
@@ -206,10 +211,11 @@ async fn read_acks<R: AsyncRead + Unpin>(
             .map_err(|e| BenchError::Io(format!("bad frame from the path: {e}")))?
         {
             if let Message::Routed(Packet {
-                body: Body::ChatAck { seq, .. },
+                body: Body::ChatAck(receipt),
                 ..
             }) = msg
             {
+                let seq = receipt.seq;
                 acked.send_replace(seq);
                 if want.is_some_and(|w| seq >= w) {
                     return Ok(());

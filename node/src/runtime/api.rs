@@ -757,7 +757,9 @@ impl From<&skyhop_core::Event> for Event {
                 hops,
                 latency,
             },
-            Core::ChatFailed { to, msg_id, reason } => Event::ChatFailed {
+            Core::ChatFailed {
+                to, msg_id, reason, ..
+            } => Event::ChatFailed {
                 to,
                 msg_id,
                 reason: reason.into(),

@@ -27,7 +27,7 @@ use std::time::Duration;
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::Stream;
-use skyhop_protocol::{codec, FrameDecoder, Message, NodeId};
+use skyhop_protocol::{codec, DecodeError, FrameDecoder, Message, NodeId};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Frames queued for one neighbor at most; beyond, frames are dropped and
@@ -73,8 +73,9 @@ pub(crate) enum LinkEvent {
         generation: u64,
         /// The read or decode error, if any.
         error: Option<String>,
-        /// The peer sent bytes that are not valid frames.
-        bad_input: bool,
+        /// Why the peer's bytes are not valid frames, when they are not
+        /// (a peer of another protocol version among them).
+        bad_input: Option<DecodeError>,
     },
     /// The writer stopped: its queue was closed and flushed, or a write failed.
     WriterDone {
@@ -143,9 +144,9 @@ pub(crate) async fn read_loop(
     let mut chunk = vec![0u8; READ_CHUNK];
     let (error, bad_input) = loop {
         let n = match stream.read(&mut chunk).await {
-            Ok(0) => break (None, false),
+            Ok(0) => break (None, None),
             Ok(n) => n,
-            Err(e) => break (Some(format!("read failed: {e}")), false),
+            Err(e) => break (Some(format!("read failed: {e}")), None),
         };
         decoder.push(&chunk[..n]);
         let mut failed = None;
@@ -177,7 +178,7 @@ pub(crate) async fn read_loop(
         }
         if let Some(e) = failed {
             tracing::warn!(peer = %node.short(), "bad frame on /skyhop/1, dropping the peer: {e}");
-            break (Some(format!("bad frame: {e}")), true);
+            break (Some(format!("bad frame: {e}")), Some(e));
         }
     };
     let _ = events

@@ -38,7 +38,9 @@ use libp2p::{
     connection_limits, identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream,
     StreamProtocol,
 };
-use skyhop_protocol::{Body, Identity, Message, MsgId, NodeId, Role};
+use skyhop_protocol::{
+    Body, DecodeError, Identity, Message, MsgId, NodeId, Role, PROTOCOL_VERSION,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -789,7 +791,7 @@ impl NodeTask {
         }
         match &t.msg {
             Message::Routed(p) if p.src == self.info.node_id => match &p.body {
-                Body::ChatAck { msg_id, .. } => self.unstored.contains(&(p.dst, *msg_id)),
+                Body::ChatAck(r) => self.unstored.contains(&(p.dst, r.msg_id)),
                 _ => false,
             },
             _ => false,
@@ -866,10 +868,20 @@ impl NodeTask {
                     });
                 }
             }
-            Event::ChatFailed { msg_id, reason, .. } => {
+            Event::ChatFailed {
+                msg_id,
+                reason,
+                said_by,
+                ..
+            } => {
                 self.chats.failed(*reason);
                 if let Some(reply) = self.sends.remove(msg_id) {
-                    let _ = reply.send(SendOutcome::Failed(reason.to_string()));
+                    // Who said so, when someone did: the user can judge it.
+                    let why = match said_by {
+                        Some(by) => format!("{reason} (said by {})", by.short()),
+                        None => reason.to_string(),
+                    };
+                    let _ = reply.send(SendOutcome::Failed(why));
                 }
             }
             Event::ChatReceived { from, .. } => self.remember_partner(*from),
@@ -1299,14 +1311,18 @@ impl NodeTask {
                 error,
                 bad_input,
             } => {
-                let why = if bad_input {
-                    self.oplog.note(
-                        now,
-                        OpKind::PeerDropped,
-                        true,
-                        &node.short(),
-                        "dropping the peer for bad frames",
-                    );
+                let why = if let Some(bad) = bad_input {
+                    let message = match bad {
+                        DecodeError::UnknownVersion { got } => {
+                            self.core.note_version_refused();
+                            format!(
+                                "refused: the peer speaks protocol version {got}, this node speaks {PROTOCOL_VERSION}"
+                            )
+                        }
+                        other => format!("dropping the peer for bad frames: {other}"),
+                    };
+                    self.oplog
+                        .note(now, OpKind::PeerDropped, true, &node.short(), &message);
                     None
                 } else {
                     Some(match &error {
@@ -1451,7 +1467,9 @@ fn history_write(e: &Event) -> Option<Write> {
             msg_id: *msg_id,
             hops: *hops,
         },
-        Event::ChatFailed { to, msg_id, reason } => Write::Failed {
+        Event::ChatFailed {
+            to, msg_id, reason, ..
+        } => Write::Failed {
             to: *to,
             msg_id: Some(*msg_id),
             body: None,

@@ -35,7 +35,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use skyhop_protocol::{
-    Body, ChatMessage, LocationHop, Message, MsgId, NodeId, NotFoundReason, Packet,
+    seal, Body, LocationHop, Message, MsgId, NodeId, NotFoundReason, Packet, SealedChat,
 };
 
 use skyhop_core::{SimTime, MILLIS};
@@ -142,7 +142,7 @@ pub struct Adversary {
     /// Hostile slots and what they do.
     hostile: BTreeMap<u32, Kind>,
     /// Flooders' replayed chat and its victim, made at their first flood.
-    flood_chats: BTreeMap<u32, ChatMessage>,
+    flood_chats: BTreeMap<u32, (NodeId, SealedChat)>,
     /// Frames each flooder sends per tick, and the fraction carried over.
     per_tick: f64,
     carry: f64,
@@ -249,11 +249,13 @@ impl Adversary {
                 hops: 1,
                 location: LocationHop::Unused,
                 trace: None,
-                body: Body::NotFound {
-                    packet_id: p.id,
-                    dst: p.dst,
-                    reason: NotFoundReason::NoRecord,
-                },
+                // Signed, as v2 requires: by the liar itself, which is all a
+                // forger can do; the sender reports it only at the deadline.
+                body: Body::NotFound(dist::node_identity(self.seed, u64::from(slot)).absence(
+                    p.id.0,
+                    p.dst,
+                    NotFoundReason::NoRecord,
+                )),
             };
             return Verdict::Forge(p.src, Box::new(Message::Routed(lie)));
         }
@@ -279,20 +281,25 @@ impl Adversary {
             let Ok(chat) = identity.chat(to, msg_id, 1, now, "flood".into()) else {
                 return Vec::new();
             };
-            self.flood_chats.insert(slot, chat);
+            // Sealed to the flooder's own chat key (it looks up no one's):
+            // the victim's supernode pays the relay, the victim an open that fails.
+            let Ok(sealed) = seal::seal(&chat, &identity.chat_key(), self.rng.random()) else {
+                return Vec::new();
+            };
+            self.flood_chats.insert(slot, (to, sealed));
         }
-        let chat = &self.flood_chats[&slot];
+        let (to, sealed) = &self.flood_chats[&slot];
         let mut frames = Vec::with_capacity(count as usize);
         for _ in 0..count {
             frames.push(Message::Routed(Packet {
-                dst: chat.to,
+                dst: *to,
                 src: id,
                 id: MsgId(self.rng.random()),
                 ttl: self.ttl,
                 hops: 0,
                 location: LocationHop::Unused,
                 trace: None,
-                body: Body::Chat(chat.clone()),
+                body: Body::Chat(sealed.clone()),
             }));
         }
         self.metrics.flood_frames += u64::from(count);

@@ -326,7 +326,8 @@ impl Node {
             self.supernode.homes_changed(&self.ctx, now);
         }
         if let Some(Some(record)) = self.supernode.client_lost(&peer) {
-            self.withdraw(now, record.node, record.seq, WithdrawReason::Lost);
+            let w = self.ctx.identity.withdraw_lost(record.node, record.seq);
+            self.originate(now, w.node, Body::Withdraw(w), None);
         }
         self.attach
             .link_lost(&mut self.ctx, &mut self.pending, now, peer, reason);
@@ -624,6 +625,12 @@ impl Node {
         }
     }
 
+    /// A peer was refused for speaking another protocol version (its
+    /// `Hello` did not decode); counted as [`DropReason::UnknownVersion`].
+    pub fn note_version_refused(&mut self) {
+        self.ctx.out.drop(DropReason::UnknownVersion);
+    }
+
     // Application inputs.
 
     /// Sends `text` to `to`; the outcome arrives later as
@@ -639,8 +646,8 @@ impl Node {
         }
         let chat = self.chats.compose(&mut self.ctx, now, to, text)?;
         let msg_id = chat.msg_id;
-        let packet_id = self.originate(now, to, Body::Chat(chat.clone()), None);
-        self.chats.track(&mut self.ctx, now, chat, packet_id);
+        self.chats.track(&mut self.ctx, now, chat);
+        self.push_chat(now, msg_id);
         Ok(msg_id)
     }
 

@@ -6,12 +6,13 @@
 //! location cache.
 
 use skyhop_protocol::{
-    Body, LocationHop, LocationRecord, Message, MsgId, NodeId, NotFoundReason, Packet, Role, Trace,
-    MAX_TRACE_HOPS,
+    Absence, Body, LocationHop, LocationRecord, Message, MsgId, NodeId, NotFoundReason, Packet,
+    Role, Trace, MAX_TRACE_HOPS,
 };
 
 use super::{Node, QUERY_TIMEOUT};
 use crate::counters::DropReason;
+use crate::delivery::Sealing;
 use crate::events::{ChatFailure, Event};
 use crate::pending::Request;
 use crate::routing::{Route, RouteView};
@@ -39,7 +40,8 @@ impl Node {
             trace,
             body,
         };
-        self.router.first_sight(&self.ctx.id, id);
+        self.router
+            .first_sight(&self.ctx.id, id, &LocationHop::Unused);
         if dst == self.ctx.id {
             self.deliver(now, p);
             return id;
@@ -63,7 +65,7 @@ impl Node {
         if p.src == self.ctx.id && p.dst == self.ctx.id && self.router.probe_mut().returned(p.id) {
             return;
         }
-        if !self.router.first_sight(&p.src, p.id) {
+        if !self.router.first_sight(&p.src, p.id, &p.location) {
             self.ctx.out.drop(DropReason::Duplicate);
             return;
         }
@@ -131,6 +133,21 @@ impl Node {
         }
     }
 
+    /// Sends chat `msg_id` sealed to its recipient, or first looks up the
+    /// recipient's chat key (its signed location record).
+    pub(super) fn push_chat(&mut self, now: SimTime, msg_id: MsgId) {
+        match self.chats.sealing(&mut self.ctx, &msg_id) {
+            Sealing::Ready(to, sealed, attempt) => {
+                let packet_id = self.send_through(now, to, Body::Chat(sealed), attempt);
+                self.chats.sent_as(&msg_id, packet_id);
+            }
+            Sealing::NeedKey(to) => {
+                self.query_location(now, to);
+            }
+            Sealing::Gone => {}
+        }
+    }
+
     /// Looks up where `node` is attached; true while a lookup is pending.
     fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
         if self.pending.location_pending(&node) {
@@ -181,14 +198,11 @@ impl Node {
             Body::Chat(_) | Body::TraceProbe { .. } | Body::Datagram(_)
         ) && p.src != self.ctx.id
         {
-            let not_found = Body::NotFound {
-                packet_id: p.id,
-                dst: p.dst,
-                reason,
-            };
-            self.originate(now, p.src, not_found, None);
+            let absence = self.ctx.identity.absence(p.id.0, p.dst, reason);
+            self.originate(now, p.src, Body::NotFound(absence), None);
         } else if p.src == self.ctx.id {
-            self.on_not_found(p.id, reason);
+            let me = self.ctx.id;
+            self.on_not_found(p.id, reason, me);
         }
     }
 
@@ -196,12 +210,15 @@ impl Node {
     fn deliver(&mut self, now: SimTime, p: Packet) {
         self.ctx.out.counters.delivered += 1;
         match p.body {
-            Body::Chat(chat) => {
+            Body::Chat(sealed) => {
                 let seen = self.ctx.out.counters.dropped(DropReason::DuplicateChat);
-                if let Some(ack) = self.chats.on_chat(&mut self.ctx, now, p.src, p.hops, chat) {
-                    // A duplicate means our ack was lost: the next one takes
-                    // another path (routing::first_hop), and a flood of
-                    // replays is not answered by a flood of acks.
+                if let Some(ack) = self
+                    .chats
+                    .on_chat(&mut self.ctx, now, p.src, p.hops, sealed)
+                {
+                    // A duplicate means our receipt was lost: the next one
+                    // takes another path (routing::first_hop), and a flood
+                    // of replays is not answered by a flood of receipts.
                     let again = self.ctx.out.counters.dropped(DropReason::DuplicateChat) > seen;
                     let attempt = if again {
                         self.router.next_detour(now)
@@ -216,12 +233,15 @@ impl Node {
                     }
                 }
             }
-            Body::ChatAck { msg_id, hops, .. } => {
-                self.chats.on_ack(&mut self.ctx, now, p.src, msg_id, hops)
+            Body::ChatAck(receipt) => self.chats.on_ack(&mut self.ctx, now, p.src, receipt),
+            Body::NotFound(absence) => {
+                if self.ctx.memo.verify_absence(&absence).is_ok() {
+                    self.on_not_found(MsgId(absence.about), absence.reason, absence.by);
+                } else {
+                    self.ctx.out.counters.forged += 1;
+                    self.ctx.out.drop(DropReason::ForgedAbsence);
+                }
             }
-            Body::NotFound {
-                packet_id, reason, ..
-            } => self.on_not_found(packet_id, reason),
             Body::TraceProbe { probe_id } => {
                 let path = p.trace.map(|t| t.0).unwrap_or_default();
                 self.originate(now, p.src, Body::TraceReply { probe_id, path }, None);
@@ -252,15 +272,36 @@ impl Node {
                     self.home.apply_withdraw(&mut self.ctx, now, &w);
                 }
             }
+            Body::LocationQuery { request_id, node } if node == self.ctx.id => {
+                // A supernode is asked about itself (it publishes no record,
+                // being nobody's client): it answers with a record of its
+                // own, which binds its chat key to its identity.
+                let record = self.ctx.identity.location_record(
+                    self.ctx.id,
+                    Vec::new(),
+                    now,
+                    self.ctx.cfg.record_lifetime_s,
+                );
+                let reply = Body::LocationReply {
+                    request_id,
+                    node,
+                    record: Some(record),
+                    absence: None,
+                };
+                self.originate(now, p.src, reply, None);
+            }
             Body::LocationQuery { request_id, node } => {
-                let (asker, reply) = self.home.answer_query(now, p.src, request_id, node);
+                let (asker, reply) = self
+                    .home
+                    .answer_query(&self.ctx, now, p.src, request_id, node);
                 self.originate(now, asker, reply, None);
             }
             Body::LocationReply {
                 request_id,
                 node,
                 record,
-            } => self.on_location_reply(now, request_id, node, record),
+                absence,
+            } => self.on_location_reply(now, request_id, node, record, absence),
             Body::Datagram(_) => {}
         }
     }
@@ -273,6 +314,7 @@ impl Node {
         request_id: u64,
         node: NodeId,
         record: Option<LocationRecord>,
+        absence: Option<Box<Absence>>,
     ) {
         let asked = self
             .pending
@@ -281,19 +323,44 @@ impl Node {
             self.ctx.out.drop(DropReason::UnsolicitedReply);
             return;
         }
-        if let Some(record) = record {
-            if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
-                self.router.cache_mut().insert(node, record.sn, now);
-            } else {
-                self.ctx.out.counters.forged += 1;
-                self.ctx.out.drop(DropReason::ForgedRecord);
+        match record {
+            None => match absence {
+                // The home's signed word, kept for the deadline; an
+                // unsigned or misdirected one says nothing.
+                Some(a)
+                    if a.node == node
+                        && a.about == request_id
+                        && self.ctx.memo.verify_absence(&a).is_ok() =>
+                {
+                    self.chats.on_key_absent(&node, a.reason, a.by)
+                }
+                Some(_) => {
+                    self.ctx.out.counters.forged += 1;
+                    self.ctx.out.drop(DropReason::ForgedAbsence);
+                }
+                None => {}
+            },
+            Some(record) => {
+                if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
+                    if record.sn != node {
+                        self.router
+                            .cache_mut()
+                            .insert(node, record.sn, record.seq, now);
+                    }
+                    for msg_id in self.chats.learn_key(node, record.chat_key) {
+                        self.push_chat(now, msg_id);
+                    }
+                } else {
+                    self.ctx.out.counters.forged += 1;
+                    self.ctx.out.drop(DropReason::ForgedRecord);
+                }
             }
         }
         self.release_held(now, &node);
     }
 
     /// Packet `packet_id`, sent by this node, could not be delivered.
-    fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason) {
+    fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
         if let Some(probe_id) = self.pending.trace_by_packet(&packet_id) {
             if let Some(f) = self.pending.remove(probe_id) {
                 if let Request::Trace { to, .. } = f.request {
@@ -310,6 +377,6 @@ impl Node {
             }
             return;
         }
-        self.chats.on_not_found(&mut self.ctx, packet_id, reason);
+        self.chats.on_not_found(packet_id, reason, by);
     }
 }

@@ -107,12 +107,13 @@ impl Node {
 
     fn on_chat_timer(&mut self, now: SimTime) {
         for msg_id in self.chats.due(now) {
-            let Some(retry) = self.chats.retry_or_fail(&mut self.ctx, now, msg_id) else {
-                continue;
-            };
-            let to = retry.chat.to;
-            let packet_id = self.send_through(now, to, Body::Chat(retry.chat), retry.attempt);
-            self.chats.resent(&msg_id, packet_id, now, retry.delay);
+            if self
+                .chats
+                .retry_or_fail(&mut self.ctx, now, msg_id)
+                .is_some()
+            {
+                self.push_chat(now, msg_id);
+            }
         }
         self.chats.finish_tick(&mut self.ctx, now);
     }
@@ -139,7 +140,8 @@ impl Node {
             return self.originate(now, to, body, None);
         };
         let id = MsgId(self.ctx.rng.random());
-        self.router.first_sight(&self.ctx.id, id);
+        self.router
+            .first_sight(&self.ctx.id, id, &LocationHop::Unused);
         let p = Packet {
             dst: to,
             src: self.ctx.id,
