@@ -876,11 +876,7 @@ impl NodeTask {
             } => {
                 self.chats.failed(*reason);
                 if let Some(reply) = self.sends.remove(msg_id) {
-                    // Who said so, when someone did: the user can judge it.
-                    let why = match said_by {
-                        Some(by) => format!("{reason} (said by {})", by.short()),
-                        None => reason.to_string(),
-                    };
+                    let why = failure_text(*reason, *said_by);
                     let _ = reply.send(SendOutcome::Failed(why));
                 }
             }
@@ -1468,12 +1464,15 @@ fn history_write(e: &Event) -> Option<Write> {
             hops: *hops,
         },
         Event::ChatFailed {
-            to, msg_id, reason, ..
+            to,
+            msg_id,
+            reason,
+            said_by,
         } => Write::Failed {
             to: *to,
             msg_id: Some(*msg_id),
             body: None,
-            reason: reason.to_string(),
+            reason: failure_text(*reason, *said_by),
             said_by: SaidBy::of_failure(*reason),
             offline: *reason == skyhop_core::ChatFailure::Offline,
         },
@@ -1493,4 +1492,13 @@ fn history_write(e: &Event) -> Option<Write> {
         },
         _ => return None,
     })
+}
+
+/// Why a chat failed, and who said so when someone did (the user can judge
+/// it): what the sender is told and what its history keeps.
+fn failure_text(reason: skyhop_core::ChatFailure, said_by: Option<NodeId>) -> String {
+    match said_by {
+        Some(by) => format!("{reason} (said by {})", by.short()),
+        None => reason.to_string(),
+    }
 }
