@@ -1,4 +1,5 @@
-//! The node task: one tokio task owning a libp2p `Swarm` and a
+//! The node task: one tokio task owning a libp2p `Swarm` (TCP + Noise +
+//! Yamux and QUIC, chosen by the listen and dial addresses) and a
 //! [`skyhop_core::Node`], in the Client / EventLoop shape of rust-libp2p's
 //! file-sharing example. [`start`] builds both and returns a
 //! [`NodeHandle`]; everything else talks to the task through it.
@@ -71,6 +72,11 @@ const MAX_MDNS_PEERS: usize = 256;
 const COMMAND_QUEUE: usize = 256;
 /// Link events handled at most per wake-up of the node task.
 const LINK_EVENTS_PER_WAKE: usize = 128;
+/// Frames handled per wake-up of the node task before it stops taking
+/// more link events (a read's batch is handled whole): the core's outputs
+/// are queued to the link writers only when the wake-up ends, so this
+/// bounds what one wake-up can push onto a writer's queue.
+const LINK_FRAMES_PER_WAKE: usize = 256;
 /// Inbound or opened streams queued to the node task at most.
 const STREAM_QUEUE: usize = 256;
 /// How long opening a stream may take.
@@ -213,7 +219,7 @@ fn mdns_wanted(mode: MdnsMode, listen: &[Multiaddr]) -> bool {
     }
 }
 
-/// The libp2p swarm: TCP + Noise + Yamux, the limits, the stream, identify
+/// The libp2p swarm: TCP + Noise + Yamux and QUIC, the limits, the stream, identify
 /// and ping behaviours, and mDNS if `mdns_on`; at most `max_established`
 /// inbound connections; its bandwidth is counted in `registry`.
 fn build_swarm(
@@ -234,6 +240,7 @@ fn build_swarm(
             yamux::Config::default,
         )
         .map_err(RuntimeError::Transport)?
+        .with_quic()
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
             let mdns = if mdns_on {
@@ -536,7 +543,7 @@ struct Inbox {
     streams: mpsc::Receiver<NewStream>,
 }
 
-// Lives for one wake-up on the stack; see `LinkEvent` on boxing frames.
+// Lives for one wake-up on the stack.
 #[allow(clippy::large_enum_variant)]
 enum Wake {
     Swarm(Box<SwarmEvent<BehaviourEvent>>),
@@ -642,14 +649,17 @@ impl NodeTask {
             match wake {
                 Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
                 Wake::Link(ev) => {
-                    self.on_link_event(now, ev);
+                    let mut frames = self.on_link_event(now, ev);
                     // Frames arrive in bursts: take what is already queued
                     // in this wake-up instead of one select (a swarm poll, a
-                    // new timer, a clock read) per frame. The links take
-                    // turns, one event each.
+                    // new timer, a clock read) per read. The links take
+                    // turns, one read's batch each.
                     for _ in 1..LINK_EVENTS_PER_WAKE {
+                        if frames >= LINK_FRAMES_PER_WAKE {
+                            break;
+                        }
                         match self.inbound.next().now_or_never() {
-                            Some(Some(ev)) => self.on_link_event(now, ev),
+                            Some(Some(ev)) => frames += self.on_link_event(now, ev),
                             _ => break,
                         }
                     }
@@ -1198,12 +1208,10 @@ impl NodeTask {
         let generation = self.next_generation;
         self.next_generation += 1;
         let (read_half, write_half) = stream.split();
-        let (queue, queue_rx, queued) = OutQueue::new();
+        let (queue, out) = OutQueue::new();
         let (events_tx, events_rx) = mpsc::channel(LINK_EVENTS);
         let reader = tokio::spawn(read_loop(read_half, id, generation, events_tx.clone()));
-        let writer = tokio::spawn(write_loop(
-            write_half, queue_rx, queued, id, generation, events_tx,
-        ));
+        let writer = tokio::spawn(write_loop(write_half, out, id, generation, events_tx));
         // The stream ends once both tasks are done and their sender dropped.
         let events = futures::stream::unfold(events_rx, |mut rx| async move {
             rx.recv().await.map(|ev| (ev, rx))
@@ -1259,19 +1267,24 @@ impl NodeTask {
         self.core.handle_link_down(now, id);
     }
 
-    fn on_link_event(&mut self, now: SimTime, ev: LinkEvent) {
+    /// Handles one link event; returns the frames it carried.
+    fn on_link_event(&mut self, now: SimTime, ev: LinkEvent) -> usize {
         match ev {
-            LinkEvent::Frame {
+            LinkEvent::Frames {
                 node,
                 generation,
-                msg,
+                msgs,
                 permit: _permit,
             } => {
                 if self
                     .links
                     .get(&node)
-                    .is_some_and(|l| l.generation == generation)
+                    .is_none_or(|l| l.generation != generation)
                 {
+                    return 0; // The link was replaced or dropped.
+                }
+                let count = msgs.len();
+                for msg in msgs {
                     if let Message::Redirect(r) = &msg {
                         let message = format!(
                             "redirected: the supernode is full and named {} others",
@@ -1282,6 +1295,7 @@ impl NodeTask {
                     }
                     self.core.handle_message(now, node, msg);
                 }
+                return count;
             }
             LinkEvent::ReaderDone {
                 node,
@@ -1322,6 +1336,7 @@ impl NodeTask {
                 }
             }
         }
+        0
     }
 
     fn on_swarm_event(&mut self, now: SimTime, ev: SwarmEvent<BehaviourEvent>) {
