@@ -49,9 +49,10 @@ pub const LINK_QUEUE_BYTES: usize = 1 << 20;
 pub const LINK_INBOUND_BYTES: usize = 256 * 1024;
 /// Events one link may have queued to the node task.
 pub const LINK_EVENTS: usize = 64;
-/// Capacity an idle link's out buffers keep at most (a burst may grow them
-/// to [`LINK_QUEUE_BYTES`]).
-const KEEP_BUFFER: usize = 64 * 1024;
+/// Capacity each of a link's two out buffers keeps at most (a burst may
+/// grow them to [`LINK_QUEUE_BYTES`]): more than a wake-up of the node task
+/// queues at 128-byte bodies, so that they do not grow, copying, every time.
+const KEEP_BUFFER: usize = 128 * 1024;
 /// How long one write may take before the peer counts as not reading.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from the stream per read call.
