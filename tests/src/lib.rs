@@ -222,6 +222,17 @@ impl NodeProc {
 
     /// As [`NodeProc::start`], with extra flags.
     pub fn start_with(dir: &Path, role: &str, bootstrap: &[String], extra: &[&str]) -> NodeProc {
+        NodeProc::start_on(dir, role, &["/ip4/127.0.0.1/tcp/0"], bootstrap, extra)
+    }
+
+    /// As [`NodeProc::start_with`], listening on `listen` (TCP, QUIC).
+    pub fn start_on(
+        dir: &Path,
+        role: &str,
+        listen: &[&str],
+        bootstrap: &[String],
+        extra: &[&str],
+    ) -> NodeProc {
         std::fs::create_dir_all(dir).expect("data dir");
         let _ = std::fs::remove_file(dir.join("control.sock"));
         let log = std::fs::OpenOptions::new()
@@ -230,17 +241,12 @@ impl NodeProc {
             .open(dir.join("node.log"))
             .expect("log file");
         let mut cmd = Command::new(skyhop_bin());
-        cmd.args([
-            "run",
-            "--role",
-            role,
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--mdns",
-            "off",
-        ])
-        .arg("--data-dir")
-        .arg(dir);
+        cmd.args(["run", "--role", role, "--mdns", "off"])
+            .arg("--data-dir")
+            .arg(dir);
+        for l in listen {
+            cmd.args(["--listen", l]);
+        }
         for b in bootstrap {
             cmd.args(["--bootstrap", b]);
         }

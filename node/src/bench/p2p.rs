@@ -42,7 +42,12 @@ fn tcp_config() -> tcp::Config {
     tcp::Config::default().nodelay(true)
 }
 
-/// A swarm with only the stream behaviour (TCP + Noise + Yamux).
+/// Where a QUIC party listens: loopback, port chosen by the OS.
+pub const QUIC_LOOPBACK: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
+/// Where a TCP party listens.
+const TCP_LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// A swarm with only the stream behaviour (TCP + Noise + Yamux, and QUIC).
 fn plain_swarm(
     keypair: libp2p::identity::Keypair,
 ) -> Result<Swarm<libp2p_stream::Behaviour>, BenchError> {
@@ -50,6 +55,7 @@ fn plain_swarm(
         .with_tokio()
         .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
         .map_err(transport_err)?
+        .with_quic()
         .with_behaviour(|_| libp2p_stream::Behaviour::new())
         .map_err(transport_err)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE))
@@ -224,16 +230,19 @@ async fn write(stream: &mut Stream, bytes: &[u8]) -> Result<(), BenchError> {
 
 // ----- circuit relay v2 -----
 
-/// The relay server: runs until `stop` resolves. Prints nothing itself;
-/// returns its address through `ready`.
+/// The relay server, listening on QUIC if `quic` (else TCP): runs until
+/// `stop` resolves. Prints nothing itself; returns its address through
+/// `ready`.
 pub async fn circuit_relay_server(
     ready: tokio::sync::oneshot::Sender<Multiaddr>,
+    quic: bool,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), BenchError> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
         .map_err(transport_err)?
+        .with_quic()
         .with_behaviour(|key| {
             let cfg = relay::Config {
                 max_circuit_bytes: 0,
@@ -247,7 +256,9 @@ pub async fn circuit_relay_server(
         .map_err(transport_err)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE))
         .build();
-    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr");
+    let listen: Multiaddr = if quic { QUIC_LOOPBACK } else { TCP_LOOPBACK }
+        .parse()
+        .expect("valid multiaddr");
     swarm.listen_on(listen).map_err(transport_err)?;
     let addr = loop {
         if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
@@ -281,6 +292,7 @@ fn relay_client_swarm() -> Result<Swarm<RelayClient>, BenchError> {
         .with_tokio()
         .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
         .map_err(transport_err)?
+        .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(transport_err)?
         .with_behaviour(|_, relay| RelayClient {

@@ -9,7 +9,10 @@
 //! - `copy --to ADDR`: a blind byte copy (`tokio::io::copy_bidirectional`,
 //!   with the forwarder's 256 KiB buffers);
 //! - `supernode [--bootstrap ADDR]`: a real skyhop supernode (the runtime);
-//! - `circuit-relay`: a libp2p circuit relay v2 server.
+//! - `circuit-relay`: a libp2p circuit relay v2 server;
+//!
+//! and with `--quic`, the supernode and the circuit relay listen on QUIC
+//! (UDP on loopback) instead of TCP + Noise + Yamux.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -39,6 +42,9 @@ pub struct PartyArgs {
     /// A supernode to join through (multiaddr ending in /p2p/...).
     #[arg(long)]
     pub bootstrap: Option<String>,
+    /// A supernode or circuit relay listens on QUIC instead of TCP.
+    #[arg(long)]
+    pub quic: bool,
 }
 
 fn io(what: &str) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
@@ -83,6 +89,9 @@ pub async fn run(args: PartyArgs) -> Result<(), BenchError> {
         }
         "supernode" => {
             let mut opts = NodeOptions::loopback(Role::Supernode);
+            if args.quic {
+                opts.listen = vec![super::p2p::QUIC_LOOPBACK.parse().expect("valid multiaddr")];
+            }
             // The hop is measured, not the per-peer budget.
             opts.config.budget = skyhop_core::BudgetConfig::benchmark();
             if let Some(b) = &args.bootstrap {
@@ -113,7 +122,11 @@ pub async fn run(args: PartyArgs) -> Result<(), BenchError> {
         }
         "circuit-relay" => {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let server = tokio::spawn(super::p2p::circuit_relay_server(tx, stdin_closed()));
+            let server = tokio::spawn(super::p2p::circuit_relay_server(
+                tx,
+                args.quic,
+                stdin_closed(),
+            ));
             let addr = rx
                 .await
                 .map_err(|_| BenchError::Setup("the relay did not start".into()))?;

@@ -16,8 +16,9 @@ use crate::runtime::control::{self, ControlListen};
 use crate::runtime::db::{HistoryLimits, LimitsError};
 use crate::runtime::{start, storage, MdnsMode, NodeOptions};
 
-/// Default listen address: loopback, port chosen by the OS.
-pub const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
+/// Default listen addresses: loopback, ports chosen by the OS, on TCP
+/// (Noise + Yamux) and on QUIC.
+pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"];
 
 /// `skyhop run`: run a node.
 #[derive(Args, Debug, Clone, Default)]
@@ -25,7 +26,9 @@ pub struct RunArgs {
     /// supernode or ordinary [default: ordinary].
     #[arg(long)]
     pub role: Option<String>,
-    /// Address to listen on (repeatable) [default: /ip4/127.0.0.1/tcp/0].
+    /// Address to listen on (repeatable), TCP or QUIC (e.g.
+    /// /ip4/0.0.0.0/udp/4001/quic-v1) [default: /ip4/127.0.0.1/tcp/0 and
+    /// /ip4/127.0.0.1/udp/0/quic-v1].
     #[arg(long)]
     pub listen: Vec<String>,
     /// Address of a node to join through, e.g.
@@ -133,7 +136,8 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
         }
     };
     let listen_text = if args.listen.is_empty() {
-        file.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.into()])
+        file.listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.iter().map(|a| a.to_string()).collect())
     } else {
         args.listen.clone()
     };
@@ -409,6 +413,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let ok = plan_run(&RunArgs::default()).expect("defaults work");
         assert_eq!(ok.options.mdns, MdnsMode::Auto);
-        assert_eq!(ok.options.listen[0].to_string(), DEFAULT_LISTEN);
+        let listen: Vec<String> = ok.options.listen.iter().map(|a| a.to_string()).collect();
+        assert_eq!(listen, DEFAULT_LISTEN);
     }
 }

@@ -4,11 +4,22 @@
 //! them through `LinkEvent`s.
 //!
 //! # Implementation notes
-//! - Frames are encoded when queued ([`OutQueue::push`]), so that the queue
-//!   is bounded in bytes ([`LINK_QUEUE_BYTES`]) as well as in frames. The
-//!   writer gathers everything queued (up to [`MAX_BATCH_BYTES`]) into one
-//!   buffer, then does one `write_all` and one `flush`: a write per frame
-//!   costs a syscall and a Noise/Yamux flush each.
+//! - The reader decodes every whole frame of a read and hands them to the
+//!   node task as one batch ([`LinkEvent::Frames`]): one permit, one channel
+//!   send and one wake-up per read, not per frame, and the messages move
+//!   once into the batch's `Vec` (a `Message` is about 400 bytes: moving it
+//!   through the channel and the node task's `select!` by value cost a
+//!   memmove per step).
+//! - Frames are encoded straight into the link's out buffer when queued
+//!   ([`OutQueue::push`]), which is bounded in bytes ([`LINK_QUEUE_BYTES`]).
+//!   The writer swaps the whole buffer out and does one `write_all` and one
+//!   `flush` per wake-up: a write per frame costs a syscall and a
+//!   Noise/Yamux flush each, and only whole frames are ever in the buffer.
+//!   The writer is woken when a frame lands in an empty buffer, not per
+//!   frame, and no frame is allocated or sent through a channel on its
+//!   own. A relay forwarding received bytes as they are (with ttl and hops
+//!   patched, once the protocol's fixed header allows it) would append them
+//!   here the same way.
 //! - A write that does not complete within [`WRITE_TIMEOUT`] ends the
 //!   writer with an error, and the node task drops the peer: a peer that
 //!   stops reading cannot keep its slot, nor the bytes queued for it.
@@ -20,19 +31,16 @@
 //! - A decode error cannot be resynchronised: the reader reports it and the
 //!   node task drops the peer.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::Stream;
 use skyhop_protocol::{codec, DecodeError, FrameDecoder, Message, NodeId};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
-/// Frames queued for one neighbor at most; beyond, frames are dropped and
-/// counted.
-pub const LINK_QUEUE: usize = 1024;
 /// Bytes queued for one neighbor at most (16 full frames); beyond, frames
 /// are dropped and counted.
 pub const LINK_QUEUE_BYTES: usize = 1 << 20;
@@ -41,27 +49,27 @@ pub const LINK_QUEUE_BYTES: usize = 1 << 20;
 pub const LINK_INBOUND_BYTES: usize = 256 * 1024;
 /// Events one link may have queued to the node task.
 pub const LINK_EVENTS: usize = 64;
+/// Capacity each of a link's two out buffers keeps at most (a burst may
+/// grow them to [`LINK_QUEUE_BYTES`]): more than a wake-up of the node task
+/// queues at 128-byte bodies, so that they do not grow, copying, every time.
+const KEEP_BUFFER: usize = 128 * 1024;
 /// How long one write may take before the peer counts as not reading.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes gathered into one write at most.
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Bytes read from the stream per read call.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// What a link task tells the node task.
-// Frames dominate this channel; boxing them would add an allocation each.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum LinkEvent {
-    /// A decoded message from `node`.
-    Frame {
+    /// The messages decoded from one read of `node`'s stream, in order.
+    Frames {
         /// The neighbor.
         node: NodeId,
         /// Its link's generation.
         generation: u64,
-        /// The message.
-        msg: Message,
-        /// Its share of the link's inbound bytes, given back when dropped.
+        /// The messages (at least one), in the order read.
+        msgs: Vec<Message>,
+        /// Their share of the link's inbound bytes, given back when dropped.
         permit: OwnedSemaphorePermit,
     },
     /// The reader stopped: end of stream (`error: None`) or a read or decode
@@ -88,47 +96,64 @@ pub(crate) enum LinkEvent {
     },
 }
 
-/// The queue of frames for one neighbor's writer, bounded in frames and
-/// in bytes.
+/// What [`OutQueue`] and its [`write_loop`] share.
+#[derive(Debug, Default)]
+pub(crate) struct OutShared {
+    /// Whole encoded frames not yet taken by the writer.
+    frames: Mutex<Vec<u8>>,
+    /// Wakes the writer when frames land in an empty buffer, or on close.
+    ready: Notify,
+    /// The queue is dropped: the writer writes what is left and ends.
+    closed: AtomicBool,
+}
+
+/// The queue of frames for one neighbor's writer, bounded in bytes; closed
+/// when dropped.
 #[derive(Debug)]
 pub(crate) struct OutQueue {
-    /// Encoded frames for the writer.
-    frames: mpsc::Sender<Vec<u8>>,
-    /// Bytes in `frames`, taken off by the writer as it dequeues.
-    queued: Arc<AtomicUsize>,
+    shared: Arc<OutShared>,
 }
 
 impl OutQueue {
-    /// A queue and the receiving end for [`write_loop`].
-    pub fn new() -> (OutQueue, mpsc::Receiver<Vec<u8>>, Arc<AtomicUsize>) {
-        let (frames, rx) = mpsc::channel(LINK_QUEUE);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let q = OutQueue {
-            frames,
-            queued: queued.clone(),
-        };
-        (q, rx, queued)
+    /// A queue and what its [`write_loop`] takes from.
+    pub fn new() -> (OutQueue, Arc<OutShared>) {
+        let shared = Arc::new(OutShared::default());
+        (
+            OutQueue {
+                shared: shared.clone(),
+            },
+            shared,
+        )
     }
 
-    /// Encodes `msg` and queues it; false if it was dropped (the queue is
-    /// full in frames or bytes, or the writer is gone).
+    /// Encodes `msg` onto the queue; false if it was dropped (the queue is
+    /// full in bytes).
     pub fn push(&self, msg: &Message, node: NodeId) -> bool {
-        let mut frame = Vec::new();
-        if let Err(e) = codec::encode_into(msg, &mut frame) {
-            // The core made a message the codec refuses: a core bug, not the peer's.
-            tracing::error!(peer = %node.short(), kind = msg.kind(), "cannot encode frame, skipped: {e}");
-            return false;
-        }
-        let len = frame.len();
-        if self.queued.load(Ordering::Relaxed) + len > LINK_QUEUE_BYTES {
-            return false;
-        }
-        self.queued.fetch_add(len, Ordering::Relaxed);
-        if self.frames.try_send(frame).is_err() {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
-            return false;
+        let was_empty = {
+            let mut frames = self.shared.frames.lock().expect("not poisoned");
+            let start = frames.len();
+            if let Err(e) = codec::encode_into(msg, &mut frames) {
+                // The core made a message the codec refuses: a core bug, not the peer's.
+                tracing::error!(peer = %node.short(), kind = msg.kind(), "cannot encode frame, skipped: {e}");
+                return false;
+            }
+            if frames.len() > LINK_QUEUE_BYTES {
+                frames.truncate(start);
+                return false;
+            }
+            start == 0
+        };
+        if was_empty {
+            self.shared.ready.notify_one();
         }
         true
+    }
+}
+
+impl Drop for OutQueue {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.ready.notify_one();
     }
 }
 
@@ -149,31 +174,21 @@ pub(crate) async fn read_loop(
             Err(e) => break (Some(format!("read failed: {e}")), None),
         };
         decoder.push(&chunk[..n]);
-        let mut failed = None;
-        loop {
-            let before = decoder.buffered();
-            match decoder.next_message() {
-                Ok(Some(msg)) => {
-                    let size = (before - decoder.buffered()).clamp(1, LINK_INBOUND_BYTES);
-                    let permits = u32::try_from(size).expect("at most LINK_INBOUND_BYTES");
-                    let Ok(permit) = inbound.clone().acquire_many_owned(permits).await else {
-                        return; // Never closed: the reader owns the semaphore.
-                    };
-                    let ev = LinkEvent::Frame {
-                        node,
-                        generation,
-                        msg,
-                        permit,
-                    };
-                    if events.send(ev).await.is_err() {
-                        return; // The node task is gone.
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+        let (msgs, size, failed) = decode_all(&mut decoder);
+        if !msgs.is_empty() {
+            let permits = u32::try_from(size.clamp(1, LINK_INBOUND_BYTES))
+                .expect("at most LINK_INBOUND_BYTES");
+            let Ok(permit) = inbound.clone().acquire_many_owned(permits).await else {
+                return; // Never closed: the reader owns the semaphore.
+            };
+            let ev = LinkEvent::Frames {
+                node,
+                generation,
+                msgs,
+                permit,
+            };
+            if events.send(ev).await.is_err() {
+                return; // The node task is gone.
             }
         }
         if let Some(e) = failed {
@@ -191,31 +206,47 @@ pub(crate) async fn read_loop(
         .await;
 }
 
+/// Decodes every whole frame in `decoder`: the messages, their bytes on the
+/// wire, and the decode error that stopped it, if one did (the messages
+/// before it are still good).
+fn decode_all(decoder: &mut FrameDecoder) -> (Vec<Message>, usize, Option<DecodeError>) {
+    let before = decoder.buffered();
+    let mut msgs = Vec::new();
+    let failed = loop {
+        match decoder.next_message() {
+            Ok(Some(msg)) => msgs.push(msg),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    (msgs, before - decoder.buffered(), failed)
+}
+
 /// Runs the writer half until its queue closes (then flushes and closes the
 /// stream), a write fails, or a write takes longer than [`WRITE_TIMEOUT`].
 pub(crate) async fn write_loop(
     mut stream: WriteHalf<Stream>,
-    mut queue: mpsc::Receiver<Vec<u8>>,
-    queued: Arc<AtomicUsize>,
+    queue: Arc<OutShared>,
     node: NodeId,
     generation: u64,
     events: mpsc::Sender<LinkEvent>,
 ) {
     let mut buf = Vec::with_capacity(16 * 1024);
     let error = loop {
-        let Some(first) = queue.recv().await else {
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.close()).await;
-            break None;
-        };
+        // Read before taking: every frame pushed before the close is then
+        // in what is taken.
+        let closed = queue.closed.load(Ordering::Acquire);
         buf.clear();
-        buf.extend_from_slice(&first);
-        while buf.len() < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(frame) => buf.extend_from_slice(&frame),
-                Err(_) => break,
+        buf.shrink_to(KEEP_BUFFER);
+        std::mem::swap(&mut buf, &mut *queue.frames.lock().expect("not poisoned"));
+        if buf.is_empty() {
+            if closed {
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.close()).await;
+                break None;
             }
+            queue.ready.notified().await;
+            continue;
         }
-        queued.fetch_sub(buf.len(), Ordering::Relaxed);
         let write = async {
             stream.write_all(&buf).await?;
             stream.flush().await

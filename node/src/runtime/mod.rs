@@ -1,5 +1,5 @@
 //! The real runtime: a tokio task per node owning a libp2p swarm (TCP +
-//! Noise + Yamux, identify, ping, optional mDNS) and a [`skyhop_core::Node`],
+//! Noise + Yamux and QUIC, identify, ping, optional mDNS) and a [`skyhop_core::Node`],
 //! one framed `/skyhop/1` stream per neighbor, the key file and host cache in
 //! a data directory, and the local control API server (HTTP + JSON on
 //! 127.0.0.1). It drives the core; what a person touches (commands, chat

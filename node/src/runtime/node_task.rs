@@ -1,4 +1,5 @@
-//! The node task: one tokio task owning a libp2p `Swarm` and a
+//! The node task: one tokio task owning a libp2p `Swarm` (TCP + Noise +
+//! Yamux and QUIC, chosen by the listen and dial addresses) and a
 //! [`skyhop_core::Node`], in the Client / EventLoop shape of rust-libp2p's
 //! file-sharing example. [`start`] builds both and returns a
 //! [`NodeHandle`]; everything else talks to the task through it.
@@ -73,6 +74,11 @@ const MAX_MDNS_PEERS: usize = 256;
 const COMMAND_QUEUE: usize = 256;
 /// Link events handled at most per wake-up of the node task.
 const LINK_EVENTS_PER_WAKE: usize = 128;
+/// Frames handled per wake-up of the node task before it stops taking
+/// more link events (a read's batch is handled whole): the core's outputs
+/// are queued to the link writers only when the wake-up ends, so this
+/// bounds what one wake-up can push onto a writer's queue.
+const LINK_FRAMES_PER_WAKE: usize = 256;
 /// Inbound or opened streams queued to the node task at most.
 const STREAM_QUEUE: usize = 256;
 /// How long opening a stream may take.
@@ -106,6 +112,8 @@ const HISTORY_PRUNE_TICKS: u64 = 12;
 const MAX_UNSTORED: usize = 4096;
 /// Shortest gap between two operator lines about a failing history.
 const HISTORY_WARN_EVERY: SimTime = 60 * skyhop_core::SECS;
+/// Core outputs whose room [`NodeTask::drain`] keeps between wake-ups.
+const KEEP_OUTPUTS: usize = 1024;
 /// Longest sleep between wake-ups when the core asks for none.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -215,7 +223,7 @@ fn mdns_wanted(mode: MdnsMode, listen: &[Multiaddr]) -> bool {
     }
 }
 
-/// The libp2p swarm: TCP + Noise + Yamux, the limits, the stream, identify
+/// The libp2p swarm: TCP + Noise + Yamux and QUIC, the limits, the stream, identify
 /// and ping behaviours, and mDNS if `mdns_on`; at most `max_established`
 /// inbound connections; its bandwidth is counted in `registry`.
 fn build_swarm(
@@ -236,6 +244,7 @@ fn build_swarm(
             yamux::Config::default,
         )
         .map_err(RuntimeError::Transport)?
+        .with_quic()
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
             let mdns = if mdns_on {
@@ -533,6 +542,9 @@ struct NodeTask {
     history_warned: Option<SimTime>,
     /// Given to the accept loop and to stream openers.
     stream_tx: mpsc::Sender<NewStream>,
+    /// The core's outputs being acted on, kept for the next wake-up (see
+    /// [`NodeTask::drain`]).
+    out_batch: Vec<Output>,
 }
 
 /// What the stream tasks send the node task (links have their own).
@@ -541,7 +553,7 @@ struct Inbox {
     streams: mpsc::Receiver<NewStream>,
 }
 
-// Lives for one wake-up on the stack; see `LinkEvent` on boxing frames.
+// Lives for one wake-up on the stack.
 #[allow(clippy::large_enum_variant)]
 enum Wake {
     Swarm(Box<SwarmEvent<BehaviourEvent>>),
@@ -597,6 +609,7 @@ impl NodeTask {
             unstored: VecDeque::new(),
             history_warned: None,
             stream_tx,
+            out_batch: Vec::new(),
         };
         (task, Inbox { streams })
     }
@@ -648,14 +661,17 @@ impl NodeTask {
             match wake {
                 Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
                 Wake::Link(ev) => {
-                    self.on_link_event(now, ev);
+                    let mut frames = self.on_link_event(now, ev);
                     // Frames arrive in bursts: take what is already queued
                     // in this wake-up instead of one select (a swarm poll, a
-                    // new timer, a clock read) per frame. The links take
-                    // turns, one event each.
+                    // new timer, a clock read) per read. The links take
+                    // turns, one read's batch each.
                     for _ in 1..LINK_EVENTS_PER_WAKE {
+                        if frames >= LINK_FRAMES_PER_WAKE {
+                            break;
+                        }
                         match self.inbound.next().now_or_never() {
-                            Some(Some(ev)) => self.on_link_event(now, ev),
+                            Some(Some(ev)) => frames += self.on_link_event(now, ev),
                             _ => break,
                         }
                     }
@@ -730,17 +746,25 @@ impl NodeTask {
     /// One gap remains, in the core: a chat that arrives ahead of a gap in
     /// its sender's numbering is acknowledged at once but handed out (and
     /// so stored) only when the gap fills or times out.
+    ///
+    /// The batch's `Vec` is kept between calls: an output is about 400
+    /// bytes, and a new one per wake-up, grown by doubling past glibc's
+    /// mmap threshold, cost a relay page faults and copies on every
+    /// wake-up (9% of its CPU in the profile in BENCHMARKS.md).
     fn drain(&mut self, now: SimTime) {
+        let mut batch = std::mem::take(&mut self.out_batch);
         loop {
-            let batch: Vec<Output> = std::iter::from_fn(|| self.core.poll_output()).collect();
+            batch.extend(std::iter::from_fn(|| self.core.poll_output()));
             if batch.is_empty() {
                 break;
             }
             self.record_history(now, &batch);
-            for out in batch {
+            for out in batch.drain(..) {
                 self.act_on(now, out);
             }
         }
+        batch.shrink_to(KEEP_OUTPUTS);
+        self.out_batch = batch;
         self.closing.retain(|h| !h.is_finished());
     }
 
@@ -1211,12 +1235,10 @@ impl NodeTask {
         let generation = self.next_generation;
         self.next_generation += 1;
         let (read_half, write_half) = stream.split();
-        let (queue, queue_rx, queued) = OutQueue::new();
+        let (queue, out) = OutQueue::new();
         let (events_tx, events_rx) = mpsc::channel(LINK_EVENTS);
         let reader = tokio::spawn(read_loop(read_half, id, generation, events_tx.clone()));
-        let writer = tokio::spawn(write_loop(
-            write_half, queue_rx, queued, id, generation, events_tx,
-        ));
+        let writer = tokio::spawn(write_loop(write_half, out, id, generation, events_tx));
         // The stream ends once both tasks are done and their sender dropped.
         let events = futures::stream::unfold(events_rx, |mut rx| async move {
             rx.recv().await.map(|ev| (ev, rx))
@@ -1277,19 +1299,24 @@ impl NodeTask {
         self.core.handle_link_down(now, id);
     }
 
-    fn on_link_event(&mut self, now: SimTime, ev: LinkEvent) {
+    /// Handles one link event; returns the frames it carried.
+    fn on_link_event(&mut self, now: SimTime, ev: LinkEvent) -> usize {
         match ev {
-            LinkEvent::Frame {
+            LinkEvent::Frames {
                 node,
                 generation,
-                msg,
+                msgs,
                 permit: _permit,
             } => {
                 if self
                     .links
                     .get(&node)
-                    .is_some_and(|l| l.generation == generation)
+                    .is_none_or(|l| l.generation != generation)
                 {
+                    return 0; // The link was replaced or dropped.
+                }
+                let count = msgs.len();
+                for msg in msgs {
                     if let Message::Redirect(r) = &msg {
                         let message = format!(
                             "redirected: the supernode is full and named {} others",
@@ -1300,6 +1327,7 @@ impl NodeTask {
                     }
                     self.core.handle_message(now, node, msg);
                 }
+                return count;
             }
             LinkEvent::ReaderDone {
                 node,
@@ -1344,6 +1372,7 @@ impl NodeTask {
                 }
             }
         }
+        0
     }
 
     fn on_swarm_event(&mut self, now: SimTime, ev: SwarmEvent<BehaviourEvent>) {
