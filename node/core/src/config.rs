@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use skyhop_protocol::{NodeId, Role, MAX_RECORD_LIFETIME_S};
 
 use super::budget::{BudgetConfig, MessageClass};
+use super::role::AutoRoleConfig;
 use super::{SimTime, MILLIS, SECS};
 
 /// A node to contact first: by id (the simulator), by address (the real
@@ -88,6 +89,10 @@ pub struct NodeConfig {
     pub ttl: u8,
     /// What each linked peer may send, per message class.
     pub budget: BudgetConfig,
+    /// Whether and how the node picks its role itself (left out of the
+    /// serialized config while off, so that older outputs stay the same).
+    #[serde(skip_serializing_if = "AutoRoleConfig::is_off")]
+    pub auto_role: AutoRoleConfig,
 }
 
 impl Default for NodeConfig {
@@ -123,6 +128,7 @@ impl Default for NodeConfig {
             max_pending_dials: 16,
             ttl: skyhop_protocol::DEFAULT_TTL,
             budget: BudgetConfig::default(),
+            auto_role: AutoRoleConfig::default(),
         }
     }
 }
@@ -313,6 +319,31 @@ impl NodeConfig {
             Range::time("table_refresh", c.table_refresh, SECS, 24 * HOURS),
             Range::count("max_pending_dials", c.max_pending_dials, 1, 1024),
             Range::count("ttl", usize::from(c.ttl), 1, u64::from(u8::MAX)),
+            Range::time(
+                "auto_role.check_interval",
+                c.auto_role.check_interval,
+                100 * MILLIS,
+                HOURS,
+            ),
+            Range::count(
+                "auto_role.promote_per_mille",
+                c.auto_role.promote_per_mille as usize,
+                1,
+                1000,
+            ),
+            Range::count(
+                "auto_role.high_watermark_pct",
+                c.auto_role.high_watermark_pct as usize,
+                1,
+                100,
+            ),
+            Range::count(
+                "auto_role.low_watermark_pct",
+                c.auto_role.low_watermark_pct as usize,
+                0,
+                u64::from(c.auto_role.high_watermark_pct),
+            ),
+            Range::time("auto_role.drain", c.auto_role.drain, 0, HOURS),
         ];
         for range in ranges {
             range.check()?;

@@ -43,6 +43,8 @@ pub(crate) struct Link {
     pub rtt: Option<SimTime>,
     /// Clients the peer reported serving (supernodes), from its acks.
     pub load: u16,
+    /// Clients the peer said it serves at most (a supernode's `Accept`).
+    pub capacity: Option<u16>,
     /// What the peer may still send.
     pub budget: Box<PeerBudget>,
 }
@@ -142,6 +144,7 @@ impl Links {
                 ping: None,
                 rtt: None,
                 load: 0,
+                capacity: None,
                 budget: Box::new(PeerBudget::new(&ctx.cfg.budget, now)),
             },
         );

@@ -46,6 +46,11 @@ impl Timers {
         *slot = Some(slot.map_or(at, |t| t.min(at)));
     }
 
+    /// Disarms `timer`.
+    pub fn clear(&mut self, timer: Timer) {
+        self.at[timer as usize] = None;
+    }
+
     /// The earliest armed time.
     pub fn next(&self) -> Option<SimTime> {
         self.at.iter().flatten().min().copied()

@@ -90,6 +90,16 @@ pub struct NodeCounts {
     pub supernodes_killed: u64,
     /// Restarts in storms.
     pub restarts: u64,
+    /// Ordinary nodes that promoted themselves to supernode (auto role).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub promotions: u64,
+    /// Promoted supernodes that demoted themselves again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub demotions: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Chat delivery.

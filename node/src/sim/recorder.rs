@@ -303,9 +303,9 @@ impl Recorder {
     /// Samples the share of live ordinary nodes attached, and the live
     /// supernodes, at `now`.
     pub fn sample_attachment(&mut self, now: SimTime, pop: &Population) {
-        let live = pop.ordinary().len() as u64;
+        let live = pop.users().len() as u64;
         let attached = pop
-            .ordinary()
+            .users()
             .iter()
             .filter(|s| pop.attached_at(**s).is_some())
             .count() as u64;

@@ -39,6 +39,9 @@ impl Node {
                 now,
             ),
             Role::Supernode => {
+                if self.table.is_empty() && self.ctx.cfg.auto_role.enabled {
+                    self.relink_supernodes(now);
+                }
                 if self.table.is_empty() && !self.ctx.cfg.bootstrap.is_empty() {
                     self.attach
                         .bootstrap_supernode(&mut self.ctx, &mut self.links, now);
@@ -78,6 +81,7 @@ impl Node {
         if now >= self.maintenance_due {
             self.on_maintenance(now);
         }
+        self.reconsider_role(now);
         self.ctx
             .timers
             .set(Timer::Heartbeat, now + self.ctx.cfg.heartbeat_interval);
