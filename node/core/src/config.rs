@@ -89,6 +89,20 @@ pub struct NodeConfig {
     pub ttl: u8,
     /// What each linked peer may send, per message class.
     pub budget: BudgetConfig,
+    /// Whether a missing ack makes a neighbor suspect at once (DESIGN:
+    /// failure detection that does not wait for heartbeats): a packet
+    /// forwarded on a link silent for `probe_quiet` carries a probe along,
+    /// and a probe (this one or a heartbeat) unanswered for
+    /// `probe_ack_timeout` (at least three RTTs) closes the link, so that
+    /// routing goes around the neighbor at once. Off by default in the
+    /// core so that older simulations stay byte-identical; the runtime
+    /// turns it on.
+    pub suspect_on_missing_ack: bool,
+    /// How long a link must have been silent for a forwarded packet to
+    /// carry a probe along.
+    pub probe_quiet: SimTime,
+    /// The least time an unanswered probe waits before its peer is dead.
+    pub probe_ack_timeout: SimTime,
     /// Whether and how the node picks its role itself (left out of the
     /// serialized config while off, so that older outputs stay the same).
     #[serde(skip_serializing_if = "AutoRoleConfig::is_off")]
@@ -128,6 +142,9 @@ impl Default for NodeConfig {
             max_pending_dials: 16,
             ttl: skyhop_protocol::DEFAULT_TTL,
             budget: BudgetConfig::default(),
+            suspect_on_missing_ack: false,
+            probe_quiet: 500 * MILLIS,
+            probe_ack_timeout: 500 * MILLIS,
             auto_role: AutoRoleConfig::default(),
         }
     }
@@ -319,6 +336,13 @@ impl NodeConfig {
             Range::time("table_refresh", c.table_refresh, SECS, 24 * HOURS),
             Range::count("max_pending_dials", c.max_pending_dials, 1, 1024),
             Range::count("ttl", usize::from(c.ttl), 1, u64::from(u8::MAX)),
+            Range::time("probe_quiet", c.probe_quiet, 10 * MILLIS, MINUTES),
+            Range::time(
+                "probe_ack_timeout",
+                c.probe_ack_timeout,
+                10 * MILLIS,
+                MINUTES,
+            ),
             Range::time(
                 "auto_role.check_interval",
                 c.auto_role.check_interval,

@@ -172,6 +172,9 @@ pub struct Counters {
     /// Peers disconnected and refused for a while: for flooding or for
     /// sending something forged or invalid.
     pub peers_banned: u64,
+    /// Links closed because a probe went unanswered (a neighbor found dead
+    /// without waiting for missed heartbeats).
+    pub suspected: u64,
 }
 
 impl Counters {

@@ -329,6 +329,9 @@ pub struct CounterTotals {
     pub dropped: BTreeMap<DropReason, u64>,
     /// `PeerMisbehaved` events (none expected among honest nodes).
     pub misbehaved_events: u64,
+    /// Links closed for an unanswered probe.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suspected: u64,
 }
 
 /// Invariant checks made.

@@ -117,6 +117,7 @@ fn add_counters(totals: &mut CounterTotals, c: &Counters) {
     totals.forwarded += c.forwarded;
     totals.delivered += c.delivered;
     totals.forged += c.forged;
+    totals.suspected += c.suspected;
     for (k, v) in &c.dropped {
         *totals.dropped.entry(*k).or_default() += v;
     }
