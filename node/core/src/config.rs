@@ -96,12 +96,16 @@ pub struct NodeConfig {
     /// `probe_ack_timeout` (at least three RTTs) closes the link, so that
     /// routing goes around the neighbor at once. Off by default in the
     /// core so that older simulations stay byte-identical; the runtime
-    /// turns it on.
+    /// turns it on. (These three are left out of the serialized config at
+    /// their defaults, so that older outputs stay the same.)
+    #[serde(skip_serializing_if = "is_false")]
     pub suspect_on_missing_ack: bool,
     /// How long a link must have been silent for a forwarded packet to
     /// carry a probe along.
+    #[serde(skip_serializing_if = "is_default_probe_time")]
     pub probe_quiet: SimTime,
     /// The least time an unanswered probe waits before its peer is dead.
+    #[serde(skip_serializing_if = "is_default_probe_time")]
     pub probe_ack_timeout: SimTime,
     /// Whether and how the node picks its role itself (left out of the
     /// serialized config while off, so that older outputs stay the same).
@@ -143,11 +147,22 @@ impl Default for NodeConfig {
             ttl: skyhop_protocol::DEFAULT_TTL,
             budget: BudgetConfig::default(),
             suspect_on_missing_ack: false,
-            probe_quiet: 500 * MILLIS,
-            probe_ack_timeout: 500 * MILLIS,
+            probe_quiet: DEFAULT_PROBE_TIME,
+            probe_ack_timeout: DEFAULT_PROBE_TIME,
             auto_role: AutoRoleConfig::default(),
         }
     }
+}
+
+/// The default of `probe_quiet` and `probe_ack_timeout`.
+const DEFAULT_PROBE_TIME: SimTime = 500 * MILLIS;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_default_probe_time(t: &SimTime) -> bool {
+    *t == DEFAULT_PROBE_TIME
 }
 
 /// How a field's value is measured, for error messages.
