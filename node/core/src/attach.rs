@@ -39,12 +39,41 @@ pub(crate) struct Attach {
     avoid: BTreeMap<NodeId, SimTime>,
     /// The `seq` of the last record or `Leave` this node signed.
     record_seq: u64,
+    /// Since when this ordinary node has been without a primary.
+    unattached_since: Option<SimTime>,
+    /// When a supernode last redirected our `Join` or accepted it over
+    /// the high watermark (a sign that the supernode layer is short of
+    /// capacity).
+    last_crowded: Option<SimTime>,
 }
 
 impl Attach {
     /// The supernode this node is attached to.
     pub fn primary(&self) -> Option<NodeId> {
         self.primary
+    }
+
+    /// Since when this ordinary node has been without a primary.
+    pub fn unattached_since(&self) -> Option<SimTime> {
+        self.unattached_since
+    }
+
+    /// When a supernode last redirected our `Join` or accepted it over the
+    /// high watermark.
+    pub fn last_crowded(&self) -> Option<SimTime> {
+        self.last_crowded
+    }
+
+    /// Starts over after a role change at `now`: no primary, no join in
+    /// flight, nothing avoided. The record sequence is kept, so that what
+    /// the node signs next still outranks what it signed before.
+    pub fn reset(&mut self, pending: &mut PendingRequests, now: SimTime) {
+        self.abandon_join(pending);
+        self.primary = None;
+        self.attempts = 0;
+        self.avoid.clear();
+        self.unattached_since = Some(now);
+        self.last_crowded = None;
     }
 
     /// Whether `id` is to be avoided for now.
@@ -86,6 +115,9 @@ impl Attach {
         now: SimTime,
     ) {
         self.avoid.retain(|_, until| *until > now);
+        if self.primary.is_none() {
+            self.unattached_since.get_or_insert(now);
+        }
         if self.primary.is_some() {
             self.ensure_backups(ctx, links, host_cache, now);
             return;
@@ -245,8 +277,14 @@ impl Attach {
         }
         self.primary = Some(from);
         self.attempts = 0;
+        self.unattached_since = None;
         if let Some(link) = links.get_mut(&from) {
             link.load = a.clients;
+            link.capacity = Some(a.max_clients);
+        }
+        let high = u64::from(ctx.cfg.auto_role.high_watermark_pct);
+        if u64::from(a.clients) * 100 >= u64::from(a.max_clients) * high {
+            self.last_crowded = Some(now);
         }
         learn_supernodes(ctx, host_cache, a.supernodes, from, now);
         ctx.out.emit(Event::Attached { sn: from });
@@ -272,6 +310,7 @@ impl Attach {
             return;
         }
         self.avoid.insert(from, now + AVOID_FOR);
+        self.last_crowded = Some(now);
         // Seen now: redirect targets are tried first.
         learn_supernodes(ctx, host_cache, r.supernodes, from, now);
         ctx.out.act(Action::Disconnect {
@@ -361,6 +400,7 @@ impl Attach {
         }
         if self.primary == Some(peer) {
             self.primary = None;
+            self.unattached_since = Some(now);
             ctx.out.emit(Event::Detached {
                 sn: peer,
                 reason: reason.to_string(),

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use skyhop_protocol::{NodeId, Role, MAX_RECORD_LIFETIME_S};
 
 use super::budget::{BudgetConfig, MessageClass};
+use super::role::AutoRoleConfig;
 use super::{SimTime, MILLIS, SECS};
 
 /// A node to contact first: by id (the simulator), by address (the real
@@ -92,6 +93,28 @@ pub struct NodeConfig {
     pub ttl: u8,
     /// What each linked peer may send, per message class.
     pub budget: BudgetConfig,
+    /// Whether a missing ack makes a neighbor suspect at once (DESIGN:
+    /// failure detection that does not wait for heartbeats): a packet
+    /// forwarded on a link silent for `probe_quiet` carries a probe along,
+    /// and a probe (this one or a heartbeat) unanswered for
+    /// `probe_ack_timeout` (at least three RTTs) closes the link, so that
+    /// routing goes around the neighbor at once. Off by default in the
+    /// core so that older simulations stay byte-identical; the runtime
+    /// turns it on. (These three are left out of the serialized config at
+    /// their defaults, so that older outputs stay the same.)
+    #[serde(skip_serializing_if = "is_false")]
+    pub suspect_on_missing_ack: bool,
+    /// How long a link must have been silent for a forwarded packet to
+    /// carry a probe along.
+    #[serde(skip_serializing_if = "is_default_probe_time")]
+    pub probe_quiet: SimTime,
+    /// The least time an unanswered probe waits before its peer is dead.
+    #[serde(skip_serializing_if = "is_default_probe_time")]
+    pub probe_ack_timeout: SimTime,
+    /// Whether and how the node picks its role itself (left out of the
+    /// serialized config while off, so that older outputs stay the same).
+    #[serde(skip_serializing_if = "AutoRoleConfig::is_off")]
+    pub auto_role: AutoRoleConfig,
 }
 
 impl Default for NodeConfig {
@@ -128,8 +151,23 @@ impl Default for NodeConfig {
             max_pending_dials: 16,
             ttl: skyhop_protocol::DEFAULT_TTL,
             budget: BudgetConfig::default(),
+            suspect_on_missing_ack: false,
+            probe_quiet: DEFAULT_PROBE_TIME,
+            probe_ack_timeout: DEFAULT_PROBE_TIME,
+            auto_role: AutoRoleConfig::default(),
         }
     }
+}
+
+/// The default of `probe_quiet` and `probe_ack_timeout`.
+const DEFAULT_PROBE_TIME: SimTime = 500 * MILLIS;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_default_probe_time(t: &SimTime) -> bool {
+    *t == DEFAULT_PROBE_TIME
 }
 
 /// How a field's value is measured, for error messages.
@@ -324,6 +362,38 @@ impl NodeConfig {
             Range::time("table_refresh", c.table_refresh, SECS, 24 * HOURS),
             Range::count("max_pending_dials", c.max_pending_dials, 1, 1024),
             Range::count("ttl", usize::from(c.ttl), 1, u64::from(u8::MAX)),
+            Range::time("probe_quiet", c.probe_quiet, 10 * MILLIS, MINUTES),
+            Range::time(
+                "probe_ack_timeout",
+                c.probe_ack_timeout,
+                10 * MILLIS,
+                MINUTES,
+            ),
+            Range::time(
+                "auto_role.check_interval",
+                c.auto_role.check_interval,
+                100 * MILLIS,
+                HOURS,
+            ),
+            Range::count(
+                "auto_role.promote_per_mille",
+                c.auto_role.promote_per_mille as usize,
+                1,
+                1000,
+            ),
+            Range::count(
+                "auto_role.high_watermark_pct",
+                c.auto_role.high_watermark_pct as usize,
+                1,
+                100,
+            ),
+            Range::count(
+                "auto_role.low_watermark_pct",
+                c.auto_role.low_watermark_pct as usize,
+                0,
+                u64::from(c.auto_role.high_watermark_pct),
+            ),
+            Range::time("auto_role.drain", c.auto_role.drain, 0, HOURS),
         ];
         for range in ranges {
             range.check()?;

@@ -201,6 +201,9 @@ pub struct Counters {
     /// Primaries this ordinary node left because they did not relay its
     /// probes.
     pub primaries_abandoned: u64,
+    /// Links closed because a probe went unanswered (a neighbor found dead
+    /// without waiting for missed heartbeats).
+    pub suspected: u64,
 }
 
 impl Counters {

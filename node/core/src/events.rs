@@ -81,6 +81,14 @@ pub enum Event {
         /// The primary supernode.
         sn: NodeId,
     },
+    /// This node changed its role by itself (auto role): it promoted
+    /// itself to supernode or demoted itself to ordinary node.
+    RoleChanged {
+        /// The role it has now.
+        role: Role,
+        /// Why, for the operator.
+        reason: String,
+    },
     /// This ordinary node lost its primary supernode.
     Detached {
         /// The lost supernode.

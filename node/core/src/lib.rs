@@ -40,6 +40,7 @@ mod links;
 mod node;
 mod pending;
 mod ranked;
+pub mod role;
 mod routing;
 mod supernode;
 pub mod table;
@@ -57,6 +58,7 @@ pub use delivery::ChatError;
 pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
 pub use links::refusal_for;
 pub use node::Node;
+pub use role::AutoRoleConfig;
 
 /// Removes the entry of `map` whose value ranks lowest by `rank` (ties go to
 /// the lowest key, so the choice is deterministic), by a scan: for small

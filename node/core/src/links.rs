@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use skyhop_protocol::{NodeId, Role};
+use skyhop_protocol::{NodeId, Packet, Role};
 
 use super::budget::PeerBudget;
 use super::config::NodeConfig;
@@ -23,6 +23,8 @@ pub(crate) const MAX_BAN: SimTime = 60 * 60 * super::SECS;
 /// How long an offense is remembered after its refusal ends, so that a
 /// peer that comes back and offends again is refused for longer.
 const OFFENSE_MEMORY: SimTime = 60 * 60 * super::SECS;
+/// Packets kept per link until a probe's ack proves they arrived.
+pub(crate) const MAX_UNACKED: usize = 32;
 /// Banned peers remembered at most; the one forgotten soonest makes room.
 const MAX_BANNED: usize = 1024;
 
@@ -43,6 +45,14 @@ pub(crate) struct Link {
     pub rtt: Option<SimTime>,
     /// Clients the peer reported serving (supernodes), from its acks.
     pub load: u16,
+    /// Clients the peer said it serves at most (a supernode's `Accept`).
+    pub capacity: Option<u16>,
+    /// Packets forwarded on the link since it went quiet, kept until the
+    /// probe sent with them is answered; sent another way if it is not
+    /// (boxed: most links never hold any, and 8 bytes ride on every link
+    /// of a simulated million nodes where a `Vec` would put 24).
+    #[allow(clippy::box_collection)]
+    pub unacked: Option<Box<Vec<Packet>>>,
     /// What the peer may still send.
     pub budget: Box<PeerBudget>,
 }
@@ -142,6 +152,8 @@ impl Links {
                 ping: None,
                 rtt: None,
                 load: 0,
+                capacity: None,
+                unacked: None,
                 budget: Box::new(PeerBudget::new(&ctx.cfg.budget, now)),
             },
         );
@@ -211,6 +223,59 @@ impl Links {
         self.banned
             .insert(peer, (offenses, until), until + OFFENSE_MEMORY);
         refuse_for
+    }
+
+    /// Whether a packet forwarded to `peer` should carry a probe along: no
+    /// probe is outstanding and nothing was heard for `quiet`.
+    pub fn wants_probe(&self, peer: &NodeId, now: SimTime, quiet: SimTime) -> bool {
+        self.map
+            .get(peer)
+            .is_some_and(|l| l.ping.is_none() && now.saturating_sub(l.last_heard) >= quiet)
+    }
+
+    /// When the probe outstanding on `l` is overdue: three RTTs, at least
+    /// `floor`.
+    fn probe_deadline(l: &Link, floor: SimTime) -> Option<SimTime> {
+        let (_, sent) = l.ping?;
+        let wait = l.rtt.map_or(floor, |rtt| (3 * rtt).max(floor));
+        Some(sent + wait)
+    }
+
+    /// Keeps a copy of `p`, forwarded to `peer`, until the probe that goes
+    /// with it is answered: when a probe is outstanding or the link has
+    /// been quiet for `quiet` (a probe follows).
+    pub fn keep_until_acked(&mut self, peer: &NodeId, p: &Packet, now: SimTime, quiet: SimTime) {
+        let Some(l) = self.map.get_mut(peer) else {
+            return;
+        };
+        if l.ping.is_none() && now.saturating_sub(l.last_heard) < quiet {
+            return;
+        }
+        let kept = l.unacked.get_or_insert_with(Box::default);
+        if kept.len() < MAX_UNACKED {
+            kept.push(p.clone());
+        }
+    }
+
+    /// The earliest time a probe outstanding becomes overdue.
+    pub fn next_probe_deadline(&self, floor: SimTime) -> Option<SimTime> {
+        self.map
+            .values()
+            .filter_map(|l| Links::probe_deadline(l, floor))
+            .min()
+    }
+
+    /// Peers whose probe is overdue at `now` with nothing heard since it
+    /// was sent: dead, without waiting for missed heartbeats.
+    pub fn unanswered_probes(&self, now: SimTime, floor: SimTime) -> Vec<NodeId> {
+        self.map
+            .iter()
+            .filter(|(_, l)| {
+                Links::probe_deadline(l, floor).is_some_and(|at| at <= now)
+                    && l.ping.is_some_and(|(_, sent)| l.last_heard < sent)
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Linked supernodes other than `primary`: an ordinary node's backups.

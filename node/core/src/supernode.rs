@@ -21,6 +21,10 @@ use super::SimTime;
 
 /// Supernodes offered in an `Accept` or `Redirect`.
 const SAMPLE_SIZE: usize = 8;
+/// How long a turned-away `Join` counts in the demand this supernode
+/// reports (one to two windows): short, so that the clients who read it do
+/// not promote again and again for the same few people.
+const DEMAND_WINDOW: SimTime = 10 * super::SECS;
 
 /// One ordinary node this supernode serves.
 #[derive(Clone, Debug)]
@@ -47,6 +51,13 @@ pub(crate) struct Supernode {
     clients: BTreeMap<NodeId, Client>,
     /// When the clients' records were last republished.
     last_refresh: SimTime,
+    /// Whether this supernode is handing its clients over before it
+    /// becomes ordinary: it takes no new one.
+    draining: bool,
+    /// Joins turned away in the current and the previous demand window.
+    turned_away: [u32; 2],
+    /// When the current demand window began.
+    window_start: SimTime,
 }
 
 impl Supernode {
@@ -55,7 +66,38 @@ impl Supernode {
         Supernode {
             clients: BTreeMap::new(),
             last_refresh: now,
+            draining: false,
+            turned_away: [0; 2],
+            window_start: now,
         }
+    }
+
+    /// The demand this supernode reports in its `Accept`s and heartbeat
+    /// acks: the clients it serves plus the joins it turned away in the
+    /// last 10 to 20 seconds. Over `max_clients`, it tells its clients
+    /// that the supernode layer is turning people away: the sign for a
+    /// reachable client with auto role to promote itself (the people
+    /// turned away may all be behind NATs and unable to).
+    pub fn demand(&mut self, now: SimTime) -> u16 {
+        self.roll_window(now);
+        let turned_away = self.turned_away[0].saturating_add(self.turned_away[1]);
+        let demand = (self.clients.len() as u64).saturating_add(u64::from(turned_away));
+        u16::try_from(demand).unwrap_or(u16::MAX)
+    }
+
+    fn roll_window(&mut self, now: SimTime) {
+        if now >= self.window_start + 2 * DEMAND_WINDOW {
+            self.turned_away = [0; 2];
+            self.window_start = now;
+        } else if now >= self.window_start + DEMAND_WINDOW {
+            self.turned_away = [0, self.turned_away[0]];
+            self.window_start += DEMAND_WINDOW;
+        }
+    }
+
+    /// Takes no new client from now on: the supernode is demoting.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
     }
 
     /// Whether `node` is a client.
@@ -78,6 +120,7 @@ impl Supernode {
     pub fn on_join(
         &mut self,
         ctx: &mut Ctx,
+        now: SimTime,
         links: &Links,
         table: &NeighborTable,
         from: NodeId,
@@ -89,7 +132,10 @@ impl Supernode {
             ctx.out.drop(DropReason::JoinToNonSupernode);
             return;
         }
-        if !self.clients.contains_key(&from) && self.clients.len() >= ctx.cfg.max_clients {
+        let full = self.draining || self.clients.len() >= ctx.cfg.max_clients;
+        if !self.clients.contains_key(&from) && full {
+            self.roll_window(now);
+            self.turned_away[0] = self.turned_away[0].saturating_add(1);
             let supernodes = sample_supernodes(ctx, table, SAMPLE_SIZE);
             ctx.out.send(
                 from,
@@ -102,7 +148,7 @@ impl Supernode {
         }
         self.clients.entry(from).or_insert(Client { record: None });
         let supernodes = sample_supernodes(ctx, table, SAMPLE_SIZE);
-        let clients = u16::try_from(self.clients.len()).unwrap_or(u16::MAX);
+        let clients = self.demand(now);
         let max_clients = u16::try_from(ctx.cfg.max_clients).unwrap_or(u16::MAX);
         ctx.out.send(
             from,

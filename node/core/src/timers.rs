@@ -15,9 +15,11 @@ pub enum Timer {
     TableRefresh,
     /// Supernode: packets held for a location lookup are sent on anyway.
     Lookup,
+    /// A probe's ack is overdue: its peer is dead.
+    ProbeAck,
 }
 
-const COUNT: usize = 5;
+const COUNT: usize = 6;
 
 const ALL: [Timer; COUNT] = [
     Timer::Heartbeat,
@@ -25,6 +27,7 @@ const ALL: [Timer; COUNT] = [
     Timer::Chat,
     Timer::TableRefresh,
     Timer::Lookup,
+    Timer::ProbeAck,
 ];
 
 /// When each timer fires next, if armed.
@@ -44,6 +47,11 @@ impl Timers {
     pub fn set_earliest(&mut self, timer: Timer, at: SimTime) {
         let slot = &mut self.at[timer as usize];
         *slot = Some(slot.map_or(at, |t| t.min(at)));
+    }
+
+    /// Disarms `timer`.
+    pub fn clear(&mut self, timer: Timer) {
+        self.at[timer as usize] = None;
     }
 
     /// The earliest armed time.

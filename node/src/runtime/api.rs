@@ -647,6 +647,13 @@ pub struct LoggedEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// This node changed its role by itself (auto role).
+    RoleChanged {
+        /// The role it has now.
+        role: Role,
+        /// Why.
+        reason: String,
+    },
     /// This ordinary node is attached to supernode `sn`.
     Attached {
         /// The primary supernode.
@@ -785,6 +792,7 @@ impl From<&skyhop_core::Event> for Event {
                 reason: reason.into(),
             },
             Core::PeerMisbehaved { peer, reason } => Event::PeerMisbehaved { peer, reason },
+            Core::RoleChanged { role, reason } => Event::RoleChanged { role, reason },
         }
     }
 }

@@ -926,6 +926,9 @@ impl NodeTask {
                 }
             }
             Event::Attached { sn } => tracing::info!(sn = %sn.short(), "attached"),
+            Event::RoleChanged { role, reason } => {
+                tracing::info!(?role, "role changed: {reason}")
+            }
             Event::Detached { sn, reason } => {
                 tracing::info!(sn = %sn.short(), "detached: {reason}")
             }

@@ -94,6 +94,16 @@ pub struct NodeCounts {
     pub supernodes_killed: u64,
     /// Restarts in storms.
     pub restarts: u64,
+    /// Ordinary nodes that promoted themselves to supernode (auto role).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub promotions: u64,
+    /// Promoted supernodes that demoted themselves again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub demotions: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Chat delivery.
@@ -327,6 +337,9 @@ pub struct CounterTotals {
     pub peers_banned: u64,
     /// Primaries left by ordinary nodes because they did not relay.
     pub primaries_abandoned: u64,
+    /// Links closed for an unanswered probe.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suspected: u64,
 }
 
 /// Invariant checks made.

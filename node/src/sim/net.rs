@@ -228,6 +228,11 @@ impl Network {
         components.by_site[self.sites[slot as usize] as usize]
     }
 
+    /// Whether the node of `slot` is behind a NAT (nobody can dial it).
+    pub fn is_behind_nat(&self, slot: u32) -> bool {
+        self.behind_nat[slot as usize]
+    }
+
     /// Whether `a` holds an end of a link to `b`.
     pub fn has_link(&self, a: u32, b: u32) -> bool {
         self.links[a as usize].contains_key(&b)

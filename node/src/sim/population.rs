@@ -35,8 +35,11 @@ use super::metrics::NodeCounts;
 struct Slot {
     /// The node's id (the same in every incarnation).
     id: NodeId,
-    /// Supernode or ordinary node.
+    /// The role it starts in (an auto-role node may change it; see
+    /// `promoted`).
     role: Role,
+    /// Whether an ordinary node has promoted itself to supernode.
+    promoted: bool,
     /// Incarnation: 0 before the first start, then one more per start.
     inc: u32,
     /// The running node, if up.
@@ -57,8 +60,32 @@ struct Slot {
     saved_host_cache: Vec<HostCacheEntry>,
     /// When each incarnation went away.
     departures: Vec<SimTime>,
-    /// Position in its role's pool, or [`NOT_IN_POOL`].
+    /// Position in its current role's pool, or [`NOT_IN_POOL`].
     pool_pos: u32,
+    /// Position in the users' pool, or [`NOT_IN_POOL`].
+    user_pos: u32,
+}
+
+impl Slot {
+    /// The role it has now.
+    fn current_role(&self) -> Role {
+        if self.promoted {
+            Role::Supernode
+        } else {
+            self.role
+        }
+    }
+}
+
+/// Where a pool keeps a slot's position.
+type PosOf = fn(&mut Slot) -> &mut u32;
+
+fn role_pos(sl: &mut Slot) -> &mut u32 {
+    &mut sl.pool_pos
+}
+
+fn user_pos(sl: &mut Slot) -> &mut u32 {
+    &mut sl.user_pos
 }
 
 /// Live nodes of one role, for uniform picks: a vector with positions.
@@ -71,22 +98,22 @@ struct Pool {
 const NOT_IN_POOL: u32 = u32::MAX;
 
 impl Pool {
-    fn insert(&mut self, slots: &mut [Slot], s: u32) {
-        slots[s as usize].pool_pos = self.members.len() as u32;
+    fn insert(&mut self, slots: &mut [Slot], s: u32, pos_of: PosOf) {
+        *pos_of(&mut slots[s as usize]) = self.members.len() as u32;
         self.members.push(s);
     }
 
-    fn remove(&mut self, slots: &mut [Slot], s: u32) {
-        let pos = slots[s as usize].pool_pos;
+    fn remove(&mut self, slots: &mut [Slot], s: u32, pos_of: PosOf) {
+        let pos = *pos_of(&mut slots[s as usize]);
         if pos == NOT_IN_POOL {
             return;
         }
         let last = self.members.pop().expect("a member is in the pool");
         if last != s {
             self.members[pos as usize] = last;
-            slots[last as usize].pool_pos = pos;
+            *pos_of(&mut slots[last as usize]) = pos;
         }
-        slots[s as usize].pool_pos = NOT_IN_POOL;
+        *pos_of(&mut slots[s as usize]) = NOT_IN_POOL;
     }
 }
 
@@ -154,6 +181,9 @@ pub struct Population {
     sns: Pool,
     /// Live ordinary nodes.
     ons: Pool,
+    /// Live nodes that started as ordinary nodes (the users), whatever
+    /// their role now; the same as `ons` without auto role.
+    users: Pool,
     /// Signed statements verified so far, shared by every node and the
     /// verifier thread.
     memo: Arc<SignatureMemo>,
@@ -194,6 +224,7 @@ impl Population {
             by_id: HashMap::new(),
             sns: Pool::default(),
             ons: Pool::default(),
+            users: Pool::default(),
             memo,
             counts: NodeCounts::default(),
         }
@@ -209,6 +240,7 @@ impl Population {
         self.slots.push(Slot {
             id,
             role,
+            promoted: false,
             inc: 0,
             node: None,
             identity: Some(identity),
@@ -219,6 +251,7 @@ impl Population {
             saved_host_cache: Vec::new(),
             departures: Vec::new(),
             pool_pos: NOT_IN_POOL,
+            user_pos: NOT_IN_POOL,
         });
         match role {
             Role::Supernode => self.counts.supernodes += 1,
@@ -242,9 +275,17 @@ impl Population {
         }
     }
 
-    /// Starts the node of `slot` at `now` (a first start or a restart); None
-    /// if it is already up, an error if the core refuses its configuration.
-    pub fn start(&mut self, slot: u32, now: SimTime) -> Result<Option<Started>, String> {
+    /// Starts the node of `slot` at `now` (a first start or a restart),
+    /// `reachable` or behind a NAT; None if it is already up, an error if
+    /// the core refuses its configuration. A node always starts in the role
+    /// it was made with; only ordinary nodes pick their role themselves
+    /// (the initial supernodes are the operator's seeds).
+    pub fn start(
+        &mut self,
+        slot: u32,
+        now: SimTime,
+        reachable: bool,
+    ) -> Result<Option<Started>, String> {
         if self.slots[slot as usize].node.is_some() {
             return Ok(None);
         }
@@ -256,6 +297,7 @@ impl Population {
         sl.inc += 1;
         let mut cfg = self.node_cfg.clone();
         cfg.role = role;
+        cfg.auto_role.enabled &= role == Role::Ordinary;
         cfg.bootstrap = sl.bootstrap.clone();
         cfg.listen_addrs = vec![format!("sim:{slot}")];
         let identity = sl
@@ -266,6 +308,7 @@ impl Population {
         let mut node = Node::new(cfg, identity, rng_seed, now, Arc::clone(&self.memo))
             .map_err(|e| format!("node configuration refused: {e}"))?;
         node.restore_host_cache(std::mem::take(&mut sl.saved_host_cache));
+        node.set_reachable(reachable);
         sl.node = Some(Box::new(node));
         sl.started_at = now;
         sl.attached_at = None;
@@ -273,9 +316,10 @@ impl Population {
         let inc = sl.inc;
         let mut session_end = None;
         match role {
-            Role::Supernode => self.sns.insert(&mut self.slots, slot),
+            Role::Supernode => self.sns.insert(&mut self.slots, slot, role_pos),
             Role::Ordinary => {
-                self.ons.insert(&mut self.slots, slot);
+                self.ons.insert(&mut self.slots, slot, role_pos);
+                self.users.insert(&mut self.slots, slot, user_pos);
                 if let Some(session) = &self.churn.session {
                     let from = now.max(secs(self.churn.start_s));
                     let len = dist::session(&mut self.rng, session);
@@ -328,10 +372,13 @@ impl Population {
         sl.departures.push(now);
         let inc = sl.inc;
         let never_attached = sl.role == Role::Ordinary && !sl.joined;
-        match sl.role {
-            Role::Supernode => self.sns.remove(&mut self.slots, slot),
-            Role::Ordinary => self.ons.remove(&mut self.slots, slot),
+        let current = sl.current_role();
+        sl.promoted = false;
+        match current {
+            Role::Supernode => self.sns.remove(&mut self.slots, slot, role_pos),
+            Role::Ordinary => self.ons.remove(&mut self.slots, slot, role_pos),
         }
+        self.users.remove(&mut self.slots, slot, user_pos);
         Some(Gone {
             node,
             inc,
@@ -402,6 +449,28 @@ impl Population {
         Some(now - sl.started_at)
     }
 
+    /// Records that the node of `slot` changed its role to `role` at `now`
+    /// (auto role): it moves to the other pool.
+    pub fn role_changed(&mut self, slot: u32, role: Role) {
+        let sl = &mut self.slots[slot as usize];
+        if sl.node.is_none() || sl.current_role() == role {
+            return;
+        }
+        sl.promoted = role == Role::Supernode && sl.role == Role::Ordinary;
+        match role {
+            Role::Supernode => {
+                self.counts.promotions += 1;
+                self.ons.remove(&mut self.slots, slot, role_pos);
+                self.sns.insert(&mut self.slots, slot, role_pos);
+            }
+            Role::Ordinary => {
+                self.counts.demotions += 1;
+                self.sns.remove(&mut self.slots, slot, role_pos);
+                self.ons.insert(&mut self.slots, slot, role_pos);
+            }
+        }
+    }
+
     /// Records that the node of `slot` lost its supernode.
     pub fn detached(&mut self, slot: u32) {
         self.slots[slot as usize].attached_at = None;
@@ -466,11 +535,17 @@ impl Population {
         &self.ons.members
     }
 
+    /// Live users: nodes started as ordinary nodes, promoted or not, in no
+    /// meaningful order.
+    pub fn users(&self) -> &[u32] {
+        &self.users.members
+    }
+
     /// The running nodes, in slot order.
     pub fn running(&self) -> impl Iterator<Item = (u32, Role, &Node)> {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, sl)| Some((i as u32, sl.role, sl.node.as_deref()?)))
+            .filter_map(|(i, sl)| Some((i as u32, sl.current_role(), sl.node.as_deref()?)))
     }
 }

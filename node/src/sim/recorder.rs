@@ -120,6 +120,7 @@ fn add_counters(totals: &mut CounterTotals, c: &Counters) {
     totals.forged += c.forged;
     totals.peers_banned += c.peers_banned;
     totals.primaries_abandoned += c.primaries_abandoned;
+    totals.suspected += c.suspected;
     for (k, v) in &c.dropped {
         *totals.dropped.entry(*k).or_default() += v;
     }
@@ -306,9 +307,9 @@ impl Recorder {
     /// Samples the share of live ordinary nodes attached, and the live
     /// supernodes, at `now`.
     pub fn sample_attachment(&mut self, now: SimTime, pop: &Population) {
-        let live = pop.ordinary().len() as u64;
+        let live = pop.users().len() as u64;
         let attached = pop
-            .ordinary()
+            .users()
             .iter()
             .filter(|s| pop.attached_at(**s).is_some())
             .count() as u64;

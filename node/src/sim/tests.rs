@@ -378,3 +378,60 @@ fn users_behind_nat_still_attach_and_chat() {
         m.delivery
     );
 }
+
+/// Two supernodes of 20 clients for 150 users who pick their role
+/// themselves; `nat` of them cannot be dialed.
+fn too_few_supernodes(nat: f64) -> SimConfig {
+    let toml = format!(
+        r#"
+name = "too-few-auto"
+duration_s = 150
+warmup_s = 100
+sample_interval_s = 5
+[population]
+supernodes = 2
+ordinary = 150
+sn_start_spread_s = 0.5
+on_start_at_s = 1
+on_start_spread_s = 20
+nat_fraction = {nat}
+[workload]
+rate_per_node_per_min = 4
+[node]
+max_clients = 20
+[node.auto_role]
+enabled = true
+promote_per_mille = 50
+"#
+    );
+    SimConfig::parse(&toml, "too-few-auto").expect("valid")
+}
+
+#[test]
+fn with_auto_role_reachable_users_promote_until_every_user_is_attached() {
+    let m = simulate(&too_few_supernodes(0.3), 1);
+    assert!(m.passed, "seed 1: {:?}", m.violation);
+    assert!(m.nodes.promotions >= 6, "promotions: {:?}", m.nodes);
+    assert_eq!(m.attachment.never_attached_at_end, 0, "{:?}", m.attachment);
+    assert!(
+        m.attachment.min_ratio_after_warmup >= 0.999,
+        "{:?}",
+        m.attachment
+    );
+    assert!(
+        m.delivery.eventual_ratio >= 0.999,
+        "seed 1: {:?}",
+        m.delivery
+    );
+}
+
+#[test]
+fn with_auto_role_users_behind_nat_never_promote() {
+    let m = simulate(&too_few_supernodes(1.0), 1);
+    assert_eq!(m.nodes.promotions, 0, "{:?}", m.nodes);
+    assert!(
+        m.attachment.never_attached_at_end >= 100,
+        "only 40 places exist: {:?}",
+        m.attachment
+    );
+}

@@ -109,7 +109,7 @@ impl Workload {
         if self.flat {
             pop.supernodes()
         } else {
-            pop.ordinary()
+            pop.users()
         }
     }
 

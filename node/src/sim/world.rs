@@ -330,7 +330,8 @@ impl World {
 
     fn start(&mut self, slot: u32) {
         let now = self.now;
-        let started = match self.pop.start(slot, now) {
+        let reachable = !self.net.is_behind_nat(slot);
+        let started = match self.pop.start(slot, now, reachable) {
             Ok(Some(started)) => started,
             Ok(None) => return,
             Err(what) => {
@@ -598,6 +599,21 @@ impl World {
                 self.rec.attached(slot, self.pop.inc(slot), now);
             }
             Event::Detached { .. } => self.pop.detached(slot),
+            Event::RoleChanged { role, .. } => {
+                // A supernode counts as attached; a demoted node attaches
+                // anew.
+                match role {
+                    Role::Supernode => {
+                        if let Some(join) = self.pop.attached(slot, now) {
+                            self.rec.joined(join);
+                        }
+                        self.rec.attached(slot, self.pop.inc(slot), now);
+                    }
+                    Role::Ordinary => self.pop.detached(slot),
+                }
+                self.pop.role_changed(slot, role);
+                self.inv.topology_changed(now);
+            }
             Event::ChatDelivered {
                 msg_id,
                 hops,

@@ -34,6 +34,7 @@ use super::home::Home;
 use super::host_cache::HostCache;
 use super::links::Links;
 use super::pending::{PendingRequests, Request};
+use super::role::RoleControl;
 use super::routing::Router;
 use super::supernode::{ClientNotice, Supernode};
 use super::table::{InsertOutcome, NeighborTable};
@@ -41,6 +42,7 @@ use super::timers::{Timer, Timers};
 use super::{SimTime, SECS};
 
 mod packets;
+mod role_change;
 mod ticks;
 
 /// How often records, caches and pending requests are expired, at least:
@@ -97,6 +99,8 @@ pub struct Node {
     chats: ChatDelivery,
     /// How an ordinary node stays attached.
     attach: Attach,
+    /// When an auto-role node promotes or demotes itself.
+    role: RoleControl,
     /// Housekeeping runs on the first heartbeat tick at or after this, so
     /// that it never costs a wake-up of its own.
     maintenance_due: SimTime,
@@ -147,6 +151,7 @@ impl Node {
             pending: PendingRequests::default(),
             chats: ChatDelivery::default(),
             attach: Attach::default(),
+            role: RoleControl::new(now),
             maintenance_due: now + MAINTENANCE_INTERVAL,
             left: false,
             ctx: Ctx {
@@ -395,7 +400,7 @@ impl Node {
             Message::Hello(h) => self.on_hello(now, from, h),
             Message::Join(j) => {
                 self.supernode
-                    .on_join(&mut self.ctx, &self.links, &self.table, from, j)
+                    .on_join(&mut self.ctx, now, &self.links, &self.table, from, j)
             }
             Message::Accept(a) => {
                 self.attach.on_accept(
@@ -433,7 +438,7 @@ impl Node {
                 }
             },
             Message::Heartbeat(h) => {
-                let clients = u16::try_from(self.supernode.len()).unwrap_or(u16::MAX);
+                let clients = self.supernode.demand(now);
                 self.ctx.out.send(
                     from,
                     Message::HeartbeatAck(HeartbeatAck {
@@ -575,6 +580,7 @@ impl Node {
                 let rtt = now.saturating_sub(sent);
                 link.rtt = Some(rtt);
                 link.ping = None;
+                link.unacked = None;
                 self.table.touch(&from, now, Some(rtt));
             }
         }

@@ -85,7 +85,7 @@ impl Node {
 
     /// Routes `p` (from `from`) and carries out the decision; `may_hold`
     /// is false for a packet released from a lookup hold.
-    fn route(&mut self, now: SimTime, from: Option<NodeId>, p: Packet, may_hold: bool) {
+    pub(super) fn route(&mut self, now: SimTime, from: Option<NodeId>, p: Packet, may_hold: bool) {
         let view = RouteView {
             links: &self.links,
             table: &self.table,
@@ -186,7 +186,9 @@ impl Node {
         if p.src != self.ctx.id {
             self.ctx.out.counters.forwarded += 1;
         }
+        self.keep_until_acked(now, to, &p);
         self.ctx.out.send(to, Message::Routed(p));
+        self.probe_if_quiet(now, to);
     }
 
     fn undeliverable(&mut self, now: SimTime, p: Packet, reason: NotFoundReason) {

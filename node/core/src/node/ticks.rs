@@ -26,6 +26,7 @@ impl Node {
                 Timer::Chat => self.on_chat_timer(now),
                 Timer::TableRefresh => self.on_table_refresh(now),
                 Timer::Lookup => self.on_lookup_timer(now),
+                Timer::ProbeAck => self.on_probe_ack_timer(now),
             }
         }
     }
@@ -40,6 +41,9 @@ impl Node {
                 now,
             ),
             Role::Supernode => {
+                if self.table.is_empty() && self.ctx.cfg.auto_role.enabled {
+                    self.relink_supernodes(now);
+                }
                 if self.table.is_empty() && !self.ctx.cfg.bootstrap.is_empty() {
                     self.attach
                         .bootstrap_supernode(&mut self.ctx, &mut self.links, now);
@@ -63,13 +67,7 @@ impl Node {
             self.link_lost(now, peer, reason);
         }
         for peer in tick.ping {
-            let nonce = self.ctx.rng.random();
-            if let Some(l) = self.links.get_mut(&peer) {
-                l.ping = Some((nonce, now));
-            }
-            self.ctx
-                .out
-                .send(peer, Message::Heartbeat(Heartbeat { nonce }));
+            self.probe(now, peer);
         }
         self.links.expire_dials(now, self.ctx.cfg.join_timeout);
         if self.ctx.cfg.role == Role::Ordinary && self.attach.primary().is_some() {
@@ -82,9 +80,82 @@ impl Node {
         if now >= self.maintenance_due {
             self.on_maintenance(now);
         }
+        self.reconsider_role(now);
         self.ctx
             .timers
             .set(Timer::Heartbeat, now + self.ctx.cfg.heartbeat_interval);
+    }
+
+    /// Sends `peer` a heartbeat and, with `suspect_on_missing_ack`, watches
+    /// for its ack.
+    pub(super) fn probe(&mut self, now: SimTime, peer: NodeId) {
+        let nonce = self.ctx.rng.random();
+        if let Some(l) = self.links.get_mut(&peer) {
+            l.ping = Some((nonce, now));
+        }
+        self.ctx
+            .out
+            .send(peer, Message::Heartbeat(Heartbeat { nonce }));
+        if self.ctx.cfg.suspect_on_missing_ack {
+            self.arm_probe_ack(now);
+        }
+    }
+
+    /// A packet is forwarded to `peer`: if the link has been silent, a
+    /// probe goes along, so that a dead neighbor is found by the traffic
+    /// that needs it rather than by missed heartbeats.
+    pub(super) fn probe_if_quiet(&mut self, now: SimTime, peer: NodeId) {
+        if self.ctx.cfg.suspect_on_missing_ack
+            && self.links.wants_probe(&peer, now, self.ctx.cfg.probe_quiet)
+        {
+            self.probe(now, peer);
+        }
+    }
+
+    /// Keeps a copy of `p`, forwarded to `peer`, until a probe's ack
+    /// shows that it arrived.
+    pub(super) fn keep_until_acked(&mut self, now: SimTime, peer: NodeId, p: &Packet) {
+        if self.ctx.cfg.suspect_on_missing_ack {
+            self.links
+                .keep_until_acked(&peer, p, now, self.ctx.cfg.probe_quiet);
+        }
+    }
+
+    fn arm_probe_ack(&mut self, now: SimTime) {
+        if let Some(at) = self
+            .links
+            .next_probe_deadline(self.ctx.cfg.probe_ack_timeout)
+        {
+            self.ctx.timers.set(Timer::ProbeAck, at.max(now));
+        }
+    }
+
+    /// Closes the links whose probe went unanswered: routing goes around
+    /// them at once.
+    fn on_probe_ack_timer(&mut self, now: SimTime) {
+        let floor = self.ctx.cfg.probe_ack_timeout;
+        for peer in self.links.unanswered_probes(now, floor) {
+            self.ctx.out.counters.suspected += 1;
+            let kept = self
+                .links
+                .get_mut(&peer)
+                .and_then(|l| l.unacked.take())
+                .map(|k| *k)
+                .unwrap_or_default();
+            self.ctx.out.act(Action::Disconnect {
+                peer,
+                reason: "no ack to a probe".into(),
+            });
+            self.link_lost(now, peer, "no ack to a probe");
+            // What went to the dead neighbor since it fell quiet goes
+            // another way now, rather than when its sender retries.
+            if self.ctx.cfg.role == Role::Supernode {
+                for p in kept {
+                    self.route(now, None, p, false);
+                }
+            }
+        }
+        self.arm_probe_ack(now);
     }
 
     fn on_maintenance(&mut self, now: SimTime) {
@@ -224,5 +295,50 @@ impl Node {
         self.ctx
             .timers
             .set(Timer::TableRefresh, now + self.ctx.cfg.table_refresh);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use skyhop_protocol::NodeId;
+
+    use crate::harness::Harness;
+    use crate::{NodeConfig, SECS};
+
+    /// Six supernodes with the 8 s supernode heartbeat of flat mode; one
+    /// crashes and another sends it a chat at once.
+    fn crash_and_send(suspect_on_missing_ack: bool) -> (Harness, NodeId, NodeId) {
+        let mut h = Harness::new();
+        let cfg = NodeConfig {
+            supernode_heartbeat_interval: 8 * SECS,
+            suspect_on_missing_ack,
+            ..NodeConfig::supernode()
+        };
+        let first = h.add(1, cfg.clone(), &[]);
+        let others: Vec<NodeId> = (2..=6).map(|s| h.add(s, cfg.clone(), &[first])).collect();
+        h.run_for(20 * SECS);
+        let (sender, dead) = (others[0], others[1]);
+        assert!(h.node(&sender).links().any(|p| *p == dead));
+        h.crash(&dead);
+        h.send_chat(sender, dead, "are you there?");
+        h.run_for(SECS + SECS / 2);
+        (h, sender, dead)
+    }
+
+    #[test]
+    fn a_probe_unanswered_closes_the_link_without_waiting_for_missed_heartbeats() {
+        let (h, sender, dead) = crash_and_send(true);
+        assert!(
+            !h.node(&sender).links().any(|p| *p == dead),
+            "the link to the dead supernode is still open 1.5 s after the crash"
+        );
+        assert_eq!(h.node(&sender).counters().suspected, 1);
+    }
+
+    #[test]
+    fn without_probes_a_dead_neighbor_waits_for_missed_heartbeats() {
+        let (h, sender, dead) = crash_and_send(false);
+        assert!(h.node(&sender).links().any(|p| *p == dead));
+        assert_eq!(h.node(&sender).counters().suspected, 0);
     }
 }
