@@ -320,6 +320,16 @@ impl Inbox {
         }
     }
 
+    /// `author`'s mark, if it has one.
+    pub fn mark(&self, author: &NodeId) -> Option<ReplayMark> {
+        self.senders.get(author).map(|s| s.mark)
+    }
+
+    /// Chats of authors without a mark sent before this are refused.
+    pub fn forgotten_before(&self) -> u64 {
+        self.forgotten_before
+    }
+
     /// Every author's mark, in id order, and the floor for unknown authors.
     pub fn marks(&self) -> (Vec<(NodeId, ReplayMark)>, u64) {
         (

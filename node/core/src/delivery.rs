@@ -93,6 +93,11 @@ impl ChatDelivery {
         self.inbox.marks()
     }
 
+    /// `author`'s replay mark, and the floor for unknown authors.
+    pub fn replay_mark(&self, author: &NodeId) -> (Option<ReplayMark>, u64) {
+        (self.inbox.mark(author), self.inbox.forgotten_before())
+    }
+
     /// Takes the replay marks saved before a restart.
     pub fn restore_replay_marks(
         &mut self,

@@ -183,6 +183,13 @@ impl Node {
         self.chats.replay_marks()
     }
 
+    /// `author`'s replay mark, if it has one, and the time before which
+    /// chats of authors without a mark are refused: what the runtime saves
+    /// with each received chat.
+    pub fn replay_mark(&self, author: &NodeId) -> (Option<ReplayMark>, u64) {
+        self.chats.replay_mark(author)
+    }
+
     /// Takes the replay marks saved before a restart (see [`Node::replay_marks`]).
     pub fn restore_replay_marks(
         &mut self,
