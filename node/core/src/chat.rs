@@ -236,14 +236,34 @@ pub const GAP_TIMEOUT: SimTime = 10 * super::SECS;
 pub enum Arrival {
     /// Already seen: ack again, deliver nothing.
     Duplicate,
+    /// Older than what the author's mark allows (see [`ReplayMark`]):
+    /// deliver nothing and send no receipt.
+    Replayed,
     /// These messages are now ready for the application, in order.
     Ready(Vec<ChatMessage>),
 }
 
+/// What the receiver remembers of an author against replays, kept across
+/// restarts by the runtime.
+///
+/// A chat is a replay if its `sent_at` is before `epoch`, or if its `seq`
+/// is at most `seq` and its `sent_at` at most `latest_sent_at`. A lower
+/// `seq` with a later `sent_at` is the author's new numbering after it
+/// restarted (its `seq` counters are not kept): it starts a new epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayMark {
+    /// The highest `seq` handed to the application in order.
+    pub seq: u64,
+    /// The `sent_at` of the chat that started the current numbering.
+    pub epoch: u64,
+    /// The latest `sent_at` handed to the application.
+    pub latest_sent_at: u64,
+}
+
 #[derive(Debug, Default)]
 struct Sender {
-    /// The highest `seq` handed to the application in order.
-    delivered_seq: u64,
+    /// What was handed to the application.
+    mark: ReplayMark,
     /// Recent message ids, against duplicates (bounded by `SEEN_PER_SENDER`).
     seen: VecDeque<MsgId>,
     /// Messages that arrived ahead of a gap, by `seq`, with their arrival time.
@@ -252,58 +272,108 @@ struct Sender {
     last_heard: SimTime,
 }
 
-/// The receiver's side: duplicate window and in-order hand-off per sender.
+/// The receiver's side: duplicate window, replay marks and in-order
+/// hand-off per sender.
 ///
 /// # Implementation notes
 /// Held messages are indexed by arrival, so that the next gap to give up
 /// on is found in O(log n) after every arrival, instead of scanning every
-/// sender's held messages (4,096 x 64). Making room for a new author scans
-/// the senders, once per new author at the cap: an index by last heard
-/// would cost every simulated node a second B-tree.
+/// sender's held messages (4,096 x 64); senders are indexed by last heard,
+/// so that making room for a new author is O(log n).
+///
+/// Forgetting an author must not re-open its replays: `forgotten_before`
+/// is just past the latest `sent_at` handed out from any forgotten
+/// author, and a chat from an author without a mark is refused if it was
+/// sent before it. Every chat the forgotten author had delivered was sent at or
+/// before that time. The cost falls on new authors whose chats were sent
+/// before an eviction, which happens only with 4,096 authors in play.
 #[derive(Debug, Default)]
 pub struct Inbox {
     /// Per-sender windows, bounded by `MAX_SENDERS`.
     senders: BTreeMap<NodeId, Sender>,
+    /// `(last_heard, author)` of every sender.
+    by_heard: BTreeSet<(SimTime, NodeId)>,
     /// `(arrived, author, seq)` of every held message.
     held_at: BTreeSet<(SimTime, NodeId, u64)>,
+    /// Chats of authors without a mark sent before this are replays.
+    forgotten_before: u64,
 }
 
 impl Inbox {
+    /// Takes the marks saved before a restart (at most `MAX_SENDERS`
+    /// are kept, the latest `latest_sent_at` first) and the time before
+    /// which chats of unknown authors are refused.
+    pub fn restore(&mut self, mut marks: Vec<(NodeId, ReplayMark)>, forgotten_before: u64) {
+        marks.sort_by_key(|(id, m)| (std::cmp::Reverse(m.latest_sent_at), *id));
+        self.forgotten_before = self.forgotten_before.max(forgotten_before);
+        for (i, (id, mark)) in marks.into_iter().enumerate() {
+            if i >= MAX_SENDERS || self.senders.len() >= MAX_SENDERS {
+                self.forgotten_before = self
+                    .forgotten_before
+                    .max(mark.latest_sent_at.saturating_add(1));
+                continue;
+            }
+            let s = self.senders.entry(id).or_default();
+            self.by_heard.remove(&(s.last_heard, id));
+            s.mark = mark;
+            self.by_heard.insert((s.last_heard, id));
+        }
+    }
+
+    /// `author`'s mark, if it has one.
+    pub fn mark(&self, author: &NodeId) -> Option<ReplayMark> {
+        self.senders.get(author).map(|s| s.mark)
+    }
+
+    /// Chats of authors without a mark sent before this are refused.
+    pub fn forgotten_before(&self) -> u64 {
+        self.forgotten_before
+    }
+
+    /// Every author's mark, in id order, and the floor for unknown authors.
+    pub fn marks(&self) -> (Vec<(NodeId, ReplayMark)>, u64) {
+        (
+            self.senders.iter().map(|(id, s)| (*id, s.mark)).collect(),
+            self.forgotten_before,
+        )
+    }
+
     /// Takes a verified message that arrived at `now`.
     pub fn arrive(&mut self, chat: ChatMessage, now: SimTime) -> Arrival {
         let from = chat.from;
-        if !self.senders.contains_key(&from) && self.senders.len() >= MAX_SENDERS {
-            let oldest = self
-                .senders
-                .iter()
-                .min_by_key(|(id, s)| (s.last_heard, **id))
-                .map(|(id, _)| *id);
-            if let Some(gone) = oldest {
-                let s = self.senders.remove(&gone).expect("just found");
-                for (seq, (_, at)) in s.held {
-                    self.held_at.remove(&(at, gone, seq));
-                }
+        if !self.senders.contains_key(&from) {
+            if chat.sent_at < self.forgotten_before {
+                return Arrival::Replayed;
+            }
+            if self.senders.len() >= MAX_SENDERS {
+                self.forget_oldest();
             }
         }
         let s = self.senders.entry(from).or_default();
+        self.by_heard.remove(&(s.last_heard, from));
         s.last_heard = now;
+        self.by_heard.insert((now, from));
         if s.seen.contains(&chat.msg_id) {
             return Arrival::Duplicate;
         }
-        s.seen.push_back(chat.msg_id);
-        if s.seen.len() > SEEN_PER_SENDER {
-            s.seen.pop_front();
+        if chat.sent_at < s.mark.epoch {
+            return Arrival::Replayed;
         }
         let mut ready = Vec::new();
-        if chat.seq <= s.delivered_seq {
-            // An older seq with a new id: the sender restarted its
+        if chat.seq <= s.mark.seq {
+            if chat.sent_at <= s.mark.latest_sent_at {
+                return Arrival::Replayed;
+            }
+            // An older seq sent later: the author restarted its
             // conversation; deliver it and follow the new numbering.
-            s.delivered_seq = chat.seq;
-            ready.push(chat);
-        } else if s.delivered_seq.checked_add(1) == Some(chat.seq) {
-            s.delivered_seq = chat.seq;
-            ready.push(chat);
+            s.mark.epoch = chat.sent_at;
+            Self::remember(s, chat.msg_id);
+            Self::hand_out(s, chat, &mut ready);
+        } else if s.mark.seq.checked_add(1) == Some(chat.seq) {
+            Self::remember(s, chat.msg_id);
+            Self::hand_out(s, chat, &mut ready);
         } else {
+            Self::remember(s, chat.msg_id);
             if s.held.len() >= MAX_HELD_PER_SENDER {
                 // Too far ahead to hold: release everything held in order.
                 Self::release_all(s, &mut self.held_at, from, &mut ready);
@@ -318,6 +388,35 @@ impl Inbox {
         Arrival::Ready(ready)
     }
 
+    /// Forgets the least recently heard author, raising the floor for
+    /// unknown authors to what it had handed out.
+    fn forget_oldest(&mut self) {
+        let Some((_, gone)) = self.by_heard.pop_first() else {
+            return;
+        };
+        if let Some(s) = self.senders.remove(&gone) {
+            self.forgotten_before = self
+                .forgotten_before
+                .max(s.mark.latest_sent_at.saturating_add(1));
+            for (seq, (_, at)) in s.held {
+                self.held_at.remove(&(at, gone, seq));
+            }
+        }
+    }
+
+    fn remember(s: &mut Sender, msg_id: MsgId) {
+        s.seen.push_back(msg_id);
+        if s.seen.len() > SEEN_PER_SENDER {
+            s.seen.pop_front();
+        }
+    }
+
+    fn hand_out(s: &mut Sender, chat: ChatMessage, ready: &mut Vec<ChatMessage>) {
+        s.mark.seq = chat.seq;
+        s.mark.latest_sent_at = s.mark.latest_sent_at.max(chat.sent_at);
+        ready.push(chat);
+    }
+
     fn release_in_order(
         s: &mut Sender,
         held_at: &mut BTreeSet<(SimTime, NodeId, u64)>,
@@ -326,13 +425,13 @@ impl Inbox {
     ) {
         // A peer chooses `seq`: at u64::MAX nothing can follow it.
         while let Some((chat, at)) = s
-            .delivered_seq
+            .mark
+            .seq
             .checked_add(1)
             .and_then(|next| s.held.remove(&next))
         {
             held_at.remove(&(at, from, chat.seq));
-            s.delivered_seq = chat.seq;
-            ready.push(chat);
+            Self::hand_out(s, chat, ready);
         }
     }
 
@@ -344,8 +443,7 @@ impl Inbox {
     ) {
         for (seq, (chat, at)) in std::mem::take(&mut s.held) {
             held_at.remove(&(at, from, seq));
-            s.delivered_seq = seq;
-            ready.push(chat);
+            Self::hand_out(s, chat, ready);
         }
     }
 
@@ -384,8 +482,146 @@ mod tests {
     use skyhop_protocol::Identity;
 
     fn chat(from: &Identity, to: NodeId, id: u64, seq: u64) -> ChatMessage {
-        from.chat(to, MsgId(id), seq, 0, format!("m{seq}"))
+        chat_at(from, to, id, seq, 0)
+    }
+
+    fn chat_at(from: &Identity, to: NodeId, id: u64, seq: u64, sent_at: u64) -> ChatMessage {
+        from.chat(to, MsgId(id), seq, sent_at, format!("m{seq}"))
             .expect("short")
+    }
+
+    /// The `n`-th throwaway author (the inbox does not check signatures).
+    fn stranger(n: u64) -> NodeId {
+        let mut id = [0xee; 32];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        NodeId(id)
+    }
+
+    fn seqs(a: Arrival) -> Vec<u64> {
+        match a {
+            Arrival::Ready(ready) => ready.iter().map(|c| c.seq).collect(),
+            other => panic!("not handed out: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_chat_replayed_after_256_newer_ones_is_not_handed_out_again() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        let first = chat_at(&a, b, 1, 1, 100);
+        assert_eq!(seqs(inbox.arrive(first.clone(), 100)), vec![1]);
+        for seq in 2..=(SEEN_PER_SENDER as u64 + 1) {
+            assert_eq!(
+                seqs(inbox.arrive(chat_at(&a, b, seq, seq, 100 + seq), 100 + seq)),
+                vec![seq]
+            );
+        }
+        // Its id has left the window of recent ids; the mark refuses it.
+        assert_eq!(inbox.arrive(first, 1_000), Arrival::Replayed);
+        // Later chats from the author are not held back by it.
+        let next = SEEN_PER_SENDER as u64 + 2;
+        assert_eq!(
+            seqs(inbox.arrive(chat_at(&a, b, next, next, 1_001), 1_001)),
+            vec![next]
+        );
+    }
+
+    #[test]
+    fn a_chat_replayed_after_throwaway_authors_flush_the_inbox_is_not_handed_out_again() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        let first = chat_at(&a, b, 1, 1, 100);
+        assert_eq!(seqs(inbox.arrive(first.clone(), 100)), vec![1]);
+        let junk = Identity::from_secret([3; 32]);
+        for n in 0..MAX_SENDERS as u64 {
+            let mut c = chat_at(&junk, b, n, 1, 200 + n);
+            c.from = stranger(n);
+            inbox.arrive(c, 200 + n);
+        }
+        assert!(!inbox.senders.contains_key(&a.id()), "a was pushed out");
+        assert_eq!(inbox.arrive(first, 10_000), Arrival::Replayed);
+        // An author whose chat was sent after the eviction is still heard.
+        let c = Identity::from_secret([4; 32]);
+        assert_eq!(
+            seqs(inbox.arrive(chat_at(&c, b, 9, 1, 10_000), 10_000)),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn marks_saved_and_restored_refuse_a_replay_after_a_restart() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut before = Inbox::default();
+        let first = chat_at(&a, b, 1, 1, 100);
+        assert_eq!(seqs(before.arrive(first.clone(), 100)), vec![1]);
+        let (marks, floor) = before.marks();
+        assert_eq!(
+            marks,
+            vec![(
+                a.id(),
+                ReplayMark {
+                    seq: 1,
+                    epoch: 0,
+                    latest_sent_at: 100
+                }
+            )]
+        );
+        let mut fresh = Inbox::default();
+        assert_eq!(
+            seqs(fresh.arrive(first.clone(), 200)),
+            vec![1],
+            "a fresh inbox would take it"
+        );
+        let mut after = Inbox::default();
+        after.restore(marks, floor);
+        assert_eq!(after.arrive(first, 200), Arrival::Replayed);
+        assert_eq!(seqs(after.arrive(chat_at(&a, b, 2, 2, 150), 200)), vec![2]);
+    }
+
+    #[test]
+    fn restoring_more_marks_than_the_bound_keeps_the_newest_and_refuses_the_rest() {
+        let b = NodeId([2; 32]);
+        let marks: Vec<(NodeId, ReplayMark)> = (0..MAX_SENDERS as u64 + 10)
+            .map(|n| {
+                (
+                    stranger(n),
+                    ReplayMark {
+                        seq: 1,
+                        epoch: 0,
+                        latest_sent_at: 1_000 + n,
+                    },
+                )
+            })
+            .collect();
+        let mut inbox = Inbox::default();
+        inbox.restore(marks, 0);
+        assert_eq!(inbox.senders.len(), MAX_SENDERS);
+        assert!(!inbox.senders.contains_key(&stranger(9)), "the oldest went");
+        // The oldest author's replay is refused by the floor.
+        let junk = Identity::from_secret([3; 32]);
+        let mut c = chat_at(&junk, b, 5, 1, 1_009);
+        c.from = stranger(9);
+        assert_eq!(inbox.arrive(c, 5_000), Arrival::Replayed);
+    }
+
+    #[test]
+    fn a_restarted_author_is_heard_and_its_old_numbering_is_not() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        let old = chat_at(&a, b, 1, 1, 100);
+        let old2 = chat_at(&a, b, 2, 2, 101);
+        assert_eq!(seqs(inbox.arrive(old.clone(), 100)), vec![1]);
+        // The author restarts and numbers from 1 again, later.
+        assert_eq!(seqs(inbox.arrive(chat_at(&a, b, 3, 1, 500), 500)), vec![1]);
+        // A chat of the old numbering (never seen here) is from before
+        // the new epoch: refused, whatever its seq.
+        assert_eq!(inbox.arrive(old2, 501), Arrival::Replayed);
+        // One it handed out, still in the window of ids: acked again.
+        assert_eq!(inbox.arrive(old, 502), Arrival::Duplicate);
     }
 
     #[test]
@@ -421,8 +657,11 @@ mod tests {
             last.iter().map(|c| c.seq).collect::<Vec<_>>(),
             vec![u64::MAX]
         );
-        // A lower seq with a new id is a restarted conversation.
-        let Arrival::Ready(after) = inbox.arrive(chat(&a, b, 3, 1), 2) else {
+        // Another chat at the top with a new id and no later `sent_at` is
+        // a replay, not a gap to wait behind.
+        assert_eq!(inbox.arrive(chat(&a, b, 4, u64::MAX), 2), Arrival::Replayed);
+        // A lower seq sent later is a restarted conversation.
+        let Arrival::Ready(after) = inbox.arrive(chat_at(&a, b, 3, 1, 5), 2) else {
             panic!("not a duplicate")
         };
         assert_eq!(after.len(), 1);

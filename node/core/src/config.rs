@@ -72,6 +72,10 @@ pub struct NodeConfig {
     pub dedup_window: usize,
     /// Give up on a chat message this long after it was sent.
     pub chat_deadline: SimTime,
+    /// How far an author's clock may differ from ours: a chat sent more
+    /// than `chat_deadline + chat_clock_skew` ago, or more than
+    /// `chat_clock_skew` ahead, is refused as a replay.
+    pub chat_clock_skew: SimTime,
     /// First retry delay of a chat message; doubles up to `chat_retry_max`.
     pub chat_retry_initial: SimTime,
     /// Longest retry delay of a chat message.
@@ -141,6 +145,7 @@ impl Default for NodeConfig {
             max_records: 200_000,
             dedup_window: 8192,
             chat_deadline: 30 * SECS,
+            chat_clock_skew: 300 * SECS,
             chat_retry_initial: SECS,
             chat_retry_max: 8 * SECS,
             max_pending_chats: 1024,
@@ -337,6 +342,7 @@ impl NodeConfig {
             Range::count("max_records", c.max_records, 1, 10_000_000),
             Range::count("dedup_window", c.dedup_window, 1, 1_000_000),
             Range::time("chat_deadline", c.chat_deadline, 100 * MILLIS, 24 * HOURS),
+            Range::time("chat_clock_skew", c.chat_clock_skew, 0, HOURS),
             Range::time(
                 "chat_retry_initial",
                 c.chat_retry_initial,

@@ -14,6 +14,9 @@ use skyhop_protocol::NotFoundReason;
 /// metrics depend on it; a test holds it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DropReason {
+    /// A chat whose `sent_at` is older than the chat deadline plus the
+    /// clock skew, or further ahead than the skew.
+    ChatOutsideWindow,
     /// A supernode advertised by a peer whose dial budget is spent.
     DialOverBudget,
     /// A routed packet already seen (its id is in the duplicate window).
@@ -65,6 +68,8 @@ pub enum DropReason {
     ReackOverBudget,
     /// A second `Hello` on one link.
     RepeatedHello,
+    /// A chat older than its author's replay mark: not delivered, not acked.
+    ReplayedChat,
     /// Undeliverable: the packet's time-to-live ran out.
     TtlExpired,
     /// An `Accept` that answers no `Join` this node sent.
@@ -84,7 +89,8 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 33] = [
+        DropReason::ChatOutsideWindow,
         DropReason::DialOverBudget,
         DropReason::Duplicate,
         DropReason::DuplicateChat,
@@ -110,6 +116,7 @@ impl DropReason {
         DropReason::PublishFromNonClient,
         DropReason::ReackOverBudget,
         DropReason::RepeatedHello,
+        DropReason::ReplayedChat,
         DropReason::TtlExpired,
         DropReason::UnexpectedAccept,
         DropReason::UnexpectedAck,
@@ -121,6 +128,7 @@ impl DropReason {
     /// The snake_case name, as metrics and status print it.
     pub fn as_str(self) -> &'static str {
         match self {
+            DropReason::ChatOutsideWindow => "chat_outside_window",
             DropReason::DialOverBudget => "dial_over_budget",
             DropReason::Duplicate => "duplicate",
             DropReason::DuplicateChat => "duplicate_chat",
@@ -146,6 +154,7 @@ impl DropReason {
             DropReason::PublishFromNonClient => "publish_from_non_client",
             DropReason::ReackOverBudget => "reack_over_budget",
             DropReason::RepeatedHello => "repeated_hello",
+            DropReason::ReplayedChat => "replayed_chat",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::UnexpectedAccept => "unexpected_accept",
             DropReason::UnexpectedAck => "unexpected_ack",

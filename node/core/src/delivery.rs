@@ -13,7 +13,7 @@ use skyhop_protocol::{
     MAX_CHAT_BODY,
 };
 
-use super::chat::{Arrival, ChatKeys, Inbox, Outbox};
+use super::chat::{Arrival, ChatKeys, Inbox, Outbox, ReplayMark};
 use super::context::Ctx;
 use super::counters::DropReason;
 use super::events::{ChatFailure, Event};
@@ -86,6 +86,25 @@ impl ChatDelivery {
     /// Messages awaiting their ack.
     pub fn pending(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// Every author's replay mark, and the floor for unknown authors.
+    pub fn replay_marks(&self) -> (Vec<(NodeId, ReplayMark)>, u64) {
+        self.inbox.marks()
+    }
+
+    /// `author`'s replay mark, and the floor for unknown authors.
+    pub fn replay_mark(&self, author: &NodeId) -> (Option<ReplayMark>, u64) {
+        (self.inbox.mark(author), self.inbox.forgotten_before())
+    }
+
+    /// Takes the replay marks saved before a restart.
+    pub fn restore_replay_marks(
+        &mut self,
+        marks: Vec<(NodeId, ReplayMark)>,
+        forgotten_before: u64,
+    ) {
+        self.inbox.restore(marks, forgotten_before);
     }
 
     /// Signs a new message to `to`, or says why it cannot be sent.
@@ -184,9 +203,21 @@ impl ChatDelivery {
             ctx.out.drop(DropReason::ForgedChat);
             return None;
         }
+        // Older than any retry of it can be, or from too far ahead: a
+        // replay, or an author whose clock is off by more than the skew.
+        let skew = ctx.cfg.chat_clock_skew;
+        let oldest = now.saturating_sub(ctx.cfg.chat_deadline.saturating_add(skew));
+        if chat.sent_at < oldest || chat.sent_at > now.saturating_add(skew) {
+            ctx.out.drop(DropReason::ChatOutsideWindow);
+            return None;
+        }
         let (msg_id, seq) = (chat.msg_id, chat.seq);
         match self.inbox.arrive(chat, now) {
             Arrival::Duplicate => ctx.out.drop(DropReason::DuplicateChat),
+            Arrival::Replayed => {
+                ctx.out.drop(DropReason::ReplayedChat);
+                return None;
+            }
             Arrival::Ready(ready) => {
                 for c in ready {
                     ctx.out.emit(Event::ChatReceived {

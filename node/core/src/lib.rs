@@ -52,6 +52,7 @@ mod harness;
 mod scenarios;
 
 pub use budget::{BudgetConfig, MessageClass, Rate};
+pub use chat::ReplayMark;
 pub use config::{BootstrapPeer, ConfigError, NodeConfig};
 pub use counters::{Counters, DropReason};
 pub use delivery::ChatError;

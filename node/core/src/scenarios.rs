@@ -5,7 +5,7 @@ use skyhop_protocol::{
 };
 
 use super::harness::{identity, Harness};
-use super::{ChatFailure, DropReason, Event, NodeConfig, MILLIS, SECS};
+use super::{ChatFailure, DropReason, Event, NodeConfig, SimTime, MILLIS, SECS};
 
 /// The identity of a harness node (ordinary nodes use seeds 1000 and up).
 fn identity_of(id: NodeId) -> (u64, Identity) {
@@ -1020,4 +1020,52 @@ fn a_replayed_chat_flood_is_not_answered_by_an_ack_flood() {
     // b is still attached: it did not flood its own supernode.
     h.run_for(5 * SECS);
     assert_eq!(h.node(&b).primary(), Some(sn_b));
+}
+
+#[test]
+fn a_chat_sent_long_ago_or_far_ahead_is_dropped_and_counted() {
+    let mut h = Harness::overlay(3, 2);
+    let alice = identity(1000);
+    let a = alice.id();
+    let b = *h.ordinaries().iter().find(|o| **o != a).expect("two");
+    let sn_b = h.node(&b).primary().expect("attached");
+    let cfg = NodeConfig::default();
+    let window = cfg.chat_deadline + cfg.chat_clock_skew;
+    h.run_for(window + 10 * SECS);
+    let now = h.now;
+    let send = |h: &mut Harness, id: u64, sent_at: SimTime| {
+        let chat = alice
+            .chat(b, MsgId(id), 1, sent_at, format!("sent at {sent_at}"))
+            .expect("short");
+        let sealed = seal::seal(&chat, &identity_of(b).1.chat_key(), [5; 32]).expect("valid");
+        let p = Packet {
+            dst: b,
+            src: a,
+            id: MsgId(1_000 + id),
+            ttl: 8,
+            hops: 2,
+            location: LocationHop::Unused,
+            trace: None,
+            body: Body::Chat(sealed),
+        };
+        h.inject(sn_b, b, Message::Routed(p));
+    };
+    send(&mut h, 1, now - window - SECS);
+    send(&mut h, 2, now + cfg.chat_clock_skew + SECS);
+    h.run_for(SECS);
+    assert!(h.received(b).is_empty());
+    assert_eq!(
+        h.node(&b).counters().dropped(DropReason::ChatOutsideWindow),
+        2
+    );
+    // Inside the window, at either edge's side, it is delivered.
+    send(&mut h, 3, now - window + SECS);
+    h.run_for(SECS);
+    assert_eq!(
+        h.received(b),
+        vec![(
+            a,
+            "sent at ".to_string() + &(now - window + SECS).to_string()
+        )]
+    );
 }

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use skyhop_core::{ChatFailure, SimTime};
+use skyhop_core::{ChatFailure, ReplayMark, SimTime};
 use skyhop_protocol::{MsgId, NodeId};
 
 /// File name of the history database in the data directory.
@@ -371,6 +371,17 @@ pub enum Write {
         /// Whether the failure says the recipient is offline.
         offline: bool,
     },
+    /// A chat author's replay mark after the chats of this batch, and the
+    /// core's floor for authors without one; written with the chats, so
+    /// that after a restart nothing stored is handed out again.
+    ReplayMark {
+        /// The author.
+        author: NodeId,
+        /// Its mark.
+        mark: ReplayMark,
+        /// Chats of authors without a mark sent before this are refused.
+        forgotten_before: u64,
+    },
     /// A location lookup for a contact was answered (a trace came back:
     /// online) or refused by its home supernodes (offline). A node that is
     /// not a contact is not made one.
@@ -428,7 +439,21 @@ CREATE TABLE IF NOT EXISTS contacts (
     last_seen_ms    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS contacts_by_last_seen ON contacts (last_seen_ms);
+CREATE TABLE IF NOT EXISTS replay_marks (
+    author         TEXT PRIMARY KEY,
+    seq            INTEGER NOT NULL,
+    epoch          INTEGER NOT NULL,
+    latest_sent_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replay_marks_by_age ON replay_marks (latest_sent_at);
+CREATE TABLE IF NOT EXISTS replay_floor (
+    id               INTEGER PRIMARY KEY CHECK (id = 0),
+    forgotten_before INTEGER NOT NULL
+);
 ";
+
+/// Replay marks kept at most: as many as the core keeps.
+pub const MAX_REPLAY_MARKS: u64 = skyhop_core::chat::MAX_SENDERS as u64;
 
 /// Microseconds as milliseconds, for the rows.
 fn ms(now: SimTime) -> i64 {
@@ -547,7 +572,10 @@ impl History {
             added +=
                 apply_one(&tx, w, at, &peer_id_of).map_err(|e| DbError::classify(&self.path, e))?;
         }
-        // The bound is kept in the same transaction: one sync, not two.
+        // The bounds are kept in the same transaction: one sync, not two.
+        if writes.iter().any(|w| matches!(w, Write::ReplayMark { .. })) {
+            bound_replay_marks(&tx).map_err(|e| DbError::classify(&self.path, e))?;
+        }
         let excess = (self.rows + added).saturating_sub(self.limits.max_rows);
         let gone = delete_oldest(&tx, excess).map_err(|e| DbError::classify(&self.path, e))?;
         tx.commit().map_err(|e| DbError::classify(&self.path, e))?;
@@ -668,6 +696,45 @@ impl History {
             });
         }
         Ok(out)
+    }
+
+    /// The replay marks saved, and the floor for authors without one (see
+    /// [`skyhop_core::Node::restore_replay_marks`]). Rows that do not parse
+    /// are skipped.
+    pub fn replay_marks(&self) -> Result<(Vec<(NodeId, ReplayMark)>, u64), DbError> {
+        let read = || -> Result<(Vec<(NodeId, ReplayMark)>, u64), rusqlite::Error> {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT author, seq, epoch, latest_sent_at FROM replay_marks")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    ReplayMark {
+                        seq: r.get::<_, i64>(1)? as u64,
+                        epoch: r.get::<_, i64>(2)? as u64,
+                        latest_sent_at: r.get::<_, i64>(3)? as u64,
+                    },
+                ))
+            })?;
+            let mut marks = Vec::new();
+            for row in rows {
+                let (author, mark) = row?;
+                if let Ok(author) = author.parse::<NodeId>() {
+                    marks.push((author, mark));
+                }
+            }
+            let floor = self
+                .conn
+                .query_row(
+                    "SELECT forgotten_before FROM replay_floor WHERE id = 0",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map_or(0, |f| f as u64);
+            Ok((marks, floor))
+        };
+        read().map_err(|e| self.fail(e))
     }
 
     /// Contact ids, for prefix resolution.
@@ -798,6 +865,25 @@ fn apply_one(
                 (None, None) => Ok(0),
             }
         }
+        Write::ReplayMark {
+            author,
+            mark,
+            forgotten_before,
+        } => {
+            tx.execute(
+                "INSERT INTO replay_marks (author, seq, epoch, latest_sent_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (author) DO UPDATE SET seq = ?2, epoch = ?3, latest_sent_at = ?4",
+                params![
+                    author.to_hex(),
+                    sql_u64(mark.seq),
+                    sql_u64(mark.epoch),
+                    sql_u64(mark.latest_sent_at)
+                ],
+            )?;
+            raise_floor(tx, *forgotten_before)?;
+            Ok(0)
+        }
         Write::Presence { id, online } => {
             let column = if *online {
                 "last_heard_ms"
@@ -811,6 +897,41 @@ fn apply_one(
             Ok(0)
         }
     }
+}
+
+/// Raises the replay floor to `to` (it never goes down).
+fn raise_floor(tx: &rusqlite::Transaction<'_>, to: u64) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO replay_floor (id, forgotten_before) VALUES (0, ?1)
+         ON CONFLICT (id) DO UPDATE SET forgotten_before = MAX(forgotten_before, ?1)",
+        params![sql_u64(to)],
+    )?;
+    Ok(())
+}
+
+/// Keeps at most [`MAX_REPLAY_MARKS`] marks: the ones with the oldest
+/// `latest_sent_at` go, and the floor rises past them, as in the core.
+fn bound_replay_marks(tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {
+    let count: i64 = tx.query_row("SELECT COUNT(*) FROM replay_marks", [], |r| r.get(0))?;
+    let excess = (count as u64).saturating_sub(MAX_REPLAY_MARKS);
+    if excess == 0 {
+        return Ok(());
+    }
+    let latest: Option<i64> = tx.query_row(
+        "SELECT MAX(latest_sent_at) FROM (SELECT latest_sent_at FROM replay_marks
+         ORDER BY latest_sent_at LIMIT ?1)",
+        params![excess as i64],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "DELETE FROM replay_marks WHERE author IN (SELECT author FROM replay_marks
+         ORDER BY latest_sent_at LIMIT ?1)",
+        params![excess as i64],
+    )?;
+    if let Some(latest) = latest {
+        raise_floor(tx, (latest as u64).saturating_add(1))?;
+    }
+    Ok(())
 }
 
 /// Pins `id` at first contact and notes what was just learned of it.
@@ -1051,5 +1172,65 @@ mod tests {
             Presence::Unknown
         );
         assert_eq!(presence(10 * min, false, None, None), Presence::Unknown);
+    }
+
+    #[test]
+    fn replay_marks_are_there_after_reopening_and_bounded() {
+        let d = dir("marks");
+        let mut h = History::open(&d, HistoryLimits::default(), T0).expect("open");
+        let mark = |n: u64| ReplayMark {
+            seq: u64::MAX - n,
+            epoch: n,
+            latest_sent_at: 1_000 + n,
+        };
+        let author = |n: u64| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&n.to_be_bytes());
+            NodeId(b)
+        };
+        h.apply(
+            &[Write::ReplayMark {
+                author: author(0),
+                mark: mark(0),
+                forgotten_before: 5,
+            }],
+            T0,
+            |_| None,
+        )
+        .expect("apply");
+        // A later mark of the same author replaces it; the floor never drops.
+        h.apply(
+            &[Write::ReplayMark {
+                author: author(0),
+                mark: mark(1),
+                forgotten_before: 0,
+            }],
+            T0,
+            |_| None,
+        )
+        .expect("apply");
+        drop(h);
+        let h = History::open(&d, HistoryLimits::default(), T0).expect("reopen");
+        assert_eq!(
+            h.replay_marks().expect("read"),
+            (vec![(author(0), mark(1))], 5)
+        );
+        drop(h);
+        // Past the bound, the oldest go and the floor rises past them.
+        let mut h = History::open(&d, HistoryLimits::default(), T0).expect("reopen");
+        let writes: Vec<Write> = (1..=MAX_REPLAY_MARKS + 1)
+            .map(|n| Write::ReplayMark {
+                author: author(n),
+                mark: mark(n),
+                forgotten_before: 0,
+            })
+            .collect();
+        h.apply(&writes, T0, |_| None).expect("apply");
+        let (marks, floor) = h.replay_marks().expect("read");
+        assert_eq!(marks.len() as u64, MAX_REPLAY_MARKS);
+        assert!(!marks
+            .iter()
+            .any(|(a, _)| *a == author(0) || *a == author(1)));
+        assert_eq!(floor, mark(1).latest_sent_at + 1);
     }
 }

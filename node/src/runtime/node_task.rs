@@ -195,7 +195,12 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         Some(dir) => Some(History::open(dir, opts.history, now)?),
         None => None,
     };
-    let core = build_core(&opts, identity, &info.listen_addrs, now)?;
+    let mut core = build_core(&opts, identity, &info.listen_addrs, now)?;
+    if let Some(h) = &history {
+        // The chats handed out before a restart stay refused.
+        let (marks, forgotten_before) = h.replay_marks()?;
+        core.restore_replay_marks(marks, forgotten_before);
+    }
     let (mut task, inbox) = NodeTask::new(swarm, core, control, info, opts.data_dir, now);
     task.history = history;
     task.chats = chats;
@@ -781,6 +786,24 @@ impl NodeTask {
             Output::Event(e) => history_write(e),
             _ => None,
         }));
+        // Each author's mark as it stands after this batch, in the same
+        // transaction as its chats.
+        let authors: BTreeSet<NodeId> = batch
+            .iter()
+            .filter_map(|out| match out {
+                Output::Event(Event::ChatReceived { from, .. }) => Some(*from),
+                _ => None,
+            })
+            .collect();
+        for author in authors {
+            if let (Some(mark), forgotten_before) = self.core.replay_mark(&author) {
+                writes.push(Write::ReplayMark {
+                    author,
+                    mark,
+                    forgotten_before,
+                });
+            }
+        }
         let peer_ids = &self.peer_ids;
         let stored = history.apply(&writes, now, |id| peer_ids.get(id).map(|p| p.to_string()));
         if let Err(e) = stored {

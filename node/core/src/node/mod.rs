@@ -25,6 +25,7 @@ use skyhop_protocol::{
 
 use super::attach::Attach;
 use super::budget::{MessageClass, Verdict};
+use super::chat::ReplayMark;
 use super::config::{ConfigError, NodeConfig};
 use super::context::{Ctx, Outputs};
 use super::counters::{Counters, DropReason};
@@ -174,6 +175,28 @@ impl Node {
                 self.host_cache.restore(e);
             }
         }
+    }
+
+    /// Every chat author's replay mark, and the time at or before which
+    /// chats of authors without a mark are refused: what the runtime saves.
+    pub fn replay_marks(&self) -> (Vec<(NodeId, ReplayMark)>, u64) {
+        self.chats.replay_marks()
+    }
+
+    /// `author`'s replay mark, if it has one, and the time before which
+    /// chats of authors without a mark are refused: what the runtime saves
+    /// with each received chat.
+    pub fn replay_mark(&self, author: &NodeId) -> (Option<ReplayMark>, u64) {
+        self.chats.replay_mark(author)
+    }
+
+    /// Takes the replay marks saved before a restart (see [`Node::replay_marks`]).
+    pub fn restore_replay_marks(
+        &mut self,
+        marks: Vec<(NodeId, ReplayMark)>,
+        forgotten_before: u64,
+    ) {
+        self.chats.restore_replay_marks(marks, forgotten_before);
     }
 
     /// This node's id.
