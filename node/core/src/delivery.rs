@@ -60,6 +60,14 @@ pub enum ChatError {
     TooManyTraces,
 }
 
+/// The receipt a received chat calls for.
+pub(crate) struct Receipt {
+    /// The signed `ChatAck` to send back.
+    pub body: Body,
+    /// The chat was a duplicate: our earlier receipt was lost.
+    pub again: bool,
+}
+
 /// What sending a pending chat takes now.
 pub(crate) enum Sealing {
     /// Send this to `to`, as its `n`-th send (0: the first; routing picks
@@ -189,7 +197,7 @@ impl ChatDelivery {
         src: NodeId,
         hops: u8,
         sealed: SealedChat,
-    ) -> Option<Body> {
+    ) -> Option<Receipt> {
         let Ok(chat) = ctx.identity.open_chat(&sealed) else {
             ctx.out.drop(DropReason::UnreadableChat);
             return None;
@@ -212,8 +220,12 @@ impl ChatDelivery {
             return None;
         }
         let (msg_id, seq) = (chat.msg_id, chat.seq);
+        let mut again = false;
         match self.inbox.arrive(chat, now) {
-            Arrival::Duplicate => ctx.out.drop(DropReason::DuplicateChat),
+            Arrival::Duplicate => {
+                ctx.out.drop(DropReason::DuplicateChat);
+                again = true;
+            }
             Arrival::Replayed => {
                 ctx.out.drop(DropReason::ReplayedChat);
                 return None;
@@ -233,7 +245,10 @@ impl ChatDelivery {
                 }
             }
         }
-        Some(Body::ChatAck(ctx.identity.receipt(src, msg_id, seq, hops)))
+        Some(Receipt {
+            body: Body::ChatAck(ctx.identity.receipt(src, msg_id, seq, hops)),
+            again,
+        })
     }
 
     /// `src` sent a receipt: delivered, if it is for a chat of ours to

@@ -213,23 +213,21 @@ impl Node {
         self.ctx.out.counters.delivered += 1;
         match p.body {
             Body::Chat(sealed) => {
-                let seen = self.ctx.out.counters.dropped(DropReason::DuplicateChat);
-                if let Some(ack) = self
+                if let Some(receipt) = self
                     .chats
                     .on_chat(&mut self.ctx, now, p.src, p.hops, sealed)
                 {
                     // A duplicate means our receipt was lost: the next one
                     // takes another path (routing::first_hop), and a flood
                     // of replays is not answered by a flood of receipts.
-                    let again = self.ctx.out.counters.dropped(DropReason::DuplicateChat) > seen;
-                    let attempt = if again {
+                    let attempt = if receipt.again {
                         self.router.next_detour(now)
                     } else {
                         Some(0)
                     };
                     match attempt {
                         Some(attempt) => {
-                            self.send_through(now, p.src, ack, attempt);
+                            self.send_through(now, p.src, receipt.body, attempt);
                         }
                         None => self.ctx.out.drop(DropReason::ReackOverBudget),
                     }
