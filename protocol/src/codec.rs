@@ -316,6 +316,25 @@ impl FrameDecoder {
         self.buf.len() - self.start
     }
 
+    /// The body of the next whole frame, undecoded, `Ok(None)` when more
+    /// bytes are needed; only its length is checked.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, DecodeError> {
+        let pending = &self.buf[self.start..];
+        let Some(header) = pending.get(..FRAME_HEADER_LEN) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(header.try_into().expect("slice of 4 bytes")) as usize;
+        if len > MAX_FRAME_BODY {
+            return Err(DecodeError::TooLong { len });
+        }
+        if pending.len() < FRAME_HEADER_LEN + len {
+            return Ok(None);
+        }
+        let body = FRAME_HEADER_LEN + self.start..FRAME_HEADER_LEN + self.start + len;
+        self.start += FRAME_HEADER_LEN + len;
+        Ok(Some(&self.buf[body]))
+    }
+
     /// The next whole message, `Ok(None)` when more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Message>, DecodeError> {
         let pending = &self.buf[self.start..];
@@ -349,6 +368,22 @@ mod tests {
             listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
             agent: "skyhop/test".into(),
         })
+    }
+
+    #[test]
+    fn frames_come_out_undecoded_as_they_were_sent() {
+        let a = encode(&hello(PROTOCOL_VERSION)).expect("encodes");
+        let b = encode(&Message::Heartbeat(Heartbeat { nonce: 9 })).expect("encodes");
+        let both = [a.clone(), b.clone()].concat();
+        let mut d = FrameDecoder::new();
+        d.push(&both[..a.len() + 2]);
+        assert_eq!(d.next_frame(), Ok(Some(&a[FRAME_HEADER_LEN..])));
+        assert_eq!(d.next_frame(), Ok(None), "half a frame waits");
+        d.push(&both[a.len() + 2..]);
+        assert_eq!(d.next_frame(), Ok(Some(&b[FRAME_HEADER_LEN..])));
+        assert_eq!(d.buffered(), 0);
+        d.push(&(MAX_FRAME_BODY as u32 + 1).to_be_bytes());
+        assert!(matches!(d.next_frame(), Err(DecodeError::TooLong { .. })));
     }
 
     #[test]

@@ -169,6 +169,152 @@ pub fn patch_ttl_hops(frame_body: &mut [u8], ttl: u8, hops: u8) -> Result<(), De
     }
 }
 
+/// What a routed packet carries, read from the first byte of its body
+/// (the bincode variant tag of [`Body`]) without decoding the rest: a relay
+/// needs it for the sender's budget class and to tell packets routed to a
+/// home by XOR distance alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `Body::Chat`.
+    Chat,
+    /// `Body::ChatAck`.
+    ChatAck,
+    /// `Body::NotFound`.
+    NotFound,
+    /// `Body::TraceProbe`.
+    TraceProbe,
+    /// `Body::TraceReply`.
+    TraceReply,
+    /// `Body::Publish`.
+    Publish,
+    /// `Body::Withdraw`.
+    Withdraw,
+    /// `Body::LocationQuery`.
+    LocationQuery,
+    /// `Body::LocationReply`.
+    LocationReply,
+    /// `Body::Datagram`.
+    Datagram,
+}
+
+impl BodyKind {
+    /// The kinds in [`Body`]'s declaration order, which is the order of
+    /// their tags on the wire.
+    const BY_TAG: [BodyKind; 10] = [
+        BodyKind::Chat,
+        BodyKind::ChatAck,
+        BodyKind::NotFound,
+        BodyKind::TraceProbe,
+        BodyKind::TraceReply,
+        BodyKind::Publish,
+        BodyKind::Withdraw,
+        BodyKind::LocationQuery,
+        BodyKind::LocationReply,
+        BodyKind::Datagram,
+    ];
+
+    /// A short lowercase name, for counters and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyKind::Chat => "chat",
+            BodyKind::ChatAck => "chat_ack",
+            BodyKind::NotFound => "not_found",
+            BodyKind::TraceProbe => "trace_probe",
+            BodyKind::TraceReply => "trace_reply",
+            BodyKind::Publish => "publish",
+            BodyKind::Withdraw => "withdraw",
+            BodyKind::LocationQuery => "location_query",
+            BodyKind::LocationReply => "location_reply",
+            BodyKind::Datagram => "datagram",
+        }
+    }
+
+    /// The kind of a decoded body.
+    pub fn of(body: &Body) -> BodyKind {
+        match body {
+            Body::Chat(_) => BodyKind::Chat,
+            Body::ChatAck(_) => BodyKind::ChatAck,
+            Body::NotFound(_) => BodyKind::NotFound,
+            Body::TraceProbe { .. } => BodyKind::TraceProbe,
+            Body::TraceReply { .. } => BodyKind::TraceReply,
+            Body::Publish(_) => BodyKind::Publish,
+            Body::Withdraw(_) => BodyKind::Withdraw,
+            Body::LocationQuery { .. } => BodyKind::LocationQuery,
+            Body::LocationReply { .. } => BodyKind::LocationReply,
+            Body::Datagram(_) => BodyKind::Datagram,
+        }
+    }
+}
+
+/// The kind of the body of the routed frame body `frame_body`, whose header
+/// is `h`; None if its tag names no body (decoding says why).
+///
+/// The tag is a varint; every tag below 251 is its one byte.
+pub fn body_kind(frame_body: &[u8], h: &RoutedHeader) -> Option<BodyKind> {
+    let tag = *frame_body.get(h.body_start)?;
+    BodyKind::BY_TAG.get(usize::from(tag)).copied()
+}
+
+/// What a relay changes in a routed frame it forwards: hops left and
+/// taken, and the location hop (which adds or removes the 32-byte target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Hops left.
+    pub ttl: u8,
+    /// Hops taken.
+    pub hops: u8,
+    /// The location hop.
+    pub location: LocationHop,
+}
+
+/// The bytes of the location hop's target in a frame body whose header
+/// was read, before any rewrite.
+fn target_len(frame_body: &[u8]) -> usize {
+    if frame_body[FLAGS] & LOCATION_MASK == 1 {
+        32
+    } else {
+        0
+    }
+}
+
+/// Bytes the routed frame body `frame_body` (its header read by
+/// [`read_header`]) takes once `rw` is applied.
+pub fn rewritten_len(frame_body: &[u8], rw: &Rewrite) -> usize {
+    let target = if matches!(rw.location, LocationHop::Toward(_)) {
+        32
+    } else {
+        0
+    };
+    frame_body.len() - target_len(frame_body) + target
+}
+
+/// Appends to `out` the whole frame (length prefix included) of the routed
+/// frame body `frame_body`, whose header [`read_header`] read, with `rw`
+/// applied: the trace and the body are copied as they are, never decoded.
+/// The caller checks [`rewritten_len`] against [`crate::MAX_FRAME_BODY`]
+/// first.
+pub fn append_rewritten(frame_body: &[u8], rw: &Rewrite, out: &mut Vec<u8>) {
+    let len = rewritten_len(frame_body, rw);
+    debug_assert!(len <= crate::MAX_FRAME_BODY);
+    let rest = HEADER_LEN + target_len(frame_body);
+    let (location_bits, target) = match rw.location {
+        LocationHop::Unused => (0, None),
+        LocationHop::Toward(t) => (1, Some(t)),
+        LocationHop::Used => (2, None),
+    };
+    out.reserve(crate::FRAME_HEADER_LEN + len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(&frame_body[..HEADER_LEN]);
+    out[start + TTL] = rw.ttl;
+    out[start + HOPS] = rw.hops;
+    out[start + FLAGS] = (frame_body[FLAGS] & !LOCATION_MASK) | location_bits;
+    if let Some(t) = target {
+        out.extend_from_slice(&t.0);
+    }
+    out.extend_from_slice(&frame_body[rest..]);
+}
+
 /// Appends the frame body of `Message::Routed(p)` to `out`.
 pub(crate) fn encode_packet(p: &Packet, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();

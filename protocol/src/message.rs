@@ -507,18 +507,7 @@ impl Body {
 
     /// A short lowercase name of the body's kind, for counters and logs.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Body::Chat(_) => "chat",
-            Body::ChatAck(_) => "chat_ack",
-            Body::NotFound(_) => "not_found",
-            Body::TraceProbe { .. } => "trace_probe",
-            Body::TraceReply { .. } => "trace_reply",
-            Body::Publish(_) => "publish",
-            Body::Withdraw(_) => "withdraw",
-            Body::LocationQuery { .. } => "location_query",
-            Body::LocationReply { .. } => "location_reply",
-            Body::Datagram(_) => "datagram",
-        }
+        crate::envelope::BodyKind::of(self).as_str()
     }
 }
 

@@ -652,6 +652,40 @@ proptest! {
         prop_assert_eq!(&frame_of(&body), &encode(&patched).expect("within limits"));
     }
 
+    /// A relay that forwards the received bytes with ttl, hops and the
+    /// location hop rewritten sends what encoding the changed packet sends.
+    #[test]
+    fn a_rewritten_frame_is_the_encoding_of_the_changed_packet(
+        p in packet(),
+        ttl: u8,
+        hops: u8,
+        location in location_hop(),
+    ) {
+        let frame = encode(&Message::Routed(p.clone())).expect("within limits");
+        let body = &frame[FRAME_HEADER_LEN..];
+        envelope::read_header(body).expect("a routed frame");
+        let rw = envelope::Rewrite { ttl, hops, location };
+        let changed = encode(&Message::Routed(Packet { ttl, hops, location, ..p }));
+        let Ok(changed) = changed else {
+            prop_assert!(envelope::rewritten_len(body, &rw) > MAX_FRAME_BODY);
+            return Ok(());
+        };
+        prop_assert_eq!(envelope::rewritten_len(body, &rw), changed.len() - FRAME_HEADER_LEN);
+        let mut out = vec![9, 9];
+        envelope::append_rewritten(body, &rw, &mut out);
+        prop_assert_eq!(&out[2..], &changed[..]);
+    }
+
+    /// A relay that reads only the header and the body's first byte knows
+    /// what decoding the whole body would tell it.
+    #[test]
+    fn the_body_kind_agrees_with_the_decoded_body(p in packet()) {
+        let frame = encode(&Message::Routed(p.clone())).expect("within limits");
+        let body = &frame[FRAME_HEADER_LEN..];
+        let h = envelope::read_header(body).expect("a routed frame");
+        prop_assert_eq!(envelope::body_kind(body, &h), Some(envelope::BodyKind::of(&p.body)));
+    }
+
     #[test]
     fn traces_over_the_limit_are_refused(len in MAX_TRACE_HOPS + 1..=MAX_TRACE_HOPS * 3) {
         let msg = routed(Body::TraceProbe { probe_id: 9 }, Some(Trace(vec![NodeId([5; 32]); len])));

@@ -59,30 +59,7 @@ async fn attack(target: &str, identity: Identity, attack: Attack) -> bool {
 /// Says hello and joins like an honest ordinary node, then publishes a
 /// record that claims to be someone else's.
 async fn forge(s: &mut libp2p::Stream, me: &Identity) {
-    let hello = Message::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        role: Role::Ordinary,
-        id: me.id(),
-        listen_addrs: vec![],
-        agent: "hostile-test".into(),
-    });
-    let mut out = Vec::new();
-    codec::encode_into(&hello, &mut out).expect("encodes");
-    codec::encode_into(&Message::Join(Join { request_id: 1 }), &mut out).expect("encodes");
-    s.write_all(&out).await.expect("write");
-    s.flush().await.expect("flush");
-    // Wait (bounded by the caller's timeout) for the Accept.
-    let mut dec = FrameDecoder::new();
-    let mut buf = [0u8; 4096];
-    let mut accepted = false;
-    while !accepted {
-        let n = s.read(&mut buf).await.expect("read");
-        assert!(n > 0, "closed before accepting us");
-        dec.push(&buf[..n]);
-        while let Some(m) = dec.next_message().expect("valid frames") {
-            accepted |= matches!(m, Message::Accept(_));
-        }
-    }
+    join_as_ordinary(s, me).await;
     // A record for a node that is not us, signed by us: the key does not
     // hash to the claimed id.
     let victim = NodeId([0x42; 32]);
@@ -231,4 +208,93 @@ fn hostile_peers_are_dropped_and_everyone_else_is_served() {
         let outcome = ons[a].send(&ons[b].id, "still served");
         assert_eq!(outcome["delivered"], true, "{outcome}");
     }
+}
+
+/// Says hello and joins like an honest ordinary node, then sends `to` a
+/// routed packet in its own name whose envelope is good and whose body is
+/// not (a datagram announcing more bytes than it has).
+async fn send_bad_body(s: &mut libp2p::Stream, me: &Identity, to: NodeId) {
+    join_as_ordinary(s, me).await;
+    let p = skyhop_protocol::Packet {
+        dst: to,
+        src: me.id(),
+        id: skyhop_protocol::MsgId(77),
+        ttl: 8,
+        hops: 0,
+        location: skyhop_protocol::LocationHop::Unused,
+        trace: None,
+        body: skyhop_protocol::Body::Datagram(vec![1, 2, 3]),
+    };
+    let mut frame = codec::encode(&Message::Routed(p)).expect("encodes");
+    // The body is the tag (9), the length (3) and the bytes: claim 100.
+    let at = frame.len() - 4;
+    assert_eq!(&frame[at..], &[3, 1, 2, 3]);
+    frame[at] = 100;
+    s.write_all(&frame).await.expect("write");
+    s.flush().await.expect("flush");
+}
+
+/// Hello, join, and wait (bounded by the caller's timeout) for the Accept.
+async fn join_as_ordinary(s: &mut libp2p::Stream, me: &Identity) {
+    let hello = Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Ordinary,
+        id: me.id(),
+        listen_addrs: vec![],
+        agent: "hostile-test".into(),
+    });
+    let mut out = Vec::new();
+    codec::encode_into(&hello, &mut out).expect("encodes");
+    codec::encode_into(&Message::Join(Join { request_id: 1 }), &mut out).expect("encodes");
+    s.write_all(&out).await.expect("write");
+    s.flush().await.expect("flush");
+    let mut dec = FrameDecoder::new();
+    let mut buf = [0u8; 4096];
+    let mut accepted = false;
+    while !accepted {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before accepting us");
+        dec.push(&buf[..n]);
+        while let Some(m) = dec.next_message().expect("valid frames") {
+            accepted |= matches!(m, Message::Accept(_));
+        }
+    }
+}
+
+#[test]
+fn a_bad_body_a_relay_forwards_unread_costs_the_recipient_only_the_packet() {
+    let overlay = Overlay::start("bad-body", 2, 2);
+    let victim = &overlay.ordinary[0];
+    let primary = victim.primary().expect("attached");
+    let sn = overlay
+        .supernodes
+        .iter()
+        .find(|s| s.id == primary)
+        .expect("its primary is one of ours");
+    let to: NodeId = victim.id.parse().expect("a node id");
+    let rt = client_runtime();
+    let me = Identity::from_secret([11; 32]);
+    let _in_runtime = rt.enter();
+    let (mut swarm, peer) = dial_as(&sn.addr, &me);
+    let mut control = swarm.behaviour().new_control();
+    let sender = rt.spawn(async move {
+        let mut s = control
+            .open_stream(peer, PROTOCOL)
+            .await
+            .expect("stream opens");
+        send_bad_body(&mut s, &me, to).await;
+        let mut sink = [0u8; 1024];
+        while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let poll = rt.spawn(async move { while swarm.next().await.is_some() {} });
+    let counted = wait_until(Duration::from_secs(10), || {
+        victim.status()["bad_bodies_relayed"].as_u64() == Some(1)
+    });
+    assert!(counted, "not counted: {}", victim.status());
+    // The recipient kept its supernode, and chats still arrive.
+    assert_eq!(victim.primary(), Some(primary));
+    let outcome = overlay.ordinary[1].send(&victim.id, "still linked");
+    assert_eq!(outcome["delivered"], true, "{outcome}");
+    sender.abort();
+    poll.abort();
 }

@@ -15,7 +15,8 @@
 //! liar gains rather than trusting it.
 
 use serde::{Deserialize, Serialize};
-use skyhop_protocol::{Body, Message};
+use skyhop_protocol::envelope::BodyKind;
+use skyhop_protocol::Message;
 
 use super::{SimTime, SECS};
 
@@ -68,14 +69,7 @@ impl MessageClass {
         match msg {
             Message::Join(_) => MessageClass::Join,
             Message::Publish(_) => MessageClass::Publish,
-            Message::Routed(p) => match &p.body {
-                Body::Chat(_) | Body::ChatAck { .. } | Body::NotFound { .. } => MessageClass::Chat,
-                Body::TraceProbe { .. } | Body::TraceReply { .. } => MessageClass::Trace,
-                Body::LocationQuery { .. } | Body::LocationReply { .. } => {
-                    MessageClass::LocationQuery
-                }
-                Body::Publish(_) | Body::Withdraw(_) | Body::Datagram(_) => MessageClass::Publish,
-            },
+            Message::Routed(p) => MessageClass::of_routed(BodyKind::of(&p.body)),
             Message::Hello(_)
             | Message::Accept(_)
             | Message::Redirect(_)
@@ -85,6 +79,17 @@ impl MessageClass {
             | Message::FindNeighbors(_)
             | Message::Neighbors(_)
             | Message::StaleLocation(_) => MessageClass::Control,
+        }
+    }
+
+    /// The class of a routed packet whose body is of `kind`: one function
+    /// for decoded packets and for frames a relay forwards undecoded.
+    pub fn of_routed(kind: BodyKind) -> MessageClass {
+        match kind {
+            BodyKind::Chat | BodyKind::ChatAck | BodyKind::NotFound => MessageClass::Chat,
+            BodyKind::TraceProbe | BodyKind::TraceReply => MessageClass::Trace,
+            BodyKind::LocationQuery | BodyKind::LocationReply => MessageClass::LocationQuery,
+            BodyKind::Publish | BodyKind::Withdraw | BodyKind::Datagram => MessageClass::Publish,
         }
     }
 

@@ -11,10 +11,13 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use skyhop_protocol::mix::SplitMix64;
-use skyhop_protocol::{codec, Body, Identity, Message, MsgId, NodeId, Role, SignatureMemo};
+use skyhop_protocol::{
+    codec, envelope, Body, Identity, Message, MsgId, NodeId, Role, SignatureMemo,
+};
 
 use super::{
-    Action, BootstrapPeer, Event, Node, NodeConfig, Output, SimTime, Transmit, MILLIS, SECS,
+    Action, BootstrapPeer, Event, FrameVerdict, Node, NodeConfig, Output, SimTime, Transmit,
+    MILLIS, SECS,
 };
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,6 +65,12 @@ pub struct Harness {
     pub tap: Option<NodeId>,
     /// What the wiretap saw.
     pub tapped: Vec<Vec<u8>>,
+    /// Hand routed frames to [`Node::handle_routed_frame`] first, as the
+    /// runtime does, and send on the bytes it forwards in place; decode
+    /// only what it asks to.
+    pub raw_relay: bool,
+    /// Frames forwarded in place so far.
+    pub forwarded_raw: u64,
 }
 
 /// A node's secret from a small seed.
@@ -94,6 +103,8 @@ impl Harness {
             swallows_chats: None,
             tap: None,
             tapped: Vec::new(),
+            raw_relay: false,
+            forwarded_raw: 0,
         }
     }
 
@@ -269,6 +280,9 @@ impl Harness {
                     if self.tap == Some(to) {
                         self.tapped.push(bytes.clone());
                     }
+                    if self.raw_relay && self.relay_raw(from, to, bytes.clone()) {
+                        continue;
+                    }
                     let msg = codec::decode_frame(&bytes).expect("frames the codec made decode");
                     if let Some(node) = self.nodes.get_mut(&to) {
                         node.handle_message(at, from, msg);
@@ -278,6 +292,35 @@ impl Harness {
             }
         }
         self.now = self.now.max(until);
+    }
+
+    /// Offers frame `bytes` from `from` to `to`'s relay fast path; true if
+    /// it was handled there (forwarded in place or dropped).
+    fn relay_raw(&mut self, from: NodeId, to: NodeId, bytes: Vec<u8>) -> bool {
+        let now = self.now;
+        let Some(node) = self.nodes.get_mut(&to) else {
+            return true;
+        };
+        let frame_body = &bytes[skyhop_protocol::FRAME_HEADER_LEN..];
+        match node.handle_routed_frame(now, from, frame_body) {
+            FrameVerdict::Decode => return false,
+            FrameVerdict::Dropped => {}
+            FrameVerdict::Forward(next, rw) => {
+                self.forwarded_raw += 1;
+                let mut bytes = Vec::new();
+                envelope::append_rewritten(frame_body, &rw, &mut bytes);
+                if self.links.contains(&(to, next)) {
+                    // As `transmit` schedules an encoded frame.
+                    let at = self.now + self.delay();
+                    if self.duplicate_frames {
+                        self.push(at + 1, Ev::Frame(to, next, bytes.clone()));
+                    }
+                    self.push(at, Ev::Frame(to, next, bytes));
+                }
+            }
+        }
+        self.drain(to);
+        true
     }
 
     pub fn run_for(&mut self, d: SimTime) {

@@ -58,7 +58,7 @@ pub use counters::{Counters, DropReason};
 pub use delivery::ChatError;
 pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
 pub use links::refusal_for;
-pub use node::Node;
+pub use node::{FrameVerdict, Node};
 pub use role::AutoRoleConfig;
 
 /// Removes the entry of `map` whose value ranks lowest by `rank` (ties go to

@@ -245,16 +245,25 @@ impl Links {
     /// with it is answered: when a probe is outstanding or the link has
     /// been quiet for `quiet` (a probe follows).
     pub fn keep_until_acked(&mut self, peer: &NodeId, p: &Packet, now: SimTime, quiet: SimTime) {
+        if !self.keeps_copies(peer, now, quiet) {
+            return;
+        }
         let Some(l) = self.map.get_mut(peer) else {
             return;
         };
-        if l.ping.is_none() && now.saturating_sub(l.last_heard) < quiet {
-            return;
-        }
         let kept = l.unacked.get_or_insert_with(Box::default);
         if kept.len() < MAX_UNACKED {
             kept.push(p.clone());
         }
+    }
+
+    /// Whether a packet forwarded to `peer` now is kept until a probe's ack
+    /// (see [`Links::keep_until_acked`]): a probe is out, or the link has
+    /// been quiet for `quiet`.
+    pub fn keeps_copies(&self, peer: &NodeId, now: SimTime, quiet: SimTime) -> bool {
+        self.map
+            .get(peer)
+            .is_some_and(|l| l.ping.is_some() || now.saturating_sub(l.last_heard) >= quiet)
     }
 
     /// The earliest time a probe outstanding becomes overdue.

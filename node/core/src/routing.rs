@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use rand::RngExt;
+use skyhop_protocol::envelope::BodyKind;
 use skyhop_protocol::recent::RecentIds;
 use skyhop_protocol::{
     Body, LocationHop, Message, MsgId, NodeId, NotFoundReason, Packet, Role, StaleLocation,
@@ -57,6 +58,70 @@ pub(crate) enum Route {
     LookUp(Packet),
     /// Nowhere: answer not-found with this reason.
     Undeliverable(Packet, NotFoundReason),
+}
+
+/// What routing reads of a packet: its header and its body's kind, which a
+/// relay has without decoding the body.
+#[derive(Debug)]
+pub(crate) struct Head {
+    /// The destination.
+    pub dst: NodeId,
+    /// The originating node.
+    pub src: NodeId,
+    /// Where the packet is in the location step.
+    pub location: LocationHop,
+    /// Whether the body travels to its destination's home supernodes by
+    /// XOR distance alone (publishes, withdrawals, queries).
+    pub home_bound: bool,
+}
+
+impl Head {
+    /// The head of a decoded packet.
+    pub fn of(p: &Packet) -> Head {
+        Head {
+            dst: p.dst,
+            src: p.src,
+            location: p.location,
+            home_bound: is_home_bound(BodyKind::of(&p.body)),
+        }
+    }
+}
+
+/// Where a packet goes next, without the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// To this linked neighbor.
+    Forward(NodeId),
+    /// This supernode is the closest to a home-bound packet's destination.
+    AtHome,
+    /// Our own client's packet to an unknown location: look it up.
+    LookUp,
+    /// Nowhere: answer not-found with this reason.
+    Undeliverable(NotFoundReason),
+}
+
+impl Step {
+    /// The step as a [`Route`] carrying `p`.
+    fn with(self, p: Packet) -> Route {
+        match self {
+            Step::Forward(next) => Route::Forward(next, p),
+            Step::AtHome => Route::AtHome(p),
+            Step::LookUp => Route::LookUp(p),
+            Step::Undeliverable(reason) => Route::Undeliverable(p, reason),
+        }
+    }
+}
+
+/// A routing decision: the step, the packet's location hop from here on,
+/// and the neighbor to tell that its location record is stale, if any.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// Where the packet goes.
+    pub step: Step,
+    /// Its location hop when it leaves (changed by steps 1 and 3).
+    pub location: LocationHop,
+    /// Send this neighbor `StaleLocation` for the destination.
+    pub stale: Option<NodeId>,
 }
 
 /// What routing reads of the rest of the node.
@@ -170,55 +235,84 @@ impl Router {
         from: Option<NodeId>,
         mut p: Packet,
     ) -> Route {
-        if is_home_bound(&p.body) {
-            return match view.table.next_hop(&p.dst) {
-                Some(next) => Route::Forward(next.id, p),
-                None => Route::AtHome(p),
-            };
+        let d = self.decide(ctx.id, view, now, from, &Head::of(&p));
+        if let Some(prev) = d.stale {
+            ctx.out
+                .send(prev, Message::StaleLocation(StaleLocation { node: p.dst }));
+        }
+        p.location = d.location;
+        d.step.with(p)
+    }
+
+    /// Routing steps 1-5 from what a packet's header says (and its body's
+    /// kind), without the packet: the one decision both [`Router::route`]
+    /// and a relay forwarding undecoded frames
+    /// ([`crate::Node::handle_routed_frame`]) act on.
+    pub fn decide(
+        &self,
+        me: NodeId,
+        view: &RouteView<'_>,
+        now: SimTime,
+        from: Option<NodeId>,
+        head: &Head,
+    ) -> Decision {
+        let mut d = Decision {
+            step: Step::AtHome,
+            location: head.location,
+            stale: None,
+        };
+        let dst = &head.dst;
+        if head.home_bound {
+            if let Some(next) = view.table.next_hop(dst) {
+                d.step = Step::Forward(next.id);
+            }
+            return d;
         }
         // On the way to the supernode a location record named.
-        if let LocationHop::Toward(sn) = p.location {
-            if sn != ctx.id {
+        if let LocationHop::Toward(sn) = head.location {
+            if sn != me {
                 if let Some(next) = hop_toward(view, &sn) {
-                    return Route::Forward(next, p);
+                    d.step = Step::Forward(next);
+                    return d;
                 }
-            } else if !view.supernode.is_client(&p.dst) {
-                if let Some(prev) = from {
-                    ctx.out
-                        .send(prev, Message::StaleLocation(StaleLocation { node: p.dst }));
-                }
+            } else if !view.supernode.is_client(dst) {
+                d.stale = from;
             }
-            p.location = LocationHop::Used;
+            d.location = LocationHop::Used;
         }
         // Step 2: an attached client.
-        if view.supernode.is_client(&p.dst) {
-            return Route::Forward(p.dst, p);
+        if view.supernode.is_client(dst) {
+            d.step = Step::Forward(*dst);
+            return d;
         }
         // Step 3: a known location, once per packet; a home supernode's own
         // record is authoritative and may send a packet on again, unless the
         // packet just came from the supernode that record names.
-        let located = match p.location {
-            LocationHop::Unused => self.location_of(view.directory, &p.dst, now),
+        let located = match d.location {
+            LocationHop::Unused => self.location_of(view.directory, dst, now),
             _ => view
                 .directory
-                .get(&p.dst, now)
+                .get(dst, now)
                 .map(|r| r.sn)
                 .filter(|sn| Some(*sn) != from),
         };
-        if let Some(sn) = located.filter(|sn| *sn != ctx.id) {
+        if let Some(sn) = located.filter(|sn| *sn != me) {
             if let Some(next) = hop_toward(view, &sn) {
-                p.location = LocationHop::Toward(sn);
-                return Route::Forward(next, p);
+                d.location = LocationHop::Toward(sn);
+                d.step = Step::Forward(next);
+                return d;
             }
         }
         if located.is_none()
-            && p.location == LocationHop::Unused
-            && from.is_some_and(|f| f == p.src)
-            && speaks_for_itself(view, &p.src)
+            && d.location == LocationHop::Unused
+            && from.is_some_and(|f| f == head.src)
+            && speaks_for_itself(view, &head.src)
         {
-            return Route::LookUp(p);
+            d.step = Step::LookUp;
+            return d;
         }
-        self.onward(ctx, view, now, p, located)
+        d.step = onward_step(me, view, now, dst, located);
+        d
     }
 
     /// Routing steps 4 and 5: the neighbor closer to the destination, or
@@ -231,22 +325,7 @@ impl Router {
         p: Packet,
         located: Option<NodeId>,
     ) -> Route {
-        match view.table.next_hop(&p.dst) {
-            Some(next) => Route::Forward(next.id, p),
-            None => {
-                let reason = if view.directory.departed(&p.dst, now) {
-                    NotFoundReason::Offline
-                } else if located.is_some_and(|sn| sn != ctx.id) {
-                    // We hold a record, but its supernode is unreachable
-                    // (it just failed; the client is reattaching): a
-                    // transient answer, not "no such node".
-                    NotFoundReason::NoRoute
-                } else {
-                    NotFoundReason::NoRecord
-                };
-                Route::Undeliverable(p, reason)
-            }
-        }
+        onward_step(ctx.id, view, now, &p.dst, located).with(p)
     }
 
     fn location_of(&self, directory: &Directory, dst: &NodeId, now: SimTime) -> Option<NodeId> {
@@ -425,11 +504,35 @@ impl PrimaryProbe {
 
 /// Publishes, withdrawals and queries travel to the home supernodes of
 /// their destination by XOR distance alone.
-fn is_home_bound(body: &Body) -> bool {
+pub(crate) fn is_home_bound(kind: BodyKind) -> bool {
     matches!(
-        body,
-        Body::Publish(_) | Body::Withdraw(_) | Body::LocationQuery { .. }
+        kind,
+        BodyKind::Publish | BodyKind::Withdraw | BodyKind::LocationQuery
     )
+}
+
+/// Routing steps 4 and 5 for a packet to `dst`: the neighbor closer to it,
+/// or not-found here. `located` is the supernode step 3 found, if any.
+fn onward_step(
+    me: NodeId,
+    view: &RouteView<'_>,
+    now: SimTime,
+    dst: &NodeId,
+    located: Option<NodeId>,
+) -> Step {
+    match view.table.next_hop(dst) {
+        Some(next) => Step::Forward(next.id),
+        None => Step::Undeliverable(if view.directory.departed(dst, now) {
+            NotFoundReason::Offline
+        } else if located.is_some_and(|sn| sn != me) {
+            // We hold a record, but its supernode is unreachable (it just
+            // failed; the client is reattaching): a transient answer, not
+            // "no such node".
+            NotFoundReason::NoRoute
+        } else {
+            NotFoundReason::NoRecord
+        }),
+    }
 }
 
 /// The neighbor to send a packet to on its way to supernode `sn`.

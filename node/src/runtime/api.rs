@@ -524,6 +524,10 @@ pub struct Status {
     /// Inbound connections refused before the handshake.
     #[serde(default)]
     pub connections_refused: u64,
+    /// Relayed packets whose body did not decode here (dropped; the relay
+    /// that forwarded them unread keeps its link).
+    #[serde(default)]
+    pub bad_bodies_relayed: u64,
     /// Connected libp2p peers.
     pub connected_peers: usize,
 }
@@ -550,6 +554,7 @@ impl From<&StatusReport> for Status {
             links_closed: report.abuse.links_closed,
             links_lost: report.abuse.links_lost,
             connections_refused: report.abuse.connections_refused,
+            bad_bodies_relayed: report.abuse.bad_bodies_relayed,
             connected_peers: report.connected_peers,
         }
     }
@@ -877,7 +882,8 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "",
             "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
              `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
-             `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `connected_peers`",
+             `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `bad_bodies_relayed`, \
+             `connected_peers`",
         ),
         typed::<PeersRequest>(
             "",

@@ -224,6 +224,12 @@ impl Collector for SkyhopCollector {
             "Inbound connections refused before the handshake",
             a.connections_refused,
         )?;
+        counter(
+            e,
+            "skyhop_bad_bodies_relayed",
+            "Relayed packets whose body did not decode here (dropped, the relay kept)",
+            a.bad_bodies_relayed,
+        )?;
         let chats = &self.chats;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(

@@ -39,9 +39,7 @@ use libp2p::{
     connection_limits, identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream,
     StreamProtocol,
 };
-use skyhop_protocol::{
-    Body, DecodeError, Identity, Message, MsgId, NodeId, Role, PROTOCOL_VERSION,
-};
+use skyhop_protocol::{Body, Identity, Message, MsgId, NodeId, Role};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -54,6 +52,8 @@ use super::handle::{
 };
 use super::ip_limits::{ip_of, IpLimits};
 use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
+
+mod link_events;
 use super::metrics::{ChatCounters, NodeMetrics};
 use super::oplog::{OpKind, OpLog};
 use super::report::{AbuseCounts, NodeInfo, StatusReport};
@@ -1285,120 +1285,6 @@ impl NodeTask {
         if let Some(ip) = self.peer_ips.get(&peer) {
             self.core.handle_peer_ip(id, *ip);
         }
-    }
-
-    /// Closes the link the core asked to close: the writer flushes what is
-    /// queued, then the connection is closed.
-    fn close_link(&mut self, id: NodeId) {
-        if let Some(link) = self.links.remove(&id) {
-            self.abuse.links_closed += 1;
-            link.reader.abort();
-            self.disconnect_after_flush
-                .insert(link.generation, link.peer);
-            self.closing.push(link.writer);
-            // Dropping `link.queue` lets the writer finish.
-        }
-    }
-
-    /// Ends a link the peer or the transport ended, and closes the
-    /// connection too: a skyhop connection exists only for its link.
-    /// `why` goes to the operator's log (unless the peer was already
-    /// reported, as one dropped for bad frames is).
-    fn drop_link(&mut self, now: SimTime, id: NodeId, generation: u64, why: Option<String>) {
-        let current = self
-            .links
-            .get(&id)
-            .is_some_and(|l| l.generation == generation);
-        if !current {
-            return;
-        }
-        if let Some(why) = why {
-            self.oplog
-                .note(now, OpKind::LinkClosed, false, &id.short(), &why);
-        }
-        if let Some(link) = self.links.remove(&id) {
-            self.abuse.links_lost += 1;
-            link.reader.abort();
-            self.closing.push(link.writer);
-            let _ = self.swarm.disconnect_peer_id(link.peer);
-        }
-        self.core.handle_link_down(now, id);
-    }
-
-    /// Handles one link event; returns the frames it carried.
-    fn on_link_event(&mut self, now: SimTime, ev: LinkEvent) -> usize {
-        match ev {
-            LinkEvent::Frames {
-                node,
-                generation,
-                msgs,
-                permit: _permit,
-            } => {
-                if self
-                    .links
-                    .get(&node)
-                    .is_none_or(|l| l.generation != generation)
-                {
-                    return 0; // The link was replaced or dropped.
-                }
-                let count = msgs.len();
-                for msg in msgs {
-                    if let Message::Redirect(r) = &msg {
-                        let message = format!(
-                            "redirected: the supernode is full and named {} others",
-                            r.supernodes.len()
-                        );
-                        self.oplog
-                            .note(now, OpKind::Redirect, false, &node.short(), &message);
-                    }
-                    self.core.handle_message(now, node, msg);
-                }
-                return count;
-            }
-            LinkEvent::ReaderDone {
-                node,
-                generation,
-                error,
-                bad_input,
-            } => {
-                let why = if let Some(bad) = bad_input {
-                    let message = match bad {
-                        DecodeError::UnknownVersion { got } => {
-                            self.core.note_version_refused();
-                            format!(
-                                "refused: the peer speaks protocol version {got}, this node speaks {PROTOCOL_VERSION}"
-                            )
-                        }
-                        other => format!("dropping the peer for bad frames: {other}"),
-                    };
-                    self.oplog
-                        .note(now, OpKind::PeerDropped, true, &node.short(), &message);
-                    None
-                } else {
-                    Some(match &error {
-                        Some(e) => format!("link closed: {e}"),
-                        None => "link closed by the peer".to_string(),
-                    })
-                };
-                self.drop_link(now, node, generation, why);
-            }
-            LinkEvent::WriterDone {
-                node,
-                generation,
-                error,
-            } => {
-                if let Some(peer) = self.disconnect_after_flush.remove(&generation) {
-                    if !self.links.contains_key(&node) {
-                        let _ = self.swarm.disconnect_peer_id(peer);
-                    }
-                }
-                if let Some(e) = error {
-                    let why = format!("link closed: cannot write to the peer: {e}");
-                    self.drop_link(now, node, generation, Some(why));
-                }
-            }
-        }
-        0
     }
 
     fn on_swarm_event(&mut self, now: SimTime, ev: SwarmEvent<BehaviourEvent>) {

@@ -47,4 +47,7 @@ pub struct AbuseCounts {
     /// Inbound connections refused by the connection limits, the per-IP
     /// cap or a refused address, before the handshake.
     pub connections_refused: u64,
+    /// Routed frames from a relay whose body did not decode: dropped, the
+    /// link kept (the relay forwarded bytes it cannot check).
+    pub bad_bodies_relayed: u64,
 }

@@ -43,8 +43,11 @@ use super::timers::{Timer, Timers};
 use super::{SimTime, SECS};
 
 mod packets;
+mod relay;
 mod role_change;
 mod ticks;
+
+pub use relay::FrameVerdict;
 
 /// How often records, caches and pending requests are expired, at least:
 /// the work runs on the first heartbeat tick after the interval.
@@ -386,39 +389,10 @@ impl Node {
         if self.left {
             return;
         }
-        let Some(link) = self.links.get_mut(&from) else {
-            self.ctx.out.drop(DropReason::NotLinked);
-            return;
-        };
-        link.last_heard = now;
-        let class = MessageClass::of(&msg);
-        let supernode = link.role == Some(Role::Supernode);
-        let verdict = link
-            .budget
-            .charge(&self.ctx.cfg.budget, class, supernode, now);
-        if verdict != Verdict::Within {
-            let counters = &mut self.ctx.out.counters;
-            *counters.over_budget.entry(class.as_str()).or_default() += 1;
-            self.ctx.out.drop(DropReason::OverBudget);
-            if verdict == Verdict::Exhausted {
-                let reason = format!("kept sending {} frames over budget", class.as_str());
-                self.drop_peer(now, from, reason);
-            }
+        let hello = matches!(msg, Message::Hello(_));
+        if !self.admit(now, from, MessageClass::of(&msg), msg.kind(), hello) {
             return;
         }
-        let said_hello = link.role.is_some();
-        *self
-            .ctx
-            .out
-            .counters
-            .frames_in
-            .entry(msg.kind())
-            .or_default() += 1;
-        if !said_hello && !matches!(msg, Message::Hello(_)) {
-            self.misbehaved(now, from, format!("sent {} before hello", msg.kind()));
-            return;
-        }
-        self.table.touch(&from, now, None);
         match msg {
             Message::Hello(h) => self.on_hello(now, from, h),
             Message::Join(j) => {
@@ -521,6 +495,46 @@ impl Node {
             }
             Message::StaleLocation(s) => self.router.cache_mut().remove(&s.node),
         }
+    }
+
+    /// The checks every frame from `from` passes before it is read, decoded
+    /// or not: a link, the sender's budget for `class`, a hello first. True
+    /// if the frame (of kind `kind`, a hello if `hello`) is to be handled.
+    fn admit(
+        &mut self,
+        now: SimTime,
+        from: NodeId,
+        class: MessageClass,
+        kind: &'static str,
+        hello: bool,
+    ) -> bool {
+        let Some(link) = self.links.get_mut(&from) else {
+            self.ctx.out.drop(DropReason::NotLinked);
+            return false;
+        };
+        link.last_heard = now;
+        let supernode = link.role == Some(Role::Supernode);
+        let verdict = link
+            .budget
+            .charge(&self.ctx.cfg.budget, class, supernode, now);
+        if verdict != Verdict::Within {
+            let counters = &mut self.ctx.out.counters;
+            *counters.over_budget.entry(class.as_str()).or_default() += 1;
+            self.ctx.out.drop(DropReason::OverBudget);
+            if verdict == Verdict::Exhausted {
+                let reason = format!("kept sending {} frames over budget", class.as_str());
+                self.drop_peer(now, from, reason);
+            }
+            return false;
+        }
+        let said_hello = link.role.is_some();
+        *self.ctx.out.counters.frames_in.entry(kind).or_default() += 1;
+        if !said_hello && !hello {
+            self.misbehaved(now, from, format!("sent {kind} before hello"));
+            return false;
+        }
+        self.table.touch(&from, now, None);
+        true
     }
 
     fn on_hello(&mut self, now: SimTime, from: NodeId, h: Hello) {

@@ -2,6 +2,7 @@
 //! joining, routing, failure and churn here; what hostile peers try in
 //! [`strangers`].
 
+mod raw_relay;
 mod strangers;
 
 use skyhop_protocol::{
