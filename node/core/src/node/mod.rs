@@ -520,6 +520,9 @@ impl Node {
                 self.handle_packet(now, Some(from), p)
             }
             Message::StaleLocation(s) => self.router.cache_mut().remove(&s.node),
+            Message::DialBack(_) | Message::DialBackResult(_) => {
+                self.ctx.out.drop(DropReason::DialBackUnserved)
+            }
         }
     }
 
