@@ -335,9 +335,8 @@ fn message() -> impl Strategy<Value = Message> {
         location_record().prop_map(Message::Publish),
         packet().prop_map(Message::Routed),
         node_id().prop_map(|node| Message::StaleLocation(StaleLocation { node })),
-        (varint_u64(), addrs()).prop_map(|(request_id, addrs)| {
-            Message::DialBack(DialBack { request_id, addrs })
-        }),
+        (varint_u64(), addrs())
+            .prop_map(|(request_id, addrs)| { Message::DialBack(DialBack { request_id, addrs }) }),
         (varint_u64(), 0u8..3).prop_map(|(request_id, o)| {
             Message::DialBackResult(DialBackResult {
                 request_id,

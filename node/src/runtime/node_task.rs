@@ -33,7 +33,7 @@ use futures::{AsyncReadExt, FutureExt, StreamExt};
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     connection_limits, identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream,
@@ -56,6 +56,7 @@ use super::ip_limits::{ip_of, IpLimits};
 use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 use super::metrics::{ChatCounters, NodeMetrics};
 use super::oplog::{OpKind, OpLog};
+use super::reachability::{Reachability, Serve, Verdict};
 use super::report::{AbuseCounts, NodeInfo, StatusReport};
 use super::{storage, RuntimeError};
 use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
@@ -95,8 +96,9 @@ const STREAM_SETUP_TIMEOUT: SimTime = 15 * skyhop_core::SECS;
 const EXTRA_CONNECTIONS: usize = 512;
 /// Inbound connections still in their handshake, at most.
 const MAX_PENDING_INBOUND: u32 = 128;
-/// Connections to one peer at most (two when both dial at once).
-const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections to one peer at most (two when both dial at once, and a
+/// reachability dial-back).
+const MAX_CONNECTIONS_PER_PEER: u32 = 3;
 /// How long a connection may take to be set up (TCP, Noise, Yamux).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Remote IPs remembered for connected peers, at most.
@@ -550,6 +552,8 @@ struct NodeTask {
     /// The core's outputs being acted on, kept for the next wake-up (see
     /// [`NodeTask::drain`]).
     out_batch: Vec<Output>,
+    /// The dial-back check, both sides.
+    reach: Reachability,
 }
 
 /// What the stream tasks send the node task (links have their own).
@@ -615,6 +619,7 @@ impl NodeTask {
             history_warned: None,
             stream_tx,
             out_batch: Vec::new(),
+            reach: Reachability::default(),
         };
         (task, Inbox { streams })
     }
@@ -692,6 +697,7 @@ impl NodeTask {
                 Wake::Housekeeping => {
                     ticks += 1;
                     self.sweep_streamless(now);
+                    self.check_reachability(now);
                     if self.core.role() == Role::Ordinary && self.core.primary().is_none() {
                         let known: Vec<(PeerId, Multiaddr)> = self
                             .mdns_peers
@@ -1343,6 +1349,18 @@ impl NodeTask {
                 }
                 let count = msgs.len();
                 for msg in msgs {
+                    let msg = match msg {
+                        Message::DialBack(req) => {
+                            self.serve_dial_back(now, node, req);
+                            continue;
+                        }
+                        Message::DialBackResult(res) => {
+                            let verdict = self.reach.on_result(now, node, &res);
+                            self.apply_verdict(verdict);
+                            continue;
+                        }
+                        other => other,
+                    };
                     if let Message::Redirect(r) = &msg {
                         let message = format!(
                             "redirected: the supernode is full and named {} others",
@@ -1401,6 +1419,103 @@ impl NodeTask {
         0
     }
 
+    /// On each housekeeping tick: answers dial-backs that took too long,
+    /// gives up on this node's own requests that went unanswered, and asks
+    /// its supernodes to dial it back if it is an attached ordinary node
+    /// with auto role on that does not know yet that it is reachable.
+    fn check_reachability(&mut self, now: SimTime) {
+        for (peer, res) in self.reach.expire_serving(now) {
+            self.send_now(peer, Message::DialBackResult(res));
+        }
+        let verdict = self.reach.expire_asked(now);
+        self.apply_verdict(verdict);
+        if !self.core.config().auto_role.enabled || self.core.role() != Role::Ordinary {
+            return;
+        }
+        let status = self.core.status();
+        let Some(primary) = status.primary else {
+            return;
+        };
+        let supernodes: Vec<NodeId> = std::iter::once(primary)
+            .chain(status.backups.iter().copied())
+            .collect();
+        let listen = self.core.config().listen_addrs.clone();
+        for (sn, req) in self.reach.ask(now, &supernodes, &listen) {
+            self.send_now(sn, Message::DialBack(req));
+        }
+    }
+
+    /// Queues a frame the runtime itself sends (not the core).
+    fn send_now(&mut self, to: NodeId, msg: Message) {
+        self.transmit(skyhop_core::Transmit { to, msg });
+    }
+
+    /// A peer's `DialBack`: dial it back on a fresh connection, or refuse.
+    fn serve_dial_back(&mut self, now: SimTime, from: NodeId, req: skyhop_protocol::DialBack) {
+        let peer = self.peer_ids.get(&from).copied();
+        let observed = peer.and_then(|p| self.peer_ips.get(&p)).copied();
+        let is_supernode = self.core.role() == Role::Supernode;
+        let outcome = match (
+            self.reach
+                .on_request(now, from, observed, is_supernode, &req),
+            peer,
+        ) {
+            (Serve::Dial(addrs), Some(peer)) => {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::Always)
+                    .allocate_new_port()
+                    .build();
+                let connection = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.reach.dialing(now, connection, from, req.request_id);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %from.short(), "dial-back failed at once: {e}");
+                        skyhop_protocol::DialBackOutcome::Failed
+                    }
+                }
+            }
+            (Serve::Dial(_), None) => skyhop_protocol::DialBackOutcome::Refused,
+            (Serve::Answer(outcome), _) => outcome,
+        };
+        let res = skyhop_protocol::DialBackResult {
+            request_id: req.request_id,
+            outcome,
+        };
+        self.send_now(from, Message::DialBackResult(res));
+    }
+
+    /// A dial-back connection came up (closed at once) or failed: tell the
+    /// peer, unless a timeout already did.
+    fn dial_back_done(&mut self, connection: ConnectionId, reached: bool) {
+        if reached {
+            self.swarm.close_connection(connection);
+        }
+        if let Some((peer, res)) = self.reach.on_dial_outcome(connection, reached) {
+            self.send_now(peer, Message::DialBackResult(res));
+        }
+    }
+
+    /// Tells the core and the operator what the dial-back check found.
+    fn apply_verdict(&mut self, verdict: Option<Verdict>) {
+        match verdict {
+            Some(Verdict::Reachable { by }) => {
+                tracing::info!(sn = %by.short(), "reachable: a supernode dialed this node back");
+                self.core.set_reachable(true);
+            }
+            Some(Verdict::Unreachable) => {
+                tracing::info!(
+                    "not reachable from outside: no supernode could dial this node back; it stays ordinary"
+                );
+                self.core.set_reachable(false);
+            }
+            Some(Verdict::Unknown) | None => {}
+        }
+    }
+
     fn on_swarm_event(&mut self, now: SimTime, ev: SwarmEvent<BehaviourEvent>) {
         if let Some(m) = &self.p2p_metrics {
             m.record(&ev);
@@ -1417,6 +1532,16 @@ impl NodeTask {
                 endpoint,
                 ..
             } => {
+                if self.reach.is_dial_back(connection_id) {
+                    self.dial_back_done(connection_id, true);
+                    return;
+                }
+                if endpoint.is_listener() {
+                    let verdict = self
+                        .reach
+                        .on_inbound_connection(NodeId::from_peer_id(&peer_id));
+                    self.apply_verdict(verdict);
+                }
                 self.dials.remove(&connection_id);
                 if let Some(ip) = ip_of(endpoint.get_remote_address()) {
                     if self.peer_ips.len() < MAX_PEER_IPS || self.peer_ips.contains_key(&peer_id) {
@@ -1451,6 +1576,11 @@ impl NodeTask {
                 error,
                 ..
             } => {
+                if self.reach.is_dial_back(connection_id) {
+                    tracing::debug!("dial-back failed: {error}");
+                    self.dial_back_done(connection_id, false);
+                    return;
+                }
                 if let Some(d) = self.dials.remove(&connection_id) {
                     tracing::debug!(addrs = ?d.addrs, "dial failed: {error}");
                     if d.from_core {
