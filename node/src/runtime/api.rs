@@ -526,6 +526,19 @@ pub struct Status {
     pub connections_refused: u64,
     /// Connected libp2p peers.
     pub connected_peers: usize,
+    /// Whether the node picks its role itself (`--role auto`).
+    #[serde(default)]
+    pub auto_role: bool,
+    /// What its dial-back check found: "unknown", "reachable" or
+    /// "unreachable" (only an auto node asks).
+    #[serde(default)]
+    pub reachability: String,
+    /// Times it promoted itself to supernode.
+    #[serde(default)]
+    pub promotions: u64,
+    /// Times it demoted itself to ordinary node.
+    #[serde(default)]
+    pub demotions: u64,
 }
 
 impl From<&StatusReport> for Status {
@@ -551,6 +564,10 @@ impl From<&StatusReport> for Status {
             links_lost: report.abuse.links_lost,
             connections_refused: report.abuse.connections_refused,
             connected_peers: report.connected_peers,
+            auto_role: report.role.auto,
+            reachability: report.role.reachability.to_string(),
+            promotions: report.role.promotions,
+            demotions: report.role.demotions,
         }
     }
 }
@@ -580,6 +597,10 @@ pub struct Counters {
     /// Primaries left because they did not relay our probes.
     #[serde(default)]
     pub primaries_abandoned: u64,
+    /// Links closed because a probe went unanswered (a neighbor suspected
+    /// dead before heartbeats would tell).
+    #[serde(default)]
+    pub suspected: u64,
 }
 
 impl From<&skyhop_core::Counters> for Counters {
@@ -601,6 +622,7 @@ impl From<&skyhop_core::Counters> for Counters {
             over_budget: owned(&c.over_budget),
             peers_banned: c.peers_banned,
             primaries_abandoned: c.primaries_abandoned,
+            suspected: c.suspected,
         }
     }
 }

@@ -57,7 +57,7 @@ use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 use super::metrics::{ChatCounters, NodeMetrics};
 use super::oplog::{OpKind, OpLog};
 use super::reachability::{Reachability, Serve, Verdict};
-use super::report::{AbuseCounts, NodeInfo, StatusReport};
+use super::report::{AbuseCounts, NodeInfo, RoleReport, StatusReport};
 use super::{storage, RuntimeError};
 use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
 
@@ -955,9 +955,10 @@ impl NodeTask {
                 }
             }
             Event::Attached { sn } => tracing::info!(sn = %sn.short(), "attached"),
-            Event::RoleChanged { role, reason } => {
-                tracing::info!(?role, "role changed: {reason}")
-            }
+            Event::RoleChanged { role, reason } => match role {
+                Role::Supernode => tracing::info!("promoted to supernode: {reason}"),
+                Role::Ordinary => tracing::info!("demoted to ordinary node: {reason}"),
+            },
             Event::Detached { sn, reason } => {
                 tracing::info!(sn = %sn.short(), "detached: {reason}")
             }
@@ -993,6 +994,7 @@ impl NodeTask {
                     dropped_frames: self.dropped_frames.load(Ordering::Relaxed),
                     abuse: self.abuse,
                     connected_peers: self.swarm.connected_peers().count(),
+                    role: self.role_report(),
                 });
             }
             Command::Peers(reply) => {
@@ -1424,6 +1426,9 @@ impl NodeTask {
     /// its supernodes to dial it back if it is an attached ordinary node
     /// with auto role on that does not know yet that it is reachable.
     fn check_reachability(&mut self, now: SimTime) {
+        for connection in self.reach.lingered(now) {
+            self.swarm.close_connection(connection);
+        }
         for (peer, res) in self.reach.expire_serving(now) {
             self.send_now(peer, Message::DialBackResult(res));
         }
@@ -1441,7 +1446,20 @@ impl NodeTask {
             .collect();
         let listen = self.core.config().listen_addrs.clone();
         for (sn, req) in self.reach.ask(now, &supernodes, &listen) {
+            tracing::debug!(sn = %sn.short(), "asking for a dial-back");
             self.send_now(sn, Message::DialBack(req));
+        }
+    }
+
+    /// Auto role and reachability for status displays.
+    fn role_report(&self) -> RoleReport {
+        let (promotions, demotions) = self.core.role_changes();
+        RoleReport {
+            auto: self.core.config().auto_role.enabled,
+            reachability: self.reach.verdict().as_str(),
+            promotions,
+            demotions,
+            dial_backs: self.reach.counts,
         }
     }
 
@@ -1455,6 +1473,7 @@ impl NodeTask {
         let peer = self.peer_ids.get(&from).copied();
         let observed = peer.and_then(|p| self.peer_ips.get(&p)).copied();
         let is_supernode = self.core.role() == Role::Supernode;
+        tracing::debug!(peer = %from.short(), ?observed, addrs = ?req.addrs, "dial-back asked");
         let outcome = match (
             self.reach
                 .on_request(now, from, observed, is_supernode, &req),
@@ -1485,14 +1504,17 @@ impl NodeTask {
             request_id: req.request_id,
             outcome,
         };
+        tracing::debug!(peer = %from.short(), ?outcome, "dial-back answered");
         self.send_now(from, Message::DialBackResult(res));
     }
 
-    /// A dial-back connection came up (closed at once) or failed: tell the
+    /// A dial-back connection came up (closed soon) or failed: tell the
     /// peer, unless a timeout already did.
-    fn dial_back_done(&mut self, connection: ConnectionId, reached: bool) {
+    fn dial_back_done(&mut self, now: SimTime, connection: ConnectionId, reached: bool) {
         if reached {
-            self.swarm.close_connection(connection);
+            if let Some(old) = self.reach.linger(now, connection) {
+                self.swarm.close_connection(old);
+            }
         }
         if let Some((peer, res)) = self.reach.on_dial_outcome(connection, reached) {
             self.send_now(peer, Message::DialBackResult(res));
@@ -1533,14 +1555,19 @@ impl NodeTask {
                 ..
             } => {
                 if self.reach.is_dial_back(connection_id) {
-                    self.dial_back_done(connection_id, true);
+                    self.dial_back_done(now, connection_id, true);
                     return;
                 }
-                if endpoint.is_listener() {
-                    let verdict = self
-                        .reach
-                        .on_inbound_connection(NodeId::from_peer_id(&peer_id));
+                let id = NodeId::from_peer_id(&peer_id);
+                if endpoint.is_listener()
+                    && self.reach.was_asked(id)
+                    && self.links.contains_key(&id)
+                {
+                    // The dial-back: the link runs on another connection.
+                    let verdict = self.reach.on_inbound_connection(id);
                     self.apply_verdict(verdict);
+                    self.swarm.close_connection(connection_id);
+                    return;
                 }
                 self.dials.remove(&connection_id);
                 if let Some(ip) = ip_of(endpoint.get_remote_address()) {
@@ -1578,7 +1605,7 @@ impl NodeTask {
             } => {
                 if self.reach.is_dial_back(connection_id) {
                     tracing::debug!("dial-back failed: {error}");
-                    self.dial_back_done(connection_id, false);
+                    self.dial_back_done(now, connection_id, false);
                     return;
                 }
                 if let Some(d) = self.dials.remove(&connection_id) {

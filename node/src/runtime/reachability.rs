@@ -53,6 +53,13 @@ pub const SERVE_INTERVAL: SimTime = 30 * SECS;
 pub const MAX_SERVING: usize = 8;
 /// Peers whose last dial-back time a supernode remembers at most.
 pub const MAX_SERVED_PEERS: usize = 4096;
+/// A dial-back connection that came up is closed after this long (the
+/// requester closes it first, once it has seen it: closing it at once
+/// could end it before the requester's side finished its handshake).
+pub const LINGER: SimTime = 3 * SECS;
+/// Dial-back connections waiting to be closed, at most (past this, the
+/// oldest is closed at once).
+pub const MAX_LINGERING: usize = 64;
 /// Addresses one dial-back tries at most.
 pub const MAX_DIAL_BACK_ADDRS: usize = 4;
 
@@ -115,6 +122,8 @@ pub struct Reachability {
     /// O(1) eviction of the oldest.
     served_at: BTreeMap<NodeId, SimTime>,
     served_order: VecDeque<(SimTime, NodeId)>,
+    /// Dial-back connections that came up, to close, oldest first.
+    lingering: VecDeque<(SimTime, ConnectionId)>,
     /// Checks that found the node reachable and unreachable, and
     /// dial-backs served, for status and metrics.
     pub counts: ReachabilityCounts,
@@ -152,6 +161,7 @@ impl Default for Reachability {
             serving: BTreeMap::new(),
             served_at: BTreeMap::new(),
             served_order: VecDeque::new(),
+            lingering: VecDeque::new(),
             counts: ReachabilityCounts::default(),
         }
     }
@@ -202,6 +212,11 @@ impl Reachability {
             ));
         }
         out
+    }
+
+    /// Whether this node waits on a dial-back from `peer`.
+    pub fn was_asked(&self, peer: NodeId) -> bool {
+        self.asked.contains_key(&peer)
     }
 
     /// An inbound connection from `peer` was established: if it is a
@@ -353,6 +368,31 @@ impl Reachability {
             };
             (s.peer, result(s.request_id, outcome))
         })
+    }
+
+    /// Keeps the dial-back `connection`, which came up, open a little
+    /// longer; returns a connection to close now if too many wait.
+    pub fn linger(&mut self, now: SimTime, connection: ConnectionId) -> Option<ConnectionId> {
+        let evicted = if self.lingering.len() >= MAX_LINGERING {
+            self.lingering.pop_front().map(|(_, c)| c)
+        } else {
+            None
+        };
+        self.lingering.push_back((now + LINGER, connection));
+        evicted
+    }
+
+    /// The dial-back connections whose time is up, to close.
+    pub fn lingered(&mut self, now: SimTime) -> Vec<ConnectionId> {
+        let mut out = Vec::new();
+        while let Some((at, c)) = self.lingering.front().copied() {
+            if at > now {
+                break;
+            }
+            self.lingering.pop_front();
+            out.push(c);
+        }
+        out
     }
 
     /// Answers `Failed` for dials pending past [`SERVE_TIMEOUT`], and
