@@ -606,6 +606,7 @@ impl Node {
                 let rtt = now.saturating_sub(sent);
                 link.rtt = Some(rtt);
                 link.ping = None;
+                link.probe_resent = false;
                 link.unacked = None;
                 self.table.touch(&from, now, Some(rtt));
             }
