@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Launch N skyhop nodes on 127.0.0.1 (K of them supernodes), each a
+# Launch N skyhop nodes on 127.0.0.1 (K of them supernodes, the others
+# `--role auto`), each a
 # `skyhop run` process with its data dir under a fresh temp dir, and print
 # how to talk to them. `stop` kills the nodes this script started and
 # removes the temp dir.
@@ -127,7 +128,7 @@ for i in $(seq 1 "$K"); do
     SN_ADDRS+=("$(sed -n 's/^listening *//p' "$DIR/n$i/out" | head -n 1)")
 done
 for i in $(seq $((K + 1)) "$N"); do
-    launch "$i" ordinary "${SN_ADDRS[$(( (i - 1) % K ))]}"
+    launch "$i" auto "${SN_ADDRS[$(( (i - 1) % K ))]}"
 done
 
 echo "launch-local: $N nodes ($K supernodes) running, data under $DIR"

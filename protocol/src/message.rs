@@ -383,6 +383,42 @@ pub struct StaleLocation {
     pub node: NodeId,
 }
 
+/// Asks a linked peer to dial the sender back on a fresh connection, to
+/// learn whether others can reach it (a node promotes itself only if they
+/// can). The peer dials only the IP address it sees the link come from,
+/// with the ports of `addrs`: never a third party.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DialBack {
+    /// Echoed in the `DialBackResult`.
+    pub request_id: u64,
+    /// The sender's listen addresses, at most [`MAX_ADDRS`]; only their
+    /// transport and port are used.
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_ADDRS>")]
+    pub addrs: Vec<String>,
+}
+
+/// What came of a `DialBack`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum DialBackOutcome {
+    /// A fresh connection reached the sender and authenticated as it.
+    Reached,
+    /// The dial failed or timed out.
+    Failed,
+    /// The peer would not dial (busy, asked too often, not a supernode, or
+    /// no usable address).
+    Refused,
+}
+
+/// The answer to a `DialBack`. A requester trusts it only for a failure:
+/// "reached" is believed when the connection itself arrives.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DialBackResult {
+    /// The `DialBack`'s `request_id`.
+    pub request_id: u64,
+    /// What happened.
+    pub outcome: DialBackOutcome,
+}
+
 /// A link message: what one frame carries between two neighbors.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Message {
@@ -411,6 +447,10 @@ pub enum Message {
     Routed(Packet),
     /// The receiver's location entry for a node is stale.
     StaleLocation(StaleLocation),
+    /// Please dial me back (reachability check).
+    DialBack(DialBack),
+    /// The dial-back's outcome.
+    DialBackResult(DialBackResult),
 }
 
 /// A wire limit that a message breaks.
@@ -526,6 +566,7 @@ impl Message {
             Message::Redirect(r) => check_peers(&r.supernodes),
             Message::Neighbors(n) => check_peers(&n.peers),
             Message::Publish(record) => record.validate(),
+            Message::DialBack(d) => check_addrs(&d.addrs),
             Message::Routed(p) => {
                 if let Some(trace) = &p.trace {
                     if trace.0.len() > MAX_TRACE_HOPS {
@@ -539,7 +580,8 @@ impl Message {
             | Message::Heartbeat(_)
             | Message::HeartbeatAck(_)
             | Message::FindNeighbors(_)
-            | Message::StaleLocation(_) => Ok(()),
+            | Message::StaleLocation(_)
+            | Message::DialBackResult(_) => Ok(()),
         }
     }
 
@@ -559,6 +601,8 @@ impl Message {
             Message::Publish(_) => "publish",
             Message::Routed(p) => p.body.kind(),
             Message::StaleLocation(_) => "stale_location",
+            Message::DialBack(_) => "dial_back",
+            Message::DialBackResult(_) => "dial_back_result",
         }
     }
 }

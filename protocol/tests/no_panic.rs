@@ -220,7 +220,7 @@ fn body(rng: &mut Rng) -> Body {
 }
 
 fn message(rng: &mut Rng) -> Message {
-    match rng.below(12) {
+    match rng.below(14) {
         0 => Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             role: if rng.chance(2) {
@@ -276,7 +276,19 @@ fn message(rng: &mut Rng) -> Message {
             trace: rng.chance(2).then(|| Trace(hops(rng))),
             body: body(rng),
         }),
-        _ => Message::StaleLocation(StaleLocation { node: node_id(rng) }),
+        11 => Message::StaleLocation(StaleLocation { node: node_id(rng) }),
+        12 => Message::DialBack(DialBack {
+            request_id: rng.varint(),
+            addrs: addrs(rng),
+        }),
+        _ => Message::DialBackResult(DialBackResult {
+            request_id: rng.varint(),
+            outcome: match rng.below(3) {
+                0 => DialBackOutcome::Reached,
+                1 => DialBackOutcome::Failed,
+                _ => DialBackOutcome::Refused,
+            },
+        }),
     }
 }
 

@@ -335,6 +335,18 @@ fn message() -> impl Strategy<Value = Message> {
         location_record().prop_map(Message::Publish),
         packet().prop_map(Message::Routed),
         node_id().prop_map(|node| Message::StaleLocation(StaleLocation { node })),
+        (varint_u64(), addrs())
+            .prop_map(|(request_id, addrs)| { Message::DialBack(DialBack { request_id, addrs }) }),
+        (varint_u64(), 0u8..3).prop_map(|(request_id, o)| {
+            Message::DialBackResult(DialBackResult {
+                request_id,
+                outcome: match o {
+                    0 => DialBackOutcome::Reached,
+                    1 => DialBackOutcome::Failed,
+                    _ => DialBackOutcome::Refused,
+                },
+            })
+        }),
     ]
 }
 
@@ -578,7 +590,7 @@ proptest! {
     /// A message tag past the last variant is refused as unknown.
     #[test]
     fn unknown_message_tags_are_refused(
-        tag in prop_oneof![12u64..=250, 251u64..=u64::MAX],
+        tag in prop_oneof![14u64..=250, 251u64..=u64::MAX],
         rest in vec(any::<u8>(), 0..64),
     ) {
         let mut body = bincode::DefaultOptions::new()

@@ -235,6 +235,25 @@ fn goldens() -> Vec<Golden> {
             Message::StaleLocation(StaleLocation { node: id("alice") }),
         ),
         golden(
+            "dial_back",
+            "DialBack: request_id 9, addrs [\"/ip4/192.0.2.1/tcp/4001\", \"/ip4/192.0.2.1/udp/4001/quic-v1\"]",
+            Message::DialBack(DialBack {
+                request_id: 9,
+                addrs: vec![
+                    "/ip4/192.0.2.1/tcp/4001".into(),
+                    "/ip4/192.0.2.1/udp/4001/quic-v1".into(),
+                ],
+            }),
+        ),
+        golden(
+            "dial_back_result",
+            "DialBackResult: request_id 9, outcome Failed",
+            Message::DialBackResult(DialBackResult {
+                request_id: 9,
+                outcome: DialBackOutcome::Failed,
+            }),
+        ),
+        golden(
             "routed_chat",
             &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Chat: sealed to bob's chat key (Noise_N_25519_ChaChaPoly_SHA256, prologue \"skyhop/2 sealed-chat\", ephemeral secret key 32 bytes e1) the ChatMessage signed by alice: from alice, from_key alice's, to bob, msg_id 42, seq 1, sent_at 1700000000000000, body \"hello, bob\""),
             Message::Routed(packet("alice", "bob", Body::Chat(sealed))),
@@ -521,8 +540,8 @@ fn bads() -> Vec<Bad> {
     vec![
         bad(
             "bad_unknown_tag",
-            "Message tag 12, one past StaleLocation (11)",
-            frame_of(&[12]),
+            "Message tag 14, one past DialBackResult (13)",
+            frame_of(&[14]),
             DecodeError::UnknownTag(String::new()),
         ),
         bad(
@@ -697,9 +716,9 @@ fn every_message_encodes_to_its_vector_and_back() {
         );
         kinds.insert(g.message.kind());
     }
-    // At least one vector of every kind: 11 link messages besides `Routed`
+    // At least one vector of every kind: 13 link messages besides `Routed`
     // and 10 bodies, with "publish" naming both a link message and a body.
-    assert_eq!(kinds.len(), 20, "kinds covered: {kinds:?}");
+    assert_eq!(kinds.len(), 22, "kinds covered: {kinds:?}");
 }
 
 #[test]

@@ -78,7 +78,9 @@ impl MessageClass {
             | Message::HeartbeatAck(_)
             | Message::FindNeighbors(_)
             | Message::Neighbors(_)
-            | Message::StaleLocation(_) => MessageClass::Control,
+            | Message::StaleLocation(_)
+            | Message::DialBack(_)
+            | Message::DialBackResult(_) => MessageClass::Control,
         }
     }
 

@@ -17,6 +17,9 @@ pub enum DropReason {
     /// A chat whose `sent_at` is older than the chat deadline plus the
     /// clock skew, or further ahead than the skew.
     ChatOutsideWindow,
+    /// A dial-back request or answer that reached the core: the driver
+    /// checks reachability itself (the runtime does; the simulator does not).
+    DialBackUnserved,
     /// A supernode advertised by a peer whose dial budget is spent.
     DialOverBudget,
     /// A routed packet already seen (its id is in the duplicate window).
@@ -89,8 +92,9 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 34] = [
         DropReason::ChatOutsideWindow,
+        DropReason::DialBackUnserved,
         DropReason::DialOverBudget,
         DropReason::Duplicate,
         DropReason::DuplicateChat,
@@ -129,6 +133,7 @@ impl DropReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::ChatOutsideWindow => "chat_outside_window",
+            DropReason::DialBackUnserved => "dial_back_unserved",
             DropReason::DialOverBudget => "dial_over_budget",
             DropReason::Duplicate => "duplicate",
             DropReason::DuplicateChat => "duplicate_chat",

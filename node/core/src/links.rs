@@ -43,6 +43,10 @@ pub(crate) struct Link {
     pub ping: Option<(u64, SimTime)>,
     /// The last measured round trip.
     pub rtt: Option<SimTime>,
+    /// The outstanding probe was overdue once and sent again: one lost
+    /// probe or ack (a retransmission under loss) does not close a live
+    /// link; a second overdue one does.
+    pub probe_resent: bool,
     /// Clients the peer reported serving (supernodes), from its acks.
     pub load: u16,
     /// Clients the peer said it serves at most (a supernode's `Accept`).
@@ -150,6 +154,7 @@ impl Links {
                 up_since: now,
                 last_heard: now,
                 ping: None,
+                probe_resent: false,
                 rtt: None,
                 load: 0,
                 capacity: None,
@@ -234,11 +239,16 @@ impl Links {
     }
 
     /// When the probe outstanding on `l` is overdue: three RTTs, at least
-    /// `floor`.
+    /// `floor`, after it was sent, and as long again once it was sent a
+    /// second time. None once anything was heard since it was sent (the
+    /// peer is alive; the next heartbeat probes again).
     fn probe_deadline(l: &Link, floor: SimTime) -> Option<SimTime> {
         let (_, sent) = l.ping?;
+        if l.last_heard >= sent {
+            return None;
+        }
         let wait = l.rtt.map_or(floor, |rtt| (3 * rtt).max(floor));
-        Some(sent + wait)
+        Some(sent + wait * (1 + u64::from(l.probe_resent)))
     }
 
     /// Keeps a copy of `p`, forwarded to `peer`, until the probe that goes
@@ -279,10 +289,7 @@ impl Links {
     pub fn unanswered_probes(&self, now: SimTime, floor: SimTime) -> Vec<NodeId> {
         self.map
             .iter()
-            .filter(|(_, l)| {
-                Links::probe_deadline(l, floor).is_some_and(|at| at <= now)
-                    && l.ping.is_some_and(|(_, sent)| l.last_heard < sent)
-            })
+            .filter(|(_, l)| Links::probe_deadline(l, floor).is_some_and(|at| at <= now))
             .map(|(id, _)| *id)
             .collect()
     }

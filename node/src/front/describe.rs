@@ -34,7 +34,14 @@ pub(super) fn describe_status(s: &Status) -> String {
     let mut out = String::new();
     out += &format!("node id    {}\n", s.id);
     out += &format!("peer id    {}\n", s.peer_id);
-    out += &format!("role       {:?}\n", s.role);
+    if s.auto_role {
+        out += &format!(
+            "role       {:?} (auto; {}; promoted {} times, demoted {})\n",
+            s.role, s.reachability, s.promotions, s.demotions
+        );
+    } else {
+        out += &format!("role       {:?}\n", s.role);
+    }
     if let Some(p) = s.primary {
         out += &format!("primary    {}\n", p.short());
     }

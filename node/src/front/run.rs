@@ -23,7 +23,10 @@ pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/u
 /// `skyhop run`: run a node.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
-    /// supernode or ordinary [default: ordinary].
+    /// auto, supernode or ordinary [default: auto]: an auto node starts
+    /// ordinary and becomes a supernode when it is reachable (a supernode
+    /// dialed it back) and the supernodes it meets are short of room;
+    /// supernode or ordinary force the role.
     #[arg(long)]
     pub role: Option<String>,
     /// Address to listen on (repeatable), TCP or QUIC (e.g.
@@ -85,8 +88,9 @@ struct RunFile {
     history_rows: Option<u64>,
     /// As `--history-days`.
     history_days: Option<u64>,
-    /// The `[node]` table: core tunables.
-    node: Option<NodeConfig>,
+    /// The `[node]` table: core tunables (a [`NodeConfig`]), kept as a
+    /// table to see which keys it sets.
+    node: Option<toml::Table>,
 }
 
 /// A resolved `skyhop run` configuration.
@@ -122,16 +126,17 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
         }
         None => RunFile::default(),
     };
-    let role_text = args.role.clone().or(file.role).unwrap_or("ordinary".into());
-    let role = match role_text.as_str() {
-        "supernode" | "sn" => Role::Supernode,
-        "ordinary" | "on" => Role::Ordinary,
+    let role_text = args.role.clone().or(file.role).unwrap_or("auto".into());
+    let (role, auto) = match role_text.as_str() {
+        "auto" => (Role::Ordinary, true),
+        "supernode" | "sn" => (Role::Supernode, false),
+        "ordinary" | "on" => (Role::Ordinary, false),
         other => {
             return Err(FrontError::BadFlag {
                 flag: "--role",
                 value: other.into(),
                 problem: "not a role",
-                fix: "expected supernode or ordinary",
+                fix: "expected auto, supernode or ordinary",
             })
         }
     };
@@ -189,8 +194,22 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
             Some(addr)
         }
     };
-    let mut config = file.node.unwrap_or_default();
+    let node_table = file.node.unwrap_or_default();
+    // A real node detects a dead neighbor by a missing ack unless the file
+    // says otherwise (the core's default is off, for the simulator's sake).
+    let suspect_set = node_table.contains_key("suspect_on_missing_ack");
+    let mut config: NodeConfig =
+        node_table
+            .try_into()
+            .map_err(|source| FrontError::ConfigParse {
+                path: args.config.clone().unwrap_or_default(),
+                source,
+            })?;
+    if !suspect_set {
+        config.suspect_on_missing_ack = true;
+    }
     config.role = role;
+    config.auto_role.enabled = auto;
     if let Some(n) = args.max_clients.or(file.max_clients) {
         config.max_clients = n;
     }
@@ -245,6 +264,7 @@ pub fn run(args: RunArgs) -> Result<(), FrontError> {
 
 async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     let data_dir = plan.options.data_dir.clone();
+    let auto = plan.options.config.auto_role.enabled;
     if let Some(dir) = &data_dir {
         storage::make_private_dir(dir)?;
     }
@@ -280,7 +300,14 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     let info = handle.info();
     println!("node id   {}", info.node_id);
     println!("peer id   {}", info.peer_id);
-    println!("role      {:?}", info.role);
+    if auto {
+        println!(
+            "role      {:?} (auto: becomes a supernode when reachable and supernodes are short of room)",
+            info.role
+        );
+    } else {
+        println!("role      {:?}", info.role);
+    }
     for a in &info.listen_addrs {
         println!("listening {a}");
     }
@@ -381,6 +408,14 @@ mod tests {
             "the flag wins over the file"
         );
         assert_eq!(plan.options.config.ttl, 9);
+        assert!(
+            !plan.options.config.auto_role.enabled,
+            "the file forced a role"
+        );
+        assert!(
+            plan.options.config.suspect_on_missing_ack,
+            "on unless the [node] table says otherwise"
+        );
         assert_eq!(plan.options.mdns, MdnsMode::Off);
         std::fs::write(&file, "colour = \"red\"\n").expect("write config");
         let e = plan_run(&args).expect_err("unknown key").to_string();
@@ -413,6 +448,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let ok = plan_run(&RunArgs::default()).expect("defaults work");
         assert_eq!(ok.options.mdns, MdnsMode::Auto);
+        assert!(
+            ok.options.config.auto_role.enabled && ok.options.config.role == Role::Ordinary,
+            "auto role is the default: start ordinary, promote when needed"
+        );
+        assert!(ok.options.config.suspect_on_missing_ack);
+        let forced = plan_run(&RunArgs {
+            role: Some("ordinary".into()),
+            ..RunArgs::default()
+        })
+        .expect("a forced role");
+        assert!(!forced.options.config.auto_role.enabled);
         let listen: Vec<String> = ok.options.listen.iter().map(|a| a.to_string()).collect();
         assert_eq!(listen, DEFAULT_LISTEN);
     }

@@ -530,6 +530,19 @@ pub struct Status {
     pub bad_bodies_relayed: u64,
     /// Connected libp2p peers.
     pub connected_peers: usize,
+    /// Whether the node picks its role itself (`--role auto`).
+    #[serde(default)]
+    pub auto_role: bool,
+    /// What its dial-back check found: "unknown", "reachable" or
+    /// "unreachable" (only an auto node asks).
+    #[serde(default)]
+    pub reachability: String,
+    /// Times it promoted itself to supernode.
+    #[serde(default)]
+    pub promotions: u64,
+    /// Times it demoted itself to ordinary node.
+    #[serde(default)]
+    pub demotions: u64,
 }
 
 impl From<&StatusReport> for Status {
@@ -556,6 +569,10 @@ impl From<&StatusReport> for Status {
             connections_refused: report.abuse.connections_refused,
             bad_bodies_relayed: report.abuse.bad_bodies_relayed,
             connected_peers: report.connected_peers,
+            auto_role: report.role.auto,
+            reachability: report.role.reachability.to_string(),
+            promotions: report.role.promotions,
+            demotions: report.role.demotions,
         }
     }
 }
@@ -585,6 +602,10 @@ pub struct Counters {
     /// Primaries left because they did not relay our probes.
     #[serde(default)]
     pub primaries_abandoned: u64,
+    /// Links closed because a probe went unanswered (a neighbor suspected
+    /// dead before heartbeats would tell).
+    #[serde(default)]
+    pub suspected: u64,
 }
 
 impl From<&skyhop_core::Counters> for Counters {
@@ -606,6 +627,7 @@ impl From<&skyhop_core::Counters> for Counters {
             over_budget: owned(&c.over_budget),
             peers_banned: c.peers_banned,
             primaries_abandoned: c.primaries_abandoned,
+            suspected: c.suspected,
         }
     }
 }

@@ -206,6 +206,12 @@ impl Collector for SkyhopCollector {
         )?;
         counter(
             e,
+            "skyhop_neighbors_suspected",
+            "Links closed because a probe went unanswered",
+            c.suspected,
+        )?;
+        counter(
+            e,
             "skyhop_primaries_abandoned",
             "Primary supernodes left because they did not relay our probes",
             c.primaries_abandoned,
@@ -229,6 +235,27 @@ impl Collector for SkyhopCollector {
             "skyhop_bad_bodies_relayed",
             "Relayed packets whose body did not decode here (dropped, the relay kept)",
             a.bad_bodies_relayed,
+        )?;
+        let r = &report.role;
+        counter_family(
+            e,
+            "skyhop_role_changes",
+            "Role changes this node made by itself (auto role)",
+            "to",
+            [("supernode", r.promotions), ("ordinary", r.demotions)],
+        )?;
+        let d = &r.dial_backs;
+        counter_family(
+            e,
+            "skyhop_dial_backs",
+            "Reachability dial-backs: asked for, served (reached or failed), refused",
+            "what",
+            [
+                ("asked", d.asked),
+                ("served_reached", d.served_reached),
+                ("served_failed", d.served_failed),
+                ("refused", d.refused),
+            ],
         )?;
         let chats = &self.chats;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -299,6 +326,18 @@ impl Collector for SkyhopCollector {
             "skyhop_connected_peers",
             "Connected libp2p peers",
             n(report.connected_peers),
+        )?;
+        gauge(
+            e,
+            "skyhop_supernode",
+            "1 if this node is a supernode now (forced or promoted)",
+            i64::from(s.role == skyhop_protocol::Role::Supernode),
+        )?;
+        gauge(
+            e,
+            "skyhop_reachable",
+            "1 if a supernode's dial-back reached this node",
+            i64::from(report.role.reachability == "reachable"),
         )?;
         gauge(
             e,

@@ -11,6 +11,8 @@
 //! - [`link`]: the per-neighbor reader and (coalescing) writer tasks;
 //! - [`clock`]: the one clock read and the RNG seeds;
 //! - [`events_log`]: recent events for the control API's long-poll;
+//! - [`reachability`]: the dial-back check of whether others can reach
+//!   this node (a node with auto role promotes only if they can);
 //! - [`oplog`]: the rate-limited lines an operator reads (peers dropped,
 //!   links closed, redirects, refusals);
 //! - [`control`]: the control API server (axum), [`api`]: its typed
@@ -33,6 +35,7 @@ pub mod link;
 pub mod metrics;
 pub mod node_task;
 pub mod oplog;
+pub mod reachability;
 pub mod report;
 pub mod storage;
 pub mod waiters;

@@ -33,7 +33,7 @@ use futures::{AsyncReadExt, FutureExt, StreamExt};
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     connection_limits, identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Stream,
@@ -56,7 +56,8 @@ use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 mod link_events;
 use super::metrics::{ChatCounters, NodeMetrics};
 use super::oplog::{OpKind, OpLog};
-use super::report::{AbuseCounts, NodeInfo, StatusReport};
+use super::reachability::{Reachability, Serve, Verdict};
+use super::report::{AbuseCounts, NodeInfo, RoleReport, StatusReport};
 use super::{storage, RuntimeError};
 use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
 
@@ -95,8 +96,9 @@ const STREAM_SETUP_TIMEOUT: SimTime = 15 * skyhop_core::SECS;
 const EXTRA_CONNECTIONS: usize = 512;
 /// Inbound connections still in their handshake, at most.
 const MAX_PENDING_INBOUND: u32 = 128;
-/// Connections to one peer at most (two when both dial at once).
-const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections to one peer at most (two when both dial at once, and a
+/// reachability dial-back).
+const MAX_CONNECTIONS_PER_PEER: u32 = 3;
 /// How long a connection may take to be set up (TCP, Noise, Yamux).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Remote IPs remembered for connected peers, at most.
@@ -550,6 +552,8 @@ struct NodeTask {
     /// The core's outputs being acted on, kept for the next wake-up (see
     /// [`NodeTask::drain`]).
     out_batch: Vec<Output>,
+    /// The dial-back check, both sides.
+    reach: Reachability,
 }
 
 /// What the stream tasks send the node task (links have their own).
@@ -615,6 +619,7 @@ impl NodeTask {
             history_warned: None,
             stream_tx,
             out_batch: Vec::new(),
+            reach: Reachability::default(),
         };
         (task, Inbox { streams })
     }
@@ -692,6 +697,7 @@ impl NodeTask {
                 Wake::Housekeeping => {
                     ticks += 1;
                     self.sweep_streamless(now);
+                    self.check_reachability(now);
                     if self.core.role() == Role::Ordinary && self.core.primary().is_none() {
                         let known: Vec<(PeerId, Multiaddr)> = self
                             .mdns_peers
@@ -949,9 +955,10 @@ impl NodeTask {
                 }
             }
             Event::Attached { sn } => tracing::info!(sn = %sn.short(), "attached"),
-            Event::RoleChanged { role, reason } => {
-                tracing::info!(?role, "role changed: {reason}")
-            }
+            Event::RoleChanged { role, reason } => match role {
+                Role::Supernode => tracing::info!("promoted to supernode: {reason}"),
+                Role::Ordinary => tracing::info!("demoted to ordinary node: {reason}"),
+            },
             Event::Detached { sn, reason } => {
                 tracing::info!(sn = %sn.short(), "detached: {reason}")
             }
@@ -987,6 +994,7 @@ impl NodeTask {
                     dropped_frames: self.dropped_frames.load(Ordering::Relaxed),
                     abuse: self.abuse,
                     connected_peers: self.swarm.connected_peers().count(),
+                    role: self.role_report(),
                 });
             }
             Command::Peers(reply) => {
@@ -1287,6 +1295,123 @@ impl NodeTask {
         }
     }
 
+    /// On each housekeeping tick: answers dial-backs that took too long,
+    /// gives up on this node's own requests that went unanswered, and asks
+    /// its supernodes to dial it back if it is an attached ordinary node
+    /// with auto role on that does not know yet that it is reachable.
+    fn check_reachability(&mut self, now: SimTime) {
+        for connection in self.reach.lingered(now) {
+            self.swarm.close_connection(connection);
+        }
+        for (peer, res) in self.reach.expire_serving(now) {
+            self.send_now(peer, Message::DialBackResult(res));
+        }
+        let verdict = self.reach.expire_asked(now);
+        self.apply_verdict(verdict);
+        if !self.core.config().auto_role.enabled || self.core.role() != Role::Ordinary {
+            return;
+        }
+        let status = self.core.status();
+        let Some(primary) = status.primary else {
+            return;
+        };
+        let supernodes: Vec<NodeId> = std::iter::once(primary)
+            .chain(status.backups.iter().copied())
+            .collect();
+        let listen = self.core.config().listen_addrs.clone();
+        for (sn, req) in self.reach.ask(now, &supernodes, &listen) {
+            tracing::debug!(sn = %sn.short(), "asking for a dial-back");
+            self.send_now(sn, Message::DialBack(req));
+        }
+    }
+
+    /// Auto role and reachability for status displays.
+    fn role_report(&self) -> RoleReport {
+        let (promotions, demotions) = self.core.role_changes();
+        RoleReport {
+            auto: self.core.config().auto_role.enabled,
+            reachability: self.reach.verdict().as_str(),
+            promotions,
+            demotions,
+            dial_backs: self.reach.counts,
+        }
+    }
+
+    /// Queues a frame the runtime itself sends (not the core).
+    fn send_now(&mut self, to: NodeId, msg: Message) {
+        self.transmit(skyhop_core::Transmit { to, msg });
+    }
+
+    /// A peer's `DialBack`: dial it back on a fresh connection, or refuse.
+    fn serve_dial_back(&mut self, now: SimTime, from: NodeId, req: skyhop_protocol::DialBack) {
+        let peer = self.peer_ids.get(&from).copied();
+        let observed = peer.and_then(|p| self.peer_ips.get(&p)).copied();
+        let is_supernode = self.core.role() == Role::Supernode;
+        tracing::debug!(peer = %from.short(), ?observed, addrs = ?req.addrs, "dial-back asked");
+        let outcome = match (
+            self.reach
+                .on_request(now, from, observed, is_supernode, &req),
+            peer,
+        ) {
+            (Serve::Dial(addrs), Some(peer)) => {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::Always)
+                    .allocate_new_port()
+                    .build();
+                let connection = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.reach.dialing(now, connection, from, req.request_id);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %from.short(), "dial-back failed at once: {e}");
+                        skyhop_protocol::DialBackOutcome::Failed
+                    }
+                }
+            }
+            (Serve::Dial(_), None) => skyhop_protocol::DialBackOutcome::Refused,
+            (Serve::Answer(outcome), _) => outcome,
+        };
+        let res = skyhop_protocol::DialBackResult {
+            request_id: req.request_id,
+            outcome,
+        };
+        tracing::debug!(peer = %from.short(), ?outcome, "dial-back answered");
+        self.send_now(from, Message::DialBackResult(res));
+    }
+
+    /// A dial-back connection came up (closed soon) or failed: tell the
+    /// peer, unless a timeout already did.
+    fn dial_back_done(&mut self, now: SimTime, connection: ConnectionId, reached: bool) {
+        if reached {
+            if let Some(old) = self.reach.linger(now, connection) {
+                self.swarm.close_connection(old);
+            }
+        }
+        if let Some((peer, res)) = self.reach.on_dial_outcome(connection, reached) {
+            self.send_now(peer, Message::DialBackResult(res));
+        }
+    }
+
+    /// Tells the core and the operator what the dial-back check found.
+    fn apply_verdict(&mut self, verdict: Option<Verdict>) {
+        match verdict {
+            Some(Verdict::Reachable { by }) => {
+                tracing::info!(sn = %by.short(), "reachable: a supernode dialed this node back");
+                self.core.set_reachable(true);
+            }
+            Some(Verdict::Unreachable) => {
+                tracing::info!(
+                    "not reachable from outside: no supernode could dial this node back; it stays ordinary"
+                );
+                self.core.set_reachable(false);
+            }
+            Some(Verdict::Unknown) | None => {}
+        }
+    }
+
     fn on_swarm_event(&mut self, now: SimTime, ev: SwarmEvent<BehaviourEvent>) {
         if let Some(m) = &self.p2p_metrics {
             m.record(&ev);
@@ -1303,6 +1428,21 @@ impl NodeTask {
                 endpoint,
                 ..
             } => {
+                if self.reach.is_dial_back(connection_id) {
+                    self.dial_back_done(now, connection_id, true);
+                    return;
+                }
+                let id = NodeId::from_peer_id(&peer_id);
+                if endpoint.is_listener()
+                    && self.reach.was_asked(id)
+                    && self.links.contains_key(&id)
+                {
+                    // The dial-back: the link runs on another connection.
+                    let verdict = self.reach.on_inbound_connection(id);
+                    self.apply_verdict(verdict);
+                    self.swarm.close_connection(connection_id);
+                    return;
+                }
                 self.dials.remove(&connection_id);
                 if let Some(ip) = ip_of(endpoint.get_remote_address()) {
                     if self.peer_ips.len() < MAX_PEER_IPS || self.peer_ips.contains_key(&peer_id) {
@@ -1337,6 +1477,11 @@ impl NodeTask {
                 error,
                 ..
             } => {
+                if self.reach.is_dial_back(connection_id) {
+                    tracing::debug!("dial-back failed: {error}");
+                    self.dial_back_done(now, connection_id, false);
+                    return;
+                }
                 if let Some(d) = self.dials.remove(&connection_id) {
                     tracing::debug!(addrs = ?d.addrs, "dial failed: {error}");
                     if d.from_core {

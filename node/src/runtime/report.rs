@@ -33,6 +33,24 @@ pub struct StatusReport {
     pub abuse: AbuseCounts,
     /// Connected libp2p peers.
     pub connected_peers: usize,
+    /// How the node picks its role, and what came of it.
+    pub role: RoleReport,
+}
+
+/// Auto role as status shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleReport {
+    /// Whether the node picks its role itself (`--role auto`).
+    pub auto: bool,
+    /// What the dial-back check found: "unknown", "reachable" or
+    /// "unreachable".
+    pub reachability: &'static str,
+    /// Times it promoted itself to supernode.
+    pub promotions: u64,
+    /// Times it demoted itself to ordinary node.
+    pub demotions: u64,
+    /// Dial-backs asked for and served.
+    pub dial_backs: super::reachability::ReachabilityCounts,
 }
 
 /// What the runtime counts of links ending and connections refused (the

@@ -494,6 +494,9 @@ impl Node {
                 self.handle_packet(now, Some(from), p)
             }
             Message::StaleLocation(s) => self.router.cache_mut().remove(&s.node),
+            Message::DialBack(_) | Message::DialBackResult(_) => {
+                self.ctx.out.drop(DropReason::DialBackUnserved)
+            }
         }
     }
 
@@ -617,6 +620,7 @@ impl Node {
                 let rtt = now.saturating_sub(sent);
                 link.rtt = Some(rtt);
                 link.ping = None;
+                link.probe_resent = false;
                 link.unacked = None;
                 self.table.touch(&from, now, Some(rtt));
             }

@@ -92,6 +92,7 @@ impl Node {
         let nonce = self.ctx.rng.random();
         if let Some(l) = self.links.get_mut(&peer) {
             l.ping = Some((nonce, now));
+            l.probe_resent = false;
         }
         self.ctx
             .out
@@ -135,6 +136,21 @@ impl Node {
     fn on_probe_ack_timer(&mut self, now: SimTime) {
         let floor = self.ctx.cfg.probe_ack_timeout;
         for peer in self.links.unanswered_probes(now, floor) {
+            // Once overdue, the same probe goes again (same nonce: an ack
+            // to either counts): under loss one probe or ack may wait out
+            // a retransmission, which closed live links (BENCHMARKS,
+            // suspect-loss-small). Only a second miss closes the link.
+            if let Some(l) = self.links.get_mut(&peer) {
+                if !l.probe_resent {
+                    l.probe_resent = true;
+                    if let Some((nonce, _)) = l.ping {
+                        self.ctx
+                            .out
+                            .send(peer, Message::Heartbeat(Heartbeat { nonce }));
+                    }
+                    continue;
+                }
+            }
             self.ctx.out.counters.suspected += 1;
             let kept = self
                 .links

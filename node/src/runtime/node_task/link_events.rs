@@ -188,6 +188,14 @@ impl NodeTask {
 
     /// Handles a decoded message from `node`.
     fn on_message(&mut self, now: SimTime, node: NodeId, msg: Message) {
+        let msg = match msg {
+            Message::DialBack(req) => return self.serve_dial_back(now, node, req),
+            Message::DialBackResult(res) => {
+                let verdict = self.reach.on_result(now, node, &res);
+                return self.apply_verdict(verdict);
+            }
+            other => other,
+        };
         if let Message::Redirect(r) = &msg {
             let message = format!(
                 "redirected: the supernode is full and named {} others",

@@ -178,7 +178,9 @@ function showStatus(s) {
   state.status = s;
   state.me = s.id;
   $("me").textContent = s.id;
-  $("role").textContent = s.role;
+  $("role").textContent = s.auto_role
+    ? s.role + " (auto, " + s.reachability + ", promoted " + s.promotions + ")"
+    : s.role;
   $("primary").textContent = s.primary ? short(s.primary) : "-";
   for (const k of ["backups", "links", "clients", "neighbors"]) {
     $(k).textContent = s[k].length ? s[k].map(short).join(" ") : "-";

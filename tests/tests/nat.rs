@@ -1,0 +1,63 @@
+//! Auto role behind a NAT: `scripts/nat-netns.sh 3` builds a public LAN of
+//! network namespaces (a bridge in 198.18.0.0/24) with a seed supernode of
+//! 2 clients and one public `--role auto` host, and three `--role auto`
+//! hosts behind a NAT router (nftables masquerade). The public host is
+//! dialed back and promotes; the NATed hosts learn they are unreachable,
+//! never promote, and still attach and chat with each other. Needs root,
+//! `ip netns` and `nft` (`.ci/run` installs nftables); otherwise the test
+//! says why it skipped. The script removes its namespaces and processes on
+//! every exit path.
+
+use std::process::Command;
+
+fn skip_reason() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not running as root".into());
+    }
+    match Command::new("ip").args(["netns", "list"]).output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            return Some(format!(
+                "`ip netns` fails: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+        Err(e) => return Some(format!("`ip` is not installed: {e}")),
+    }
+    match Command::new("nft").arg("--version").output() {
+        Ok(out) if out.status.success() => None,
+        _ => Some("`nft` (nftables) is not installed".into()),
+    }
+}
+
+#[test]
+fn hosts_behind_a_nat_never_promote_and_still_chat() {
+    if let Some(reason) = skip_reason() {
+        println!("skipped: the netns NAT test needs root, `ip netns` and `nft`: {reason}");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let bin = skyhop_tests::skyhop_bin();
+    let out = Command::new("timeout")
+        .arg("180")
+        .arg(root.join("scripts/nat-netns.sh"))
+        .arg("3")
+        .env("SKYHOP_BIN", bin)
+        .output()
+        .expect("the script runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "nat-netns.sh failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("public host promoted; no NATed host promoted"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("every NATed host chatted"), "{stdout}");
+}
