@@ -39,7 +39,8 @@ pub enum FrameVerdict {
 
 impl Node {
     /// A routed frame body (the bytes after the length prefix) arrived from
-    /// `from`: forwards it in place when a relay only has to pass it on.
+    /// `from`: where it goes and how it is rewritten when a relay only has
+    /// to pass it on, or that it needs decoding.
     pub fn handle_routed_frame(
         &mut self,
         now: SimTime,
