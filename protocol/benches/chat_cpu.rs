@@ -87,6 +87,29 @@ fn chat_cpu(c: &mut Criterion) {
         b.iter(|| black_box(alice.leave(black_box(bob.id()), 1)))
     });
     reference.finish();
+    // The parts of v2's extra cost, each on its own.
+    let mut parts = c.benchmark_group("parts");
+    let chat = alice
+        .chat(bob.id(), MsgId(1), 1, SENT_AT, "x".repeat(16))
+        .expect("fits");
+    let sealed = seal::seal(&chat, &bob_key, ephemeral(1)).expect("bob's key");
+    parts.bench_function("x25519_public_key", |b| {
+        b.iter(|| black_box(seal::chat_public_key(black_box(&[9; 32]))))
+    });
+    let mut n = 0u64;
+    parts.bench_function("seal_16B", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(seal::seal(black_box(&chat), &bob_key, ephemeral(n)).expect("bob's key"))
+        })
+    });
+    parts.bench_function("open_16B", |b| {
+        b.iter(|| black_box(bob.open_chat(black_box(&sealed)).expect("sealed to bob")))
+    });
+    parts.bench_function("verify_chat", |b| {
+        b.iter(|| skyhop_protocol::verify_chat(black_box(&chat)).expect("signed"))
+    });
+    parts.finish();
     for len in [16usize, 1024] {
         let text = "x".repeat(len);
         let chat_frame = sender_sends(&alice, bob.id(), &bob_key, 1, &text);
