@@ -342,7 +342,9 @@ impl Node {
             },
             Some(record) => {
                 if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
-                    if record.sn != node {
+                    // Only routing reads the cache, and an ordinary node
+                    // does not route: it looked up the chat key alone.
+                    if record.sn != node && self.ctx.cfg.role == Role::Supernode {
                         self.router
                             .cache_mut()
                             .insert(node, record.sn, record.seq, now);

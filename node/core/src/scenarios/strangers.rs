@@ -2,6 +2,7 @@
 //! withdraws and names, floods, relays that read, forge or drop, replays.
 
 use super::*;
+use skyhop_protocol::{Withdraw, WithdrawReason};
 
 /// A routed withdraw of `victim`, naming supernode `sn`, from `src`, as
 /// packet `id`, signed by `signer` (the real supernode or anyone else).
@@ -42,6 +43,54 @@ fn an_ordinary_node_cannot_withdraw_another_node() {
     assert!(
         matches!(h.outcome(friend, msg), Some(Ok(_))),
         "the victim is still reachable: {:?}",
+        h.outcome(friend, msg)
+    );
+}
+
+#[test]
+fn a_withdraw_left_without_the_nodes_own_leave_changes_nothing() {
+    let mut h = Harness::overlay(3, 3);
+    let ons = h.ordinaries();
+    let (mallory, victim, friend) = (ons[0], ons[1], ons[2]);
+    let sn = h.node(&mallory).primary().expect("attached");
+    let victim_sn = h.node(&victim).primary().expect("attached");
+    let key = identity_of(mallory).1;
+    // Mallory's own Leave offered as the victim's, then a Leave rewritten
+    // to name the victim (its signature no longer matches).
+    let own = key.leave(victim_sn, u64::MAX);
+    let mut rewritten = own.clone();
+    rewritten.node = victim;
+    for (id, leave) in [(21, own), (22, rewritten)] {
+        let w = Withdraw {
+            node: victim,
+            sn: victim_sn,
+            seq: u64::MAX,
+            reason: WithdrawReason::Left(leave),
+        };
+        let p = Packet {
+            ttl: 16,
+            ..routed(mallory, victim, id, 0, Body::Withdraw(w))
+        };
+        h.inject(mallory, sn, Message::Routed(p));
+    }
+    h.run_for(2 * SECS);
+    let refused: u64 = h
+        .supernodes()
+        .iter()
+        .map(|s| h.node(s).counters().dropped(DropReason::ForgedLeave))
+        .sum();
+    assert_eq!(refused, 2, "both reached a home supernode and were refused");
+    let holders = h
+        .supernodes()
+        .iter()
+        .filter(|s| h.node(s).holds_record(&victim, &victim_sn, h.now))
+        .count();
+    assert!(holders >= 1, "the victim's record is still held");
+    let msg = h.send_chat(friend, victim, "still there?");
+    h.run_for(20 * SECS);
+    assert!(
+        matches!(h.outcome(friend, msg), Some(Ok(_))),
+        "the victim is still reachable, not offline: {:?}",
         h.outcome(friend, msg)
     );
 }
