@@ -71,10 +71,16 @@ impl MessageClass {
             Message::Routed(p) => match &p.body {
                 Body::Chat(_) | Body::ChatAck { .. } | Body::NotFound { .. } => MessageClass::Chat,
                 Body::TraceProbe { .. } | Body::TraceReply { .. } => MessageClass::Trace,
-                Body::LocationQuery { .. } | Body::LocationReply { .. } => {
+                Body::LocationQuery { .. }
+                | Body::LocationReply { .. }
+                | Body::NameQuery { .. }
+                | Body::NameReply { .. } => {
                     MessageClass::LocationQuery
                 }
-                Body::Publish(_) | Body::Withdraw(_) | Body::Datagram(_) => MessageClass::Publish,
+                Body::Publish(_)
+                | Body::Withdraw(_)
+                | Body::Datagram(_)
+                | Body::NameClaim { .. } => MessageClass::Publish,
             },
             Message::Hello(_)
             | Message::Accept(_)

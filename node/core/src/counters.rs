@@ -33,6 +33,9 @@ pub enum DropReason {
     ForgedLeave,
     /// A chat receipt that is not signed by the chat's recipient.
     ForgedReceipt,
+    /// A name claim whose signature does not verify, or that names
+    /// another name than the one asked about.
+    ForgedNameClaim,
     /// A location record whose signature does not verify.
     ForgedRecord,
     /// A `Withdraw { Lost }` that reached a home supernode from someone
@@ -46,6 +49,9 @@ pub enum DropReason {
     MisaddressedChat,
     /// An ordinary node received a routed packet addressed to another node.
     Misrouted,
+    /// A name claim refused by a home supernode: the name is held by
+    /// another key.
+    NameTaken,
     /// Undeliverable: no home supernode holds a record of the destination.
     NoRecord,
     /// Undeliverable: no link toward the destination or its supernode.
@@ -89,7 +95,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 35] = [
         DropReason::ChatOutsideWindow,
         DropReason::DialOverBudget,
         DropReason::Duplicate,
@@ -99,12 +105,14 @@ impl DropReason {
         DropReason::ForgedChat,
         DropReason::ForgedLeave,
         DropReason::ForgedReceipt,
+        DropReason::ForgedNameClaim,
         DropReason::ForgedRecord,
         DropReason::ForgedWithdraw,
         DropReason::JoinToNonSupernode,
         DropReason::LeaveFromNonClient,
         DropReason::MisaddressedChat,
         DropReason::Misrouted,
+        DropReason::NameTaken,
         DropReason::NoRecord,
         DropReason::NoRoute,
         DropReason::NotAttached,
@@ -137,10 +145,12 @@ impl DropReason {
             DropReason::ForgedChat => "forged_chat",
             DropReason::ForgedLeave => "forged_leave",
             DropReason::ForgedReceipt => "forged_receipt",
+            DropReason::ForgedNameClaim => "forged_name_claim",
             DropReason::ForgedRecord => "forged_record",
             DropReason::ForgedWithdraw => "forged_withdraw",
             DropReason::JoinToNonSupernode => "join_to_non_supernode",
             DropReason::LeaveFromNonClient => "leave_from_non_client",
+            DropReason::NameTaken => "name_taken",
             DropReason::MisaddressedChat => "misaddressed_chat",
             DropReason::Misrouted => "misrouted",
             DropReason::NoRecord => "no_record",

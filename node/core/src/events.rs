@@ -159,6 +159,28 @@ pub enum Event {
         /// What it did.
         reason: String,
     },
+    /// A home supernode of `name` holds this node's claim to it.
+    NameClaimed {
+        /// The name.
+        name: String,
+    },
+    /// A home supernode of `name` refused this node's claim: another key
+    /// holds it (its claim, signed by that key, is the proof).
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The node that holds it.
+        holder: NodeId,
+    },
+    /// The answer to a name lookup ([`super::Node::lookup_name`]).
+    NameResolved {
+        /// The lookup's id.
+        request_id: u64,
+        /// The name.
+        name: String,
+        /// The node that holds it, by its signed claim; `None`: nobody.
+        holder: Option<NodeId>,
+    },
 }
 
 /// One host-cache entry: a supernode this node has seen, for rejoining.

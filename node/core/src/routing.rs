@@ -423,12 +423,16 @@ impl PrimaryProbe {
     }
 }
 
-/// Publishes, withdrawals and queries travel to the home supernodes of
-/// their destination by XOR distance alone.
+/// Publishes, withdrawals, queries and name claims travel to the home
+/// supernodes of their destination by XOR distance alone.
 fn is_home_bound(body: &Body) -> bool {
     matches!(
         body,
-        Body::Publish(_) | Body::Withdraw(_) | Body::LocationQuery { .. }
+        Body::Publish(_)
+            | Body::Withdraw(_)
+            | Body::LocationQuery { .. }
+            | Body::NameClaim { .. }
+            | Body::NameQuery { .. }
     )
 }
 

@@ -732,6 +732,25 @@ pub enum Event {
         /// What it did.
         reason: String,
     },
+    /// This node's name is held by its home supernodes.
+    NameClaimed {
+        /// The name.
+        name: String,
+    },
+    /// This node's name is held by another key: choose another.
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Who holds it.
+        holder: NodeId,
+    },
+    /// A name lookup was answered.
+    NameResolved {
+        /// The name.
+        name: String,
+        /// Who holds it; `None`: nobody.
+        holder: Option<NodeId>,
+    },
 }
 
 impl From<&skyhop_core::Event> for Event {
@@ -793,6 +812,9 @@ impl From<&skyhop_core::Event> for Event {
             },
             Core::PeerMisbehaved { peer, reason } => Event::PeerMisbehaved { peer, reason },
             Core::RoleChanged { role, reason } => Event::RoleChanged { role, reason },
+            Core::NameClaimed { name } => Event::NameClaimed { name },
+            Core::NameTaken { name, holder } => Event::NameTaken { name, holder },
+            Core::NameResolved { name, holder, .. } => Event::NameResolved { name, holder },
         }
     }
 }

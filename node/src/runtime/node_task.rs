@@ -46,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::clock::{core_seed, now_micros, MonotonicClock};
+use super::names::NameBook;
 use super::db::{self, History, SaidBy, Write};
 use super::events_log::EventLog;
 use super::handle::{
@@ -550,6 +551,8 @@ struct NodeTask {
     /// The core's outputs being acted on, kept for the next wake-up (see
     /// [`NodeTask::drain`]).
     out_batch: Vec<Output>,
+    /// Name lookups in flight and the pins' checks.
+    names: NameBook,
 }
 
 /// What the stream tasks send the node task (links have their own).
@@ -615,6 +618,7 @@ impl NodeTask {
             history_warned: None,
             stream_tx,
             out_batch: Vec::new(),
+            names: NameBook::default(),
         };
         (task, Inbox { streams })
     }
@@ -959,6 +963,20 @@ impl NodeTask {
                 tracing::warn!(peer = %peer.short(), "peer misbehaved: {reason}");
                 self.refuse_ip_of(*peer);
             }
+            Event::NameClaimed { name } => {
+                tracing::info!("name '{name}' is yours: its home supernodes hold your claim")
+            }
+            Event::NameTaken { name, holder } => tracing::error!(
+                "name '{name}' is taken by key {}; choose another --name",
+                holder.short()
+            ),
+            Event::NameResolved {
+                request_id, holder, ..
+            } => {
+                let now = self.clock.now();
+                self.names
+                    .resolved(self.history.as_mut(), now, *request_id, *holder);
+            }
         }
         self.events.push(e);
     }
@@ -1061,6 +1079,25 @@ impl NodeTask {
                     let _ = reply.send(TraceOutcome::Failed(e.to_string()));
                 }
             },
+            Command::PinnedName { name, reply } => {
+                let pinned = self
+                    .names
+                    .pinned(&mut self.core, self.history.as_ref(), now, &name);
+                let _ = reply.send(pinned);
+            }
+            Command::LookUpName { name, reply } => {
+                self.names.look_up(&mut self.core, now, &name, reply);
+            }
+            Command::Repin { name, reply } => {
+                let repinned = match self.history.as_mut() {
+                    Some(h) => h.repin(&name, now).map_err(RuntimeError::from),
+                    None => Err(RuntimeError::NoHistory),
+                };
+                if let Ok(Some(id)) = &repinned {
+                    tracing::warn!("name '{name}' re-pinned to key {} by the user", id.short());
+                }
+                let _ = reply.send(repinned);
+            }
             Command::Shutdown(_) => unreachable!("handled by the loop"),
         }
     }

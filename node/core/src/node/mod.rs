@@ -32,6 +32,7 @@ use super::counters::{Counters, DropReason};
 use super::delivery::{ChatDelivery, ChatError};
 use super::events::{Action, Event, HostCacheEntry, Output, Status};
 use super::home::Home;
+use super::names::{LookupError, NameState, Names};
 use super::host_cache::HostCache;
 use super::links::Links;
 use super::pending::{PendingRequests, Request};
@@ -92,6 +93,8 @@ pub struct Node {
     supernode: Supernode,
     /// Records held as a home supernode.
     home: Home,
+    /// Name claims held as a home supernode, and this node's own.
+    names: Names,
     /// Routing state: duplicate window, location cache, held packets.
     router: Router,
     /// Requests awaiting their reply.
@@ -138,9 +141,13 @@ impl Node {
         if cfg.role == Role::Supernode {
             timers.set(Timer::TableRefresh, now + cfg.table_refresh);
         }
+        if cfg.name.is_some() {
+            timers.set(Timer::NameRefresh, now);
+        }
         Ok(Node {
             table: NeighborTable::new(id, cfg.bucket_size),
             home: Home::new(cfg.max_records),
+            names: Names::new(cfg.max_names, cfg.name.clone()),
             router: Router::new(
                 cfg.dedup_window,
                 cfg.location_cache_size,
@@ -240,6 +247,16 @@ impl Node {
             .directory()
             .get(node, now)
             .is_some_and(|r| r.sn == *sn)
+    }
+
+    /// This node's name and where its claim stands.
+    pub fn name_state(&self) -> Option<(&str, &NameState)> {
+        self.names.own()
+    }
+
+    /// Name claims held as a home supernode.
+    pub fn name_claims_held(&self) -> usize {
+        self.names.len()
     }
 
     /// Supernodes in the neighbor table.
@@ -652,6 +669,16 @@ impl Node {
         for record in records {
             self.originate(now, newcomer, Body::Publish(record), None);
         }
+        let claims = self
+            .names
+            .claims_for_newcomer(&self.table, self.ctx.cfg.replicas, newcomer);
+        for claim in claims {
+            let body = Body::NameClaim {
+                request_id: 0,
+                claim,
+            };
+            self.originate(now, newcomer, body, None);
+        }
     }
 
     /// A peer was refused for speaking another protocol version (its
@@ -704,6 +731,65 @@ impl Node {
             Some(deadline),
         );
         Ok(probe_id)
+    }
+
+    /// Looks up who holds `name`, at its home supernodes; the answer
+    /// arrives as [`Event::NameResolved`] with the returned id (none if no
+    /// home answers within the query timeout).
+    pub fn lookup_name(&mut self, now: SimTime, name: &str) -> Result<u64, LookupError> {
+        if self.left {
+            return Err(LookupError::Left);
+        }
+        skyhop_protocol::check_name(name)?;
+        let request_id = self.ctx.rng.random();
+        let request = Request::Name {
+            name: name.to_owned(),
+            own: false,
+        };
+        if !self
+            .pending
+            .insert(request_id, request, now, Some(now + QUERY_TIMEOUT))
+        {
+            return Err(LookupError::TooMany);
+        }
+        let body = Body::NameQuery {
+            request_id,
+            name: name.to_owned(),
+        };
+        self.originate(now, skyhop_protocol::name_key(name), body, None);
+        Ok(request_id)
+    }
+
+    /// Sends this node's claim to its name (signed afresh) toward the
+    /// name's home supernodes, and arms the next refresh.
+    fn claim_name(&mut self, now: SimTime) {
+        let next = match self.names.own() {
+            None => return,
+            Some((_, NameState::Claiming)) => now + 3 * SECS,
+            Some(_) => now + Names::refresh_interval(self.ctx.cfg.name_lifetime_s),
+        };
+        if !self.is_routable() {
+            // Not attached yet: try again soon.
+            self.ctx.timers.set(Timer::NameRefresh, now + SECS);
+            return;
+        }
+        self.ctx.timers.set(Timer::NameRefresh, next);
+        let Some(claim) = self.names.own_claim(&self.ctx, now) else {
+            return;
+        };
+        let request_id = self.ctx.rng.random();
+        let request = Request::Name {
+            name: claim.name.clone(),
+            own: true,
+        };
+        if !self
+            .pending
+            .insert(request_id, request, now, Some(now + QUERY_TIMEOUT))
+        {
+            return;
+        }
+        let key = skyhop_protocol::name_key(&claim.name);
+        self.originate(now, key, Body::NameClaim { request_id, claim }, None);
     }
 
     /// Leaves the overlay gracefully: an ordinary node sends its supernode a
