@@ -23,10 +23,10 @@ pub use codec::{
 };
 pub use id::{Distance, MsgId, NodeId, ParseNodeIdError};
 pub use limits::*;
-pub use name::{check_name, name_key, NameError};
 pub use message::*;
+pub use name::{check_name, name_key, NameError};
 pub use seal::SealError;
 pub use sign::{
-    verify_absence, verify_chat, verify_leave, verify_name_claim, verify_receipt, verify_record, verify_withdraw_lost,
-    Identity, SignatureError, SignatureMemo,
+    verify_absence, verify_chat, verify_leave, verify_name_claim, verify_receipt, verify_record,
+    verify_withdraw_lost, Identity, SignatureError, SignatureMemo,
 };

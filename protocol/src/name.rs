@@ -89,7 +89,10 @@ mod tests {
         assert!(e.contains("'A'"), "{e}");
         assert!(check_name("a").unwrap_err().to_string().contains("2 to 32"));
         assert!(check_name(&"a".repeat(33)).is_err());
-        assert!(check_name("9lives").unwrap_err().to_string().contains("start with a letter"));
+        assert!(check_name("9lives")
+            .unwrap_err()
+            .to_string()
+            .contains("start with a letter"));
         assert!(check_name("al ice").is_err());
         assert_ne!(name_key("alice"), name_key("alicf"));
     }

@@ -15,8 +15,7 @@ use crate::id::{MsgId, NodeId};
 use crate::limits::MAX_CHAT_BODY;
 use crate::message::{
     Absence, ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, NameClaim,
-    NotFoundReason,
-    PublicKey, SupernodeProof, Withdraw, WithdrawReason,
+    NotFoundReason, PublicKey, SupernodeProof, Withdraw, WithdrawReason,
 };
 
 /// Domain prefix of a location record's signed bytes.
@@ -354,8 +353,9 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
                 absence: Some(a),
                 ..
             } => Some(Statement::Absence(a)),
-            Body::NameClaim { claim: c, .. }
-            | Body::NameReply { claim: Some(c), .. } => Some(Statement::NameClaim(c)),
+            Body::NameClaim { claim: c, .. } | Body::NameReply { claim: Some(c), .. } => {
+                Some(Statement::NameClaim(c))
+            }
             Body::Withdraw(w) => match &w.reason {
                 WithdrawReason::Left(l) => Some(Statement::Leave(l)),
                 WithdrawReason::Lost(proof) => Some(Statement::WithdrawLost(w, proof)),

@@ -74,9 +74,7 @@ impl MessageClass {
                 Body::LocationQuery { .. }
                 | Body::LocationReply { .. }
                 | Body::NameQuery { .. }
-                | Body::NameReply { .. } => {
-                    MessageClass::LocationQuery
-                }
+                | Body::NameReply { .. } => MessageClass::LocationQuery,
                 Body::Publish(_)
                 | Body::Withdraw(_)
                 | Body::Datagram(_)

@@ -41,6 +41,9 @@ use super::report::StatusReport;
 
 /// Path of the status request.
 pub const STATUS_PATH: &str = "/status";
+pub use super::api_names::{
+    RepinRequest, Repinned, Resolution, ResolveRequest, REPIN_PATH, RESOLVE_PATH,
+};
 /// Path of the known-peers request.
 pub const PEERS_PATH: &str = "/peers";
 /// Path of the events long-poll.
@@ -914,10 +917,11 @@ pub fn endpoints() -> Vec<EndpointDoc> {
         typed::<ContactsRequest>(
             "",
             "`Contacts`: `{\"contacts\": [{\"id\", \"peer_id\", \"name\", \"first_seen_ms\", \
-             \"last_heard_ms\", \"last_offline_ms\", \"presence\": online/offline/unknown}]}`",
+             \"last_heard_ms\", \"last_offline_ms\", \"presence\": online/offline/unknown, \
+             \"name_conflict\"}]}`",
         ),
         typed::<SendRequest>(
-            "`{\"to\": ID, \"text\"}`",
+            "`{\"to\": ID, prefix or NAME, \"text\"}`",
             "`SendReply`, after the outcome (at most the chat deadline + 5 s): `{\"to\", \"delivered\": true, \
              \"hops\", \"latency_ms\"}` or `{\"to\", \"delivered\": false, \"reason\"}`",
         ),
@@ -925,6 +929,15 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "`{\"to\": ID}`",
             "`TraceReply`: `{\"to\", \"ok\": true, \"path\" (this node first), \"hops\", \"rtt_ms\"}` or \
              `{\"to\", \"ok\": false, \"reason\"}`",
+        ),
+        typed::<ResolveRequest>(
+            "`{\"to\": ID, prefix or NAME}`",
+            "`Resolution`: `id` (for a pinned name: the pinned key), `conflict` (another key the name \
+             resolves to now, or null), `warning`",
+        ),
+        typed::<RepinRequest>(
+            "`{\"name\": NAME}`",
+            "`Repinned`: `name`, `id` (the key now pinned, or null if the name resolved to no other key)",
         ),
         typed::<PingRequest>(
             "`{\"to\": ID, \"count\": 1-100, \"interval_ms\": 100-10000}`",
@@ -936,7 +949,8 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "`Events`: `{\"next\": CURSOR, \"events\": [{\"cursor\", \"event\", ...}]}` after a long-poll of at \
              most 25 s (or `wait`); pass `next` back as `since`; the last 1024 events are kept (`attached`, \
              `detached`, `chat_received` with `from`, `msg_id`, `seq`, `body`, `hops`, `chat_delivered`, \
-             `chat_failed`, `trace_completed`, `trace_failed`, `peer_misbehaved`)",
+             `chat_failed`, `trace_completed`, `trace_failed`, `peer_misbehaved`, `name_claimed`, `name_taken`, \
+             `name_resolved`)",
         ),
         get(
             STREAM_PATH,

@@ -54,7 +54,12 @@ impl History {
     }
 
     /// Remembers that `name`, pinned to another key, now resolves to `other`.
-    pub fn note_conflict(&mut self, name: &str, other: NodeId, now: SimTime) -> Result<(), DbError> {
+    pub fn note_conflict(
+        &mut self,
+        name: &str,
+        other: NodeId,
+        now: SimTime,
+    ) -> Result<(), DbError> {
         let run = |conn: &rusqlite::Connection| -> Result<(), rusqlite::Error> {
             conn.execute(
                 "INSERT INTO name_conflicts (name, other, noticed_ms) VALUES (?1, ?2, ?3)
@@ -78,7 +83,8 @@ impl History {
             let mut stmt = self
                 .conn
                 .prepare_cached("SELECT name, other FROM name_conflicts")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             let mut out = BTreeMap::new();
             for row in rows {
                 let (name, other) = row?;
@@ -117,14 +123,22 @@ mod tests {
         assert_eq!(h.pinned("alice").expect("reads"), None);
         h.pin("alice", old, 2_000_000).expect("pins");
         h.note_conflict("alice", new, 3_000_000).expect("notes");
-        assert_eq!(h.pinned("alice").expect("reads"), Some(old), "the pin holds");
+        assert_eq!(
+            h.pinned("alice").expect("reads"),
+            Some(old),
+            "the pin holds"
+        );
         let listed = h.contacts(4_000_000, |_| false).expect("lists");
         assert_eq!(listed[0].name.as_deref(), Some("alice"));
         assert_eq!(listed[0].name_conflict, Some(new), "the conflict is shown");
         assert_eq!(h.repin("alice", 5_000_000).expect("repins"), Some(new));
         assert_eq!(h.pinned("alice").expect("reads"), Some(new));
         assert!(h.name_conflicts().expect("reads").is_empty());
-        assert_eq!(h.repin("alice", 6_000_000).expect("repins"), None, "nothing to repin");
+        assert_eq!(
+            h.repin("alice", 6_000_000).expect("repins"),
+            None,
+            "nothing to repin"
+        );
         drop(h);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -337,7 +337,10 @@ impl NodeHandle {
         }
         let is_hex = !text.is_empty() && text.chars().all(|c| c.is_ascii_hexdigit());
         match (is_hex, is_name) {
-            (true, false) => self.resolve_prefix(text).await.map(|id| Resolved { id, conflict: None }),
+            (true, false) => self
+                .resolve_prefix(text)
+                .await
+                .map(|id| Resolved { id, conflict: None }),
             (true, true) => match self.resolve_prefix(text).await {
                 Ok(id) => Ok(Resolved { id, conflict: None }),
                 Err(RuntimeError::UnknownPrefix { .. }) => self.look_up_name(text).await,

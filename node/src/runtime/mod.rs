@@ -22,6 +22,7 @@
 //!   [`db`]: the chat history and contacts (SQLite, `history.db`).
 
 pub mod api;
+pub mod api_names;
 pub mod api_state;
 pub mod clock;
 pub mod control;

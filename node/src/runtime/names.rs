@@ -137,7 +137,12 @@ impl NameBook {
 
 /// Pins `name` to `holder` at first contact; if it is pinned to another
 /// key, warns loudly, remembers the conflict and keeps the pin.
-fn pin_or_warn(history: Option<&mut History>, now: SimTime, name: &str, holder: NodeId) -> Resolved {
+fn pin_or_warn(
+    history: Option<&mut History>,
+    now: SimTime,
+    name: &str,
+    holder: NodeId,
+) -> Resolved {
     let Some(history) = history else {
         return Resolved {
             id: holder,
@@ -147,7 +152,9 @@ fn pin_or_warn(history: Option<&mut History>, now: SimTime, name: &str, holder: 
     let stored = match history.pinned(name) {
         Ok(None) => history.pin(name, holder, now).map(|()| None),
         Ok(Some(pinned)) if pinned == holder => Ok(None),
-        Ok(Some(pinned)) => history.note_conflict(name, holder, now).map(|()| Some(pinned)),
+        Ok(Some(pinned)) => history
+            .note_conflict(name, holder, now)
+            .map(|()| Some(pinned)),
         Err(e) => Err(e),
     };
     match stored {

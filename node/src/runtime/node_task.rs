@@ -46,7 +46,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::clock::{core_seed, now_micros, MonotonicClock};
-use super::names::NameBook;
 use super::db::{self, History, SaidBy, Write};
 use super::events_log::EventLog;
 use super::handle::{
@@ -56,6 +55,7 @@ use super::handle::{
 use super::ip_limits::{ip_of, IpLimits};
 use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 use super::metrics::{ChatCounters, NodeMetrics};
+use super::names::NameBook;
 use super::oplog::{OpKind, OpLog};
 use super::report::{AbuseCounts, NodeInfo, StatusReport};
 use super::{storage, RuntimeError};

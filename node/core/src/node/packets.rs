@@ -7,8 +7,7 @@
 
 use skyhop_protocol::{
     Absence, Body, LocationHop, LocationRecord, Message, MsgId, NameClaim, NodeId, NotFoundReason,
-    Packet,
-    Role, Trace, MAX_TRACE_HOPS,
+    Packet, Role, Trace, MAX_TRACE_HOPS,
 };
 
 use super::{Node, QUERY_TIMEOUT};
@@ -340,9 +339,10 @@ impl Node {
     /// The answer to a name lookup or to this node's claim: acted on only
     /// if it answers one we asked, and its claim is signed by its holder.
     fn on_name_reply(&mut self, request_id: u64, name: String, claim: Option<NameClaim>) {
-        let asked = self
-            .pending
-            .take_if(request_id, |r| matches!(r, Request::Name { name: n, .. } if *n == name));
+        let asked = self.pending.take_if(
+            request_id,
+            |r| matches!(r, Request::Name { name: n, .. } if *n == name),
+        );
         let Some(asked) = asked else {
             self.ctx.out.drop(DropReason::UnsolicitedReply);
             return;

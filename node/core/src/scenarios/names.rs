@@ -22,7 +22,9 @@ fn name_events(h: &Harness, at: NodeId) -> Vec<Event> {
             *n == at
                 && matches!(
                     e,
-                    Event::NameClaimed { .. } | Event::NameTaken { .. } | Event::NameResolved { .. }
+                    Event::NameClaimed { .. }
+                        | Event::NameTaken { .. }
+                        | Event::NameResolved { .. }
                 )
         })
         .map(|(_, _, e)| e.clone())
@@ -33,7 +35,10 @@ fn name_events(h: &Harness, at: NodeId) -> Vec<Event> {
 /// nobody), or `None` if no answer came.
 fn look_up(h: &mut Harness, at: NodeId, name: &str) -> Option<Option<NodeId>> {
     let now = h.now;
-    let request = h.node_mut(&at).lookup_name(now, name).expect("lookup starts");
+    let request = h
+        .node_mut(&at)
+        .lookup_name(now, name)
+        .expect("lookup starts");
     h.drain(at);
     h.run_for(3 * SECS);
     h.events.iter().find_map(|(_, n, e)| match e {
@@ -117,7 +122,11 @@ fn only_the_owner_can_refresh_a_claim() {
         claim: forged,
     };
     let key = skyhop_protocol::name_key("alice");
-    h.inject(mallory, sn, Message::Routed(routed(mallory, key, 1, 0, body)));
+    h.inject(
+        mallory,
+        sn,
+        Message::Routed(routed(mallory, key, 1, 0, body)),
+    );
     h.run_for(2 * SECS);
     assert_eq!(dropped(&h, DropReason::ForgedNameClaim), 1);
     // Alice stops refreshing (crashes): the claim expires on its own
@@ -175,9 +184,13 @@ fn a_forged_name_answer_is_rejected() {
         assert_eq!(dropped(&h, DropReason::ForgedNameClaim), i as u64 + 1);
     }
     assert!(
-        !name_events(&h, bob)
-            .iter()
-            .any(|e| matches!(e, Event::NameResolved { holder: Some(_), .. })),
+        !name_events(&h, bob).iter().any(|e| matches!(
+            e,
+            Event::NameResolved {
+                holder: Some(_),
+                ..
+            }
+        )),
         "no forged answer names a holder"
     );
 }
@@ -194,10 +207,15 @@ fn an_unsolicited_name_answer_is_ignored() {
         name: "alice".into(),
         claim: Some(claim),
     };
-    let before = h.node(&bob).counters().dropped(DropReason::UnsolicitedReply);
+    let before = h
+        .node(&bob)
+        .counters()
+        .dropped(DropReason::UnsolicitedReply);
     h.inject(sn, bob, Message::Routed(routed(sn, bob, 5, 1, body)));
     assert_eq!(
-        h.node(&bob).counters().dropped(DropReason::UnsolicitedReply),
+        h.node(&bob)
+            .counters()
+            .dropped(DropReason::UnsolicitedReply),
         before + 1
     );
     assert!(name_events(&h, bob).is_empty());
