@@ -31,11 +31,11 @@ pub enum DropReason {
     ForgedChat,
     /// A withdraw carrying a `Leave` that does not verify or names another node.
     ForgedLeave,
-    /// A chat receipt that is not signed by the chat's recipient.
-    ForgedReceipt,
     /// A name claim whose signature does not verify, or that names
     /// another name than the one asked about.
     ForgedNameClaim,
+    /// A chat receipt that is not signed by the chat's recipient.
+    ForgedReceipt,
     /// A location record whose signature does not verify.
     ForgedRecord,
     /// A `Withdraw { Lost }` that reached a home supernode from someone
@@ -104,8 +104,8 @@ impl DropReason {
         DropReason::ForgedAbsence,
         DropReason::ForgedChat,
         DropReason::ForgedLeave,
-        DropReason::ForgedReceipt,
         DropReason::ForgedNameClaim,
+        DropReason::ForgedReceipt,
         DropReason::ForgedRecord,
         DropReason::ForgedWithdraw,
         DropReason::JoinToNonSupernode,
