@@ -2,7 +2,8 @@
 //! (through the API and the chat prompt); a node claiming a name another
 //! key holds stops with a clear error naming the holder; a pinned name
 //! that later resolves to another key is flagged and keeps its pin until
-//! the user re-pins.
+//! the user re-pins; a contact that left is listed offline, from its home
+//! supernodes' answer.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -139,7 +140,8 @@ fn a_bad_name_is_refused_at_start_naming_the_flag_and_the_fix() {
 }
 
 #[test]
-fn a_pinned_name_that_resolves_to_another_key_is_flagged_until_repinned() {
+fn a_pinned_name_that_resolves_to_another_key_is_flagged_until_repinned_and_presence_comes_from_the_homes(
+) {
     let scratch = Scratch::new("names-tofu");
     let sn = NodeProc::start(&scratch.path.join("sn"), "supernode", &[]);
     let boot = [sn.addr.clone()];
@@ -158,7 +160,20 @@ fn a_pinned_name_that_resolves_to_another_key_is_flagged_until_repinned() {
     assert_eq!(first["conflict"], Value::Null);
     // Alice goes away; her claim expires; another key takes the name.
     alice.terminate();
-    std::thread::sleep(Duration::from_secs(63));
+    // Listing the contacts asks alice's home supernodes: she is offline.
+    let offline = wait_until(Duration::from_secs(20), || {
+        let (_, c) = call(&bob, "GET", "/contacts", None);
+        c["contacts"].as_array().is_some_and(|all| {
+            all.iter()
+                .any(|c| c["name"] == "alice" && c["presence"] == "offline")
+        })
+    });
+    assert!(
+        offline,
+        "alice is not shown offline; bob's log:\n{}",
+        bob.log()
+    );
+    std::thread::sleep(Duration::from_secs(60));
     let other = NodeProc::start_with(&scratch.path.join("other"), "ordinary", &boot, &short);
     assert!(
         wait_until(Duration::from_secs(30), || claimed(&other, "alice")),

@@ -159,6 +159,15 @@ pub enum Event {
         /// What it did.
         reason: String,
     },
+    /// A location lookup was answered by `node`'s home supernodes: a live
+    /// signed record (online) or their signed word that it is unknown or
+    /// gone (offline).
+    Located {
+        /// The node looked up.
+        node: NodeId,
+        /// Whether a home holds a live record of it.
+        online: bool,
+    },
     /// A home supernode of `name` holds this node's claim to it.
     NameClaimed {
         /// The name.

@@ -735,6 +735,14 @@ pub enum Event {
         /// What it did.
         reason: String,
     },
+    /// A location lookup was answered: `node` is online (its home holds a
+    /// live record) or offline.
+    Located {
+        /// The node looked up.
+        node: NodeId,
+        /// Whether it is attached somewhere.
+        online: bool,
+    },
     /// This node's name is held by its home supernodes.
     NameClaimed {
         /// The name.
@@ -816,6 +824,7 @@ impl From<&skyhop_core::Event> for Event {
             Core::PeerMisbehaved { peer, reason } => Event::PeerMisbehaved { peer, reason },
             Core::RoleChanged { role, reason } => Event::RoleChanged { role, reason },
             Core::NameClaimed { name } => Event::NameClaimed { name },
+            Core::Located { node, online } => Event::Located { node, online },
             Core::NameTaken { name, holder } => Event::NameTaken { name, holder },
             Core::NameResolved { name, holder, .. } => Event::NameResolved { name, holder },
         }

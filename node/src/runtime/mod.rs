@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod names;
 pub mod node_task;
 pub mod oplog;
+pub mod presence;
 pub mod report;
 pub mod storage;
 pub mod waiters;

@@ -57,6 +57,7 @@ use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 use super::metrics::{ChatCounters, NodeMetrics};
 use super::names::NameBook;
 use super::oplog::{OpKind, OpLog};
+use super::presence::PresenceChecks;
 use super::report::{AbuseCounts, NodeInfo, StatusReport};
 use super::{storage, RuntimeError};
 use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
@@ -553,6 +554,8 @@ struct NodeTask {
     out_batch: Vec<Output>,
     /// Name lookups in flight and the pins' checks.
     names: NameBook,
+    /// When each contact's presence was last asked of its home supernodes.
+    presence: PresenceChecks,
 }
 
 /// What the stream tasks send the node task (links have their own).
@@ -619,6 +622,7 @@ impl NodeTask {
             stream_tx,
             out_batch: Vec::new(),
             names: NameBook::default(),
+            presence: PresenceChecks::default(),
         };
         (task, Inbox { streams })
     }
@@ -963,6 +967,7 @@ impl NodeTask {
                 tracing::warn!(peer = %peer.short(), "peer misbehaved: {reason}");
                 self.refuse_ip_of(*peer);
             }
+            Event::Located { .. } => {}
             Event::NameClaimed { name } => {
                 tracing::info!("name '{name}' is yours: its home supernodes hold your claim")
             }
@@ -1037,6 +1042,12 @@ impl NodeTask {
                         .map_err(RuntimeError::from),
                     None => Err(RuntimeError::NoHistory),
                 };
+                // Ask the homes of those not asked lately; the answers show
+                // from the next listing on.
+                if let Ok(list) = &contacts {
+                    let ids: Vec<NodeId> = list.iter().map(|c| c.id).collect();
+                    self.presence.refresh(&mut self.core, now, ids);
+                }
                 let _ = reply.send(contacts);
             }
             Command::Send { to, text, reply } => {
@@ -1567,6 +1578,11 @@ fn history_write(e: &Event) -> Option<Write> {
             reason: failure_text(*reason, *said_by),
             said_by: SaidBy::of_failure(*reason),
             offline: *reason == skyhop_core::ChatFailure::Offline,
+        },
+        // A location lookup's answer: a live record, or the homes' word.
+        Event::Located { node, online } => Write::Presence {
+            id: *node,
+            online: *online,
         },
         // A trace is a location lookup and a round trip: its answer is
         // what this node can learn of a contact's presence.

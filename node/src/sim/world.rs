@@ -638,7 +638,8 @@ impl World {
             | Event::TraceFailed { .. }
             | Event::NameClaimed { .. }
             | Event::NameTaken { .. }
-            | Event::NameResolved { .. } => {}
+            | Event::NameResolved { .. }
+            | Event::Located { .. } => {}
         }
     }
 

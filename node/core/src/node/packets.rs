@@ -164,7 +164,7 @@ impl Node {
     }
 
     /// Looks up where `node` is attached; true while a lookup is pending.
-    fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
+    pub(super) fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
         if self.pending.location_pending(&node) {
             return true;
         }
@@ -395,6 +395,10 @@ impl Node {
                         && a.about == request_id
                         && self.ctx.memo.verify_absence(&a).is_ok() =>
                 {
+                    self.ctx.out.emit(Event::Located {
+                        node,
+                        online: false,
+                    });
                     self.chats.on_key_absent(&node, a.reason, a.by)
                 }
                 Some(_) => {
@@ -405,6 +409,7 @@ impl Node {
             },
             Some(record) => {
                 if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
+                    self.ctx.out.emit(Event::Located { node, online: true });
                     if record.sn != node {
                         self.router
                             .cache_mut()
