@@ -3,7 +3,8 @@
 //! that owns the state, and carries out what that sub-machine decides. This
 //! file holds the state, the public inputs and the link and message
 //! handling; `packets` holds the packet pipeline (originate, route,
-//! forward, deliver), where the sub-machines meet, and `ticks` the timers.
+//! forward, deliver), where the sub-machines meet, `ticks` the timers,
+//! and `names` the name and location lookups and this node's name claim.
 //!
 //! # Implementation notes
 //! Sub-machines never call each other: each gets the shared [`Ctx`] and
@@ -34,7 +35,7 @@ use super::events::{Action, Event, HostCacheEntry, Output, Status};
 use super::home::Home;
 use super::host_cache::HostCache;
 use super::links::Links;
-use super::names::{LookupError, NameState, Names};
+use super::names::{NameState, Names};
 use super::pending::{PendingRequests, Request};
 use super::role::RoleControl;
 use super::routing::Router;
@@ -43,6 +44,7 @@ use super::table::{InsertOutcome, NeighborTable};
 use super::timers::{Timer, Timers};
 use super::{SimTime, SECS};
 
+mod names;
 mod packets;
 mod role_change;
 mod ticks;
@@ -731,72 +733,6 @@ impl Node {
             Some(deadline),
         );
         Ok(probe_id)
-    }
-
-    /// Looks up where `node` is attached, at its home supernodes (if no
-    /// lookup of it is in flight already); the answer arrives as
-    /// [`Event::Located`]. False if too many lookups are in flight.
-    pub fn look_up(&mut self, now: SimTime, node: NodeId) -> bool {
-        !self.left && node != self.ctx.id && self.query_location(now, node)
-    }
-
-    /// Looks up who holds `name`, at its home supernodes; the answer
-    /// arrives as [`Event::NameResolved`] with the returned id (none if no
-    /// home answers within the query timeout).
-    pub fn lookup_name(&mut self, now: SimTime, name: &str) -> Result<u64, LookupError> {
-        if self.left {
-            return Err(LookupError::Left);
-        }
-        skyhop_protocol::check_name(name)?;
-        let request_id = self.ctx.rng.random();
-        let request = Request::Name {
-            name: name.to_owned(),
-            own: false,
-        };
-        if !self
-            .pending
-            .insert(request_id, request, now, Some(now + QUERY_TIMEOUT))
-        {
-            return Err(LookupError::TooMany);
-        }
-        let body = Body::NameQuery {
-            request_id,
-            name: name.to_owned(),
-        };
-        self.originate(now, skyhop_protocol::name_key(name), body, None);
-        Ok(request_id)
-    }
-
-    /// Sends this node's claim to its name (signed afresh) toward the
-    /// name's home supernodes, and arms the next refresh.
-    fn claim_name(&mut self, now: SimTime) {
-        let next = match self.names.own() {
-            None => return,
-            Some((_, NameState::Claiming)) => now + 3 * SECS,
-            Some(_) => now + Names::refresh_interval(self.ctx.cfg.name_lifetime_s),
-        };
-        if !self.is_routable() {
-            // Not attached yet: try again soon.
-            self.ctx.timers.set(Timer::NameRefresh, now + SECS);
-            return;
-        }
-        self.ctx.timers.set(Timer::NameRefresh, next);
-        let Some(claim) = self.names.own_claim(&self.ctx, now) else {
-            return;
-        };
-        let request_id = self.ctx.rng.random();
-        let request = Request::Name {
-            name: claim.name.clone(),
-            own: true,
-        };
-        if !self
-            .pending
-            .insert(request_id, request, now, Some(now + QUERY_TIMEOUT))
-        {
-            return;
-        }
-        let key = skyhop_protocol::name_key(&claim.name);
-        self.originate(now, key, Body::NameClaim { request_id, claim }, None);
     }
 
     /// Leaves the overlay gracefully: an ordinary node sends its supernode a
