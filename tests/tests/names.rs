@@ -81,6 +81,11 @@ fn two_named_nodes_chat_by_name_and_a_taken_name_is_refused_with_the_holder() {
         alice.log(),
         bob.log()
     );
+    let status = alice.status();
+    assert_eq!(
+        (&status["name"], &status["name_state"]),
+        (&json!("alice"), &json!("held"))
+    );
     // Through the API, by name.
     let sent = bob.send("alice", "hello alice, by name");
     assert_eq!(sent["delivered"], true, "{sent}");

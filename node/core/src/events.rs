@@ -237,4 +237,7 @@ pub struct Status {
     pub pending_chats: usize,
     /// Counters.
     pub counters: Counters,
+    /// This node's name and where its claim stands, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<(String, crate::NameState)>,
 }

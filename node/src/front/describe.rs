@@ -35,6 +35,9 @@ pub(super) fn describe_status(s: &Status) -> String {
     out += &format!("node id    {}\n", s.id);
     out += &format!("peer id    {}\n", s.peer_id);
     out += &format!("role       {:?}\n", s.role);
+    if let (Some(name), Some(state)) = (&s.name, &s.name_state) {
+        out += &format!("name       {} ({state})\n", printable(name));
+    }
     if let Some(p) = s.primary {
         out += &format!("primary    {}\n", p.short());
     }

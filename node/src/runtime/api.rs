@@ -529,6 +529,12 @@ pub struct Status {
     pub connections_refused: u64,
     /// Connected libp2p peers.
     pub connected_peers: usize,
+    /// The name this node claims, if any.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where its claim stands: `claiming`, `held`, or `taken by ID`.
+    #[serde(default)]
+    pub name_state: Option<String>,
 }
 
 impl From<&StatusReport> for Status {
@@ -554,6 +560,12 @@ impl From<&StatusReport> for Status {
             links_lost: report.abuse.links_lost,
             connections_refused: report.abuse.connections_refused,
             connected_peers: report.connected_peers,
+            name: s.name.as_ref().map(|(n, _)| n.clone()),
+            name_state: s.name.as_ref().map(|(_, state)| match state {
+                skyhop_core::NameState::Claiming => "claiming".to_string(),
+                skyhop_core::NameState::Held => "held".to_string(),
+                skyhop_core::NameState::Taken(by) => format!("taken by {by}"),
+            }),
         }
     }
 }
@@ -911,7 +923,8 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "",
             "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
              `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
-             `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `connected_peers`",
+             `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `connected_peers`, \
+             `name`, `name_state` (claiming/held/taken by ID)",
         ),
         typed::<PeersRequest>(
             "",

@@ -296,6 +296,7 @@ impl Node {
             host_cache: self.host_cache.len(),
             host_cache_verified: self.host_cache.verified_len(),
             pending_chats: self.chats.pending(),
+            name: self.names.own().map(|(n, s)| (n.to_owned(), s.clone())),
             counters: self.ctx.out.counters.clone(),
         }
     }
