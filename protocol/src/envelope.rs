@@ -195,12 +195,18 @@ pub enum BodyKind {
     LocationReply,
     /// `Body::Datagram`.
     Datagram,
+    /// `Body::NameClaim`.
+    NameClaim,
+    /// `Body::NameQuery`.
+    NameQuery,
+    /// `Body::NameReply`.
+    NameReply,
 }
 
 impl BodyKind {
     /// The kinds in [`Body`]'s declaration order, which is the order of
     /// their tags on the wire.
-    const BY_TAG: [BodyKind; 10] = [
+    const BY_TAG: [BodyKind; 13] = [
         BodyKind::Chat,
         BodyKind::ChatAck,
         BodyKind::NotFound,
@@ -211,6 +217,9 @@ impl BodyKind {
         BodyKind::LocationQuery,
         BodyKind::LocationReply,
         BodyKind::Datagram,
+        BodyKind::NameClaim,
+        BodyKind::NameQuery,
+        BodyKind::NameReply,
     ];
 
     /// A short lowercase name, for counters and logs.
@@ -226,6 +235,9 @@ impl BodyKind {
             BodyKind::LocationQuery => "location_query",
             BodyKind::LocationReply => "location_reply",
             BodyKind::Datagram => "datagram",
+            BodyKind::NameClaim => "name_claim",
+            BodyKind::NameQuery => "name_query",
+            BodyKind::NameReply => "name_reply",
         }
     }
 
@@ -242,6 +254,9 @@ impl BodyKind {
             Body::LocationQuery { .. } => BodyKind::LocationQuery,
             Body::LocationReply { .. } => BodyKind::LocationReply,
             Body::Datagram(_) => BodyKind::Datagram,
+            Body::NameClaim { .. } => BodyKind::NameClaim,
+            Body::NameQuery { .. } => BodyKind::NameQuery,
+            Body::NameReply { .. } => BodyKind::NameReply,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod id;
 pub mod limits;
 pub mod message;
 pub mod mix;
+pub mod name;
 pub mod recent;
 pub mod seal;
 pub mod sign;
@@ -23,8 +24,9 @@ pub use codec::{
 pub use id::{Distance, MsgId, NodeId, ParseNodeIdError};
 pub use limits::*;
 pub use message::*;
+pub use name::{check_name, name_key, NameError};
 pub use seal::SealError;
 pub use sign::{
-    verify_absence, verify_chat, verify_leave, verify_receipt, verify_record, verify_withdraw_lost,
-    Identity, SignatureError, SignatureMemo,
+    verify_absence, verify_chat, verify_leave, verify_name_claim, verify_receipt, verify_record,
+    verify_withdraw_lost, Identity, SignatureError, SignatureMemo,
 };

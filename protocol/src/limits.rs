@@ -41,6 +41,10 @@ pub const MAX_DATAGRAM: usize = 64 * 1024 - 2048;
 /// Longest lifetime a location record may claim, in seconds.
 pub const MAX_RECORD_LIFETIME_S: u32 = 3600;
 
+/// Longest lifetime a name claim may claim, in seconds (90 days); its
+/// owner refreshes it well before.
+pub const MAX_NAME_LIFETIME_S: u32 = 90 * 24 * 3600;
+
 /// Largest sealed (end-to-end encrypted) chat in a routed `Chat` body, in
 /// bytes: the 32-byte ephemeral key, the encrypted signed chat message (whose
 /// text is at most [`MAX_CHAT_BODY`]) and the 16-byte tag.

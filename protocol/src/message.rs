@@ -275,6 +275,28 @@ pub struct Absence {
     pub signature: Signature,
 }
 
+/// A signed claim by `node` that it holds the user name `name`: stored on
+/// the home supernodes of [`crate::name::name_key`]`(name)`, first come,
+/// first served, refreshed by its owner and forgotten `lifetime_s` after a
+/// supernode last received it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct NameClaim {
+    /// The name (see [`crate::name::check_name`]), at most
+    /// [`crate::name::MAX_NAME_LEN`] bytes.
+    pub name: String,
+    /// The node that holds it, and signed the claim.
+    pub node: NodeId,
+    /// Its ed25519 public key; must hash (via its PeerId) to `node`.
+    pub public_key: PublicKey,
+    /// Increases with every claim the node signs; the highest wins.
+    pub seq: u64,
+    /// Seconds the claim stays valid after a supernode receives it, at most
+    /// [`MAX_NAME_LIFETIME_S`].
+    pub lifetime_s: u32,
+    /// Signature over [`crate::sign::name_claim_signed_bytes`].
+    pub signature: Signature,
+}
+
 /// What a routed packet carries.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Body {
@@ -328,6 +350,33 @@ pub enum Body {
     },
     /// An opaque application payload, at most [`MAX_DATAGRAM`] bytes.
     Datagram(#[serde(with = "bounded::bytes")] Vec<u8>),
+    /// Claim (or refresh) a name; routed toward the name's key, so that it
+    /// ends at the name's home supernodes. A home answers the claimant
+    /// with a `NameReply` unless `request_id` is 0 (a replica's copy).
+    NameClaim {
+        /// Echoed in the reply; 0 asks for none.
+        request_id: u64,
+        /// The signed claim.
+        claim: NameClaim,
+    },
+    /// Who holds `name`? Routed toward the name's key.
+    NameQuery {
+        /// Echoed in the reply.
+        request_id: u64,
+        /// The name looked up.
+        name: String,
+    },
+    /// Answer to a `NameQuery` or `NameClaim`: the claim the home holds,
+    /// signed by its holder (for a claim: the claimant's own if it was
+    /// taken, another key's if the name is held by someone else).
+    NameReply {
+        /// The query's or claim's id.
+        request_id: u64,
+        /// The name asked about.
+        name: String,
+        /// The claim held, if any.
+        claim: Option<NameClaim>,
+    },
 }
 
 /// The routed envelope: forwarded hop by hop toward `dst`.
@@ -486,6 +535,12 @@ pub enum LimitError {
     /// A record lifetime over [`MAX_RECORD_LIFETIME_S`].
     #[error("record lifetime of {0} s, the limit is {MAX_RECORD_LIFETIME_S}")]
     LifetimeTooLong(u32),
+    /// A name claim lifetime over [`MAX_NAME_LIFETIME_S`].
+    #[error("name claim lifetime of {0} s, the limit is {MAX_NAME_LIFETIME_S}")]
+    NameLifetimeTooLong(u32),
+    /// A name that is not one (see [`crate::name::check_name`]).
+    #[error("{0}")]
+    BadName(#[from] crate::name::NameError),
 }
 
 /// Checks that a chat's text is within [`MAX_CHAT_BODY`].
@@ -523,10 +578,27 @@ impl LocationRecord {
     }
 }
 
+impl NameClaim {
+    fn validate(&self) -> Result<(), LimitError> {
+        crate::name::check_name(&self.name)?;
+        if self.lifetime_s > MAX_NAME_LIFETIME_S {
+            return Err(LimitError::NameLifetimeTooLong(self.lifetime_s));
+        }
+        Ok(())
+    }
+}
+
 impl Body {
     /// Checks every limit of the body.
     pub fn validate(&self) -> Result<(), LimitError> {
         match self {
+            Body::NameClaim { claim, .. }
+            | Body::NameReply {
+                claim: Some(claim), ..
+            } => claim.validate(),
+            Body::NameQuery { name, .. } | Body::NameReply { name, .. } => {
+                Ok(crate::name::check_name(name)?)
+            }
             Body::Chat(sealed) if sealed.0.len() > MAX_SEALED_CHAT => {
                 Err(LimitError::SealedChatTooLong(sealed.0.len()))
             }

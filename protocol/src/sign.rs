@@ -14,8 +14,8 @@ use crate::codec;
 use crate::id::{MsgId, NodeId};
 use crate::limits::MAX_CHAT_BODY;
 use crate::message::{
-    Absence, ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, NotFoundReason,
-    PublicKey, SupernodeProof, Withdraw, WithdrawReason,
+    Absence, ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, NameClaim,
+    NotFoundReason, PublicKey, SupernodeProof, Withdraw, WithdrawReason,
 };
 
 /// Domain prefix of a location record's signed bytes.
@@ -30,6 +30,8 @@ pub const RECEIPT_DOMAIN: &[u8] = b"skyhop/2 chat-receipt\0";
 pub const WITHDRAW_LOST_DOMAIN: &[u8] = b"skyhop/2 withdraw-lost\0";
 /// Domain prefix of an absence's signed bytes.
 pub const ABSENCE_DOMAIN: &[u8] = b"skyhop/2 absence\0";
+/// Domain prefix of a name claim's signed bytes.
+pub const NAME_CLAIM_DOMAIN: &[u8] = b"skyhop/2 name-claim\0";
 /// Domain prefix hashed with the ed25519 secret key to derive the X25519
 /// chat secret key (see [`Identity::chat_key`]).
 pub const CHAT_KEY_DOMAIN: &[u8] = b"skyhop/2 chat-key\0";
@@ -57,6 +59,14 @@ fn signed_bytes<T: Serialize>(domain: &[u8], fields: &T) -> Vec<u8> {
     let mut out = domain.to_vec();
     codec::encode_fields(fields, &mut out);
     out
+}
+
+/// The bytes a name claim's signature covers.
+pub fn name_claim_signed_bytes(c: &NameClaim) -> Vec<u8> {
+    signed_bytes(
+        NAME_CLAIM_DOMAIN,
+        &(&c.name, &c.node, &c.public_key, c.seq, c.lifetime_s),
+    )
 }
 
 /// The bytes a location record's signature covers.
@@ -200,6 +210,16 @@ impl SignatureMemo {
         )
     }
 
+    /// [`verify_name_claim`], remembering a success.
+    pub fn verify_name_claim(&self, claim: &NameClaim) -> Result<(), SignatureError> {
+        self.verify(
+            &claim.node,
+            &claim.public_key,
+            &name_claim_signed_bytes(claim),
+            &claim.signature,
+        )
+    }
+
     /// [`verify_leave`], remembering a success.
     pub fn verify_leave(&self, leave: &Leave) -> Result<(), SignatureError> {
         self.verify(
@@ -265,6 +285,7 @@ impl SignatureMemo {
             Some(Statement::Receipt(r)) => self.verify_receipt(r),
             Some(Statement::Absence(a)) => self.verify_absence(a),
             Some(Statement::WithdrawLost(w, proof)) => self.verify_withdraw_lost(w, proof),
+            Some(Statement::NameClaim(c)) => self.verify_name_claim(c),
             None => Ok(()),
         };
     }
@@ -311,6 +332,7 @@ enum Statement<'a> {
     Receipt(&'a ChatReceipt),
     Absence(&'a Absence),
     WithdrawLost(&'a Withdraw, &'a SupernodeProof),
+    NameClaim(&'a NameClaim),
 }
 
 /// The signed statement `message` carries, if any.
@@ -331,6 +353,9 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
                 absence: Some(a),
                 ..
             } => Some(Statement::Absence(a)),
+            Body::NameClaim { claim: c, .. } | Body::NameReply { claim: Some(c), .. } => {
+                Some(Statement::NameClaim(c))
+            }
             Body::Withdraw(w) => match &w.reason {
                 WithdrawReason::Left(l) => Some(Statement::Leave(l)),
                 WithdrawReason::Lost(proof) => Some(Statement::WithdrawLost(w, proof)),
@@ -345,6 +370,16 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
 /// [`SignatureMemo::preverify`] checks.
 pub fn carries_signature(message: &crate::Message) -> bool {
     statement(message).is_some()
+}
+
+/// Checks that `claim` was signed by the node that claims the name.
+pub fn verify_name_claim(claim: &NameClaim) -> Result<(), SignatureError> {
+    verify(
+        &claim.node,
+        &claim.public_key,
+        &name_claim_signed_bytes(claim),
+        &claim.signature,
+    )
 }
 
 /// Checks that `record` was signed by the node it describes.
@@ -563,6 +598,20 @@ impl Identity {
         };
         record.signature = self.sign(&record_signed_bytes(&record));
         record
+    }
+
+    /// A signed claim that this node holds `name`.
+    pub fn name_claim(&self, name: String, seq: u64, lifetime_s: u32) -> NameClaim {
+        let mut claim = NameClaim {
+            name,
+            node: self.id,
+            public_key: self.public_key,
+            seq,
+            lifetime_s,
+            signature: Signature([0; 64]),
+        };
+        claim.signature = self.sign(&name_claim_signed_bytes(&claim));
+        claim
     }
 
     /// A signed leave from supernode `sn`.

@@ -119,6 +119,31 @@ fn leave() -> impl Strategy<Value = Leave> {
         })
 }
 
+fn user_name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_-]{1,31}"
+}
+
+fn name_claim() -> impl Strategy<Value = NameClaim> {
+    (
+        user_name(),
+        node_id(),
+        public_key(),
+        varint_u64(),
+        prop_oneof![0u32..=250, 251..=MAX_NAME_LIFETIME_S],
+        signature(),
+    )
+        .prop_map(
+            |(name, node, public_key, seq, lifetime_s, signature)| NameClaim {
+                name,
+                node,
+                public_key,
+                seq,
+                lifetime_s,
+                signature,
+            },
+        )
+}
+
 fn location_record() -> impl Strategy<Value = LocationRecord> {
     (
         node_id(),
@@ -273,6 +298,20 @@ fn body() -> impl Strategy<Value = Body> {
                 absence,
             }),
         datagram().prop_map(Body::Datagram),
+        (varint_u64(), name_claim())
+            .prop_map(|(request_id, claim)| Body::NameClaim { request_id, claim }),
+        (varint_u64(), user_name())
+            .prop_map(|(request_id, name)| Body::NameQuery { request_id, name }),
+        (
+            varint_u64(),
+            user_name(),
+            proptest::option::of(name_claim())
+        )
+            .prop_map(|(request_id, name, claim)| Body::NameReply {
+                request_id,
+                name,
+                claim
+            }),
     ]
 }
 
@@ -603,7 +642,7 @@ proptest! {
 
     /// An unknown tag of a nested enum (here the body) is refused as unknown.
     #[test]
-    fn unknown_body_tags_are_refused(tag in 10u8..=250, rest in vec(any::<u8>(), 0..32)) {
+    fn unknown_body_tags_are_refused(tag in 13u8..=250, rest in vec(any::<u8>(), 0..32)) {
         let frame = encode(&routed(Body::TraceProbe { probe_id: 1 }, None)).expect("encodes");
         let mut body = frame[FRAME_HEADER_LEN..].to_vec();
         // The fixed envelope header (no location target, no trace), then
@@ -999,6 +1038,9 @@ fn strategies_cover_every_variant() {
         "location_query",
         "location_reply",
         "datagram",
+        "name_claim",
+        "name_query",
+        "name_reply",
         "role Ordinary",
         "role Supernode",
         "trace true",

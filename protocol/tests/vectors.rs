@@ -96,6 +96,13 @@ fn alice_record() -> LocationRecord {
 const ALICE_RECORD: &str = "LocationRecord signed by alice: node alice, public_key alice's, \
      chat_key alice's, sn sn1, sn_addrs [\"/ip4/192.0.2.3/tcp/4001\"], seq 3, lifetime_s 600";
 
+fn alice_claim() -> NameClaim {
+    identity("alice").name_claim("alice".to_string(), 5, 604_800)
+}
+
+const ALICE_CLAIM: &str = "NameClaim signed by alice: name \"alice\", node alice, public_key \
+     alice's, seq 5, lifetime_s 604800";
+
 /// The ephemeral secret key `routed_chat.hex` is sealed with.
 const CHAT_EPHEMERAL: [u8; 32] = [0xe1; 32];
 
@@ -386,6 +393,62 @@ fn goldens() -> Vec<Golden> {
             )),
         ),
         golden(
+            "routed_name_claim",
+            &format!("Routed packet src alice, dst name_key(\"alice\"), {ENVELOPE}; body NameClaim: request_id 11, claim {ALICE_CLAIM}"),
+            Message::Routed(Packet {
+                dst: name_key("alice"),
+                ..packet(
+                    "alice",
+                    "alice",
+                    Body::NameClaim {
+                        request_id: 11,
+                        claim: alice_claim(),
+                    },
+                )
+            }),
+        ),
+        golden(
+            "routed_name_query",
+            &format!("Routed packet src bob, dst name_key(\"alice\"), {ENVELOPE}; body NameQuery: request_id 12, name \"alice\""),
+            Message::Routed(Packet {
+                dst: name_key("alice"),
+                ..packet(
+                    "bob",
+                    "bob",
+                    Body::NameQuery {
+                        request_id: 12,
+                        name: "alice".to_string(),
+                    },
+                )
+            }),
+        ),
+        golden(
+            "routed_name_reply",
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body NameReply: request_id 12, name \"alice\", claim Some({ALICE_CLAIM})"),
+            Message::Routed(packet(
+                "sn2",
+                "bob",
+                Body::NameReply {
+                    request_id: 12,
+                    name: "alice".to_string(),
+                    claim: Some(alice_claim()),
+                },
+            )),
+        ),
+        golden(
+            "routed_name_reply_none",
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body NameReply: request_id 12, name \"carol\", claim None"),
+            Message::Routed(packet(
+                "sn2",
+                "bob",
+                Body::NameReply {
+                    request_id: 12,
+                    name: "carol".to_string(),
+                    claim: None,
+                },
+            )),
+        ),
+        golden(
             "routed_datagram",
             &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Datagram: bytes de ad be ef"),
             Message::Routed(packet(
@@ -546,8 +609,8 @@ fn bads() -> Vec<Bad> {
         ),
         bad(
             "bad_unknown_body_tag",
-            "Routed packet src alice, dst bob whose Body tag is 10, one past Datagram (9), then the TraceProbe's probe_id 5",
-            frame_of(&[&probe[..probe.len() - 2], &[10, 5]].concat()),
+            "Routed packet src alice, dst bob whose Body tag is 13, one past NameReply (12), then the TraceProbe's probe_id 5",
+            frame_of(&[&probe[..probe.len() - 2], &[13, 5]].concat()),
             DecodeError::UnknownTag(String::new()),
         ),
         bad(
@@ -717,8 +780,8 @@ fn every_message_encodes_to_its_vector_and_back() {
         kinds.insert(g.message.kind());
     }
     // At least one vector of every kind: 13 link messages besides `Routed`
-    // and 10 bodies, with "publish" naming both a link message and a body.
-    assert_eq!(kinds.len(), 22, "kinds covered: {kinds:?}");
+    // and 13 bodies, with "publish" naming both a link message and a body.
+    assert_eq!(kinds.len(), 25, "kinds covered: {kinds:?}");
 }
 
 #[test]
@@ -795,14 +858,18 @@ fn signatures_in_the_vectors_verify() {
                 Body::LocationReply {
                     record: Some(r), ..
                 } => check(verify_record(r)),
+                Body::NameClaim { claim, .. }
+                | Body::NameReply {
+                    claim: Some(claim), ..
+                } => check(verify_name_claim(claim)),
                 _ => {}
             },
             _ => {}
         }
     }
     assert_eq!(
-        checked, 13,
-        "leave, publish, routed chat, its receipt, four not-founds, publish, two withdraws, reply and offline reply"
+        checked, 15,
+        "leave, publish, routed chat, its receipt, four not-founds, publish, two withdraws, reply and offline reply, name claim and name reply"
     );
 }
 
@@ -958,6 +1025,30 @@ fn signed_bytes_follow_the_documented_layout() {
             .expect("a valid key")
             .verify(msg, &sig.0)
     };
+    // A name claim: domain, name (varint length + UTF-8), node, key, seq,
+    // lifetime_s (varints).
+    let Ok(Message::Routed(Packet {
+        body: Body::NameClaim { claim, .. },
+        ..
+    })) = decode_frame(&read_vector("routed_name_claim").1)
+    else {
+        panic!("routed_name_claim.hex holds a claim");
+    };
+    let signed = [
+        &b"skyhop/2 name-claim\0"[..],
+        &string(&claim.name),
+        &claim.node.0,
+        &claim.public_key,
+        &varint(claim.seq),
+        &varint(u64::from(claim.lifetime_s)),
+    ]
+    .concat();
+    assert_eq!(signed, sign::name_claim_signed_bytes(&claim));
+    assert!(verify(&claim.public_key, &signed, &claim.signature));
+    // The key a name is stored under.
+    let key: [u8; 32] = Sha256::digest([&b"skyhop/2 name\0"[..], b"alice"].concat()).into();
+    assert_eq!(name_key("alice").0, key);
+
     let frame = read_vector("leave").1;
     let Ok(Message::Leave(leave)) = decode_frame(&frame) else {
         panic!("leave.hex holds a Leave");

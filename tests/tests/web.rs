@@ -51,11 +51,13 @@ fn a_chat_sent_from_as_page_is_marked_delivered_appears_on_bs_page_and_stays_aft
     let sn = NodeProc::start(&scratch.path.join("sn"), "supernode", &[]);
     let boot = [sn.addr.clone()];
     let a = NodeProc::start_with(&scratch.path.join("a"), "ordinary", &boot, &tcp);
-    let b = NodeProc::start_with(&scratch.path.join("b"), "ordinary", &boot, &tcp);
+    let named = ["--control", "127.0.0.1:0", "--name", "bob"];
+    let b = NodeProc::start_with(&scratch.path.join("b"), "ordinary", &boot, &named);
     assert!(
         wait_until(ATTACH_TIMEOUT, || a.primary().is_some()
-            && b.primary().is_some()),
-        "A and B did not attach"
+            && b.primary().is_some()
+            && b.log().contains("name 'bob' is yours")),
+        "A and B did not attach, or B did not claim its name"
     );
     let text = "hello from A's page <b>not bold</b>";
     let out = Command::new("node")
@@ -64,6 +66,7 @@ fn a_chat_sent_from_as_page_is_marked_delivered_appears_on_bs_page_and_stays_aft
         .env("SKYHOP_B_URL", login_url(&b))
         .env("SKYHOP_A_ID", &a.id)
         .env("SKYHOP_B_ID", &b.id)
+        .env("SKYHOP_B_NAME", "bob")
         .env("SKYHOP_TEXT", text)
         .env("SKYHOP_PROFILE", scratch.path.join("chromium-profile"))
         .env("SKYHOP_SHOT", web.join("screenshot.png"))

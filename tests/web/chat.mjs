@@ -47,8 +47,10 @@ try {
   const b = await open(env("SKYHOP_B_URL"));
   const text = env("SKYHOP_TEXT");
 
-  await a.fill("#add-id", env("SKYHOP_B_ID"));
+  // A writes to B by name: A's node looks the name up.
+  await a.fill("#add-id", env("SKYHOP_B_NAME"));
   await a.click("#add-form button");
+  await a.locator(`#contacts li[data-id="${env("SKYHOP_B_ID")}"]`, { hasText: env("SKYHOP_B_NAME") }).waitFor({ timeout: TIMEOUT });
   await a.fill("#text", text);
   await a.click("#send");
   await a.locator(".msg.out.delivered", { hasText: text }).waitFor({ timeout: TIMEOUT });

@@ -90,8 +90,13 @@ impl MessageClass {
         match kind {
             BodyKind::Chat | BodyKind::ChatAck | BodyKind::NotFound => MessageClass::Chat,
             BodyKind::TraceProbe | BodyKind::TraceReply => MessageClass::Trace,
-            BodyKind::LocationQuery | BodyKind::LocationReply => MessageClass::LocationQuery,
-            BodyKind::Publish | BodyKind::Withdraw | BodyKind::Datagram => MessageClass::Publish,
+            BodyKind::LocationQuery
+            | BodyKind::LocationReply
+            | BodyKind::NameQuery
+            | BodyKind::NameReply => MessageClass::LocationQuery,
+            BodyKind::Publish | BodyKind::Withdraw | BodyKind::Datagram | BodyKind::NameClaim => {
+                MessageClass::Publish
+            }
         }
     }
 

@@ -119,6 +119,32 @@ pub struct NodeConfig {
     /// serialized config while off, so that older outputs stay the same).
     #[serde(skip_serializing_if = "AutoRoleConfig::is_off")]
     pub auto_role: AutoRoleConfig,
+    /// The user name this node claims (see `names`), if any. (This and the
+    /// two below are left out of the serialized config at their defaults,
+    /// so that older outputs stay the same.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Seconds a name claim lives at its home supernodes unless its owner
+    /// refreshes it (the owner refreshes every `name_lifetime_s / 4`, at
+    /// most every 10 minutes).
+    #[serde(skip_serializing_if = "is_default_name_lifetime")]
+    pub name_lifetime_s: u32,
+    /// Name claims a supernode holds at most.
+    #[serde(skip_serializing_if = "is_default_max_names")]
+    pub max_names: usize,
+}
+
+/// The default of `name_lifetime_s`: 7 days.
+pub const DEFAULT_NAME_LIFETIME_S: u32 = 7 * 24 * 3600;
+/// The default of `max_names`.
+pub const DEFAULT_MAX_NAMES: usize = 100_000;
+
+fn is_default_name_lifetime(s: &u32) -> bool {
+    *s == DEFAULT_NAME_LIFETIME_S
+}
+
+fn is_default_max_names(n: &usize) -> bool {
+    *n == DEFAULT_MAX_NAMES
 }
 
 impl Default for NodeConfig {
@@ -160,6 +186,9 @@ impl Default for NodeConfig {
             probe_quiet: DEFAULT_PROBE_TIME,
             probe_ack_timeout: DEFAULT_PROBE_TIME,
             auto_role: AutoRoleConfig::default(),
+            name: None,
+            name_lifetime_s: DEFAULT_NAME_LIFETIME_S,
+            max_names: DEFAULT_MAX_NAMES,
         }
     }
 }
@@ -236,6 +265,9 @@ pub enum ConfigError {
         /// `record_lifetime_s` in µs.
         lifetime: SimTime,
     },
+    /// `name` is not a valid user name.
+    #[error("name: {0}")]
+    BadName(String),
 }
 
 /// One field's accepted range, checked by [`NodeConfig::validate`].
@@ -400,11 +432,22 @@ impl NodeConfig {
                 u64::from(c.auto_role.high_watermark_pct),
             ),
             Range::time("auto_role.drain", c.auto_role.drain, 0, HOURS),
+            Range {
+                field: "name_lifetime_s",
+                value: u64::from(c.name_lifetime_s),
+                min: 60,
+                max: u64::from(skyhop_protocol::MAX_NAME_LIFETIME_S),
+                unit: Unit::Seconds,
+            },
+            Range::count("max_names", c.max_names, 1, 10_000_000),
         ];
         for range in ranges {
             range.check()?;
         }
         self.validate_budget()?;
+        if let Some(name) = &c.name {
+            skyhop_protocol::check_name(name).map_err(|e| ConfigError::BadName(e.to_string()))?;
+        }
         let ordered = [
             // Supernode links are probed at heartbeat ticks, so a shorter
             // interval would not be honoured.

@@ -34,6 +34,9 @@ pub enum DropReason {
     ForgedChat,
     /// A withdraw carrying a `Leave` that does not verify or names another node.
     ForgedLeave,
+    /// A name claim whose signature does not verify, or that names
+    /// another name than the one asked about.
+    ForgedNameClaim,
     /// A chat receipt that is not signed by the chat's recipient.
     ForgedReceipt,
     /// A location record whose signature does not verify.
@@ -49,6 +52,9 @@ pub enum DropReason {
     MisaddressedChat,
     /// An ordinary node received a routed packet addressed to another node.
     Misrouted,
+    /// A name claim refused by a home supernode: the name is held by
+    /// another key.
+    NameTaken,
     /// Undeliverable: no home supernode holds a record of the destination.
     NoRecord,
     /// Undeliverable: no link toward the destination or its supernode.
@@ -92,7 +98,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 34] = [
+    pub const ALL: [DropReason; 36] = [
         DropReason::ChatOutsideWindow,
         DropReason::DialBackUnserved,
         DropReason::DialOverBudget,
@@ -102,6 +108,7 @@ impl DropReason {
         DropReason::ForgedAbsence,
         DropReason::ForgedChat,
         DropReason::ForgedLeave,
+        DropReason::ForgedNameClaim,
         DropReason::ForgedReceipt,
         DropReason::ForgedRecord,
         DropReason::ForgedWithdraw,
@@ -109,6 +116,7 @@ impl DropReason {
         DropReason::LeaveFromNonClient,
         DropReason::MisaddressedChat,
         DropReason::Misrouted,
+        DropReason::NameTaken,
         DropReason::NoRecord,
         DropReason::NoRoute,
         DropReason::NotAttached,
@@ -142,10 +150,12 @@ impl DropReason {
             DropReason::ForgedChat => "forged_chat",
             DropReason::ForgedLeave => "forged_leave",
             DropReason::ForgedReceipt => "forged_receipt",
+            DropReason::ForgedNameClaim => "forged_name_claim",
             DropReason::ForgedRecord => "forged_record",
             DropReason::ForgedWithdraw => "forged_withdraw",
             DropReason::JoinToNonSupernode => "join_to_non_supernode",
             DropReason::LeaveFromNonClient => "leave_from_non_client",
+            DropReason::NameTaken => "name_taken",
             DropReason::MisaddressedChat => "misaddressed_chat",
             DropReason::Misrouted => "misrouted",
             DropReason::NoRecord => "no_record",

@@ -159,6 +159,37 @@ pub enum Event {
         /// What it did.
         reason: String,
     },
+    /// A location lookup was answered by `node`'s home supernodes: a live
+    /// signed record (online) or their signed word that it is unknown or
+    /// gone (offline).
+    Located {
+        /// The node looked up.
+        node: NodeId,
+        /// Whether a home holds a live record of it.
+        online: bool,
+    },
+    /// A home supernode of `name` holds this node's claim to it.
+    NameClaimed {
+        /// The name.
+        name: String,
+    },
+    /// A home supernode of `name` refused this node's claim: another key
+    /// holds it (its claim, signed by that key, is the proof).
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The node that holds it.
+        holder: NodeId,
+    },
+    /// The answer to a name lookup ([`super::Node::lookup_name`]).
+    NameResolved {
+        /// The lookup's id.
+        request_id: u64,
+        /// The name.
+        name: String,
+        /// The node that holds it, by its signed claim; `None`: nobody.
+        holder: Option<NodeId>,
+    },
 }
 
 /// One host-cache entry: a supernode this node has seen, for rejoining.
@@ -206,4 +237,7 @@ pub struct Status {
     pub pending_chats: usize,
     /// Counters.
     pub counters: Counters,
+    /// This node's name and where its claim stands, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<(String, crate::NameState)>,
 }

@@ -117,7 +117,7 @@ impl World {
     }
 
     fn body(&self, r: &mut Bytes<'_>) -> Body {
-        match r.u8() % 10 {
+        match r.u8() % 13 {
             0 => {
                 let author = self.peer(r.u8());
                 let to = self.id(r);
@@ -186,6 +186,30 @@ impl World {
                 node: self.id(r),
                 record: (r.one_in(2)).then(|| self.record(r)),
                 absence: None,
+            },
+            10 | 11 => {
+                // Claims of a few names by a few keys, some forged.
+                let name = ["alice", "bob", "carol"][usize::from(r.u8()) % 3].to_string();
+                let mut claim = self
+                    .peer(r.u8())
+                    .name_claim(name.clone(), r.u64() % 8, 3600);
+                if r.one_in(4) {
+                    claim.node = self.id(r); // A forgery.
+                }
+                let request_id = r.u64() % 64;
+                if r.one_in(2) {
+                    Body::NameClaim { request_id, claim }
+                } else {
+                    Body::NameReply {
+                        request_id,
+                        name,
+                        claim: Some(claim),
+                    }
+                }
+            }
+            12 => Body::NameQuery {
+                request_id: r.u64() % 64,
+                name: "alice".to_string(),
             },
             _ => Body::Datagram(r.take(64).to_vec()),
         }

@@ -15,6 +15,8 @@
 //!   (the records themselves in [`directory`]);
 //! - `routing`: DESIGN.md's routing steps, location hops, held packets,
 //!   the duplicate window;
+//! - [`names`]: name claims held as a home supernode of a name's key,
+//!   and this node's own claim;
 //! - `pending`: every request awaiting a reply, keyed by request id;
 //! - `delivery`: chat sending, retries, acks and receiving (the queues in
 //!   [`chat`]);
@@ -37,6 +39,7 @@ pub mod fuzzing;
 mod home;
 mod host_cache;
 mod links;
+pub mod names;
 mod node;
 mod pending;
 mod ranked;
@@ -58,6 +61,7 @@ pub use counters::{Counters, DropReason};
 pub use delivery::ChatError;
 pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
 pub use links::refusal_for;
+pub use names::{LookupError, NameState};
 pub use node::{FrameVerdict, Node};
 pub use role::AutoRoleConfig;
 

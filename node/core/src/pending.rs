@@ -45,6 +45,14 @@ pub(crate) enum Request {
         /// The supernode asked.
         sn: NodeId,
     },
+    /// Who holds a name, asked of its home supernodes: a lookup, or the
+    /// answer to this node's own claim.
+    Name {
+        /// The name asked about.
+        name: String,
+        /// Whether this is this node's claim (else a lookup).
+        own: bool,
+    },
 }
 
 impl Request {
@@ -54,13 +62,14 @@ impl Request {
             Request::Neighbors { .. } => 1,
             Request::Trace { .. } => 2,
             Request::Join { .. } => 3,
+            Request::Name { .. } => 4,
         }
     }
 }
 
 /// Requests of each kind in flight at most: location queries, neighbor
-/// requests, traces, joins.
-const LIMITS: [usize; 4] = [1024, 256, 64, 4];
+/// requests, traces, joins, names.
+const LIMITS: [usize; 5] = [1024, 256, 64, 4, 64];
 
 /// One request in flight.
 #[derive(Clone, Debug)]
@@ -84,7 +93,7 @@ pub(crate) struct PendingRequests {
     /// Pending traces by the packet id of their probe.
     trace_by_packet: BTreeMap<MsgId, RequestId>,
     /// Requests in flight, by kind.
-    counts: [usize; 4],
+    counts: [usize; 5],
 }
 
 impl PendingRequests {
@@ -116,7 +125,7 @@ impl PendingRequests {
             Request::Trace { packet_id, .. } => {
                 self.trace_by_packet.insert(*packet_id, id);
             }
-            Request::Neighbors { .. } | Request::Join { .. } => {}
+            Request::Neighbors { .. } | Request::Join { .. } | Request::Name { .. } => {}
         }
         self.counts[request.kind()] += 1;
         self.by_id.insert(
@@ -158,7 +167,7 @@ impl PendingRequests {
             Request::Trace { packet_id, .. } => {
                 self.trace_by_packet.remove(packet_id);
             }
-            Request::Neighbors { .. } | Request::Join { .. } => {}
+            Request::Neighbors { .. } | Request::Join { .. } | Request::Name { .. } => {}
         }
         self.counts[f.request.kind()] -= 1;
         if self.by_id.is_empty() {

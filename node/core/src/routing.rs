@@ -502,12 +502,16 @@ impl PrimaryProbe {
     }
 }
 
-/// Publishes, withdrawals and queries travel to the home supernodes of
-/// their destination by XOR distance alone.
+/// Publishes, withdrawals, queries and name claims travel to the home
+/// supernodes of their destination by XOR distance alone.
 pub(crate) fn is_home_bound(kind: BodyKind) -> bool {
     matches!(
         kind,
-        BodyKind::Publish | BodyKind::Withdraw | BodyKind::LocationQuery
+        BodyKind::Publish
+            | BodyKind::Withdraw
+            | BodyKind::LocationQuery
+            | BodyKind::NameClaim
+            | BodyKind::NameQuery
     )
 }
 

@@ -17,9 +17,11 @@ pub enum Timer {
     Lookup,
     /// A probe's ack is overdue: its peer is dead.
     ProbeAck,
+    /// This node's name claim is due for a refresh.
+    NameRefresh,
 }
 
-const COUNT: usize = 6;
+const COUNT: usize = 7;
 
 const ALL: [Timer; COUNT] = [
     Timer::Heartbeat,
@@ -28,6 +30,7 @@ const ALL: [Timer; COUNT] = [
     Timer::TableRefresh,
     Timer::Lookup,
     Timer::ProbeAck,
+    Timer::NameRefresh,
 ];
 
 /// When each timer fires next, if armed.

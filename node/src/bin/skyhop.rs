@@ -31,6 +31,8 @@ enum Command {
     History(commands::HistoryArgs),
     /// List a running node's contacts and whether they are online.
     Contacts(commands::ContactsArgs),
+    /// Trust the new key a pinned contact name now resolves to.
+    Repin(commands::RepinArgs),
     /// Chat interactively through a running node.
     Chat(chat::ChatArgs),
     /// Start a small overlay on 127.0.0.1, relay chat messages, report.
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Ping(a) => commands::ping(a),
         Command::History(a) => commands::history(a),
         Command::Contacts(a) => commands::contacts(a),
+        Command::Repin(a) => commands::repin(a),
         Command::Chat(a) => chat::chat(a),
         Command::Demo(a) => demo::demo(a),
         Command::Sim(a) => return sim(&a),

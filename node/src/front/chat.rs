@@ -5,8 +5,10 @@
 //! `/events`), their bodies through [`printable`] so that a message can
 //! never fake a line from someone else or drive the terminal. `/history`
 //! shows what the node's database kept of a conversation (a restart loses
-//! nothing), `/contacts` who this node has chatted with. It talks to the
-//! node through [`super::client`] only.
+//! nothing), `/contacts` who this node has chatted with. `/to` takes an
+//! id, a prefix or a name; a name pinned to a contact that now resolves to
+//! another key is shown with a warning, and `/repin NAME` trusts the new
+//! key. It talks to the node through [`super::client`] only.
 
 use std::time::Duration;
 
@@ -19,8 +21,8 @@ use super::describe::{describe_send, describe_status, describe_trace, printable,
 use super::process::tokio_runtime;
 use super::FrontError;
 use crate::runtime::api::{
-    ContactsRequest, Event, EventsRequest, HistoryRequest, PeersRequest, SendRequest,
-    StatusRequest, TraceRequest, EVENTS_WAIT,
+    ContactsRequest, Event, EventsRequest, HistoryRequest, PeersRequest, RepinRequest,
+    ResolveRequest, SendRequest, StatusRequest, TraceRequest, EVENTS_WAIT,
 };
 
 /// Chats `/history` shows.
@@ -32,7 +34,7 @@ pub struct ChatArgs {
     /// The running node.
     #[command(flatten)]
     pub target: Target,
-    /// Peer to talk to first (id or unique prefix).
+    /// Peer to talk to first (id, unique prefix or name).
     #[arg(long)]
     pub to: Option<String>,
 }
@@ -47,7 +49,7 @@ pub fn chat(args: ChatArgs) -> Result<(), FrontError> {
 async fn chat_loop(addr: Endpoint, first: Option<String>) -> Result<(), FrontError> {
     let me = call(&addr, &StatusRequest, REQUEST_TIMEOUT).await?;
     println!(
-        "chatting as {} ({:?}). Commands: /to ID, /who, /history [ID], /contacts, /trace ID, /status, /quit",
+        "chatting as {} ({:?}). Commands: /to NAME|ID, /who, /history [ID], /contacts, /trace NAME|ID, /repin NAME, /status, /quit",
         me.id.short(),
         me.role
     );
@@ -81,6 +83,18 @@ async fn chat_loop(addr: Endpoint, first: Option<String>) -> Result<(), FrontErr
                 }
             }
             "/who" => who(&addr).await,
+            "/repin" => {
+                match call(&addr, &RepinRequest { name: rest.into() }, SEND_TIMEOUT).await {
+                    Ok(r) => match r.id {
+                        Some(id) => println!("'{}' is now pinned to {}", r.name, id.short()),
+                        None => println!(
+                            "'{}' resolves to no other key: the pin is unchanged",
+                            r.name
+                        ),
+                    },
+                    Err(e) => println!("error: {e}"),
+                }
+            }
             "/history" => {
                 // The named peer, else the current one, else everyone.
                 let peer = if rest.is_empty() {
@@ -118,12 +132,12 @@ async fn chat_loop(addr: Endpoint, first: Option<String>) -> Result<(), FrontErr
             }
             c if c.starts_with('/') => {
                 println!(
-                    "unknown command {c}; try /to, /who, /history, /contacts, /trace, /status, /quit"
+                    "unknown command {c}; try /to, /who, /history, /contacts, /trace, /repin, /status, /quit"
                 )
             }
             _ => {
                 let Some(to) = peer else {
-                    println!("no peer yet: /to ID (see /who)");
+                    println!("no peer yet: /to NAME or /to ID (see /who)");
                     continue;
                 };
                 println!("sent");
@@ -164,44 +178,50 @@ fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
     rx
 }
 
-/// The id `text` names: a full id, or a unique prefix of one the node knows.
+/// The id `text` names: a full id, a name, or a unique prefix of an id
+/// the node knows; the node resolves it (a name at its home supernodes).
 async fn resolve(addr: &Endpoint, text: &str) -> Option<NodeId> {
-    // The node resolves prefixes; a trace-free way to ask is /peers.
-    let peers = match call(addr, &PeersRequest, REQUEST_TIMEOUT).await {
-        Ok(p) => p,
-        Err(e) => {
-            println!("error: {e}");
-            return None;
-        }
+    let request = ResolveRequest {
+        to: text.trim().to_string(),
     };
-    let text = text.trim().to_ascii_lowercase();
-    if let Ok(id) = text.parse::<NodeId>() {
-        println!("talking to {}", id.short());
-        return Some(id);
-    }
-    let found: Vec<NodeId> = peers
-        .all()
-        .into_iter()
-        .filter(|id| !text.is_empty() && id.to_hex().starts_with(&text))
-        .collect();
-    match found.as_slice() {
-        [one] => {
-            println!("talking to {}", one.short());
-            Some(*one)
+    match call(addr, &request, SEND_TIMEOUT).await {
+        Ok(r) => {
+            if let Some(warning) = &r.warning {
+                println!("{warning}");
+            }
+            if r.id.to_hex().starts_with(&request.to) {
+                println!("talking to {}", r.id.short());
+            } else {
+                println!("talking to {} ({})", request.to, r.id.short());
+            }
+            Some(r.id)
         }
-        [] => {
-            println!("no known node id starts with '{text}' (see /who)");
-            None
-        }
-        many => {
-            println!("'{text}' matches {} ids; type more characters", many.len());
+        Err(e) => {
+            println!("{e}");
             None
         }
     }
 }
 
-/// `/who`: the ids the node knows, by kind.
+/// `/who`: the contacts with their names and presence, then the ids the
+/// node knows, by kind.
 async fn who(addr: &Endpoint) {
+    if let Ok(c) = call(addr, &ContactsRequest, REQUEST_TIMEOUT).await {
+        for contact in c.contacts.iter().filter(|c| c.name.is_some()) {
+            let presence = match contact.presence {
+                crate::runtime::db::Presence::Online => "online",
+                crate::runtime::db::Presence::Offline => "offline",
+                crate::runtime::db::Presence::Unknown => "unknown",
+            };
+            let name = contact.name.as_deref().map(printable).unwrap_or_default();
+            let warning = if contact.name_conflict.is_some() {
+                "  (WARNING: now resolves to another key; /repin to trust it)"
+            } else {
+                ""
+            };
+            println!("{name:10} {presence:8} {}{warning}", contact.id.short());
+        }
+    }
     match call(addr, &PeersRequest, REQUEST_TIMEOUT).await {
         Ok(p) => {
             for (kind, ids) in [

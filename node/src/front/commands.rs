@@ -115,6 +115,19 @@ pub struct ContactsArgs {
     pub json: bool,
 }
 
+/// `skyhop repin`.
+#[derive(Args, Debug, Clone)]
+pub struct RepinArgs {
+    /// The running node.
+    #[command(flatten)]
+    pub target: Target,
+    /// The name whose new key to trust.
+    pub name: String,
+    /// Print the JSON answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Prints `value` as indented JSON.
 fn print_json(value: &impl Serialize) {
     // The API replies are plain data.
@@ -238,6 +251,18 @@ pub fn contacts(args: ContactsArgs) -> Result<(), FrontError> {
     show(&args.target, &ContactsRequest, args.json, describe_contacts)
 }
 
+/// `skyhop repin NAME`: trust the key a pinned name now resolves to.
+pub fn repin(args: RepinArgs) -> Result<(), FrontError> {
+    let request = crate::runtime::api::RepinRequest { name: args.name };
+    show(&args.target, &request, args.json, |r| match r.id {
+        Some(id) => format!("'{}' is now pinned to {id}\n", r.name),
+        None => format!(
+            "'{}' has resolved to no other key since it was pinned: the pin is unchanged\n",
+            r.name
+        ),
+    })
+}
+
 /// `ms` since 1970 as `YYYY-MM-DD HH:MM:SS` (UTC).
 pub(super) fn utc_text(ms: u64) -> String {
     let secs = ms / 1000;
@@ -349,6 +374,14 @@ pub(super) fn describe_contacts(c: &Contacts) -> String {
                 .map(|n| format!("  name {}", printable(n)))
                 .unwrap_or_default()
         );
+        if let (Some(name), Some(other)) = (&contact.name, contact.name_conflict) {
+            out += &format!(
+                "    WARNING: '{}' now resolves to key {}, not this pinned one; `skyhop repin {}` to trust it\n",
+                printable(name),
+                other.short(),
+                printable(name)
+            );
+        }
     }
     out
 }

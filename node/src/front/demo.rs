@@ -1,8 +1,9 @@
 //! `skyhop demo`: a small overlay of real libp2p nodes on 127.0.0.1 in this
 //! one process (each node its own tokio task and Swarm, talking TCP +
 //! Noise + Yamux over loopback), a batch of chat messages between random
-//! pairs, and a report. It drives the runtime's [`NodeHandle`]s directly,
-//! without a control API.
+//! pairs, and a report. Ordinary nodes are named (alice, bob, ...), claim
+//! their names at the names' home supernodes, and are written to by name.
+//! It drives the runtime's [`NodeHandle`]s directly, without a control API.
 
 use std::time::Duration;
 
@@ -51,12 +52,28 @@ fn identity(rng: &mut SplitMix64) -> Identity {
     Identity::from_secret(rng.bytes32())
 }
 
+/// The names the demo's ordinary nodes take, in order (then `user27`, ...).
+const NAMES: [&str; 26] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mike",
+    "nick", "olivia", "peggy", "quentin", "rupert", "sam", "tom", "ursula", "victor", "walter",
+    "xavier", "yvonne", "zoe", "oscar", "wendy",
+];
+
+/// The name of the `i`-th ordinary node.
+fn demo_name(i: usize) -> String {
+    NAMES
+        .get(i)
+        .map_or_else(|| format!("user{}", i + 1), |n| (*n).to_string())
+}
+
 async fn start_node(
     role: Role,
     rng: &mut SplitMix64,
     bootstrap: Vec<Multiaddr>,
+    name: Option<String>,
 ) -> Result<NodeHandle, RuntimeError> {
     let mut opts = NodeOptions::loopback(role);
+    opts.config.name = name;
     opts.identity = Some(identity(rng));
     opts.seed = Some(rng.next_u64());
     opts.bootstrap = bootstrap;
@@ -97,6 +114,25 @@ async fn wait_until(
     }
 }
 
+/// Waits until every node's name is claimed (or the deadline); how many are.
+async fn wait_for_names(nodes: &[NodeHandle], deadline: Instant) -> usize {
+    loop {
+        let claimed = nodes
+            .iter()
+            .filter(|n| {
+                n.events()
+                    .since(0)
+                    .iter()
+                    .any(|(_, e)| matches!(e, skyhop_core::Event::NameClaimed { .. }))
+            })
+            .count();
+        if claimed == nodes.len() || Instant::now() >= deadline {
+            return claimed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs the demo; `Ok` only if every message was delivered.
 async fn run(args: DemoArgs) -> Result<(), FrontError> {
     if args.supernodes == 0 || args.supernodes + args.nodes < 2 {
@@ -114,11 +150,11 @@ async fn run(args: DemoArgs) -> Result<(), FrontError> {
         args.supernodes, args.nodes, args.seed
     );
     let mut sns = Vec::new();
-    let first = start_node(Role::Supernode, &mut rng, Vec::new()).await?;
+    let first = start_node(Role::Supernode, &mut rng, Vec::new(), None).await?;
     let seed_addr = first_addr(&first)?;
     sns.push(first);
     for _ in 1..args.supernodes {
-        sns.push(start_node(Role::Supernode, &mut rng, vec![seed_addr.clone()]).await?);
+        sns.push(start_node(Role::Supernode, &mut rng, vec![seed_addr.clone()], None).await?);
     }
     let deadline = Instant::now() + JOIN_WAIT;
     let want = args.supernodes - 1;
@@ -128,7 +164,8 @@ async fn run(args: DemoArgs) -> Result<(), FrontError> {
     for i in 0..args.nodes {
         // Each joins through one supernode; the overlay tells it of the rest.
         let boot = sn_addrs[i % sn_addrs.len()].clone();
-        ons.push(start_node(Role::Ordinary, &mut rng, vec![boot]).await?);
+        let name = Some(demo_name(i));
+        ons.push(start_node(Role::Ordinary, &mut rng, vec![boot], name).await?);
     }
     let on_ready = wait_until(&ons, deadline, |s| s.status.primary.is_some()).await?;
     let formed = started.elapsed();
@@ -156,11 +193,30 @@ async fn run(args: DemoArgs) -> Result<(), FrontError> {
     if !on_ready {
         println!("warning: not every ordinary node attached within {JOIN_WAIT:?}; sending anyway");
     }
+    let claimed = wait_for_names(&ons, deadline).await;
+    println!(
+        "{claimed}/{} names claimed at their home supernodes ({})",
+        ons.len(),
+        (0..ons.len().min(4))
+            .map(demo_name)
+            .chain((ons.len() > 4).then(|| "...".to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     // Chat between ordinary nodes (or any two nodes when there are fewer than two).
     let chatters: Vec<NodeHandle> = if ons.len() >= 2 {
         ons.clone()
     } else {
         sns.iter().chain(ons.iter()).cloned().collect()
+    };
+    // How a chatter is addressed and shown: its name, else its short id.
+    let named = ons.len() >= 2;
+    let label = |i: usize| {
+        if named {
+            demo_name(i)
+        } else {
+            chatters[i].info().node_id.short()
+        }
     };
     let mut delivered = 0usize;
     let mut hops_seen = Vec::new();
@@ -172,9 +228,16 @@ async fn run(args: DemoArgs) -> Result<(), FrontError> {
         if b >= a {
             b += 1;
         }
-        let (from, to) = (&chatters[a], &chatters[b]);
-        let to_id = to.info().node_id;
-        let text = format!("hello #{} from {}", i + 1, from.info().node_id.short());
+        let from = &chatters[a];
+        // Written to by name: the sender looks it up at its home supernodes.
+        let to_id = match from.resolve(&label(b)).await {
+            Ok(id) => id,
+            Err(e) => {
+                println!("#{:<3} {} -> {}  FAILED: {e}", i + 1, label(a), label(b));
+                continue;
+            }
+        };
+        let text = format!("hello #{} from {}", i + 1, label(a));
         let outcome = from.send_chat(to_id, text).await?;
         let path = match from.trace(to_id).await? {
             TraceOutcome::Completed { path, .. } => path_text(&path),
@@ -186,18 +249,18 @@ async fn run(args: DemoArgs) -> Result<(), FrontError> {
                 hops_seen.push(hops);
                 latencies.push(latency);
                 println!(
-                    "#{:<3} {} -> {}  delivered  {hops} hops  {:6.2} ms  path {path}",
+                    "#{:<3} {:>8} -> {:<8} delivered  {hops} hops  {:6.2} ms  path {path}",
                     i + 1,
-                    from.info().node_id.short(),
-                    to_id.short(),
+                    label(a),
+                    label(b),
                     latency as f64 / 1000.0
                 );
             }
             SendOutcome::Failed(reason) => println!(
                 "#{:<3} {} -> {}  FAILED: {reason}",
                 i + 1,
-                from.info().node_id.short(),
-                to_id.short()
+                label(a),
+                label(b)
             ),
         }
     }

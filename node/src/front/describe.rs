@@ -42,6 +42,9 @@ pub(super) fn describe_status(s: &Status) -> String {
     } else {
         out += &format!("role       {:?}\n", s.role);
     }
+    if let (Some(name), Some(state)) = (&s.name, &s.name_state) {
+        out += &format!("name       {} ({state})\n", printable(name));
+    }
     if let Some(p) = s.primary {
         out += &format!("primary    {}\n", p.short());
     }

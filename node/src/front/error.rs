@@ -14,6 +14,14 @@ use crate::runtime::RuntimeError;
 /// line; `source()` still gives the typed cause.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
+    /// The name this node claims is held by another key.
+    #[error("name '{name}' is taken by key {}...; choose another --name", &holder.to_hex()[..12])]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The node id of the key that holds it.
+        holder: skyhop_protocol::NodeId,
+    },
     /// A flag (or the same key in `--config`) has a value that cannot work.
     #[error("{flag} '{value}': {problem}; {fix}")]
     BadFlag {

@@ -64,6 +64,15 @@ pub struct RunArgs {
     /// Days a chat is kept in the history at most [default: 365].
     #[arg(long)]
     pub history_days: Option<u64>,
+    /// The user name to claim (2 to 32 of a-z, 0-9, '-', '_', starting
+    /// with a letter); others can then write to it instead of the id.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Days the name's claim lives at its home supernodes unless this node
+    /// refreshes it (it does while it runs) [default: 7; fractions allowed,
+    /// at least 60 s].
+    #[arg(long)]
+    pub name_days: Option<f64>,
 }
 
 /// The settings of `skyhop run --config FILE.toml`.
@@ -88,6 +97,10 @@ struct RunFile {
     history_rows: Option<u64>,
     /// As `--history-days`.
     history_days: Option<u64>,
+    /// As `--name`.
+    name: Option<String>,
+    /// As `--name-days`.
+    name_days: Option<f64>,
     /// The `[node]` table: core tunables (a [`NodeConfig`]), kept as a
     /// table to see which keys it sets.
     node: Option<toml::Table>,
@@ -213,6 +226,38 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
     if let Some(n) = args.max_clients.or(file.max_clients) {
         config.max_clients = n;
     }
+    if let Some(name) = args.name.clone().or(file.name) {
+        if let Err(e) = skyhop_protocol::check_name(&name) {
+            let problem = match e {
+                skyhop_protocol::NameError::Length { .. } => "not 2 to 32 characters long",
+                skyhop_protocol::NameError::Charset { .. } => {
+                    "has a character outside a-z, 0-9, '-' and '_'"
+                }
+                skyhop_protocol::NameError::FirstChar { .. } => "does not start with a letter",
+            };
+            return Err(FrontError::BadFlag {
+                flag: "--name",
+                value: name,
+                problem,
+                fix:
+                    "a name is 2 to 32 of a-z, 0-9, '-' and '_', starting with a letter, e.g. alice",
+            });
+        }
+        config.name = Some(name);
+    }
+    if let Some(days) = args.name_days.or(file.name_days) {
+        let max = f64::from(skyhop_protocol::MAX_NAME_LIFETIME_S) / 86_400.0;
+        let secs = days * 86_400.0;
+        if !(secs >= 60.0 && days <= max) {
+            return Err(FrontError::BadFlag {
+                flag: "--name-days",
+                value: days.to_string(),
+                problem: "out of range",
+                fix: "expected 0.0007 (60 s) to 90 days",
+            });
+        }
+        config.name_lifetime_s = secs as u32;
+    }
     config.validate().map_err(FrontError::NodeConfig)?;
     let defaults = HistoryLimits::default();
     let history = HistoryLimits {
@@ -268,6 +313,7 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     if let Some(dir) = &data_dir {
         storage::make_private_dir(dir)?;
     }
+    let name = plan.options.config.name.clone();
     let handle = start(plan.options).await?;
     let mut control_lines = Vec::new();
     if let Some(dir) = &data_dir {
@@ -298,6 +344,9 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
         control_lines.push("control   off (give --data-dir for the control API)".into());
     }
     let info = handle.info();
+    if let Some(name) = &name {
+        println!("name      {name} (claiming it at its home supernodes)");
+    }
     println!("node id   {}", info.node_id);
     println!("peer id   {}", info.peer_id);
     if auto {
@@ -318,7 +367,10 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
         Some(dir) => println!("data dir  {}", dir.display()),
         None => println!("data dir  (none: a fresh identity each run; give --data-dir to keep it)"),
     }
-    wait_for_signal().await;
+    let taken = tokio::select! {
+        () = wait_for_signal() => None,
+        taken = name_taken(&handle) => Some(taken),
+    };
     tracing::info!("leaving the overlay");
     let result = handle.shutdown().await;
     if let Some(dir) = &data_dir {
@@ -330,7 +382,28 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
             let _ = std::fs::remove_file(dir.join(file));
         }
     }
+    if let Some((name, holder)) = taken {
+        return Err(FrontError::NameTaken { name, holder });
+    }
     Ok(result?)
+}
+
+/// Waits until the home supernodes say this node's name is held by
+/// another key: the name and that key's node id.
+async fn name_taken(handle: &crate::runtime::NodeHandle) -> (String, skyhop_protocol::NodeId) {
+    let mut since = 0;
+    loop {
+        let events = handle
+            .events()
+            .wait_since(since, std::time::Duration::from_secs(60))
+            .await;
+        for (cursor, e) in events {
+            since = since.max(cursor);
+            if let skyhop_core::Event::NameTaken { name, holder } = e {
+                return (name, holder);
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

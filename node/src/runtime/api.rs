@@ -41,6 +41,9 @@ use super::report::StatusReport;
 
 /// Path of the status request.
 pub const STATUS_PATH: &str = "/status";
+pub use super::api_names::{
+    RepinRequest, Repinned, Resolution, ResolveRequest, REPIN_PATH, RESOLVE_PATH,
+};
 /// Path of the known-peers request.
 pub const PEERS_PATH: &str = "/peers";
 /// Path of the events long-poll.
@@ -543,6 +546,12 @@ pub struct Status {
     /// Times it demoted itself to ordinary node.
     #[serde(default)]
     pub demotions: u64,
+    /// The name this node claims, if any.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where its claim stands: `claiming`, `held`, or `taken by ID`.
+    #[serde(default)]
+    pub name_state: Option<String>,
 }
 
 impl From<&StatusReport> for Status {
@@ -573,6 +582,12 @@ impl From<&StatusReport> for Status {
             reachability: report.role.reachability.to_string(),
             promotions: report.role.promotions,
             demotions: report.role.demotions,
+            name: s.name.as_ref().map(|(n, _)| n.clone()),
+            name_state: s.name.as_ref().map(|(_, state)| match state {
+                skyhop_core::NameState::Claiming => "claiming".to_string(),
+                skyhop_core::NameState::Held => "held".to_string(),
+                skyhop_core::NameState::Taken(by) => format!("taken by {by}"),
+            }),
         }
     }
 }
@@ -759,6 +774,33 @@ pub enum Event {
         /// What it did.
         reason: String,
     },
+    /// A location lookup was answered: `node` is online (its home holds a
+    /// live record) or offline.
+    Located {
+        /// The node looked up.
+        node: NodeId,
+        /// Whether it is attached somewhere.
+        online: bool,
+    },
+    /// This node's name is held by its home supernodes.
+    NameClaimed {
+        /// The name.
+        name: String,
+    },
+    /// This node's name is held by another key: choose another.
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Who holds it.
+        holder: NodeId,
+    },
+    /// A name lookup was answered.
+    NameResolved {
+        /// The name.
+        name: String,
+        /// Who holds it; `None`: nobody.
+        holder: Option<NodeId>,
+    },
 }
 
 impl From<&skyhop_core::Event> for Event {
@@ -820,6 +862,10 @@ impl From<&skyhop_core::Event> for Event {
             },
             Core::PeerMisbehaved { peer, reason } => Event::PeerMisbehaved { peer, reason },
             Core::RoleChanged { role, reason } => Event::RoleChanged { role, reason },
+            Core::NameClaimed { name } => Event::NameClaimed { name },
+            Core::Located { node, online } => Event::Located { node, online },
+            Core::NameTaken { name, holder } => Event::NameTaken { name, holder },
+            Core::NameResolved { name, holder, .. } => Event::NameResolved { name, holder },
         }
     }
 }
@@ -905,7 +951,8 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
              `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
              `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `bad_bodies_relayed`, \
-             `connected_peers`",
+             `connected_peers`, `auto_role`, `reachability`, `promotions`, `demotions`, \
+             `name`, `name_state` (claiming/held/taken by ID)",
         ),
         typed::<PeersRequest>(
             "",
@@ -920,10 +967,11 @@ pub fn endpoints() -> Vec<EndpointDoc> {
         typed::<ContactsRequest>(
             "",
             "`Contacts`: `{\"contacts\": [{\"id\", \"peer_id\", \"name\", \"first_seen_ms\", \
-             \"last_heard_ms\", \"last_offline_ms\", \"presence\": online/offline/unknown}]}`",
+             \"last_heard_ms\", \"last_offline_ms\", \"presence\": online/offline/unknown, \
+             \"name_conflict\"}]}`",
         ),
         typed::<SendRequest>(
-            "`{\"to\": ID, \"text\"}`",
+            "`{\"to\": ID, prefix or NAME, \"text\"}`",
             "`SendReply`, after the outcome (at most the chat deadline + 5 s): `{\"to\", \"delivered\": true, \
              \"hops\", \"latency_ms\"}` or `{\"to\", \"delivered\": false, \"reason\"}`",
         ),
@@ -931,6 +979,15 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "`{\"to\": ID}`",
             "`TraceReply`: `{\"to\", \"ok\": true, \"path\" (this node first), \"hops\", \"rtt_ms\"}` or \
              `{\"to\", \"ok\": false, \"reason\"}`",
+        ),
+        typed::<ResolveRequest>(
+            "`{\"to\": ID, prefix or NAME}`",
+            "`Resolution`: `id` (for a pinned name: the pinned key), `conflict` (another key the name \
+             resolves to now, or null), `warning`",
+        ),
+        typed::<RepinRequest>(
+            "`{\"name\": NAME}`",
+            "`Repinned`: `name`, `id` (the key now pinned, or null if the name resolved to no other key)",
         ),
         typed::<PingRequest>(
             "`{\"to\": ID, \"count\": 1-100, \"interval_ms\": 100-10000}`",
@@ -942,7 +999,8 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "`Events`: `{\"next\": CURSOR, \"events\": [{\"cursor\", \"event\", ...}]}` after a long-poll of at \
              most 25 s (or `wait`); pass `next` back as `since`; the last 1024 events are kept (`attached`, \
              `detached`, `chat_received` with `from`, `msg_id`, `seq`, `body`, `hops`, `chat_delivered`, \
-             `chat_failed`, `trace_completed`, `trace_failed`, `peer_misbehaved`)",
+             `chat_failed`, `trace_completed`, `trace_failed`, `peer_misbehaved`, `name_claimed`, `name_taken`, \
+             `name_resolved`)",
         ),
         get(
             STREAM_PATH,

@@ -217,6 +217,8 @@ fn router(state: ApiState) -> Router {
         .route(SEND_PATH, post(send))
         .route(TRACE_PATH, post(trace))
         .route(PING_PATH, post(ping))
+        .route(api::RESOLVE_PATH, post(resolve))
+        .route(api::REPIN_PATH, post(repin))
         .route("/", get(web::index))
         .route(web::SCRIPT_PATH, get(web::script))
         .route(web::STYLE_PATH, get(web::style))
@@ -413,6 +415,25 @@ async fn send(
     let to = s.handle.resolve(&body.to).await?;
     let outcome = s.handle.send_chat(to, body.text).await?;
     Ok(Json(SendReply { to, outcome }))
+}
+
+async fn resolve(
+    State(s): State<ApiState>,
+    JsonBody(body): JsonBody<api::ResolveRequest>,
+) -> Result<Json<api::Resolution>, ApiError> {
+    let r = s.handle.resolve_name(&body.to).await?;
+    Ok(Json(api::Resolution::new(body.to.trim(), r.id, r.conflict)))
+}
+
+async fn repin(
+    State(s): State<ApiState>,
+    JsonBody(body): JsonBody<api::RepinRequest>,
+) -> Result<Json<api::Repinned>, ApiError> {
+    let id = s.handle.repin(&body.name).await?;
+    Ok(Json(api::Repinned {
+        name: body.name,
+        id,
+    }))
 }
 
 async fn trace(

@@ -39,6 +39,10 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+#[path = "db_names.rs"]
+mod names;
+pub use names::MAX_NAME_CONFLICTS;
 use serde::{Deserialize, Serialize};
 use skyhop_core::{ChatFailure, ReplayMark, SimTime};
 use skyhop_protocol::{MsgId, NodeId};
@@ -296,8 +300,12 @@ pub struct Contact {
     /// Its libp2p peer id (which holds its public key), when this node has
     /// been linked to it.
     pub peer_id: Option<String>,
-    /// Its name (names come with protocol v2; none yet).
+    /// The name pinned to it at first contact (trust on first use).
     pub name: Option<String>,
+    /// Another key that `name` resolved to since: a warning, until the
+    /// user re-pins (`skyhop repin NAME`).
+    #[serde(default)]
+    pub name_conflict: Option<NodeId>,
     /// First contact, in ms since 1970.
     pub first_seen_ms: u64,
     /// Last time it was heard from (a chat or a receipt), in ms.
@@ -446,6 +454,12 @@ CREATE TABLE IF NOT EXISTS replay_marks (
     latest_sent_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS replay_marks_by_age ON replay_marks (latest_sent_at);
+CREATE INDEX IF NOT EXISTS contacts_by_name ON contacts (name);
+CREATE TABLE IF NOT EXISTS name_conflicts (
+    name       TEXT PRIMARY KEY,
+    other      TEXT NOT NULL,
+    noticed_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS replay_floor (
     id               INTEGER PRIMARY KEY CHECK (id = 0),
     forgotten_before INTEGER NOT NULL
@@ -677,6 +691,7 @@ impl History {
                 ))
             })
             .map_err(fail)?;
+        let conflicts = self.name_conflicts()?;
         let mut out = Vec::new();
         for row in rows {
             let (id, peer_id, name, first, heard, offline) = row.map_err(fail)?;
@@ -689,6 +704,7 @@ impl History {
                 presence: presence(now / 1000, linked(&id), heard, offline),
                 id,
                 peer_id,
+                name_conflict: name.as_ref().and_then(|n| conflicts.get(n).copied()),
                 name,
                 first_seen_ms: first as u64,
                 last_heard_ms: heard,

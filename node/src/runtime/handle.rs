@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::db::{Contact, HistoryLimits, HistoryPage};
 use super::events_log::EventLog;
 use super::metrics::NodeMetrics;
+use super::names::Resolved;
 use super::report::{NodeInfo, StatusReport};
 use super::RuntimeError;
 use skyhop_core::{NodeConfig, SimTime};
@@ -189,6 +190,27 @@ pub(super) enum Command {
     },
     /// The contacts and their presence.
     Contacts(oneshot::Sender<Result<Vec<Contact>, RuntimeError>>),
+    /// The contact a name is pinned to, if any (and a background check).
+    PinnedName {
+        /// The name.
+        name: String,
+        /// Where the pin goes.
+        reply: oneshot::Sender<Result<Option<Resolved>, RuntimeError>>,
+    },
+    /// Look a name up at its home supernodes.
+    LookUpName {
+        /// The name.
+        name: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<Resolved, RuntimeError>>,
+    },
+    /// Pin a name to the other key it now resolves to.
+    Repin {
+        /// The name.
+        name: String,
+        /// The new key, or `None` if no other key was seen.
+        reply: oneshot::Sender<Result<Option<NodeId>, RuntimeError>>,
+    },
     /// Leave, flush and stop; answer when done.
     Shutdown(oneshot::Sender<()>),
 }
@@ -289,15 +311,69 @@ impl NodeHandle {
         }
     }
 
-    /// Resolves a full hex id or a unique prefix of a known id.
+    /// Resolves a node id, a unique prefix of a known id, or a name.
     pub async fn resolve(&self, text: &str) -> Result<NodeId, RuntimeError> {
+        Ok(self.resolve_name(text).await?.id)
+    }
+
+    /// Resolves, in order: an exact 64-hex id; a name pinned to a contact;
+    /// a unique hex prefix of a known id; a name looked up at its home
+    /// supernodes (and pinned at this first contact). With a name, says
+    /// whether it now resolves to another key than its pin.
+    pub async fn resolve_name(&self, text: &str) -> Result<Resolved, RuntimeError> {
+        let text = text.trim();
         if let Ok(id) = text.parse::<NodeId>() {
-            return Ok(id);
+            return Ok(Resolved { id, conflict: None });
         }
+        let is_name = skyhop_protocol::check_name(text).is_ok();
+        if is_name {
+            let name = text.to_owned();
+            if let Some(pinned) = self
+                .ask(|reply| Command::PinnedName { name, reply })
+                .await??
+            {
+                return Ok(pinned);
+            }
+        }
+        let is_hex = !text.is_empty() && text.chars().all(|c| c.is_ascii_hexdigit());
+        match (is_hex, is_name) {
+            (true, false) => self
+                .resolve_prefix(text)
+                .await
+                .map(|id| Resolved { id, conflict: None }),
+            (true, true) => match self.resolve_prefix(text).await {
+                Ok(id) => Ok(Resolved { id, conflict: None }),
+                Err(RuntimeError::UnknownPrefix { .. }) => self.look_up_name(text).await,
+                Err(e) => Err(e),
+            },
+            (false, true) => self.look_up_name(text).await,
+            (false, false) => Err(RuntimeError::NotAnId { text: text.into() }),
+        }
+    }
+
+    /// Looks `name` up at its home supernodes (at most 10 s).
+    async fn look_up_name(&self, name: &str) -> Result<Resolved, RuntimeError> {
+        let owned = name.to_owned();
+        let ask = self.ask(|reply| Command::LookUpName { name: owned, reply });
+        match tokio::time::timeout(Duration::from_secs(10), ask).await {
+            Ok(r) => r?,
+            Err(_) => Err(RuntimeError::NameLookup {
+                name: name.into(),
+                why: "no home supernode answered within 10 s".into(),
+            }),
+        }
+    }
+
+    /// Pins `name` to the other key it now resolves to; that key, or
+    /// `None` if it resolved to no other key.
+    pub async fn repin(&self, name: &str) -> Result<Option<NodeId>, RuntimeError> {
+        let name = name.to_owned();
+        self.ask(|reply| Command::Repin { name, reply }).await?
+    }
+
+    /// Resolves a unique prefix of a known id.
+    async fn resolve_prefix(&self, text: &str) -> Result<NodeId, RuntimeError> {
         let prefix = text.trim().to_ascii_lowercase();
-        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(RuntimeError::NotAnId { text: text.into() });
-        }
         let mut known = self.peers().await?.all();
         known.insert(self.info.node_id);
         let matches: Vec<NodeId> = known

@@ -24,6 +24,7 @@
 //!   [`db`]: the chat history and contacts (SQLite, `history.db`).
 
 pub mod api;
+pub mod api_names;
 pub mod api_state;
 pub mod clock;
 pub mod control;
@@ -33,8 +34,10 @@ pub mod handle;
 pub mod ip_limits;
 pub mod link;
 pub mod metrics;
+pub mod names;
 pub mod node_task;
 pub mod oplog;
+pub mod presence;
 pub mod reachability;
 pub mod report;
 pub mod storage;
@@ -118,8 +121,9 @@ pub enum RuntimeError {
     /// The node task has stopped.
     #[error("the node has stopped")]
     Stopped,
-    /// Text that should name a node is neither an id nor a hex prefix of one.
-    #[error("'{text}' is not a node id or a hex prefix of one")]
+    /// Text that should name a node is neither an id, a hex prefix of one
+    /// nor a name.
+    #[error("'{text}' is not a node id, a hex prefix of one or a name (a-z, 0-9, '-', '_', starting with a letter)")]
     NotAnId {
         /// The text given.
         text: String,
@@ -129,6 +133,20 @@ pub enum RuntimeError {
     UnknownPrefix {
         /// The prefix, lowercased.
         prefix: String,
+    },
+    /// No home supernode knows the name.
+    #[error("nobody holds the name '{name}' (its home supernodes know no claim); check the spelling, or give a node id")]
+    UnknownName {
+        /// The name.
+        name: String,
+    },
+    /// A name lookup could not be made or was not answered.
+    #[error("cannot look up the name '{name}': {why}")]
+    NameLookup {
+        /// The name.
+        name: String,
+        /// Why.
+        why: String,
     },
     /// The prefix matches more than one id the node knows.
     #[error("'{prefix}' matches {matches} known ids; type more characters")]
@@ -149,6 +167,8 @@ impl RuntimeError {
             RuntimeError::NotAnId { .. }
                 | RuntimeError::UnknownPrefix { .. }
                 | RuntimeError::AmbiguousPrefix { .. }
+                | RuntimeError::UnknownName { .. }
+                | RuntimeError::NameLookup { .. }
         )
     }
 }

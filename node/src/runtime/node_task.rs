@@ -55,7 +55,9 @@ use super::link::{read_loop, write_loop, LinkEvent, OutQueue, LINK_EVENTS};
 
 mod link_events;
 use super::metrics::{ChatCounters, NodeMetrics};
+use super::names::NameBook;
 use super::oplog::{OpKind, OpLog};
+use super::presence::PresenceChecks;
 use super::reachability::{Reachability, Serve, Verdict};
 use super::report::{AbuseCounts, NodeInfo, RoleReport, StatusReport};
 use super::{storage, RuntimeError};
@@ -554,6 +556,10 @@ struct NodeTask {
     out_batch: Vec<Output>,
     /// The dial-back check, both sides.
     reach: Reachability,
+    /// Name lookups in flight and the pins' checks.
+    names: NameBook,
+    /// When each contact's presence was last asked of its home supernodes.
+    presence: PresenceChecks,
 }
 
 /// What the stream tasks send the node task (links have their own).
@@ -620,6 +626,8 @@ impl NodeTask {
             stream_tx,
             out_batch: Vec::new(),
             reach: Reachability::default(),
+            names: NameBook::default(),
+            presence: PresenceChecks::default(),
         };
         (task, Inbox { streams })
     }
@@ -966,6 +974,21 @@ impl NodeTask {
                 tracing::warn!(peer = %peer.short(), "peer misbehaved: {reason}");
                 self.refuse_ip_of(*peer);
             }
+            Event::Located { .. } => {}
+            Event::NameClaimed { name } => {
+                tracing::info!("name '{name}' is yours: its home supernodes hold your claim")
+            }
+            Event::NameTaken { name, holder } => tracing::error!(
+                "name '{name}' is taken by key {}; choose another --name",
+                holder.short()
+            ),
+            Event::NameResolved {
+                request_id, holder, ..
+            } => {
+                let now = self.clock.now();
+                self.names
+                    .resolved(self.history.as_mut(), now, *request_id, *holder);
+            }
         }
         self.events.push(e);
     }
@@ -1027,6 +1050,12 @@ impl NodeTask {
                         .map_err(RuntimeError::from),
                     None => Err(RuntimeError::NoHistory),
                 };
+                // Ask the homes of those not asked lately; the answers show
+                // from the next listing on.
+                if let Ok(list) = &contacts {
+                    let ids: Vec<NodeId> = list.iter().map(|c| c.id).collect();
+                    self.presence.refresh(&mut self.core, now, ids);
+                }
                 let _ = reply.send(contacts);
             }
             Command::Send { to, text, reply } => {
@@ -1069,6 +1098,25 @@ impl NodeTask {
                     let _ = reply.send(TraceOutcome::Failed(e.to_string()));
                 }
             },
+            Command::PinnedName { name, reply } => {
+                let pinned = self
+                    .names
+                    .pinned(&mut self.core, self.history.as_ref(), now, &name);
+                let _ = reply.send(pinned);
+            }
+            Command::LookUpName { name, reply } => {
+                self.names.look_up(&mut self.core, now, &name, reply);
+            }
+            Command::Repin { name, reply } => {
+                let repinned = match self.history.as_mut() {
+                    Some(h) => h.repin(&name, now).map_err(RuntimeError::from),
+                    None => Err(RuntimeError::NoHistory),
+                };
+                if let Ok(Some(id)) = &repinned {
+                    tracing::warn!("name '{name}' re-pinned to key {} by the user", id.short());
+                }
+                let _ = reply.send(repinned);
+            }
             Command::Shutdown(_) => unreachable!("handled by the loop"),
         }
     }
@@ -1561,6 +1609,11 @@ fn history_write(e: &Event) -> Option<Write> {
             reason: failure_text(*reason, *said_by),
             said_by: SaidBy::of_failure(*reason),
             offline: *reason == skyhop_core::ChatFailure::Offline,
+        },
+        // A location lookup's answer: a live record, or the homes' word.
+        Event::Located { node, online } => Write::Presence {
+            id: *node,
+            online: *online,
         },
         // A trace is a location lookup and a round trip: its answer is
         // what this node can learn of a contact's presence.

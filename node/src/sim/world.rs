@@ -634,7 +634,12 @@ impl World {
                 }
             }
             Event::PeerMisbehaved { .. } => self.rec.misbehaved(),
-            Event::TraceCompleted { .. } | Event::TraceFailed { .. } => {}
+            Event::TraceCompleted { .. }
+            | Event::TraceFailed { .. }
+            | Event::NameClaimed { .. }
+            | Event::NameTaken { .. }
+            | Event::NameResolved { .. }
+            | Event::Located { .. } => {}
         }
     }
 

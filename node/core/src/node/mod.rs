@@ -3,7 +3,8 @@
 //! that owns the state, and carries out what that sub-machine decides. This
 //! file holds the state, the public inputs and the link and message
 //! handling; `packets` holds the packet pipeline (originate, route,
-//! forward, deliver), where the sub-machines meet, and `ticks` the timers.
+//! forward, deliver), where the sub-machines meet, `ticks` the timers,
+//! and `names` the name and location lookups and this node's name claim.
 //!
 //! # Implementation notes
 //! Sub-machines never call each other: each gets the shared [`Ctx`] and
@@ -34,6 +35,7 @@ use super::events::{Action, Event, HostCacheEntry, Output, Status};
 use super::home::Home;
 use super::host_cache::HostCache;
 use super::links::Links;
+use super::names::{NameState, Names};
 use super::pending::{PendingRequests, Request};
 use super::role::RoleControl;
 use super::routing::Router;
@@ -42,6 +44,7 @@ use super::table::{InsertOutcome, NeighborTable};
 use super::timers::{Timer, Timers};
 use super::{SimTime, SECS};
 
+mod names;
 mod packets;
 mod relay;
 mod role_change;
@@ -95,6 +98,8 @@ pub struct Node {
     supernode: Supernode,
     /// Records held as a home supernode.
     home: Home,
+    /// Name claims held as a home supernode, and this node's own.
+    names: Names,
     /// Routing state: duplicate window, location cache, held packets.
     router: Router,
     /// Requests awaiting their reply.
@@ -141,9 +146,13 @@ impl Node {
         if cfg.role == Role::Supernode {
             timers.set(Timer::TableRefresh, now + cfg.table_refresh);
         }
+        if cfg.name.is_some() {
+            timers.set(Timer::NameRefresh, now);
+        }
         Ok(Node {
             table: NeighborTable::new(id, cfg.bucket_size),
             home: Home::new(cfg.max_records),
+            names: Names::new(cfg.max_names, cfg.name.clone()),
             router: Router::new(
                 cfg.dedup_window,
                 cfg.location_cache_size,
@@ -245,6 +254,16 @@ impl Node {
             .is_some_and(|r| r.sn == *sn)
     }
 
+    /// This node's name and where its claim stands.
+    pub fn name_state(&self) -> Option<(&str, &NameState)> {
+        self.names.own()
+    }
+
+    /// Name claims held as a home supernode.
+    pub fn name_claims_held(&self) -> usize {
+        self.names.len()
+    }
+
     /// Supernodes in the neighbor table.
     pub fn table(&self) -> &NeighborTable {
         &self.table
@@ -280,6 +299,7 @@ impl Node {
             host_cache: self.host_cache.len(),
             host_cache_verified: self.host_cache.verified_len(),
             pending_chats: self.chats.pending(),
+            name: self.names.own().map(|(n, s)| (n.to_owned(), s.clone())),
             counters: self.ctx.out.counters.clone(),
         }
     }
@@ -669,6 +689,16 @@ impl Node {
                 .records_for_newcomer(&self.table, self.ctx.cfg.replicas, newcomer);
         for record in records {
             self.originate(now, newcomer, Body::Publish(record), None);
+        }
+        let claims = self
+            .names
+            .claims_for_newcomer(&self.table, self.ctx.cfg.replicas, newcomer);
+        for claim in claims {
+            let body = Body::NameClaim {
+                request_id: 0,
+                claim,
+            };
+            self.originate(now, newcomer, body, None);
         }
     }
 

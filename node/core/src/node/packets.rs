@@ -6,14 +6,15 @@
 //! location cache.
 
 use skyhop_protocol::{
-    Absence, Body, LocationHop, LocationRecord, Message, MsgId, NodeId, NotFoundReason, Packet,
-    Role, Trace, MAX_TRACE_HOPS,
+    Absence, Body, LocationHop, LocationRecord, Message, MsgId, NameClaim, NodeId, NotFoundReason,
+    Packet, Role, Trace, MAX_TRACE_HOPS,
 };
 
 use super::{Node, QUERY_TIMEOUT};
 use crate::counters::DropReason;
 use crate::delivery::Sealing;
 use crate::events::{ChatFailure, Event};
+use crate::names::{self, NameState};
 use crate::pending::Request;
 use crate::routing::{Route, RouteView};
 use crate::SimTime;
@@ -100,9 +101,23 @@ impl Node {
         match decision {
             Route::Forward(to, p) => self.forward(now, to, p),
             Route::AtHome(p) => {
-                let sends = self
-                    .home
-                    .at_home(&mut self.ctx, &self.table, now, p.src, p.body);
+                let sends = match p.body {
+                    Body::NameClaim { request_id, claim } => self.names.at_home(
+                        &mut self.ctx,
+                        &self.table,
+                        now,
+                        p.src,
+                        request_id,
+                        claim,
+                    ),
+                    Body::NameQuery { request_id, name } => {
+                        self.ctx.out.counters.delivered += 1;
+                        vec![self.names.answer_query(now, p.src, request_id, name)]
+                    }
+                    body => self
+                        .home
+                        .at_home(&mut self.ctx, &self.table, now, p.src, body),
+                };
                 for (dst, body) in sends {
                     self.originate(now, dst, body, None);
                 }
@@ -149,7 +164,7 @@ impl Node {
     }
 
     /// Looks up where `node` is attached; true while a lookup is pending.
-    fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
+    pub(super) fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
         if self.pending.location_pending(&node) {
             return true;
         }
@@ -302,7 +317,55 @@ impl Node {
                 record,
                 absence,
             } => self.on_location_reply(now, request_id, node, record, absence),
+            Body::NameClaim { claim, .. } => {
+                // A replica copy from a home supernode.
+                if self.ctx.cfg.role == Role::Supernode {
+                    self.names.store(&mut self.ctx, now, claim);
+                }
+            }
+            Body::NameQuery { request_id, name } => {
+                let (asker, reply) = self.names.answer_query(now, p.src, request_id, name);
+                self.originate(now, asker, reply, None);
+            }
+            Body::NameReply {
+                request_id,
+                name,
+                claim,
+            } => self.on_name_reply(request_id, name, claim),
             Body::Datagram(_) => {}
+        }
+    }
+
+    /// The answer to a name lookup or to this node's claim: acted on only
+    /// if it answers one we asked, and its claim is signed by its holder.
+    fn on_name_reply(&mut self, request_id: u64, name: String, claim: Option<NameClaim>) {
+        let asked = self.pending.take_if(
+            request_id,
+            |r| matches!(r, Request::Name { name: n, .. } if *n == name),
+        );
+        let Some(asked) = asked else {
+            self.ctx.out.drop(DropReason::UnsolicitedReply);
+            return;
+        };
+        let Ok(holder) = names::check_answer(&mut self.ctx, &name, claim.as_ref()) else {
+            return;
+        };
+        match (asked.request, claim) {
+            (Request::Name { own: true, .. }, Some(claim)) => {
+                match self.names.on_own_answer(&mut self.ctx, &claim) {
+                    Some(NameState::Held) => self.ctx.out.emit(Event::NameClaimed { name }),
+                    Some(NameState::Taken(holder)) => {
+                        self.ctx.out.emit(Event::NameTaken { name, holder })
+                    }
+                    _ => {}
+                }
+            }
+            (Request::Name { own: false, .. }, _) => self.ctx.out.emit(Event::NameResolved {
+                request_id,
+                name,
+                holder,
+            }),
+            _ => {}
         }
     }
 
@@ -332,6 +395,10 @@ impl Node {
                         && a.about == request_id
                         && self.ctx.memo.verify_absence(&a).is_ok() =>
                 {
+                    self.ctx.out.emit(Event::Located {
+                        node,
+                        online: false,
+                    });
                     self.chats.on_key_absent(&node, a.reason, a.by)
                 }
                 Some(_) => {
@@ -342,6 +409,7 @@ impl Node {
             },
             Some(record) => {
                 if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
+                    self.ctx.out.emit(Event::Located { node, online: true });
                     // Only routing reads the cache, and an ordinary node
                     // does not route: it looked up the chat key alone.
                     if record.sn != node && self.ctx.cfg.role == Role::Supernode {

@@ -27,6 +27,7 @@ impl Node {
                 Timer::TableRefresh => self.on_table_refresh(now),
                 Timer::Lookup => self.on_lookup_timer(now),
                 Timer::ProbeAck => self.on_probe_ack_timer(now),
+                Timer::NameRefresh => self.claim_name(now),
             }
         }
     }
@@ -176,6 +177,7 @@ impl Node {
 
     fn on_maintenance(&mut self, now: SimTime) {
         self.home.expire(now);
+        self.names.expire(now);
         self.router.cache_mut().expire(now);
         for (probe_id, f) in self.pending.expire(now) {
             if let Request::Trace { to, .. } = f.request {

@@ -62,7 +62,13 @@ function renderContacts() {
     const online = links.has(id) || c.online === true;
     const dot = el("span", "dot" + (online ? " online" : c.online === false ? " offline" : ""));
     dot.title = online ? "online" : c.online === false ? "offline" : "unknown";
-    li.append(dot, el("span", "id", short(id)), el("span", "kind", [...c.kinds].join(", ")));
+    const label = c.name ? c.name + " (" + short(id) + ")" : short(id);
+    li.append(dot, el("span", "id", label), el("span", "kind", [...c.kinds].join(", ")));
+    if (c.conflict) {
+      const warn = el("span", "kind", " WARNING: '" + c.name + "' now resolves to key " + short(c.conflict) + "; /repin to trust it");
+      warn.title = "trust on first use: the pinned key is still used";
+      li.append(warn);
+    }
     li.addEventListener("click", () => openConversation(id));
     ul.append(li);
   }
@@ -237,6 +243,8 @@ async function loadPeers() {
     for (const x of c.contacts) {
       const k = contact(x.id);
       k.kinds.add("contact");
+      if (x.name) k.name = x.name;
+      k.conflict = x.name_conflict || null;
       if (x.presence !== "unknown" && k.online === null) k.online = x.presence === "online";
     }
     renderContacts();
@@ -287,11 +295,19 @@ document.addEventListener("DOMContentLoaded", () => {
     ev.preventDefault();
     const text = $("add-id").value.trim().toLowerCase();
     if (!text) return;
-    const ids = [...state.known.keys()].filter((id) => id.startsWith(text));
-    if (text.length === 64) openConversation(text);
-    else if (ids.length === 1) openConversation(ids[0]);
-    else $("trace-result").textContent = ids.length ? "ambiguous prefix" : "unknown id";
     $("add-id").value = "";
+    // The node resolves an id, a prefix or a name (a name at its home
+    // supernodes, pinned at first contact).
+    try {
+      const r = await api("POST", "/resolve", { to: text });
+      if (!r.id.startsWith(text)) contact(r.id).name = text;
+      contact(r.id).conflict = r.conflict;
+      $("trace-result").textContent = r.warning || "";
+      renderContacts();
+      openConversation(r.id);
+    } catch (e) {
+      $("trace-result").textContent = e.message;
+    }
   });
   $("trace").addEventListener("click", trace);
   loadPeers();
