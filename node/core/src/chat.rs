@@ -167,16 +167,20 @@ impl Outbox {
 pub const MAX_CHAT_KEYS: usize = 4096;
 
 /// The chat keys of recipients, learned from their verified location
-/// records, so that only the first chat to a peer waits for a lookup.
+/// records, so that only the first chat to a peer waits for a lookup, and
+/// the backup supernodes the latest record named, for retries.
 ///
 /// # Implementation notes
 /// A node's chat key is derived from its identity and never changes, so an
 /// entry never goes stale; the bound is all that evicts, in O(log n) by an
-/// index of learning order.
+/// index of learning order. Backups may go stale (the recipient moved); a
+/// retry toward a stale one falls back to routing by the recipient's home.
 #[derive(Debug, Default)]
 pub struct ChatKeys {
     /// Key and learning stamp, by node.
     keys: BTreeMap<NodeId, (ChatKey, u64)>,
+    /// Backups named by the node's latest record, if it named any.
+    backups: BTreeMap<NodeId, Vec<NodeId>>,
     /// Nodes by learning stamp, oldest first.
     order: BTreeMap<u64, NodeId>,
     /// The next stamp.
@@ -200,8 +204,27 @@ impl ChatKeys {
         if self.keys.len() > MAX_CHAT_KEYS {
             if let Some((_, gone)) = self.order.pop_first() {
                 self.keys.remove(&gone);
+                self.backups.remove(&gone);
             }
         }
+    }
+
+    /// Remembers the backups `node`'s record named (already bounded by the
+    /// wire), if its key is known.
+    pub fn set_backups(&mut self, node: NodeId, backups: Vec<NodeId>) {
+        if !self.keys.contains_key(&node) {
+            return;
+        }
+        if backups.is_empty() {
+            self.backups.remove(&node);
+        } else {
+            self.backups.insert(node, backups);
+        }
+    }
+
+    /// The backups `node`'s latest record named.
+    pub fn backups(&self, node: &NodeId) -> &[NodeId] {
+        self.backups.get(node).map_or(&[], Vec::as_slice)
     }
 
     /// Forgets the key of `node` (it did not work).
@@ -209,6 +232,7 @@ impl ChatKeys {
         if let Some((_, stamp)) = self.keys.remove(node) {
             self.order.remove(&stamp);
         }
+        self.backups.remove(node);
     }
 
     /// Keys known.

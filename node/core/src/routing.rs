@@ -182,6 +182,9 @@ impl Router {
                 if let Some(next) = hop_toward(view, &sn) {
                     return Route::Forward(next, p);
                 }
+            } else if is_backup_of(view, &p.dst) {
+                // A retry sent toward us as the recipient's backup.
+                return Route::Forward(p.dst, p);
             } else if !view.supernode.is_client(&p.dst) {
                 if let Some(prev) = from {
                     ctx.out
@@ -314,6 +317,16 @@ fn speaks_for_itself(view: &RouteView<'_>, src: &NodeId) -> bool {
         || view
             .links
             .get(src)
+            .is_some_and(|l| l.role == Some(Role::Ordinary))
+}
+
+/// Whether `dst` is an ordinary node linked to us without being our
+/// client: we are one of its backups, which its record names.
+fn is_backup_of(view: &RouteView<'_>, dst: &NodeId) -> bool {
+    !view.supernode.is_client(dst)
+        && view
+            .links
+            .get(dst)
             .is_some_and(|l| l.role == Some(Role::Ordinary))
 }
 
