@@ -114,7 +114,7 @@ impl Attach {
         &mut self,
         ctx: &mut Ctx,
         links: &mut Links,
-        host_cache: &HostCache,
+        host_cache: &mut HostCache,
         pending: &mut PendingRequests,
         now: SimTime,
     ) {
@@ -163,6 +163,9 @@ impl Attach {
         for (id, addrs) in self.candidates(ctx, links, host_cache) {
             if in_flight + dialed >= PARALLEL_ATTACH_DIALS {
                 break;
+            }
+            if !may_dial(ctx, host_cache, now, id) {
+                continue;
             }
             if links.dial(ctx, now, id, addrs) {
                 dialed += 1;
@@ -233,7 +236,7 @@ impl Attach {
         &mut self,
         ctx: &mut Ctx,
         links: &mut Links,
-        host_cache: &HostCache,
+        host_cache: &mut HostCache,
         now: SimTime,
     ) {
         let have = links.backups(self.primary).len();
@@ -253,6 +256,9 @@ impl Attach {
         for e in candidates {
             if need == 0 {
                 break;
+            }
+            if !may_dial(ctx, host_cache, now, Some(e.id)) {
+                continue;
             }
             if links.dial(ctx, now, Some(e.id), e.addrs) {
                 need -= 1;
@@ -445,6 +451,18 @@ fn learn_supernodes(
             host_cache.add_advertised(p.id, p.addrs, now, Some(from));
         }
     }
+}
+
+/// Whether candidate `id` may be dialed now: what peers advertised is
+/// dialed within the dial budget of their network group, as a supernode's
+/// dials of `Neighbors` answers are (see `HostCache::may_dial_candidate`);
+/// a refusal is counted.
+fn may_dial(ctx: &mut Ctx, host_cache: &mut HostCache, now: SimTime, id: Option<NodeId>) -> bool {
+    let ok = id.is_none_or(|id| host_cache.may_dial_candidate(now, &id));
+    if !ok {
+        ctx.out.drop(DropReason::DialOverBudget);
+    }
+    ok
 }
 
 /// The backups a record names: the linked supernodes other than the

@@ -36,7 +36,7 @@ impl Node {
             Role::Ordinary => self.attach.drive(
                 &mut self.ctx,
                 &mut self.links,
-                &self.host_cache,
+                &mut self.host_cache,
                 &mut self.pending,
                 now,
             ),
@@ -72,7 +72,7 @@ impl Node {
         self.links.expire_dials(now, self.ctx.cfg.join_timeout);
         if self.ctx.cfg.role == Role::Ordinary && self.attach.primary().is_some() {
             self.attach
-                .ensure_backups(&mut self.ctx, &mut self.links, &self.host_cache, now);
+                .ensure_backups(&mut self.ctx, &mut self.links, &mut self.host_cache, now);
             self.attach
                 .republish_if_backups_changed(&mut self.ctx, &self.links, now);
         }
