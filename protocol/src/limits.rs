@@ -25,6 +25,9 @@ pub const DEFAULT_TTL: u8 = 32;
 /// Most listen addresses a peer may advertise.
 pub const MAX_ADDRS: usize = 8;
 
+/// Most backup supernodes a location record may name.
+pub const MAX_RECORD_BACKUPS: usize = 8;
+
 /// Longest address string, in bytes.
 pub const MAX_ADDR_LEN: usize = 256;
 

@@ -152,6 +152,12 @@ pub struct LocationRecord {
     /// That supernode's addresses, at most [`MAX_ADDRS`].
     #[serde(deserialize_with = "bounded::vec::<_, _, MAX_ADDRS>")]
     pub sn_addrs: Vec<String>,
+    /// The backup supernodes the node is also linked to, at most
+    /// [`MAX_RECORD_BACKUPS`]: a sender whose chat was not acknowledged
+    /// retries toward one of them, so that a primary that drops the node's
+    /// traffic does not cut it off.
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_RECORD_BACKUPS>")]
+    pub backups: Vec<NodeId>,
     /// Increases with every record the node signs; the highest wins.
     pub seq: u64,
     /// Seconds the record stays valid after a supernode receives it, at most
@@ -541,6 +547,9 @@ pub enum LimitError {
     /// A name that is not one (see [`crate::name::check_name`]).
     #[error("{0}")]
     BadName(#[from] crate::name::NameError),
+    /// A location record naming more than [`MAX_RECORD_BACKUPS`] backups.
+    #[error("{0} backup supernodes, the limit is {MAX_RECORD_BACKUPS}")]
+    TooManyBackups(usize),
 }
 
 /// Checks that a chat's text is within [`MAX_CHAT_BODY`].
@@ -571,6 +580,9 @@ fn check_peers(peers: &[PeerInfo]) -> Result<(), LimitError> {
 impl LocationRecord {
     fn validate(&self) -> Result<(), LimitError> {
         check_addrs(&self.sn_addrs)?;
+        if self.backups.len() > MAX_RECORD_BACKUPS {
+            return Err(LimitError::TooManyBackups(self.backups.len()));
+        }
         if self.lifetime_s > MAX_RECORD_LIFETIME_S {
             return Err(LimitError::LifetimeTooLong(self.lifetime_s));
         }

@@ -79,6 +79,7 @@ pub fn record_signed_bytes(r: &LocationRecord) -> Vec<u8> {
             &r.chat_key,
             &r.sn,
             &r.sn_addrs,
+            &r.backups,
             r.seq,
             r.lifetime_s,
         ),
@@ -578,7 +579,8 @@ impl Identity {
         Signature(sig.try_into().expect("ed25519 signatures are 64 bytes"))
     }
 
-    /// A signed record saying this node is attached to `sn`.
+    /// A signed record saying this node is attached to `sn`, naming no
+    /// backups.
     pub fn location_record(
         &self,
         sn: NodeId,
@@ -586,12 +588,27 @@ impl Identity {
         seq: u64,
         lifetime_s: u32,
     ) -> LocationRecord {
+        self.location_record_with_backups(sn, sn_addrs, Vec::new(), seq, lifetime_s)
+    }
+
+    /// A signed record saying this node is attached to `sn` and linked to
+    /// the backup supernodes `backups` (the first [`MAX_RECORD_BACKUPS`]).
+    pub fn location_record_with_backups(
+        &self,
+        sn: NodeId,
+        sn_addrs: Vec<String>,
+        mut backups: Vec<NodeId>,
+        seq: u64,
+        lifetime_s: u32,
+    ) -> LocationRecord {
+        backups.truncate(crate::limits::MAX_RECORD_BACKUPS);
         let mut record = LocationRecord {
             node: self.id,
             public_key: self.public_key,
             chat_key: self.chat_key,
             sn,
             sn_addrs,
+            backups,
             seq,
             lifetime_s,
             signature: Signature([0; 64]),

@@ -125,6 +125,7 @@ fn record(rng: &mut Rng) -> LocationRecord {
         chat_key: rng.array(),
         sn: node_id(rng),
         sn_addrs: addrs(rng),
+        backups: (0..rng.below(3)).map(|_| node_id(rng)).collect(),
         seq: rng.varint(),
         lifetime_s: (rng.next() % u64::from(MAX_RECORD_LIFETIME_S + 1)) as u32,
         signature: signature(rng),

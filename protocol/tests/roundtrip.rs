@@ -151,18 +151,23 @@ fn location_record() -> impl Strategy<Value = LocationRecord> {
         public_key(),
         node_id(),
         addrs(),
+        prop_oneof![
+            vec(node_id(), 0..=2),
+            vec(node_id(), MAX_RECORD_BACKUPS..=MAX_RECORD_BACKUPS)
+        ],
         varint_u64(),
         prop_oneof![0u32..=250, 251..=MAX_RECORD_LIFETIME_S],
         signature(),
     )
         .prop_map(
-            |(node, public_key, chat_key, sn, sn_addrs, seq, lifetime_s, signature)| {
+            |(node, public_key, chat_key, sn, sn_addrs, backups, seq, lifetime_s, signature)| {
                 LocationRecord {
                     node,
                     public_key,
                     chat_key,
                     sn,
                     sn_addrs,
+                    backups,
                     seq,
                     lifetime_s,
                     signature,
@@ -778,6 +783,27 @@ proptest! {
             request_id: 1,
             peers: vec![PeerInfo { id: NodeId([1; 32]), addrs: many }],
         });
+        assert_refused(&msg, limit, None)?;
+    }
+
+    #[test]
+    fn records_naming_too_many_backups_are_refused(
+        record in location_record(),
+        len in MAX_RECORD_BACKUPS + 1..=MAX_RECORD_BACKUPS * 4,
+    ) {
+        let many = vec![NodeId([9; 32]); len];
+        let limit = LimitError::TooManyBackups(len);
+        let msg = Message::Publish(LocationRecord { backups: many.clone(), ..record.clone() });
+        assert_refused(&msg, limit.clone(), None)?;
+        let msg = routed(
+            Body::LocationReply {
+                request_id: 1,
+                node: record.node,
+                record: Some(LocationRecord { backups: many, ..record }),
+                absence: None,
+            },
+            None,
+        );
         assert_refused(&msg, limit, None)?;
     }
 

@@ -90,11 +90,18 @@ fn peer(name: &str, addr: &str) -> PeerInfo {
 }
 
 fn alice_record() -> LocationRecord {
-    identity("alice").location_record(id("sn1"), vec![SN1_ADDR.to_string()], 3, 600)
+    identity("alice").location_record_with_backups(
+        id("sn1"),
+        vec![SN1_ADDR.to_string()],
+        vec![id("sn2")],
+        3,
+        600,
+    )
 }
 
 const ALICE_RECORD: &str = "LocationRecord signed by alice: node alice, public_key alice's, \
-     chat_key alice's, sn sn1, sn_addrs [\"/ip4/192.0.2.3/tcp/4001\"], seq 3, lifetime_s 600";
+     chat_key alice's, sn sn1, sn_addrs [\"/ip4/192.0.2.3/tcp/4001\"], backups [sn2], seq 3, \
+     lifetime_s 600";
 
 fn alice_claim() -> NameClaim {
     identity("alice").name_claim("alice".to_string(), 5, 604_800)
@@ -1081,6 +1088,10 @@ fn signed_bytes_follow_the_documented_layout() {
     .concat();
     for addr in &record.sn_addrs {
         signed.extend(string(addr));
+    }
+    signed.extend(varint(record.backups.len() as u64));
+    for backup in &record.backups {
+        signed.extend(backup.0);
     }
     signed.extend(varint(record.seq));
     signed.extend(varint(u64::from(record.lifetime_s)));

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use rand::RngExt;
-use skyhop_protocol::{Accept, Join, Message, NodeId, PeerInfo, Redirect, Role, MAX_ADDRS};
+use skyhop_protocol::{
+    Accept, Join, Message, NodeId, PeerInfo, Redirect, Role, MAX_ADDRS, MAX_RECORD_BACKUPS,
+};
 
 use super::context::Ctx;
 use super::counters::DropReason;
@@ -39,6 +41,8 @@ pub(crate) struct Attach {
     avoid: BTreeMap<NodeId, SimTime>,
     /// The `seq` of the last record or `Leave` this node signed.
     record_seq: u64,
+    /// The backups the last record named.
+    published_backups: Vec<NodeId>,
     /// Since when this ordinary node has been without a primary.
     unattached_since: Option<SimTime>,
     /// When a supernode last redirected our `Join` or accepted it over
@@ -110,7 +114,7 @@ impl Attach {
         &mut self,
         ctx: &mut Ctx,
         links: &mut Links,
-        host_cache: &HostCache,
+        host_cache: &mut HostCache,
         pending: &mut PendingRequests,
         now: SimTime,
     ) {
@@ -159,6 +163,9 @@ impl Attach {
         for (id, addrs) in self.candidates(ctx, links, host_cache) {
             if in_flight + dialed >= PARALLEL_ATTACH_DIALS {
                 break;
+            }
+            if !may_dial(ctx, host_cache, now, id) {
+                continue;
             }
             if links.dial(ctx, now, id, addrs) {
                 dialed += 1;
@@ -229,7 +236,7 @@ impl Attach {
         &mut self,
         ctx: &mut Ctx,
         links: &mut Links,
-        host_cache: &HostCache,
+        host_cache: &mut HostCache,
         now: SimTime,
     ) {
         let have = links.backups(self.primary).len();
@@ -249,6 +256,9 @@ impl Attach {
         for e in candidates {
             if need == 0 {
                 break;
+            }
+            if !may_dial(ctx, host_cache, now, Some(e.id)) {
+                continue;
             }
             if links.dial(ctx, now, Some(e.id), e.addrs) {
                 need -= 1;
@@ -347,10 +357,26 @@ impl Attach {
         self.record_seq = self.record_seq.max(now).saturating_add(1);
         let mut sn_addrs = links.get(&sn).map(|l| l.addrs.clone()).unwrap_or_default();
         sn_addrs.truncate(MAX_ADDRS);
-        let record =
-            ctx.identity
-                .location_record(sn, sn_addrs, self.record_seq, ctx.cfg.record_lifetime_s);
+        self.published_backups = record_backups(links, sn);
+        let record = ctx.identity.location_record_with_backups(
+            sn,
+            sn_addrs,
+            self.published_backups.clone(),
+            self.record_seq,
+            ctx.cfg.record_lifetime_s,
+        );
         ctx.out.send(sn, Message::Publish(record));
+    }
+
+    /// Publishes our record again if the backups it names are no longer
+    /// the ones linked: senders retry toward them when the primary fails
+    /// us, so they must be the ones that can reach us.
+    pub fn republish_if_backups_changed(&mut self, ctx: &mut Ctx, links: &Links, now: SimTime) {
+        if let Some(sn) = self.primary {
+            if record_backups(links, sn) != self.published_backups {
+                self.publish_record(ctx, links, now);
+            }
+        }
     }
 
     /// The node leaves: tell the primary with a signed `Leave`.
@@ -425,4 +451,24 @@ fn learn_supernodes(
             host_cache.add_advertised(p.id, p.addrs, now, Some(from));
         }
     }
+}
+
+/// Whether candidate `id` may be dialed now: what peers advertised is
+/// dialed within the dial budget of their network group, as a supernode's
+/// dials of `Neighbors` answers are (see `HostCache::may_dial_candidate`);
+/// a refusal is counted.
+fn may_dial(ctx: &mut Ctx, host_cache: &mut HostCache, now: SimTime, id: Option<NodeId>) -> bool {
+    let ok = id.is_none_or(|id| host_cache.may_dial_candidate(now, &id));
+    if !ok {
+        ctx.out.drop(DropReason::DialOverBudget);
+    }
+    ok
+}
+
+/// The backups a record names: the linked supernodes other than the
+/// primary, in id order, at most [`MAX_RECORD_BACKUPS`].
+fn record_backups(links: &Links, primary: NodeId) -> Vec<NodeId> {
+    let mut backups = links.backups(Some(primary));
+    backups.truncate(MAX_RECORD_BACKUPS);
+    backups
 }

@@ -171,7 +171,8 @@ impl Outbox {
 pub const MAX_CHAT_KEYS: usize = 4096;
 
 /// The chat keys of recipients, learned from their verified location
-/// records, so that only the first chat to a peer waits for a lookup.
+/// records, so that only the first chat to a peer waits for a lookup, and
+/// the backup supernodes the latest record named, for retries.
 ///
 /// # Implementation notes
 /// A node's chat key is derived from its identity and never changes, so an
@@ -180,10 +181,14 @@ pub const MAX_CHAT_KEYS: usize = 4096;
 /// passed (once, O(n log n)) and kept from then on: most nodes never learn
 /// 4,096 keys, and its leaf cost each of them ~460 bytes for nothing (a
 /// simulated million nodes: ~450 MB).
+/// Backups may go stale (the recipient moved); a retry toward a stale one
+/// falls back to routing by the recipient's home.
 #[derive(Debug, Default)]
 pub struct ChatKeys {
     /// Key and learning stamp, by node.
     keys: BTreeMap<NodeId, (ChatKey, u64)>,
+    /// Backups named by the node's latest record, if it named any.
+    backups: BTreeMap<NodeId, Vec<NodeId>>,
     /// Nodes by learning stamp, oldest first, once the bound was passed.
     order: Option<BTreeMap<u64, NodeId>>,
     /// The next stamp.
@@ -214,8 +219,27 @@ impl ChatKeys {
                 .get_or_insert_with(|| keys.iter().map(|(id, (_, s))| (*s, *id)).collect());
             if let Some((_, gone)) = order.pop_first() {
                 self.keys.remove(&gone);
+                self.backups.remove(&gone);
             }
         }
+    }
+
+    /// Remembers the backups `node`'s record named (already bounded by the
+    /// wire), if its key is known.
+    pub fn set_backups(&mut self, node: NodeId, backups: Vec<NodeId>) {
+        if !self.keys.contains_key(&node) {
+            return;
+        }
+        if backups.is_empty() {
+            self.backups.remove(&node);
+        } else {
+            self.backups.insert(node, backups);
+        }
+    }
+
+    /// The backups `node`'s latest record named.
+    pub fn backups(&self, node: &NodeId) -> &[NodeId] {
+        self.backups.get(node).map_or(&[], Vec::as_slice)
     }
 
     /// Forgets the key of `node` (it did not work).
@@ -225,6 +249,7 @@ impl ChatKeys {
                 order.remove(&stamp);
             }
         }
+        self.backups.remove(node);
     }
 
     /// Keys known.

@@ -175,11 +175,21 @@ impl ChatDelivery {
         }
     }
 
-    /// Learns `node`'s chat key from its verified record: the chats that
-    /// waited for it, to send now.
-    pub fn learn_key(&mut self, node: NodeId, key: ChatKey) -> Vec<MsgId> {
+    /// Learns `node`'s chat key and backups from its verified record: the
+    /// chats that waited for the key, to send now.
+    pub fn learn_key(&mut self, node: NodeId, key: ChatKey, backups: Vec<NodeId>) -> Vec<MsgId> {
         self.keys.insert(node, key);
+        self.keys.set_backups(node, backups);
         self.outbox.awaiting_key(&node)
+    }
+
+    /// The supernode a retry of a chat to `to` heads for: for try
+    /// `attempt` (0: the first, which takes the usual path) the backups
+    /// `to`'s record named, in turn.
+    pub fn retry_toward(&self, to: &NodeId, attempt: u32) -> Option<NodeId> {
+        let backups = self.keys.backups(to);
+        let turn = attempt.checked_sub(1)? as usize;
+        backups.get(turn % backups.len().max(1)).copied()
     }
 
     /// Records that chat `msg_id` went out as packet `packet_id`.

@@ -14,21 +14,36 @@
 //!   the id space is strangers.
 //! - Caps are set small, so that every table fills and evicts within a
 //!   short input.
+//! - Speed (executions per second is what finds bugs): the identities are
+//!   made once per process ([`cast`]), and what the input asks a peer to
+//!   sign is remembered by the input's parameters ([`signed`]), since
+//!   deriving keys and signing were two thirds of a run. Signing is
+//!   deterministic, so a remembered statement is the bytes signing again
+//!   would give: the node sees exactly what it saw before. What the node
+//!   itself verifies is not remembered across runs (each run's node has
+//!   its own signature memo), and a run reads at most [`MAX_OPS`] inputs.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use skyhop_protocol::{
-    codec, Accept, Body, FindNeighbors, Heartbeat, HeartbeatAck, Hello, Identity, Join,
-    LocationHop, Message, MsgId, Neighbors, NodeId, NotFoundReason, Packet, PeerInfo, Redirect,
-    Role, StaleLocation, Trace, Withdraw, WithdrawReason, PROTOCOL_VERSION,
+    codec, Absence, Accept, Body, ChatKey, ChatReceipt, FindNeighbors, Heartbeat, HeartbeatAck,
+    Hello, Identity, Join, Leave, LocationHop, LocationRecord, Message, MsgId, Neighbors, NodeId,
+    NotFoundReason, Packet, PeerInfo, Redirect, Role, SealedChat, StaleLocation, Trace, Withdraw,
+    WithdrawReason, PROTOCOL_VERSION,
 };
 
 use super::{Node, NodeConfig, Output, SimTime, MILLIS};
 
 /// Peers the input can speak as.
 const PEERS: usize = 6;
-/// Inputs read from one byte string at most.
-const MAX_OPS: usize = 4096;
+/// Inputs read from one byte string at most: enough to fill and evict
+/// every table of [`config`] many times over, few enough that one run
+/// stays cheap whatever `-max_len` the fuzzer is given.
+pub const MAX_OPS: usize = 256;
+/// Signed statements [`signed`] remembers before it starts over.
+const MAX_SIGNED: usize = 1 << 14;
 
 /// Reads numbers from the input, zeros once it runs out.
 struct Bytes<'a> {
@@ -74,22 +89,86 @@ impl Bytes<'_> {
 /// The secret key of the node under test.
 const NODE_SECRET: [u8; 32] = [0xee; 32];
 
-/// The cast: the node under test and the peers that talk to it.
+/// The identities: the node under test and the peers that talk to it.
+struct Cast {
+    node: Identity,
+    node_chat_key: ChatKey,
+    peers: Vec<Identity>,
+}
+
+/// The cast, made once per process (a key pair costs two scalar
+/// multiplications; seven per run were a third of a run's time).
+fn cast() -> &'static Cast {
+    static CAST: OnceLock<Cast> = OnceLock::new();
+    CAST.get_or_init(|| {
+        let node = Identity::from_secret(NODE_SECRET);
+        Cast {
+            node_chat_key: node.chat_key(),
+            node,
+            peers: (1..=PEERS as u8)
+                .map(|i| Identity::from_secret([i; 32]))
+                .collect(),
+        }
+    })
+}
+
+/// A statement a peer signed for the input.
+#[derive(Clone)]
+enum Signed {
+    Sealed(SealedChat),
+    Receipt(ChatReceipt),
+    Absence(Absence),
+    Record(LocationRecord),
+    Withdraw(Withdraw),
+    Leave(Leave),
+}
+
+thread_local! {
+    static SIGNED: RefCell<HashMap<[u64; 8], Signed>> = RefCell::new(HashMap::new());
+}
+
+/// The statement `make` signs, remembered by `ask` (a kind tag, then every
+/// input value `make` reads): the same ask always gets the same bytes.
+/// Bounded by [`MAX_SIGNED`], forgotten all at once.
+fn signed(ask: [u64; 8], make: impl FnOnce() -> Signed) -> Signed {
+    SIGNED.with_borrow_mut(|memo| {
+        if memo.len() >= MAX_SIGNED {
+            memo.clear();
+        }
+        memo.entry(ask).or_insert_with(make).clone()
+    })
+}
+
+/// The kinds of [`Signed`], the first word of an ask.
+mod ask {
+    pub const CHAT: u64 = 0;
+    pub const RECEIPT: u64 = 1;
+    pub const ABSENCE: u64 = 2;
+    pub const RECORD: u64 = 3;
+    pub const LOST: u64 = 4;
+    pub const LEAVE: u64 = 5;
+}
+
+/// The node under test and the time.
 struct World {
     node: Node,
-    peers: Vec<Identity>,
+    cast: &'static Cast,
     now: SimTime,
 }
 
 impl World {
-    fn peer(&self, b: u8) -> &Identity {
-        &self.peers[usize::from(b) % PEERS]
+    fn peer(&self, b: u8) -> &'static Identity {
+        &self.cast.peers[usize::from(b) % PEERS]
     }
 
     /// A node id: one of the peers or the node itself half of the time, a
     /// stranger otherwise.
     fn id(&self, r: &mut Bytes<'_>) -> NodeId {
-        let b = r.u8();
+        self.id_of(r.u8())
+    }
+
+    /// The id [`World::id`] reads for byte `b` (what an ask remembers).
+    fn id_of(&self, b: u8) -> NodeId {
         match b % 8 {
             0..=2 => self.peer(b / 8).id(),
             3 => self.node.id(),
@@ -106,10 +185,28 @@ impl World {
             .collect()
     }
 
-    fn record(&self, r: &mut Bytes<'_>) -> skyhop_protocol::LocationRecord {
-        let author = self.peer(r.u8());
-        let sn = self.id(r);
-        let mut record = author.location_record(sn, vec![], r.u64() % 1000, u32::from(r.u8()));
+    fn record(&self, r: &mut Bytes<'_>) -> LocationRecord {
+        let (author, sn, seq, lifetime) = (r.u8(), r.u8(), r.u64() % 1000, r.u8());
+        let ask = [
+            ask::RECORD,
+            author.into(),
+            sn.into(),
+            seq,
+            lifetime.into(),
+            0,
+            0,
+            0,
+        ];
+        let Signed::Record(mut record) = signed(ask, || {
+            Signed::Record(self.peer(author).location_record(
+                self.id_of(sn),
+                vec![],
+                seq,
+                lifetime.into(),
+            ))
+        }) else {
+            unreachable!("an ask's kind names its statement")
+        };
         if r.one_in(8) {
             record.node = self.id(r); // A forgery.
         }
@@ -119,22 +216,41 @@ impl World {
     fn body(&self, r: &mut Bytes<'_>) -> Body {
         match r.u8() % 13 {
             0 => {
-                let author = self.peer(r.u8());
-                let to = self.id(r);
-                let n = r.u64() % 64;
-                let text = "x".repeat(usize::from(r.u8()));
-                let chat = author
-                    .chat(to, MsgId(n), n, self.now, text)
-                    .expect("a short body");
+                let (author, to, n, len) = (r.u8(), r.u8(), r.u64() % 64, r.u8());
                 // Sealed to the node under test (so that it opens), or to
                 // a peer, or damaged.
-                let key = if r.one_in(2) {
-                    Identity::from_secret(NODE_SECRET).chat_key()
-                } else {
-                    self.peer(r.u8()).chat_key()
+                let sealed_to = if r.one_in(2) { None } else { Some(r.u8()) };
+                let ephemeral = r.u8();
+                let ask = [
+                    ask::CHAT,
+                    author.into(),
+                    to.into(),
+                    n,
+                    len.into(),
+                    self.now,
+                    sealed_to.map_or(u64::MAX, u64::from),
+                    ephemeral.into(),
+                ];
+                let Signed::Sealed(mut sealed) = signed(ask, || {
+                    let chat = self
+                        .peer(author)
+                        .chat(
+                            self.id_of(to),
+                            MsgId(n),
+                            n,
+                            self.now,
+                            "x".repeat(len.into()),
+                        )
+                        .expect("a short body");
+                    let key =
+                        sealed_to.map_or(self.cast.node_chat_key, |b| self.peer(b).chat_key());
+                    Signed::Sealed(
+                        skyhop_protocol::seal::seal(&chat, &key, [ephemeral; 32])
+                            .expect("a valid key"),
+                    )
+                }) else {
+                    unreachable!("an ask's kind names its statement")
                 };
-                let mut sealed =
-                    skyhop_protocol::seal::seal(&chat, &key, [r.u8(); 32]).expect("a valid key");
                 if r.one_in(8) {
                     let i = usize::from(r.u8()) % sealed.0.len();
                     sealed.0[i] ^= 1;
@@ -142,14 +258,43 @@ impl World {
                 Body::Chat(sealed)
             }
             1 => {
-                let recipient = self.peer(r.u8());
-                let author = self.id(r);
-                Body::ChatAck(recipient.receipt(author, MsgId(r.u64() % 64), r.u64() % 64, r.u8()))
+                let (recipient, author) = (r.u8(), r.u8());
+                let (msg_id, seq, hops) = (r.u64() % 64, r.u64() % 64, r.u8());
+                let ask = [
+                    ask::RECEIPT,
+                    recipient.into(),
+                    author.into(),
+                    msg_id,
+                    seq,
+                    hops.into(),
+                    0,
+                    0,
+                ];
+                let Signed::Receipt(receipt) = signed(ask, || {
+                    Signed::Receipt(self.peer(recipient).receipt(
+                        self.id_of(author),
+                        MsgId(msg_id),
+                        seq,
+                        hops,
+                    ))
+                }) else {
+                    unreachable!("an ask's kind names its statement")
+                };
+                Body::ChatAck(receipt)
             }
             2 => {
-                let by = self.peer(r.u8());
-                let (about, node) = (r.u64() % 64, self.id(r));
-                Body::NotFound(by.absence(about, node, NotFoundReason::NoRecord))
+                let (by, about, node) = (r.u8(), r.u64() % 64, r.u8());
+                let ask = [ask::ABSENCE, by.into(), about, node.into(), 0, 0, 0, 0];
+                let Signed::Absence(absence) = signed(ask, || {
+                    Signed::Absence(self.peer(by).absence(
+                        about,
+                        self.id_of(node),
+                        NotFoundReason::NoRecord,
+                    ))
+                }) else {
+                    unreachable!("an ask's kind names its statement")
+                };
+                Body::NotFound(absence)
             }
             3 => Body::TraceProbe {
                 probe_id: r.u64() % 64,
@@ -161,19 +306,26 @@ impl World {
             5 => Body::Publish(self.record(r)),
             6 => {
                 if r.one_in(2) {
-                    let sn = self.peer(r.u8());
-                    let mut w = sn.withdraw_lost(self.id(r), r.u64() % 1000);
+                    let (sn, node, seq) = (r.u8(), r.u8(), r.u64() % 1000);
+                    let ask = [ask::LOST, sn.into(), node.into(), seq, 0, 0, 0, 0];
+                    let Signed::Withdraw(mut w) = signed(ask, || {
+                        Signed::Withdraw(self.peer(sn).withdraw_lost(self.id_of(node), seq))
+                    }) else {
+                        unreachable!("an ask's kind names its statement")
+                    };
                     if r.one_in(4) {
                         w.sn = self.id(r); // A forgery.
                     }
                     Body::Withdraw(w)
                 } else {
-                    let who = self.peer(r.u8());
+                    let who = r.u8();
+                    let (node, sn, seq) = (self.id(r), self.id(r), r.u64() % 1000);
+                    let leave = self.leave(who, r);
                     Body::Withdraw(Withdraw {
-                        node: self.id(r),
-                        sn: self.id(r),
-                        seq: r.u64() % 1000,
-                        reason: WithdrawReason::Left(who.leave(self.id(r), r.u64() % 1000)),
+                        node,
+                        sn,
+                        seq,
+                        reason: WithdrawReason::Left(leave),
                     })
                 }
             }
@@ -215,7 +367,20 @@ impl World {
         }
     }
 
-    fn message(&self, from: &Identity, r: &mut Bytes<'_>) -> Message {
+    /// The leave peer `who` signs from a supernode the input names.
+    fn leave(&self, who: u8, r: &mut Bytes<'_>) -> Leave {
+        let (sn, seq) = (r.u8(), r.u64() % 1000);
+        let ask = [ask::LEAVE, who.into(), sn.into(), seq, 0, 0, 0, 0];
+        let Signed::Leave(leave) = signed(ask, || {
+            Signed::Leave(self.peer(who).leave(self.id_of(sn), seq))
+        }) else {
+            unreachable!("an ask's kind names its statement")
+        };
+        leave
+    }
+
+    fn message(&self, from: u8, r: &mut Bytes<'_>) -> Message {
+        let from_id = self.peer(from).id();
         match r.u8() % 13 {
             0 => Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
@@ -224,7 +389,7 @@ impl World {
                 } else {
                     Role::Ordinary
                 },
-                id: if r.one_in(8) { self.id(r) } else { from.id() },
+                id: if r.one_in(8) { self.id(r) } else { from_id },
                 listen_addrs: vec!["/ip4/127.0.0.1/tcp/4000".into()],
                 agent: "fuzz".into(),
             }),
@@ -241,7 +406,7 @@ impl World {
                 request_id: r.u64() % 64,
                 supernodes: self.peer_infos(r),
             }),
-            4 => Message::Leave(from.leave(self.id(r), r.u64() % 1000)),
+            4 => Message::Leave(self.leave(from, r)),
             5 => Message::Heartbeat(Heartbeat { nonce: r.u64() }),
             6 => Message::HeartbeatAck(HeartbeatAck {
                 nonce: r.u64() % 64,
@@ -259,7 +424,7 @@ impl World {
             10 => Message::StaleLocation(StaleLocation { node: self.id(r) }),
             _ => Message::Routed(Packet {
                 dst: self.id(r),
-                src: if r.one_in(4) { self.id(r) } else { from.id() },
+                src: if r.one_in(4) { self.id(r) } else { from_id },
                 id: MsgId(r.u64() % 256),
                 ttl: r.u8(),
                 hops: r.u8() % 40,
@@ -268,7 +433,7 @@ impl World {
                     1 => LocationHop::Toward(self.id(r)),
                     _ => LocationHop::Used,
                 },
-                trace: (r.one_in(4)).then(|| Trace(vec![from.id()])),
+                trace: (r.one_in(4)).then(|| Trace(vec![from_id])),
                 body: self.body(r),
             }),
         }
@@ -339,22 +504,16 @@ fn config(supernode: bool) -> NodeConfig {
 pub fn drive(data: &[u8]) {
     let mut r = Bytes { data };
     let supernode = r.one_in(2);
+    let cast = cast();
     let node = Node::new(
         config(supernode),
-        Identity::from_secret(NODE_SECRET),
+        cast.node.clone(),
         r.u64(),
         0,
         Arc::default(),
     )
     .expect("the fuzz configuration is valid");
-    let peers = (1..=PEERS as u8)
-        .map(|i| Identity::from_secret([i; 32]))
-        .collect();
-    let mut w = World {
-        node,
-        peers,
-        now: 0,
-    };
+    let mut w = World { node, cast, now: 0 };
     for _ in 0..MAX_OPS {
         if r.is_empty() {
             break;
@@ -366,8 +525,7 @@ pub fn drive(data: &[u8]) {
             0 => w.node.handle_link_up(w.now, peer),
             1 => w.node.handle_link_down(w.now, peer),
             2..=4 => {
-                let from = w.peer(peer_byte).clone();
-                let msg = w.message(&from, &mut r);
+                let msg = w.message(peer_byte, &mut r);
                 // Only what the wire can deliver.
                 let frame = codec::encode(&msg).expect("the fuzz builds encodable messages");
                 if let Ok(msg) = codec::decode_frame(&frame) {

@@ -176,6 +176,18 @@ impl HostCache {
         self.dials.allow(now, group)
     }
 
+    /// Whether this ordinary node may dial, at `now`, supernode `id` of
+    /// its cache as an attach or backup candidate: always if it verified
+    /// `id` itself or read it from its own file (or does not hold it: a
+    /// bootstrap peer), else within the budget of the network group that
+    /// advertised it. A yes is counted.
+    pub fn may_dial_candidate(&mut self, now: SimTime, id: &NodeId) -> bool {
+        match self.entries.get(id).map(|e| e.kind) {
+            Some(Kind::Advertised(Some(group))) => self.dials.allow(now, group),
+            _ => true,
+        }
+    }
+
     /// Linked peer `peer` connects from `ip`: what it advertises counts
     /// against that address's network group.
     pub fn note_source_ip(&mut self, peer: NodeId, ip: IpAddr) {
@@ -438,6 +450,31 @@ mod tests {
         assert_eq!(others, (DIALS_IN_ALL - DIALS_PER_GROUP) as usize);
         // The next window starts afresh.
         assert!(c.may_dial_advertised(DIAL_WINDOW, liar));
+    }
+
+    #[test]
+    fn attach_candidates_one_network_advertised_are_dialed_within_its_budget() {
+        let mut c = HostCache::new(200);
+        let liar = id(1);
+        c.note_source_ip(liar, IpAddr::from([203, 0, 113, 1]));
+        c.add_verified(id(7), vec![], 0);
+        // The liar's share of the cache, dialed and failing, then as many
+        // fresh lies in their place: those wait for the next window.
+        let round = |c: &mut HostCache, first: u16, at: SimTime| {
+            for n in first..first + 32 {
+                c.add_advertised(id(n), vec![], at, Some(liar));
+            }
+            (first..first + 32)
+                .filter(|n| c.may_dial_candidate(at, &id(*n)))
+                .count()
+        };
+        assert_eq!(round(&mut c, 100, 1), DIALS_PER_GROUP as usize);
+        assert_eq!(round(&mut c, 200, 2), 0);
+        // What this node verified itself, or was never told (a bootstrap
+        // peer), is not the liar's to spend.
+        assert!(c.may_dial_candidate(3, &id(7)));
+        assert!(c.may_dial_candidate(3, &id(9)));
+        assert!(c.may_dial_candidate(DIAL_WINDOW + 2, &id(231)));
     }
 
     #[test]

@@ -275,6 +275,10 @@ impl Router {
                     d.step = Step::Forward(next);
                     return d;
                 }
+            } else if is_backup_of(view, dst) {
+                // A retry sent toward us as the recipient's backup.
+                d.step = Step::Forward(*dst);
+                return d;
             } else if !view.supernode.is_client(dst) {
                 d.stale = from;
             }
@@ -393,6 +397,16 @@ fn speaks_for_itself(view: &RouteView<'_>, src: &NodeId) -> bool {
         || view
             .links
             .get(src)
+            .is_some_and(|l| l.role == Some(Role::Ordinary))
+}
+
+/// Whether `dst` is an ordinary node linked to us without being our
+/// client: we are one of its backups, which its record names.
+fn is_backup_of(view: &RouteView<'_>, dst: &NodeId) -> bool {
+    !view.supernode.is_client(dst)
+        && view
+            .links
+            .get(dst)
             .is_some_and(|l| l.role == Some(Role::Ordinary))
 }
 

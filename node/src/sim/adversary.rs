@@ -15,6 +15,17 @@
 //!   fresh packet id each time, so that every relay must route it and the
 //!   victim must check it (the signature memo makes the repeat check cheap,
 //!   which keeps the simulation affordable, not the victim's work honest).
+//! - with `forge_acks`, a dropping supernode answers every chat it drops
+//!   with a forged ack toward the chat's author: a receipt it signs
+//!   itself, the best a relay can do, since only the recipient's key makes
+//!   a receipt that names the recipient (v2). The author must not count
+//!   it: `delivered_unreceived` counts honest chats reported delivered
+//!   that their recipient never received;
+//! - a **faking supernode** fills every list of supernodes it sends
+//!   (`Accept`, `Redirect`, `Neighbors`) with made-up supernodes (random
+//!   ids nobody answers to), to crowd real ones out of host caches;
+//! - a **flooding supernode** floods like a flooding ordinary node, to the
+//!   neighbor in its table closest to its victim.
 //!
 //! # Implementation notes
 //! - Hostile nodes are drawn among the initial slots from their own RNG
@@ -28,14 +39,15 @@
 //!   per frame; a flooder that has no primary (refused, between
 //!   supernodes) sends nothing, like a real one whose socket is closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use skyhop_protocol::{
-    seal, Body, LocationHop, Message, MsgId, NodeId, NotFoundReason, Packet, SealedChat,
+    seal, Accept, Body, LocationHop, Message, MsgId, Neighbors, NodeId, NotFoundReason, Packet,
+    PeerInfo, Redirect, SealedChat, MAX_PEERS_PER_MESSAGE,
 };
 
 use skyhop_core::{SimTime, MILLIS};
@@ -70,6 +82,15 @@ pub struct AdversaryConfig {
     /// When the flood starts, seconds (default: when the workload starts).
     #[serde(default)]
     pub flood_start_s: Option<f64>,
+    /// Dropping supernodes answer every chat they drop with a forged ack.
+    #[serde(default)]
+    pub forge_acks: bool,
+    /// Share of the initial supernodes that advertise fake supernodes.
+    #[serde(default)]
+    pub faking_supernodes: f64,
+    /// Share of the initial supernodes that flood (at `flood_rate_per_s`).
+    #[serde(default)]
+    pub flooding_supernodes: f64,
 }
 
 fn default_flood_rate() -> f64 {
@@ -85,6 +106,12 @@ impl AdversaryConfig {
         }
         if !share(self.flooding_ordinary) {
             return Err(field("flooding_ordinary", "must be between 0 and 1"));
+        }
+        if !share(self.faking_supernodes) {
+            return Err(field("faking_supernodes", "must be between 0 and 1"));
+        }
+        if !share(self.flooding_supernodes) {
+            return Err(field("flooding_supernodes", "must be between 0 and 1"));
         }
         if !(self.flood_rate_per_s.is_finite()
             && (0.0..=100_000.0).contains(&self.flood_rate_per_s))
@@ -122,13 +149,24 @@ pub struct AdversaryMetrics {
     pub dropping_supernodes: u64,
     /// Ordinary nodes that flood.
     pub flooding_ordinary: u64,
+    /// Supernodes that advertise fake supernodes.
+    pub faking_supernodes: u64,
+    /// Supernodes that flood.
+    pub flooding_supernodes: u64,
+    /// Acks the dropping supernodes forged.
+    pub acks_forged: u64,
+    /// Fake supernodes advertised (entries in lists sent).
+    pub fakes_advertised: u64,
+    /// Chats their author reported delivered that their recipient never
+    /// received (a forged ack believed): must be 0.
+    pub delivered_unreceived: u64,
     /// Chats and acks the dropping supernodes dropped.
     pub relayed_dropped: u64,
     /// "Not found" answers they forged.
     pub not_found_forged: u64,
     /// Flood frames put on a link.
     pub flood_frames: u64,
-    /// Flood ticks at which a flooder had no supernode to flood.
+    /// Flood ticks at which a flooder had no peer to flood.
     pub flood_idle_ticks: u64,
     /// Delivery of chats between two honest nodes.
     pub honest_delivery: Delivery,
@@ -153,12 +191,18 @@ pub struct Adversary {
     /// Hop limit of a forged answer.
     ttl: u8,
     metrics: AdversaryMetrics,
+    /// Chats received, by (author, message id), and chats reported
+    /// delivered, by (author, message id): to catch a believed forgery.
+    received: BTreeSet<(NodeId, u64)>,
+    delivered: Vec<(NodeId, u64)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Dropping,
     Flooding,
+    Faking,
+    FloodingSupernode,
 }
 
 impl Adversary {
@@ -177,12 +221,27 @@ impl Adversary {
             for s in pick(&mut rng, sns, ons, a.flooding_ordinary) {
                 hostile.insert(s, Kind::Flooding);
             }
+            // Drawn after the older kinds (a share of 0 draws nothing, so
+            // older scenarios pick as before), among the supernodes not
+            // picked yet.
+            for (share, kind) in [
+                (a.faking_supernodes, Kind::Faking),
+                (a.flooding_supernodes, Kind::FloodingSupernode),
+            ] {
+                let free = (0..sns).filter(|s| !hostile.contains_key(s)).collect();
+                let want = (share * f64::from(sns)).round() as u32;
+                for s in pick_from(&mut rng, free, want) {
+                    hostile.insert(s, kind);
+                }
+            }
             per_tick = a.flood_rate_per_s * FLOOD_TICK as f64 / secs(1.0) as f64;
         }
         let count = |k: Kind| hostile.values().filter(|v| **v == k).count() as u64;
         let metrics = AdversaryMetrics {
             dropping_supernodes: count(Kind::Dropping),
             flooding_ordinary: count(Kind::Flooding),
+            faking_supernodes: count(Kind::Faking),
+            flooding_supernodes: count(Kind::FloodingSupernode),
             ..AdversaryMetrics::default()
         };
         Adversary {
@@ -195,13 +254,16 @@ impl Adversary {
             seed,
             ttl: cfg.node.ttl,
             metrics,
+            received: BTreeSet::new(),
+            delivered: Vec::new(),
         }
     }
 
     /// When the first flood tick is due, if anyone floods.
     pub fn flood_start(&self, workload_start: SimTime) -> Option<SimTime> {
         let a = self.cfg.as_ref()?;
-        let floods = self.per_tick > 0.0 && self.metrics.flooding_ordinary > 0;
+        let flooders = self.metrics.flooding_ordinary + self.metrics.flooding_supernodes;
+        let floods = self.per_tick > 0.0 && flooders > 0;
         floods.then(|| a.flood_start_s.map(secs).unwrap_or(workload_start))
     }
 
@@ -214,20 +276,81 @@ impl Adversary {
     pub fn flooders(&self) -> Vec<u32> {
         self.hostile
             .iter()
-            .filter(|(_, k)| **k == Kind::Flooding)
+            .filter(|(_, k)| matches!(k, Kind::Flooding | Kind::FloodingSupernode))
             .map(|(s, _)| *s)
             .collect()
     }
 
-    /// What node `slot` (id `id`) does with `msg` it is about to send;
-    /// `linked(peer)`: whether it has a link to `peer`.
+    /// Whether flooder `slot` is a supernode (it floods a neighbor, not a
+    /// primary).
+    pub fn floods_as_supernode(&self, slot: u32) -> bool {
+        self.hostile.get(&slot) == Some(&Kind::FloodingSupernode)
+    }
+
+    /// `to` received chat `msg_id` from `from` (honest or not).
+    pub fn chat_received(&mut self, from: NodeId, msg_id: MsgId) {
+        if self.active() {
+            self.received.insert((from, msg_id.0));
+        }
+    }
+
+    /// `from`'s chat `msg_id` was reported delivered.
+    pub fn chat_delivered(&mut self, from: NodeId, msg_id: MsgId) {
+        if self.active() {
+            self.delivered.push((from, msg_id.0));
+        }
+    }
+
+    /// A faking supernode's list of supernodes: made-up ones, as many as
+    /// a message may carry.
+    fn fakes(&mut self) -> Vec<PeerInfo> {
+        self.metrics.fakes_advertised += MAX_PEERS_PER_MESSAGE as u64;
+        (0..MAX_PEERS_PER_MESSAGE)
+            .map(|_| {
+                let id = NodeId(self.rng.random());
+                PeerInfo {
+                    id,
+                    addrs: vec![format!("/ip4/198.51.100.1/tcp/4001/p2p/{}", id.short())],
+                }
+            })
+            .collect()
+    }
+
+    /// What a faking supernode sends instead of `msg`, if it lies in it.
+    fn faked(&mut self, msg: &Message) -> Option<Message> {
+        Some(match msg {
+            Message::Accept(a) => Message::Accept(Accept {
+                supernodes: self.fakes(),
+                ..a.clone()
+            }),
+            Message::Redirect(r) => Message::Redirect(Redirect {
+                supernodes: self.fakes(),
+                ..r.clone()
+            }),
+            Message::Neighbors(n) => Message::Neighbors(Neighbors {
+                peers: self.fakes(),
+                ..n.clone()
+            }),
+            _ => return None,
+        })
+    }
+
+    /// What node `slot` (id `id`) does with `msg` it is about to send to
+    /// `to`; `linked(peer)`: whether it has a link to `peer`.
     pub fn on_send(
         &mut self,
         slot: u32,
         id: NodeId,
+        to: NodeId,
         msg: &Message,
         linked: impl Fn(&NodeId) -> bool,
     ) -> Verdict {
+        if self.hostile.get(&slot) == Some(&Kind::Faking) {
+            return match self.faked(msg) {
+                Some(lie) => Verdict::Forge(to, Box::new(lie)),
+                None => Verdict::Pass,
+            };
+        }
         if self.hostile.get(&slot) != Some(&Kind::Dropping) {
             return Verdict::Pass;
         }
@@ -258,6 +381,27 @@ impl Adversary {
                 )),
             };
             return Verdict::Forge(p.src, Box::new(Message::Routed(lie)));
+        }
+        let forge_acks = self.cfg.as_ref().is_some_and(|a| a.forge_acks);
+        if forge_acks && matches!(p.body, Body::Chat(_)) {
+            self.metrics.acks_forged += 1;
+            // It cannot open the chat, so the packet id is all it can
+            // name; it signs with its own key, having no other.
+            let liar = dist::node_identity(self.seed, u64::from(slot));
+            let lie = Packet {
+                dst: p.src,
+                src: p.dst,
+                id: MsgId(self.rng.random()),
+                ttl: self.ttl,
+                hops: 1,
+                location: LocationHop::Unused,
+                trace: None,
+                body: Body::ChatAck(liar.receipt(p.src, p.id, 1, p.hops)),
+            };
+            // Back to the author if linked, else on through the hop the
+            // chat was going to, which routes it toward the author.
+            let back = if linked(&p.src) { p.src } else { to };
+            return Verdict::Forge(back, Box::new(Message::Routed(lie)));
         }
         Verdict::Drop
     }
@@ -326,9 +470,15 @@ impl Adversary {
 
     /// The figures, with the honest delivery the recorder measured.
     pub fn report(&self, honest_delivery: Delivery, latencies: Vec<f64>) -> AdversaryMetrics {
+        let unreceived = self
+            .delivered
+            .iter()
+            .filter(|d| !self.received.contains(d))
+            .count();
         AdversaryMetrics {
             honest_delivery,
             honest_latency_ms: Summary::of(latencies),
+            delivered_unreceived: unreceived as u64,
             ..self.metrics.clone()
         }
     }
@@ -336,8 +486,13 @@ impl Adversary {
 
 /// Exactly `round(share * count)` distinct slots of `first..first+count`.
 fn pick(rng: &mut Xoshiro256PlusPlus, first: u32, count: u32, share: f64) -> Vec<u32> {
-    let want = ((share * f64::from(count)).round() as u32).min(count);
-    let mut slots: Vec<u32> = (first..first + count).collect();
+    let want = (share * f64::from(count)).round() as u32;
+    pick_from(rng, (first..first + count).collect(), want)
+}
+
+/// `want` distinct slots of `slots` (all of them if fewer), sorted.
+fn pick_from(rng: &mut Xoshiro256PlusPlus, mut slots: Vec<u32>, want: u32) -> Vec<u32> {
+    let want = want.min(slots.len() as u32);
     // A partial Fisher-Yates shuffle: the first `want` are the pick.
     for i in 0..want as usize {
         let j = rng.random_range(i..slots.len());
@@ -416,6 +571,51 @@ flood_rate_per_s = 400
             a.honest_delivery.eligible < m.delivery.eligible,
             "chats with a flooder are left out of the honest figures"
         );
+    }
+
+    /// Liars: droppers that forge acks and "not found", a supernode that
+    /// advertises fakes, a flooding supernode.
+    const LIARS: &str = r#"
+name = "liars"
+duration_s = 60
+warmup_s = 20
+[population]
+supernodes = 8
+ordinary = 60
+on_start_at_s = 1
+on_start_spread_s = 5
+[workload]
+rate_per_node_per_min = 6
+[adversary]
+dropping_supernodes = 0.25
+forge_not_found = true
+forge_acks = true
+faking_supernodes = 0.125
+flooding_supernodes = 0.125
+flood_rate_per_s = 400
+"#;
+
+    #[test]
+    fn forged_acks_are_not_believed_and_lying_supernodes_act() {
+        let cfg = SimConfig::parse(LIARS, "liars").expect("valid");
+        let m = crate::sim::simulate(&cfg, 5);
+        let a = m.adversary.expect("an [adversary] run reports them");
+        assert_eq!(
+            (
+                a.dropping_supernodes,
+                a.faking_supernodes,
+                a.flooding_supernodes
+            ),
+            (2, 1, 1)
+        );
+        assert!(a.acks_forged > 0, "the droppers forged no ack");
+        assert_eq!(
+            a.delivered_unreceived, 0,
+            "a chat counted delivered that its recipient never received"
+        );
+        assert!(a.fakes_advertised > 0, "no fake supernode advertised");
+        assert!(a.flood_frames > 1_000, "{} flood frames", a.flood_frames);
+        assert!(a.honest_delivery.delivered > 0);
     }
 
     #[test]

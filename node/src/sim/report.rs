@@ -213,6 +213,20 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
                 a.relayed_dropped, a.not_found_forged, a.flood_frames
             ),
         );
+        if a.faking_supernodes + a.flooding_supernodes + a.acks_forged > 0 {
+            row(
+                "SN faking / flooding",
+                format!("{} / {}", a.faking_supernodes, a.flooding_supernodes),
+            );
+            row(
+                "acks forged / fakes advertised",
+                format!("{} / {}", a.acks_forged, a.fakes_advertised),
+            );
+        }
+        row(
+            "delivered but never received",
+            a.delivered_unreceived.to_string(),
+        );
         let h = &a.honest_delivery;
         row(
             "honest delivery eventual",

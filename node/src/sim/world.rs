@@ -460,17 +460,23 @@ impl World {
     /// A frame leaves `from` for `to_id`: encoded (its length is what the
     /// traffic counts), then handed to the network model.
     fn transmit(&mut self, from: u32, to_id: NodeId, msg: Message) {
-        let now = self.now;
         if self.adv.is_hostile(from) {
             let id = self.pop.id(from);
             let (pop, net) = (&self.pop, &self.net);
             let linked = |peer: &NodeId| pop.slot_of(peer).is_some_and(|s| net.has_link(from, s));
-            match self.adv.on_send(from, id, &msg, linked) {
+            match self.adv.on_send(from, id, to_id, &msg, linked) {
                 Verdict::Pass => {}
                 Verdict::Drop => return,
-                Verdict::Forge(to, lie) => return self.transmit(from, to, *lie),
+                // The lie leaves as it is, not vetted again.
+                Verdict::Forge(to, lie) => return self.send_frame(from, to, *lie),
             }
         }
+        self.send_frame(from, to_id, msg);
+    }
+
+    /// Puts a frame `from` sends on the wire to `to_id`.
+    fn send_frame(&mut self, from: u32, to_id: NodeId, msg: Message) {
+        let now = self.now;
         self.scratch.clear();
         let len = match codec::encode_into(&msg, &mut self.scratch) {
             Ok(len) => len as u64,
@@ -623,15 +629,19 @@ impl World {
                 if let Err(what) = self.inv.hops(hops) {
                     self.fail(what);
                 }
+                self.adv.chat_delivered(self.pop.id(slot), msg_id);
                 self.rec.chat_outcome(slot, msg_id, Ok((latency, hops)));
             }
             Event::ChatFailed { msg_id, reason, .. } => {
                 self.rec.chat_outcome(slot, msg_id, Err(reason));
             }
-            Event::ChatReceived { hops, .. } => {
+            Event::ChatReceived {
+                from, msg_id, hops, ..
+            } => {
                 if let Err(what) = self.inv.hops(hops) {
                     self.fail(what);
                 }
+                self.adv.chat_received(from, msg_id);
             }
             Event::PeerMisbehaved { .. } => self.rec.misbehaved(),
             Event::TraceCompleted { .. }
@@ -673,10 +683,14 @@ impl World {
         let now = self.now;
         let count = self.adv.frames_this_tick();
         for slot in self.adv.flooders() {
-            let Some(primary) = self.pop.node(slot).and_then(|n| n.primary()) else {
+            // An ordinary flooder floods its primary; a supernode, the
+            // neighbor closest to its victim.
+            let as_supernode = self.adv.floods_as_supernode(slot);
+            let primary = self.pop.node(slot).and_then(|n| n.primary());
+            if primary.is_none() && !(as_supernode && self.pop.node(slot).is_some()) {
                 self.adv.idle_tick();
                 continue;
-            };
+            }
             let id = self.pop.id(slot);
             let pop = &self.pop;
             let victim = |rng: &mut _| {
@@ -684,8 +698,17 @@ impl World {
                 let pick = users[rand::RngExt::random_range(rng, 0..users.len())];
                 (pick != slot).then(|| pop.id(pick))
             };
-            for msg in self.adv.flood_frames(slot, id, now, victim, count) {
-                self.transmit(slot, primary, msg);
+            let frames = self.adv.flood_frames(slot, id, now, victim, count);
+            let toward = |m: &Message| match m {
+                Message::Routed(p) => pop.node(slot)?.table().next_hop(&p.dst).map(|e| e.id),
+                _ => None,
+            };
+            let Some(to) = primary.or_else(|| frames.first().and_then(toward)) else {
+                self.adv.idle_tick();
+                continue;
+            };
+            for msg in frames {
+                self.transmit(slot, to, msg);
             }
         }
         self.push(now + FLOOD_TICK, Ev::Flood);

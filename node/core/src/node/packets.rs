@@ -417,7 +417,8 @@ impl Node {
                             .cache_mut()
                             .insert(node, record.sn, record.seq, now);
                     }
-                    for msg_id in self.chats.learn_key(node, record.chat_key) {
+                    let backups = record.backups.clone();
+                    for msg_id in self.chats.learn_key(node, record.chat_key, backups) {
                         self.push_chat(now, msg_id);
                     }
                 } else {

@@ -37,7 +37,7 @@ impl Node {
             Role::Ordinary => self.attach.drive(
                 &mut self.ctx,
                 &mut self.links,
-                &self.host_cache,
+                &mut self.host_cache,
                 &mut self.pending,
                 now,
             ),
@@ -73,7 +73,9 @@ impl Node {
         self.links.expire_dials(now, self.ctx.cfg.join_timeout);
         if self.ctx.cfg.role == Role::Ordinary && self.attach.primary().is_some() {
             self.attach
-                .ensure_backups(&mut self.ctx, &mut self.links, &self.host_cache, now);
+                .ensure_backups(&mut self.ctx, &mut self.links, &mut self.host_cache, now);
+            self.attach
+                .republish_if_backups_changed(&mut self.ctx, &self.links, now);
         }
         if self.ctx.cfg.role == Role::Ordinary {
             self.probe_primary(now);
@@ -209,7 +211,9 @@ impl Node {
 
     /// Sends `body` to `to` for the `attempt`-th time (0: the first): on an
     /// ordinary node through another first hop than the send before
-    /// (routing::first_hop); its packet id.
+    /// (routing::first_hop), and a retried chat toward one of the backup
+    /// supernodes the recipient's record named, so that a recipient's
+    /// primary that drops it is passed by; its packet id.
     pub(super) fn send_through(
         &mut self,
         now: SimTime,
@@ -219,25 +223,30 @@ impl Node {
     ) -> MsgId {
         let direct = self.links.get(&to).is_some_and(|l| l.role.is_some());
         let primary = self.attach.primary();
-        let hop = match self.ctx.cfg.role {
-            Role::Ordinary if !direct => {
-                routing::first_hop(primary, &self.links.backups(primary), attempt)
-            }
-            _ => None,
+        let (hop, toward) = match self.ctx.cfg.role {
+            Role::Ordinary if !direct => (
+                routing::first_hop(primary, &self.links.backups(primary), attempt),
+                matches!(body, Body::Chat(_))
+                    .then(|| self.chats.retry_toward(&to, attempt))
+                    .flatten(),
+            ),
+            _ => (None, None),
         };
-        let Some(hop) = hop.filter(|h| Some(*h) != primary) else {
+        let Some(hop) = hop.filter(|h| Some(*h) != primary).or(toward.and(primary)) else {
             return self.originate(now, to, body, None);
         };
+        // The backup itself, when linked to us too: straight to it.
+        let hop = toward.filter(|b| self.links.is_supernode(b)).unwrap_or(hop);
         let id = MsgId(self.ctx.rng.random());
-        self.router
-            .first_sight(&self.ctx.id, id, &LocationHop::Unused);
+        let location = toward.map_or(LocationHop::Unused, LocationHop::Toward);
+        self.router.first_sight(&self.ctx.id, id, &location);
         let p = Packet {
             dst: to,
             src: self.ctx.id,
             id,
             ttl: self.ctx.cfg.ttl.saturating_sub(1),
             hops: 1,
-            location: LocationHop::Unused,
+            location,
             trace: None,
             body,
         };

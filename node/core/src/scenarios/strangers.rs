@@ -401,6 +401,29 @@ fn a_retry_leaves_by_a_backup_when_the_primary_drops_the_chat() {
 }
 
 #[test]
+fn a_retry_reaches_a_recipient_whose_primary_drops_it_through_a_backup_its_record_names() {
+    let mut h = Harness::overlay(5, 20);
+    let ons = h.ordinaries();
+    let recipient = ons[0];
+    let dropper = h.node(&recipient).primary().expect("attached");
+    let sender = *ons
+        .iter()
+        .find(|o| **o != recipient && h.node(o).primary().is_some_and(|p| p != dropper))
+        .expect("a sender on another supernode");
+    h.dropping.insert(dropper);
+    let msg = h.send_chat(sender, recipient, "past your primary");
+    h.run_for(6 * SECS);
+    assert!(
+        matches!(h.outcome(sender, msg), Some(Ok(_))),
+        "{:?}",
+        h.outcome(sender, msg)
+    );
+    // Delivered while the recipient still hangs on the dropper: by a
+    // retry toward a backup, not because the recipient moved.
+    assert_eq!(h.node(&recipient).primary(), Some(dropper));
+}
+
+#[test]
 fn a_replayed_chat_flood_is_not_answered_by_an_ack_flood() {
     let mut h = Harness::overlay(3, 2);
     // Harness::overlay's first ordinary node has seed 1000.
