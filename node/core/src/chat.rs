@@ -234,13 +234,24 @@ pub const GAP_TIMEOUT: SimTime = 10 * super::SECS;
 /// What the receiver decided about an arriving message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Arrival {
-    /// Already seen: ack again, deliver nothing.
+    /// Already handed out: ack again, deliver nothing.
     Duplicate,
     /// Older than what the author's mark allows (see [`ReplayMark`]):
     /// deliver nothing and send no receipt.
     Replayed,
-    /// These messages are now ready for the application, in order.
-    Ready(Vec<ChatMessage>),
+    /// These messages are now ready for the application, in order (empty
+    /// when the message is held behind a gap, or is a copy of one held).
+    /// Only these are acknowledged: a held message is not stored yet.
+    Ready(Vec<Released>),
+}
+
+/// A message handed to the application, with the hops it took to arrive.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released {
+    /// The message.
+    pub chat: ChatMessage,
+    /// Hops it took, for its receipt.
+    pub hops: u8,
 }
 
 /// What the receiver remembers of an author against replays, kept across
@@ -266,8 +277,9 @@ struct Sender {
     mark: ReplayMark,
     /// Recent message ids, against duplicates (bounded by `SEEN_PER_SENDER`).
     seen: VecDeque<MsgId>,
-    /// Messages that arrived ahead of a gap, by `seq`, with their arrival time.
-    held: BTreeMap<u64, (ChatMessage, SimTime)>,
+    /// Messages that arrived ahead of a gap, by `seq`, with their arrival
+    /// time and hops.
+    held: BTreeMap<u64, (ChatMessage, SimTime, u8)>,
     /// When this sender was last heard, for eviction.
     last_heard: SimTime,
 }
@@ -338,8 +350,8 @@ impl Inbox {
         )
     }
 
-    /// Takes a verified message that arrived at `now`.
-    pub fn arrive(&mut self, chat: ChatMessage, now: SimTime) -> Arrival {
+    /// Takes a verified message that arrived at `now` after `hops` hops.
+    pub fn arrive(&mut self, chat: ChatMessage, now: SimTime, hops: u8) -> Arrival {
         let from = chat.from;
         if !self.senders.contains_key(&from) {
             if chat.sent_at < self.forgotten_before {
@@ -354,7 +366,17 @@ impl Inbox {
         s.last_heard = now;
         self.by_heard.insert((now, from));
         if s.seen.contains(&chat.msg_id) {
-            return Arrival::Duplicate;
+            // A copy of a held message is not acked either: the first is
+            // not handed out (stored) yet.
+            let held = s
+                .held
+                .get(&chat.seq)
+                .is_some_and(|h| h.0.msg_id == chat.msg_id);
+            return if held {
+                Arrival::Ready(Vec::new())
+            } else {
+                Arrival::Duplicate
+            };
         }
         if chat.sent_at < s.mark.epoch {
             return Arrival::Replayed;
@@ -368,10 +390,10 @@ impl Inbox {
             // conversation; deliver it and follow the new numbering.
             s.mark.epoch = chat.sent_at;
             Self::remember(s, chat.msg_id);
-            Self::hand_out(s, chat, &mut ready);
+            Self::hand_out(s, chat, hops, &mut ready);
         } else if s.mark.seq.checked_add(1) == Some(chat.seq) {
             Self::remember(s, chat.msg_id);
-            Self::hand_out(s, chat, &mut ready);
+            Self::hand_out(s, chat, hops, &mut ready);
         } else {
             Self::remember(s, chat.msg_id);
             if s.held.len() >= MAX_HELD_PER_SENDER {
@@ -379,7 +401,7 @@ impl Inbox {
                 Self::release_all(s, &mut self.held_at, from, &mut ready);
             }
             let seq = chat.seq;
-            if let Some((_, at)) = s.held.insert(seq, (chat, now)) {
+            if let Some((_, at, _)) = s.held.insert(seq, (chat, now, hops)) {
                 self.held_at.remove(&(at, from, seq));
             }
             self.held_at.insert((now, from, seq));
@@ -398,7 +420,7 @@ impl Inbox {
             self.forgotten_before = self
                 .forgotten_before
                 .max(s.mark.latest_sent_at.saturating_add(1));
-            for (seq, (_, at)) in s.held {
+            for (seq, (_, at, _)) in s.held {
                 self.held_at.remove(&(at, gone, seq));
             }
         }
@@ -411,27 +433,27 @@ impl Inbox {
         }
     }
 
-    fn hand_out(s: &mut Sender, chat: ChatMessage, ready: &mut Vec<ChatMessage>) {
+    fn hand_out(s: &mut Sender, chat: ChatMessage, hops: u8, ready: &mut Vec<Released>) {
         s.mark.seq = chat.seq;
         s.mark.latest_sent_at = s.mark.latest_sent_at.max(chat.sent_at);
-        ready.push(chat);
+        ready.push(Released { chat, hops });
     }
 
     fn release_in_order(
         s: &mut Sender,
         held_at: &mut BTreeSet<(SimTime, NodeId, u64)>,
         from: NodeId,
-        ready: &mut Vec<ChatMessage>,
+        ready: &mut Vec<Released>,
     ) {
         // A peer chooses `seq`: at u64::MAX nothing can follow it.
-        while let Some((chat, at)) = s
+        while let Some((chat, at, hops)) = s
             .mark
             .seq
             .checked_add(1)
             .and_then(|next| s.held.remove(&next))
         {
             held_at.remove(&(at, from, chat.seq));
-            Self::hand_out(s, chat, ready);
+            Self::hand_out(s, chat, hops, ready);
         }
     }
 
@@ -439,18 +461,18 @@ impl Inbox {
         s: &mut Sender,
         held_at: &mut BTreeSet<(SimTime, NodeId, u64)>,
         from: NodeId,
-        ready: &mut Vec<ChatMessage>,
+        ready: &mut Vec<Released>,
     ) {
-        for (seq, (chat, at)) in std::mem::take(&mut s.held) {
+        for (seq, (chat, at, hops)) in std::mem::take(&mut s.held) {
             held_at.remove(&(at, from, seq));
-            Self::hand_out(s, chat, ready);
+            Self::hand_out(s, chat, hops, ready);
         }
     }
 
     /// Releases messages held behind a gap older than [`GAP_TIMEOUT`]: the
     /// missing ones are not coming (their sender gave up). Senders go in
     /// id order.
-    pub fn release_stalled(&mut self, now: SimTime) -> Vec<ChatMessage> {
+    pub fn release_stalled(&mut self, now: SimTime) -> Vec<Released> {
         let stalled: BTreeSet<NodeId> = self
             .held_at
             .iter()
@@ -499,7 +521,7 @@ mod tests {
 
     fn seqs(a: Arrival) -> Vec<u64> {
         match a {
-            Arrival::Ready(ready) => ready.iter().map(|c| c.seq).collect(),
+            Arrival::Ready(ready) => ready.iter().map(|c| c.chat.seq).collect(),
             other => panic!("not handed out: {other:?}"),
         }
     }
@@ -510,19 +532,19 @@ mod tests {
         let b = NodeId([2; 32]);
         let mut inbox = Inbox::default();
         let first = chat_at(&a, b, 1, 1, 100);
-        assert_eq!(seqs(inbox.arrive(first.clone(), 100)), vec![1]);
+        assert_eq!(seqs(inbox.arrive(first.clone(), 100, 1)), vec![1]);
         for seq in 2..=(SEEN_PER_SENDER as u64 + 1) {
             assert_eq!(
-                seqs(inbox.arrive(chat_at(&a, b, seq, seq, 100 + seq), 100 + seq)),
+                seqs(inbox.arrive(chat_at(&a, b, seq, seq, 100 + seq), 100 + seq, 1)),
                 vec![seq]
             );
         }
         // Its id has left the window of recent ids; the mark refuses it.
-        assert_eq!(inbox.arrive(first, 1_000), Arrival::Replayed);
+        assert_eq!(inbox.arrive(first, 1_000, 1), Arrival::Replayed);
         // Later chats from the author are not held back by it.
         let next = SEEN_PER_SENDER as u64 + 2;
         assert_eq!(
-            seqs(inbox.arrive(chat_at(&a, b, next, next, 1_001), 1_001)),
+            seqs(inbox.arrive(chat_at(&a, b, next, next, 1_001), 1_001, 1)),
             vec![next]
         );
     }
@@ -533,19 +555,19 @@ mod tests {
         let b = NodeId([2; 32]);
         let mut inbox = Inbox::default();
         let first = chat_at(&a, b, 1, 1, 100);
-        assert_eq!(seqs(inbox.arrive(first.clone(), 100)), vec![1]);
+        assert_eq!(seqs(inbox.arrive(first.clone(), 100, 1)), vec![1]);
         let junk = Identity::from_secret([3; 32]);
         for n in 0..MAX_SENDERS as u64 {
             let mut c = chat_at(&junk, b, n, 1, 200 + n);
             c.from = stranger(n);
-            inbox.arrive(c, 200 + n);
+            inbox.arrive(c, 200 + n, 1);
         }
         assert!(!inbox.senders.contains_key(&a.id()), "a was pushed out");
-        assert_eq!(inbox.arrive(first, 10_000), Arrival::Replayed);
+        assert_eq!(inbox.arrive(first, 10_000, 1), Arrival::Replayed);
         // An author whose chat was sent after the eviction is still heard.
         let c = Identity::from_secret([4; 32]);
         assert_eq!(
-            seqs(inbox.arrive(chat_at(&c, b, 9, 1, 10_000), 10_000)),
+            seqs(inbox.arrive(chat_at(&c, b, 9, 1, 10_000), 10_000, 1)),
             vec![1]
         );
     }
@@ -556,7 +578,7 @@ mod tests {
         let b = NodeId([2; 32]);
         let mut before = Inbox::default();
         let first = chat_at(&a, b, 1, 1, 100);
-        assert_eq!(seqs(before.arrive(first.clone(), 100)), vec![1]);
+        assert_eq!(seqs(before.arrive(first.clone(), 100, 1)), vec![1]);
         let (marks, floor) = before.marks();
         assert_eq!(
             marks,
@@ -571,14 +593,17 @@ mod tests {
         );
         let mut fresh = Inbox::default();
         assert_eq!(
-            seqs(fresh.arrive(first.clone(), 200)),
+            seqs(fresh.arrive(first.clone(), 200, 1)),
             vec![1],
             "a fresh inbox would take it"
         );
         let mut after = Inbox::default();
         after.restore(marks, floor);
-        assert_eq!(after.arrive(first, 200), Arrival::Replayed);
-        assert_eq!(seqs(after.arrive(chat_at(&a, b, 2, 2, 150), 200)), vec![2]);
+        assert_eq!(after.arrive(first, 200, 1), Arrival::Replayed);
+        assert_eq!(
+            seqs(after.arrive(chat_at(&a, b, 2, 2, 150), 200, 1)),
+            vec![2]
+        );
     }
 
     #[test]
@@ -604,7 +629,7 @@ mod tests {
         let junk = Identity::from_secret([3; 32]);
         let mut c = chat_at(&junk, b, 5, 1, 1_009);
         c.from = stranger(9);
-        assert_eq!(inbox.arrive(c, 5_000), Arrival::Replayed);
+        assert_eq!(inbox.arrive(c, 5_000, 1), Arrival::Replayed);
     }
 
     #[test]
@@ -614,14 +639,17 @@ mod tests {
         let mut inbox = Inbox::default();
         let old = chat_at(&a, b, 1, 1, 100);
         let old2 = chat_at(&a, b, 2, 2, 101);
-        assert_eq!(seqs(inbox.arrive(old.clone(), 100)), vec![1]);
+        assert_eq!(seqs(inbox.arrive(old.clone(), 100, 1)), vec![1]);
         // The author restarts and numbers from 1 again, later.
-        assert_eq!(seqs(inbox.arrive(chat_at(&a, b, 3, 1, 500), 500)), vec![1]);
+        assert_eq!(
+            seqs(inbox.arrive(chat_at(&a, b, 3, 1, 500), 500, 1)),
+            vec![1]
+        );
         // A chat of the old numbering (never seen here) is from before
         // the new epoch: refused, whatever its seq.
-        assert_eq!(inbox.arrive(old2, 501), Arrival::Replayed);
+        assert_eq!(inbox.arrive(old2, 501, 1), Arrival::Replayed);
         // One it handed out, still in the window of ids: acked again.
-        assert_eq!(inbox.arrive(old, 502), Arrival::Duplicate);
+        assert_eq!(inbox.arrive(old, 502, 1), Arrival::Duplicate);
     }
 
     #[test]
@@ -629,12 +657,23 @@ mod tests {
         let a = Identity::from_secret([1; 32]);
         let b = NodeId([2; 32]);
         let mut inbox = Inbox::default();
-        assert_eq!(inbox.arrive(chat(&a, b, 12, 2), 0), Arrival::Ready(vec![]));
-        assert_eq!(inbox.arrive(chat(&a, b, 12, 2), 1), Arrival::Duplicate);
-        let Arrival::Ready(ready) = inbox.arrive(chat(&a, b, 11, 1), 2) else {
+        assert_eq!(
+            inbox.arrive(chat(&a, b, 12, 2), 0, 1),
+            Arrival::Ready(vec![])
+        );
+        // A copy of a held chat: not handed out yet, so not acked either.
+        assert_eq!(
+            inbox.arrive(chat(&a, b, 12, 2), 1, 1),
+            Arrival::Ready(vec![])
+        );
+        let Arrival::Ready(ready) = inbox.arrive(chat(&a, b, 11, 1), 2, 1) else {
             panic!("not a duplicate")
         };
-        assert_eq!(ready.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            ready.iter().map(|c| c.chat.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(inbox.arrive(chat(&a, b, 12, 2), 3, 1), Arrival::Duplicate);
     }
 
     #[test]
@@ -643,25 +682,28 @@ mod tests {
         let b = NodeId([2; 32]);
         let mut inbox = Inbox::default();
         assert_eq!(
-            inbox.arrive(chat(&a, b, 1, u64::MAX - 1), 0),
+            inbox.arrive(chat(&a, b, 1, u64::MAX - 1), 0, 1),
             Arrival::Ready(vec![]),
             "held behind the gap"
         );
         assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
         // The next in order is the last seq there is: delivered, and
         // nothing after it is looked for past the end of the range.
-        let Arrival::Ready(last) = inbox.arrive(chat(&a, b, 2, u64::MAX), 1) else {
+        let Arrival::Ready(last) = inbox.arrive(chat(&a, b, 2, u64::MAX), 1, 1) else {
             panic!("not a duplicate")
         };
         assert_eq!(
-            last.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            last.iter().map(|c| c.chat.seq).collect::<Vec<_>>(),
             vec![u64::MAX]
         );
         // Another chat at the top with a new id and no later `sent_at` is
         // a replay, not a gap to wait behind.
-        assert_eq!(inbox.arrive(chat(&a, b, 4, u64::MAX), 2), Arrival::Replayed);
+        assert_eq!(
+            inbox.arrive(chat(&a, b, 4, u64::MAX), 2, 1),
+            Arrival::Replayed
+        );
         // A lower seq sent later is a restarted conversation.
-        let Arrival::Ready(after) = inbox.arrive(chat_at(&a, b, 3, 1, 5), 2) else {
+        let Arrival::Ready(after) = inbox.arrive(chat_at(&a, b, 3, 1, 5), 2, 1) else {
             panic!("not a duplicate")
         };
         assert_eq!(after.len(), 1);
@@ -672,7 +714,7 @@ mod tests {
         let a = Identity::from_secret([1; 32]);
         let b = NodeId([2; 32]);
         let mut inbox = Inbox::default();
-        inbox.arrive(chat(&a, b, 13, 3), 0);
+        inbox.arrive(chat(&a, b, 13, 3), 0, 1);
         assert!(inbox.release_stalled(GAP_TIMEOUT - 1).is_empty());
         assert_eq!(inbox.next_wakeup(), Some(GAP_TIMEOUT));
         assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
@@ -683,7 +725,7 @@ mod tests {
         let a = Identity::from_secret([1; 32]);
         let b = NodeId([2; 32]);
         let mut inbox = Inbox::default();
-        inbox.arrive(chat(&a, b, 13, 3), 0);
+        inbox.arrive(chat(&a, b, 13, 3), 0, 1);
         // Many strangers, each heard later, push `a` out.
         let stranger = Identity::from_secret([3; 32]);
         for n in 0..MAX_SENDERS as u64 {
@@ -691,7 +733,7 @@ mod tests {
             let mut id = [0u8; 32];
             id[..8].copy_from_slice(&n.to_be_bytes());
             c.from = NodeId(id);
-            inbox.arrive(c, 1 + n);
+            inbox.arrive(c, 1 + n, 1);
         }
         assert_eq!(inbox.senders.len(), MAX_SENDERS);
         assert_eq!(inbox.next_wakeup(), None, "a's held message went with it");

@@ -13,7 +13,7 @@ use skyhop_protocol::{
     MAX_CHAT_BODY,
 };
 
-use super::chat::{Arrival, ChatKeys, Inbox, Outbox, ReplayMark};
+use super::chat::{Arrival, ChatKeys, Inbox, Outbox, Released, ReplayMark};
 use super::context::Ctx;
 use super::counters::DropReason;
 use super::events::{ChatFailure, Event};
@@ -188,8 +188,12 @@ impl ChatDelivery {
     }
 
     /// A sealed chat from `src` arrived after `hops` hops: the signed
-    /// receipt to send back, if it opens with our key and the message is
-    /// genuine (a duplicate gets a receipt again: our earlier one was lost).
+    /// receipts to send back to `src`, if it opens with our key and the
+    /// message is genuine. Only chats handed to the application now are
+    /// acknowledged (this one, and any it released from behind a gap), so
+    /// a receipt always follows its chat's `ChatReceived`; a held chat is
+    /// acked when it is released. A duplicate of one handed out gets a
+    /// receipt again: our earlier one was lost.
     pub fn on_chat(
         &mut self,
         ctx: &mut Ctx,
@@ -197,19 +201,19 @@ impl ChatDelivery {
         src: NodeId,
         hops: u8,
         sealed: SealedChat,
-    ) -> Option<Receipt> {
+    ) -> Vec<Receipt> {
         let Ok(chat) = ctx.identity.open_chat(&sealed) else {
             ctx.out.drop(DropReason::UnreadableChat);
-            return None;
+            return Vec::new();
         };
         if chat.to != ctx.id || chat.from != src {
             ctx.out.drop(DropReason::MisaddressedChat);
-            return None;
+            return Vec::new();
         }
         if ctx.memo.verify_chat(&chat).is_err() {
             ctx.out.counters.forged += 1;
             ctx.out.drop(DropReason::ForgedChat);
-            return None;
+            return Vec::new();
         }
         // Older than any retry of it can be, or from too far ahead: a
         // replay, or an author whose clock is off by more than the skew.
@@ -217,38 +221,28 @@ impl ChatDelivery {
         let oldest = now.saturating_sub(ctx.cfg.chat_deadline.saturating_add(skew));
         if chat.sent_at < oldest || chat.sent_at > now.saturating_add(skew) {
             ctx.out.drop(DropReason::ChatOutsideWindow);
-            return None;
+            return Vec::new();
         }
         let (msg_id, seq) = (chat.msg_id, chat.seq);
-        let mut again = false;
-        match self.inbox.arrive(chat, now) {
+        match self.inbox.arrive(chat, now, hops) {
             Arrival::Duplicate => {
                 ctx.out.drop(DropReason::DuplicateChat);
-                again = true;
+                vec![Receipt {
+                    body: Body::ChatAck(ctx.identity.receipt(src, msg_id, seq, hops)),
+                    again: true,
+                }]
             }
             Arrival::Replayed => {
                 ctx.out.drop(DropReason::ReplayedChat);
-                return None;
+                Vec::new()
             }
             Arrival::Ready(ready) => {
-                for c in ready {
-                    ctx.out.emit(Event::ChatReceived {
-                        from: c.from,
-                        msg_id: c.msg_id,
-                        seq: c.seq,
-                        body: c.body,
-                        hops,
-                    });
-                }
                 if let Some(at) = self.inbox.next_wakeup() {
                     ctx.timers.set_earliest(Timer::Chat, at);
                 }
+                hand_out(ctx, ready)
             }
         }
-        Some(Receipt {
-            body: Body::ChatAck(ctx.identity.receipt(src, msg_id, seq, hops)),
-            again,
-        })
     }
 
     /// `src` sent a receipt: delivered, if it is for a chat of ours to
@@ -341,17 +335,12 @@ impl ChatDelivery {
     }
 
     /// Ends a chat-timer run: hands over messages held behind a gap that
-    /// will not fill, and re-arms the timer.
-    pub fn finish_tick(&mut self, ctx: &mut Ctx, now: SimTime) {
-        for c in self.inbox.release_stalled(now) {
-            ctx.out.emit(Event::ChatReceived {
-                from: c.from,
-                msg_id: c.msg_id,
-                seq: c.seq,
-                body: c.body,
-                hops: 0,
-            });
-        }
+    /// will not fill, and re-arms the timer. The receipts of the released
+    /// messages, each to its author.
+    pub fn finish_tick(&mut self, ctx: &mut Ctx, now: SimTime) -> Vec<(NodeId, Receipt)> {
+        let released = self.inbox.release_stalled(now);
+        let authors: Vec<NodeId> = released.iter().map(|r| r.chat.from).collect();
+        let receipts = hand_out(ctx, released);
         let next = [self.outbox.next_wakeup(), self.inbox.next_wakeup()]
             .into_iter()
             .flatten()
@@ -359,5 +348,27 @@ impl ChatDelivery {
         if let Some(at) = next {
             ctx.timers.set(Timer::Chat, at.max(now + 1));
         }
+        authors.into_iter().zip(receipts).collect()
     }
+}
+
+/// Hands released chats to the application: their `ChatReceived` events,
+/// then their signed receipts in the same order (the runtime commits the
+/// events before any receipt leaves).
+fn hand_out(ctx: &mut Ctx, released: Vec<Released>) -> Vec<Receipt> {
+    let mut receipts = Vec::with_capacity(released.len());
+    for Released { chat, hops } in released {
+        receipts.push(Receipt {
+            body: Body::ChatAck(ctx.identity.receipt(chat.from, chat.msg_id, chat.seq, hops)),
+            again: false,
+        });
+        ctx.out.emit(Event::ChatReceived {
+            from: chat.from,
+            msg_id: chat.msg_id,
+            seq: chat.seq,
+            body: chat.body,
+            hops,
+        });
+    }
+    receipts
 }

@@ -748,9 +748,9 @@ impl NodeTask {
     /// lists them in. Acting on a batch can make more outputs (a failed
     /// dial, say): they form the next batch.
     ///
-    /// One gap remains, in the core: a chat that arrives ahead of a gap in
-    /// its sender's numbering is acknowledged at once but handed out (and
-    /// so stored) only when the gap fills or times out.
+    /// A chat that arrives ahead of a gap in its sender's numbering is
+    /// held by the core and acknowledged only when it is handed out (the
+    /// gap fills or times out), in the batch of its `ChatReceived`.
     ///
     /// The batch's `Vec` is kept between calls: an output is about 400
     /// bytes, and a new one per wake-up, grown by doubling past glibc's

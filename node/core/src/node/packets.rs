@@ -12,7 +12,7 @@ use skyhop_protocol::{
 
 use super::{Node, QUERY_TIMEOUT};
 use crate::counters::DropReason;
-use crate::delivery::Sealing;
+use crate::delivery::{Receipt, Sealing};
 use crate::events::{ChatFailure, Event};
 use crate::pending::Request;
 use crate::routing::{Route, RouteView};
@@ -148,6 +148,24 @@ impl Node {
         }
     }
 
+    /// Sends a signed receipt back to the chat's author `to`.
+    pub(super) fn send_receipt(&mut self, now: SimTime, to: NodeId, receipt: Receipt) {
+        // A duplicate means our receipt was lost: the next one takes
+        // another path (routing::first_hop), and a flood of replays is not
+        // answered by a flood of receipts.
+        let attempt = if receipt.again {
+            self.router.next_detour(now)
+        } else {
+            Some(0)
+        };
+        match attempt {
+            Some(attempt) => {
+                self.send_through(now, to, receipt.body, attempt);
+            }
+            None => self.ctx.out.drop(DropReason::ReackOverBudget),
+        }
+    }
+
     /// Looks up where `node` is attached; true while a lookup is pending.
     fn query_location(&mut self, now: SimTime, node: NodeId) -> bool {
         if self.pending.location_pending(&node) {
@@ -213,24 +231,11 @@ impl Node {
         self.ctx.out.counters.delivered += 1;
         match p.body {
             Body::Chat(sealed) => {
-                if let Some(receipt) = self
+                let receipts = self
                     .chats
-                    .on_chat(&mut self.ctx, now, p.src, p.hops, sealed)
-                {
-                    // A duplicate means our receipt was lost: the next one
-                    // takes another path (routing::first_hop), and a flood
-                    // of replays is not answered by a flood of receipts.
-                    let attempt = if receipt.again {
-                        self.router.next_detour(now)
-                    } else {
-                        Some(0)
-                    };
-                    match attempt {
-                        Some(attempt) => {
-                            self.send_through(now, p.src, receipt.body, attempt);
-                        }
-                        None => self.ctx.out.drop(DropReason::ReackOverBudget),
-                    }
+                    .on_chat(&mut self.ctx, now, p.src, p.hops, sealed);
+                for receipt in receipts {
+                    self.send_receipt(now, p.src, receipt);
                 }
             }
             Body::ChatAck(receipt) => self.chats.on_ack(&mut self.ctx, now, p.src, receipt),

@@ -186,7 +186,9 @@ impl Node {
                 self.push_chat(now, msg_id);
             }
         }
-        self.chats.finish_tick(&mut self.ctx, now);
+        for (author, receipt) in self.chats.finish_tick(&mut self.ctx, now) {
+            self.send_receipt(now, author, receipt);
+        }
     }
 
     /// Sends `body` to `to` for the `attempt`-th time (0: the first): on an

@@ -2,6 +2,7 @@
 //! joining, routing, failure and churn here; what hostile peers try in
 //! [`strangers`].
 
+mod offline;
 mod strangers;
 
 use skyhop_protocol::{
