@@ -25,6 +25,6 @@ pub use limits::*;
 pub use message::*;
 pub use seal::SealError;
 pub use sign::{
-    verify_absence, verify_chat, verify_leave, verify_receipt, verify_record, verify_withdraw_lost,
-    Identity, SignatureError, SignatureMemo,
+    verify_absence, verify_chat, verify_leave, verify_receipt, verify_record, verify_stored,
+    verify_withdraw_lost, Identity, SignatureError, SignatureMemo,
 };

@@ -33,6 +33,10 @@ pub struct Pending {
     pub told: Option<(super::events::ChatFailure, NodeId)>,
     /// Packet ids of the recent sends, to match `NotFound` answers.
     pub packet_ids: VecDeque<MsgId>,
+    /// Whether the chat was offered to its recipient's home supernodes.
+    pub store_asked: bool,
+    /// The home supernodes that signed that they keep it.
+    pub stored_by: Vec<NodeId>,
 }
 
 /// Packet ids remembered per pending message.
@@ -86,6 +90,8 @@ impl Outbox {
             attempts: 1,
             told: None,
             packet_ids,
+            store_asked: false,
+            stored_by: Vec::new(),
         };
         self.pending.insert(p.chat.msg_id, p);
     }

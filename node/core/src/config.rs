@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use skyhop_protocol::{NodeId, Role, MAX_RECORD_LIFETIME_S};
 
 use super::budget::{BudgetConfig, MessageClass};
+use super::mailbox::MailboxConfig;
 use super::role::AutoRoleConfig;
 use super::{SimTime, MILLIS, SECS};
 
@@ -119,6 +120,10 @@ pub struct NodeConfig {
     /// serialized config while off, so that older outputs stay the same).
     #[serde(skip_serializing_if = "AutoRoleConfig::is_off")]
     pub auto_role: AutoRoleConfig,
+    /// What a home supernode keeps for offline recipients (left out of the
+    /// serialized config at its defaults).
+    #[serde(skip_serializing_if = "MailboxConfig::is_default")]
+    pub mailbox: MailboxConfig,
 }
 
 impl Default for NodeConfig {
@@ -160,6 +165,7 @@ impl Default for NodeConfig {
             probe_quiet: DEFAULT_PROBE_TIME,
             probe_ack_timeout: DEFAULT_PROBE_TIME,
             auto_role: AutoRoleConfig::default(),
+            mailbox: MailboxConfig::default(),
         }
     }
 }
@@ -405,6 +411,7 @@ impl NodeConfig {
             range.check()?;
         }
         self.validate_budget()?;
+        self.mailbox.validate()?;
         let ordered = [
             // Supernode links are probed at heartbeat ticks, so a shorter
             // interval would not be honoured.
@@ -475,6 +482,7 @@ fn budget_field_names(class: MessageClass) -> (&'static str, &'static str) {
         MessageClass::Chat => ("budget.chat.per_s", "budget.chat.burst"),
         MessageClass::Control => ("budget.control.per_s", "budget.control.burst"),
         MessageClass::Join => ("budget.join.per_s", "budget.join.burst"),
+        MessageClass::Mailbox => ("budget.mailbox.per_s", "budget.mailbox.burst"),
         MessageClass::LocationQuery => {
             ("budget.location_query.per_s", "budget.location_query.burst")
         }

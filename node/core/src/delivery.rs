@@ -9,8 +9,8 @@
 
 use skyhop_protocol::seal;
 use skyhop_protocol::{
-    Body, ChatKey, ChatMessage, ChatReceipt, MsgId, NodeId, NotFoundReason, SealedChat,
-    MAX_CHAT_BODY,
+    Body, ChatKey, ChatMessage, ChatReceipt, KeptChat, MsgId, NodeId, NotFoundReason, SealedChat,
+    StoredNotice, MAX_CHAT_BODY,
 };
 
 use super::chat::{Arrival, ChatKeys, Inbox, Outbox, Released, ReplayMark};
@@ -19,6 +19,8 @@ use super::counters::DropReason;
 use super::events::{ChatFailure, Event};
 use super::timers::Timer;
 use super::SimTime;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::RngExt;
 
@@ -88,6 +90,22 @@ pub(crate) struct ChatDelivery {
     inbox: Inbox,
     /// Recipients' chat keys.
     keys: ChatKeys,
+    /// Chats kept by the recipient's home supernodes, past their deadline,
+    /// awaiting the receipt (bounded by `mailbox.awaiting`).
+    awaiting: BTreeMap<MsgId, Awaiting>,
+    /// `(expires, msg_id)` of every awaiting chat.
+    awaiting_by_expiry: BTreeSet<(SimTime, MsgId)>,
+}
+
+/// A chat stored on its recipient's home supernodes, whose receipt is
+/// awaited past the chat deadline, until the mailbox's retention ends.
+#[derive(Debug)]
+struct Awaiting {
+    to: NodeId,
+    seq: u64,
+    first_sent: SimTime,
+    expires: SimTime,
+    stored_by: Vec<NodeId>,
 }
 
 impl ChatDelivery {
@@ -194,6 +212,10 @@ impl ChatDelivery {
     /// a receipt always follows its chat's `ChatReceived`; a held chat is
     /// acked when it is released. A duplicate of one handed out gets a
     /// receipt again: our earlier one was lost.
+    ///
+    /// A chat `kept` by a home supernode while we were offline may be as
+    /// old as the mailbox's retention; `src` is then its author, named by
+    /// the home (the seal's signature is what proves it).
     pub fn on_chat(
         &mut self,
         ctx: &mut Ctx,
@@ -201,6 +223,7 @@ impl ChatDelivery {
         src: NodeId,
         hops: u8,
         sealed: SealedChat,
+        kept: bool,
     ) -> Vec<Receipt> {
         let Ok(chat) = ctx.identity.open_chat(&sealed) else {
             ctx.out.drop(DropReason::UnreadableChat);
@@ -218,7 +241,11 @@ impl ChatDelivery {
         // Older than any retry of it can be, or from too far ahead: a
         // replay, or an author whose clock is off by more than the skew.
         let skew = ctx.cfg.chat_clock_skew;
-        let oldest = now.saturating_sub(ctx.cfg.chat_deadline.saturating_add(skew));
+        let mut window = ctx.cfg.chat_deadline.saturating_add(skew);
+        if kept {
+            window = window.saturating_add(ctx.cfg.mailbox.retention);
+        }
+        let oldest = now.saturating_sub(window);
         if chat.sent_at < oldest || chat.sent_at > now.saturating_add(skew) {
             ctx.out.drop(DropReason::ChatOutsideWindow);
             return Vec::new();
@@ -250,12 +277,17 @@ impl ChatDelivery {
     pub fn on_ack(&mut self, ctx: &mut Ctx, now: SimTime, src: NodeId, receipt: ChatReceipt) {
         let msg_id = receipt.msg_id;
         let hops = receipt.hops;
-        match self.outbox.get(&msg_id) {
-            Some(pending)
-                if pending.chat.to == src
+        let expected = match (self.outbox.get(&msg_id), self.awaiting.get(&msg_id)) {
+            (Some(p), _) => Some((p.chat.to, p.chat.seq)),
+            (None, Some(a)) => Some((a.to, a.seq)),
+            (None, None) => None,
+        };
+        match expected {
+            Some((to, seq))
+                if to == src
                     && receipt.recipient == src
                     && receipt.author == ctx.id
-                    && receipt.seq == pending.chat.seq => {}
+                    && receipt.seq == seq => {}
             _ => {
                 ctx.out.drop(DropReason::UnexpectedAck);
                 return;
@@ -268,25 +300,93 @@ impl ChatDelivery {
             ctx.out.drop(DropReason::ForgedReceipt);
             return;
         }
-        if let Some(pending) = self.outbox.remove(&msg_id) {
-            let latency = now.saturating_sub(pending.first_sent);
-            ctx.out.emit(Event::ChatDelivered {
-                to: src,
-                msg_id,
-                hops,
-                latency,
-            });
+        let first_sent = match self.outbox.remove(&msg_id) {
+            Some(pending) => pending.first_sent,
+            None => match self.awaiting.remove(&msg_id) {
+                Some(a) => {
+                    self.awaiting_by_expiry.remove(&(a.expires, msg_id));
+                    a.first_sent
+                }
+                None => return,
+            },
+        };
+        ctx.out.emit(Event::ChatDelivered {
+            to: src,
+            msg_id,
+            hops,
+            latency: now.saturating_sub(first_sent),
+        });
+    }
+
+    /// A home supernode signed that it keeps one of our chats for its
+    /// offline recipient: "stored", k of the homes so far.
+    pub fn on_stored(&mut self, ctx: &mut Ctx, notice: StoredNotice) {
+        if notice.author != ctx.id {
+            ctx.out.drop(DropReason::UnexpectedAck);
+            return;
         }
+        let stored_by = match (
+            self.outbox.get_mut(&notice.msg_id),
+            self.awaiting.get_mut(&notice.msg_id),
+        ) {
+            (Some(p), _) if p.chat.to == notice.node => &mut p.stored_by,
+            (None, Some(a)) if a.to == notice.node => &mut a.stored_by,
+            _ => {
+                ctx.out.drop(DropReason::UnexpectedAck);
+                return;
+            }
+        };
+        if stored_by.contains(&notice.by) {
+            return;
+        }
+        if ctx.memo.verify_stored(&notice).is_err() {
+            ctx.out.counters.forged += 1;
+            ctx.out.drop(DropReason::ForgedStored);
+            return;
+        }
+        // Every home of the recipient answers once; a few more slots
+        // than homes leave room for a liar without growing unbounded.
+        if stored_by.len() >= ctx.cfg.replicas + 2 {
+            return;
+        }
+        stored_by.push(notice.by);
+        ctx.out.emit(Event::ChatStored {
+            to: notice.node,
+            msg_id: notice.msg_id,
+            copies: u8::try_from(stored_by.len()).unwrap_or(u8::MAX),
+            by: notice.by,
+        });
     }
 
     /// Packet `packet_id` could not be delivered, says `by`: remembered for
     /// the deadline. No answer fails a chat at once: nobody can prove a
     /// node offline or unknown, and a liar on one path must not end a chat
     /// that another path or a later try would deliver.
-    pub fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
-        if let Some(pending) = self.outbox.by_packet(&packet_id) {
-            note_told(pending, reason, by);
+    ///
+    /// An answer that the recipient is offline or unknown also offers the
+    /// chat, once, to the recipient's home supernodes to keep: what to
+    /// send them, if anything (the facade routes it toward the recipient).
+    pub fn on_not_found(
+        &mut self,
+        ctx: &Ctx,
+        packet_id: MsgId,
+        reason: NotFoundReason,
+        by: NodeId,
+    ) -> Option<KeptChat> {
+        let pending = self.outbox.by_packet(&packet_id)?;
+        note_told(pending, reason, by);
+        let absent = matches!(reason, NotFoundReason::Offline | NotFoundReason::NoRecord);
+        if !absent || pending.store_asked {
+            return None;
         }
+        let sealed = pending.sealed.clone()?;
+        pending.store_asked = true;
+        Some(KeptChat {
+            author: ctx.id,
+            node: pending.chat.to,
+            msg_id: pending.chat.msg_id,
+            sealed,
+        })
     }
 
     /// `by` answered the lookup of `node`'s chat key: no record, for
@@ -308,6 +408,13 @@ impl ChatDelivery {
     /// after the retry the facade now sends.
     pub fn retry_or_fail(&mut self, ctx: &mut Ctx, now: SimTime, msg_id: MsgId) -> Option<SimTime> {
         let p = self.outbox.get(&msg_id)?;
+        if p.deadline <= now && !p.stored_by.is_empty() {
+            // Kept by the recipient's homes: await the receipt until they
+            // drop it, without sending it again.
+            let p = self.outbox.remove(&msg_id)?;
+            self.await_receipt(ctx, now, p);
+            return None;
+        }
         if p.deadline <= now {
             let (reason, said_by) = match p.told {
                 Some((reason, by)) => (reason, Some(by)),
@@ -334,17 +441,73 @@ impl ChatDelivery {
         Some(delay)
     }
 
-    /// Ends a chat-timer run: hands over messages held behind a gap that
-    /// will not fill, and re-arms the timer. The receipts of the released
-    /// messages, each to its author.
+    /// Keeps waiting for the receipt of a stored chat past its deadline,
+    /// making room by giving up the one closest to its expiry.
+    fn await_receipt(&mut self, ctx: &mut Ctx, now: SimTime, p: super::chat::Pending) {
+        if self.awaiting.len() >= ctx.cfg.mailbox.awaiting {
+            if let Some((_, oldest)) = self.awaiting_by_expiry.first().copied() {
+                self.give_up(ctx, oldest);
+            }
+        }
+        let expires = p
+            .first_sent
+            .saturating_add(ctx.cfg.mailbox.retention)
+            .max(now);
+        self.awaiting_by_expiry.insert((expires, p.chat.msg_id));
+        self.awaiting.insert(
+            p.chat.msg_id,
+            Awaiting {
+                to: p.chat.to,
+                seq: p.chat.seq,
+                first_sent: p.first_sent,
+                expires,
+                stored_by: p.stored_by,
+            },
+        );
+    }
+
+    /// A stored chat's homes have dropped it (its retention ended) with
+    /// no receipt: it failed, as the homes said the recipient was away.
+    fn give_up(&mut self, ctx: &mut Ctx, msg_id: MsgId) {
+        let Some(a) = self.awaiting.remove(&msg_id) else {
+            return;
+        };
+        self.awaiting_by_expiry.remove(&(a.expires, msg_id));
+        ctx.out.emit(Event::ChatFailed {
+            to: a.to,
+            msg_id,
+            reason: ChatFailure::Offline,
+            said_by: a.stored_by.first().copied(),
+        });
+    }
+
+    /// Stored chats awaiting their receipt.
+    pub fn awaiting(&self) -> usize {
+        self.awaiting.len()
+    }
+
+    /// Ends a chat-timer run: gives up stored chats past their retention,
+    /// hands over messages held behind a gap that will not fill, and
+    /// re-arms the timer. The receipts of the released messages, each to
+    /// its author.
     pub fn finish_tick(&mut self, ctx: &mut Ctx, now: SimTime) -> Vec<(NodeId, Receipt)> {
+        while let Some(&(at, msg_id)) = self.awaiting_by_expiry.first() {
+            if at > now {
+                break;
+            }
+            self.give_up(ctx, msg_id);
+        }
         let released = self.inbox.release_stalled(now);
         let authors: Vec<NodeId> = released.iter().map(|r| r.chat.from).collect();
         let receipts = hand_out(ctx, released);
-        let next = [self.outbox.next_wakeup(), self.inbox.next_wakeup()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            self.outbox.next_wakeup(),
+            self.inbox.next_wakeup(),
+            self.awaiting_by_expiry.first().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Some(at) = next {
             ctx.timers.set(Timer::Chat, at.max(now + 1));
         }

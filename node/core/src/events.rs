@@ -120,6 +120,19 @@ pub enum Event {
         /// From first send to ack, in microseconds.
         latency: SimTime,
     },
+    /// A home supernode of the recipient (offline) signed that it keeps a
+    /// chat message this node sent, to hand over when the recipient comes
+    /// back: "stored", `copies` of the homes so far.
+    ChatStored {
+        /// The recipient.
+        to: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// Distinct home supernodes that signed so far.
+        copies: u8,
+        /// The home supernode that signed this time.
+        by: NodeId,
+    },
     /// A chat message this node sent will not be delivered.
     ChatFailed {
         /// The recipient.

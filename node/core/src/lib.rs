@@ -37,6 +37,7 @@ pub mod fuzzing;
 mod home;
 mod host_cache;
 mod links;
+pub mod mailbox;
 mod node;
 mod pending;
 mod ranked;
@@ -58,6 +59,7 @@ pub use counters::{Counters, DropReason};
 pub use delivery::ChatError;
 pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
 pub use links::refusal_for;
+pub use mailbox::MailboxConfig;
 pub use node::Node;
 pub use role::AutoRoleConfig;
 

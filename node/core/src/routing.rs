@@ -423,12 +423,12 @@ impl PrimaryProbe {
     }
 }
 
-/// Publishes, withdrawals and queries travel to the home supernodes of
-/// their destination by XOR distance alone.
+/// Publishes, withdrawals, queries and chats offered to a mailbox travel
+/// to the home supernodes of their destination by XOR distance alone.
 fn is_home_bound(body: &Body) -> bool {
     matches!(
         body,
-        Body::Publish(_) | Body::Withdraw(_) | Body::LocationQuery { .. }
+        Body::Publish(_) | Body::Withdraw(_) | Body::LocationQuery { .. } | Body::MailboxStore(_)
     )
 }
 

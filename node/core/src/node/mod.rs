@@ -34,6 +34,7 @@ use super::events::{Action, Event, HostCacheEntry, Output, Status};
 use super::home::Home;
 use super::host_cache::HostCache;
 use super::links::Links;
+use super::mailbox::Mailbox;
 use super::pending::{PendingRequests, Request};
 use super::role::RoleControl;
 use super::routing::Router;
@@ -42,6 +43,7 @@ use super::table::{InsertOutcome, NeighborTable};
 use super::timers::{Timer, Timers};
 use super::{SimTime, SECS};
 
+mod mailbox;
 mod packets;
 mod role_change;
 mod ticks;
@@ -92,6 +94,8 @@ pub struct Node {
     supernode: Supernode,
     /// Records held as a home supernode.
     home: Home,
+    /// Chats kept as a home supernode for offline recipients.
+    mailbox: Mailbox,
     /// Routing state: duplicate window, location cache, held packets.
     router: Router,
     /// Requests awaiting their reply.
@@ -141,6 +145,7 @@ impl Node {
         Ok(Node {
             table: NeighborTable::new(id, cfg.bucket_size),
             home: Home::new(cfg.max_records),
+            mailbox: Mailbox::default(),
             router: Router::new(
                 cfg.dedup_window,
                 cfg.location_cache_size,
@@ -175,6 +180,18 @@ impl Node {
                 self.host_cache.restore(e);
             }
         }
+    }
+
+    /// What this supernode's mailbox keeps for offline recipients now, and
+    /// the most it kept at once.
+    pub fn mailbox_usage(&self) -> (crate::mailbox::Usage, crate::mailbox::Usage) {
+        (self.mailbox.usage(), self.mailbox.peak())
+    }
+
+    /// Chats of ours stored on their recipients' homes, past their
+    /// deadline, whose receipt is awaited.
+    pub fn stored_chats(&self) -> usize {
+        self.chats.awaiting()
     }
 
     /// Every chat author's replay mark, and the time at or before which

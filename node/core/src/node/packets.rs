@@ -99,12 +99,24 @@ impl Node {
     fn enact(&mut self, now: SimTime, from: Option<NodeId>, decision: Route, may_hold: bool) {
         match decision {
             Route::Forward(to, p) => self.forward(now, to, p),
+            Route::AtHome(Packet {
+                src,
+                body: Body::MailboxStore(kept),
+                ..
+            }) => self.on_mailbox_store(now, src, kept, true),
             Route::AtHome(p) => {
+                let published = match &p.body {
+                    Body::Publish(record) => Some(record.node),
+                    _ => None,
+                };
                 let sends = self
                     .home
                     .at_home(&mut self.ctx, &self.table, now, p.src, p.body);
                 for (dst, body) in sends {
                     self.originate(now, dst, body, None);
+                }
+                if let Some(node) = published {
+                    self.hand_over(now, node);
                 }
             }
             Route::LookUp(p) => {
@@ -222,7 +234,7 @@ impl Node {
             self.originate(now, p.src, Body::NotFound(absence), None);
         } else if p.src == self.ctx.id {
             let me = self.ctx.id;
-            self.on_not_found(p.id, reason, me);
+            self.on_not_found(now, p.id, reason, me);
         }
     }
 
@@ -233,7 +245,7 @@ impl Node {
             Body::Chat(sealed) => {
                 let receipts = self
                     .chats
-                    .on_chat(&mut self.ctx, now, p.src, p.hops, sealed);
+                    .on_chat(&mut self.ctx, now, p.src, p.hops, sealed, false);
                 for receipt in receipts {
                     self.send_receipt(now, p.src, receipt);
                 }
@@ -241,7 +253,7 @@ impl Node {
             Body::ChatAck(receipt) => self.chats.on_ack(&mut self.ctx, now, p.src, receipt),
             Body::NotFound(absence) => {
                 if self.ctx.memo.verify_absence(&absence).is_ok() {
-                    self.on_not_found(MsgId(absence.about), absence.reason, absence.by);
+                    self.on_not_found(now, MsgId(absence.about), absence.reason, absence.by);
                 } else {
                     self.ctx.out.counters.forged += 1;
                     self.ctx.out.drop(DropReason::ForgedAbsence);
@@ -269,7 +281,10 @@ impl Node {
             Body::Publish(record) => {
                 // A replica copy from a home supernode.
                 if self.ctx.cfg.role == Role::Supernode {
-                    self.home.store(&mut self.ctx, now, record);
+                    let node = record.node;
+                    if self.home.store(&mut self.ctx, now, record).is_some() {
+                        self.hand_over(now, node);
+                    }
                 }
             }
             Body::Withdraw(w) => {
@@ -308,6 +323,10 @@ impl Node {
                 absence,
             } => self.on_location_reply(now, request_id, node, record, absence),
             Body::Datagram(_) => {}
+            Body::MailboxStore(kept) => self.on_mailbox_store(now, p.src, kept, false),
+            Body::MailboxStored(notice) => self.chats.on_stored(&mut self.ctx, notice),
+            Body::MailboxHandOver(kept) => self.on_hand_over(now, p.src, p.hops, kept),
+            Body::MailboxTaken { author, msg_id } => self.on_taken(p.src, author, msg_id),
         }
     }
 
@@ -365,7 +384,7 @@ impl Node {
     }
 
     /// Packet `packet_id`, sent by this node, could not be delivered.
-    fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
+    fn on_not_found(&mut self, now: SimTime, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
         if let Some(probe_id) = self.pending.trace_by_packet(&packet_id) {
             if let Some(f) = self.pending.remove(probe_id) {
                 if let Request::Trace { to, .. } = f.request {
@@ -382,6 +401,8 @@ impl Node {
             }
             return;
         }
-        self.chats.on_not_found(packet_id, reason, by);
+        if let Some(kept) = self.chats.on_not_found(&self.ctx, packet_id, reason, by) {
+            self.offer_to_homes(now, kept);
+        }
     }
 }

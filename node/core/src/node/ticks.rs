@@ -160,6 +160,7 @@ impl Node {
 
     fn on_maintenance(&mut self, now: SimTime) {
         self.home.expire(now);
+        self.mailbox.expire(now);
         self.router.cache_mut().expire(now);
         for (probe_id, f) in self.pending.expire(now) {
             if let Request::Trace { to, .. } = f.request {
