@@ -355,6 +355,7 @@ impl ChatDelivery {
             msg_id: notice.msg_id,
             copies: u8::try_from(stored_by.len()).unwrap_or(u8::MAX),
             by: notice.by,
+            settled: false,
         });
     }
 
@@ -454,6 +455,15 @@ impl ChatDelivery {
             .saturating_add(ctx.cfg.mailbox.retention)
             .max(now);
         self.awaiting_by_expiry.insert((expires, p.chat.msg_id));
+        if let Some(by) = p.stored_by.last() {
+            ctx.out.emit(Event::ChatStored {
+                to: p.chat.to,
+                msg_id: p.chat.msg_id,
+                copies: u8::try_from(p.stored_by.len()).unwrap_or(u8::MAX),
+                by: *by,
+                settled: true,
+            });
+        }
         self.awaiting.insert(
             p.chat.msg_id,
             Awaiting {

@@ -130,8 +130,13 @@ pub enum Event {
         msg_id: MsgId,
         /// Distinct home supernodes that signed so far.
         copies: u8,
-        /// The home supernode that signed this time.
+        /// The home supernode that signed this time (the latest, when
+        /// `settled`).
         by: NodeId,
+        /// The chat's deadline passed: it is sent no more, and waits on
+        /// its homes for the recipient, until delivered or their retention
+        /// ends (then `ChatFailed`).
+        settled: bool,
     },
     /// A chat message this node sent will not be delivered.
     ChatFailed {

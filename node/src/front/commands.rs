@@ -124,7 +124,8 @@ fn print_json(value: &impl Serialize) {
     );
 }
 
-/// `skyhop send`: exits 0 only if the message was delivered.
+/// `skyhop send`: exits 0 only if the message was delivered, or stored on
+/// the offline recipient's home supernodes (delivered when it comes back).
 pub fn send(args: SendArgs) -> Result<(), FrontError> {
     let ep = endpoint(&args.target)?;
     let request = SendRequest {
@@ -134,7 +135,7 @@ pub fn send(args: SendArgs) -> Result<(), FrontError> {
     tokio_runtime()?.block_on(async {
         let reply = call(&ep, &request, SEND_TIMEOUT).await?;
         match reply.outcome {
-            SendOutcome::Delivered { .. } => {
+            SendOutcome::Delivered { .. } | SendOutcome::Stored { .. } => {
                 println!("{}", describe_send(&reply.outcome));
                 Ok(())
             }
@@ -283,6 +284,12 @@ pub(super) fn describe_chat(m: &StoredChat) -> String {
     let state = match m.state {
         ChatState::Received => format!("received ({hops})"),
         ChatState::Sent => "sent, no outcome yet".into(),
+        ChatState::Stored => format!(
+            "stored: {}",
+            m.reason
+                .as_deref()
+                .unwrap_or("on the recipient's home supernodes")
+        ),
         ChatState::Delivered => format!("delivered ({hops}{by})"),
         ChatState::Failed | ChatState::Interrupted => format!(
             "{}: {}{by}",

@@ -927,6 +927,19 @@ impl NodeTask {
                     let _ = reply.send(SendOutcome::Failed(why));
                 }
             }
+            Event::ChatStored {
+                msg_id,
+                copies,
+                settled,
+                ..
+            } => {
+                // A send waits for all three homes, or for its deadline.
+                if *settled || *copies >= 3 {
+                    if let Some(reply) = self.sends.remove(msg_id) {
+                        let _ = reply.send(SendOutcome::Stored { copies: *copies });
+                    }
+                }
+            }
             Event::ChatReceived { from, .. } => self.remember_partner(*from),
             Event::TraceCompleted {
                 probe_id,
@@ -1510,6 +1523,18 @@ fn history_write(e: &Event) -> Option<Write> {
             msg_id: *msg_id,
             body: body.clone(),
             hops: *hops,
+        },
+        Event::ChatStored {
+            to,
+            msg_id,
+            copies,
+            by,
+            ..
+        } => Write::Stored {
+            to: *to,
+            msg_id: *msg_id,
+            copies: *copies,
+            by: *by,
         },
         Event::ChatDelivered {
             to, msg_id, hops, ..

@@ -634,6 +634,7 @@ impl World {
                 }
             }
             Event::PeerMisbehaved { .. } => self.rec.misbehaved(),
+            Event::ChatStored { .. } => {}
             Event::TraceCompleted { .. } | Event::TraceFailed { .. } => {}
         }
     }

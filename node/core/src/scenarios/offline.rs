@@ -84,7 +84,11 @@ fn stored_by(h: &Harness, from: NodeId, msg: MsgId) -> Vec<(u8, NodeId)> {
         .iter()
         .filter_map(|(_, node, e)| match e {
             Event::ChatStored {
-                msg_id, copies, by, ..
+                msg_id,
+                copies,
+                by,
+                settled: false,
+                ..
             } if *node == from && *msg_id == msg => Some((*copies, *by)),
             _ => None,
         })
