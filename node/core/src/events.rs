@@ -222,6 +222,13 @@ pub struct Status {
     pub host_cache_verified: usize,
     /// Chat messages awaiting an ack.
     pub pending_chats: usize,
+    /// Of ours, chats stored on their offline recipients' homes, past
+    /// their deadline, awaiting the receipt.
+    pub stored_chats: usize,
+    /// Chats this supernode keeps for offline recipients.
+    pub mailbox_chats: usize,
+    /// Their sealed bytes.
+    pub mailbox_bytes: usize,
     /// Counters.
     pub counters: Counters,
 }

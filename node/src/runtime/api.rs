@@ -507,6 +507,16 @@ pub struct Status {
     pub host_cache: usize,
     /// Chat messages awaiting an ack.
     pub pending_chats: usize,
+    /// Chats of ours stored on offline recipients' homes, awaiting the
+    /// receipt.
+    #[serde(default)]
+    pub stored_chats: usize,
+    /// Chats this supernode keeps for offline recipients.
+    #[serde(default)]
+    pub mailbox_chats: usize,
+    /// Their sealed bytes.
+    #[serde(default)]
+    pub mailbox_bytes: usize,
     /// What the node did.
     pub counters: Counters,
     /// Its libp2p peer id.
@@ -543,6 +553,9 @@ impl From<&StatusReport> for Status {
             cached_locations: s.cached_locations,
             host_cache: s.host_cache,
             pending_chats: s.pending_chats,
+            stored_chats: s.stored_chats,
+            mailbox_chats: s.mailbox_chats,
+            mailbox_bytes: s.mailbox_bytes,
             counters: Counters::from(&s.counters),
             peer_id: report.info.peer_id.to_string(),
             listen_addrs: report.info.listen_addrs.clone(),
@@ -907,7 +920,7 @@ pub fn endpoints() -> Vec<EndpointDoc> {
         typed::<StatusRequest>(
             "",
             "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
-             `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
+             `cached_locations`, `host_cache`, `pending_chats`, `stored_chats`, `mailbox_chats`, `mailbox_bytes`, `counters`, `peer_id`, `listen_addrs`, \
              `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `connected_peers`",
         ),
         typed::<PeersRequest>(

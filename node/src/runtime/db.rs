@@ -847,6 +847,7 @@ fn apply_one(
             copies,
             by,
         } => {
+            touch_contact(tx, to, at, peer_id_of(to), false, true)?;
             let reason = format!(
                 "recipient offline: stored on {copies} of 3 home supernodes (said by {})",
                 by.short()

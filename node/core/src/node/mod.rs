@@ -294,6 +294,9 @@ impl Node {
             host_cache: self.host_cache.len(),
             host_cache_verified: self.host_cache.verified_len(),
             pending_chats: self.chats.pending(),
+            stored_chats: self.chats.awaiting(),
+            mailbox_chats: self.mailbox.usage().chats,
+            mailbox_bytes: self.mailbox.usage().bytes,
             counters: self.ctx.out.counters.clone(),
         }
     }
