@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use skyhop_protocol::{KeptChat, MsgId, NodeId, SealedChat};
+use skyhop_protocol::{KeptChat, LocationRecord, MsgId, NodeId, SealedChat};
 
 use super::config::ConfigError;
 use super::{SimTime, SECS};
@@ -155,6 +155,12 @@ pub(crate) struct Mailbox {
     total: Usage,
     /// The most ever kept at once (each field on its own).
     peak: Usage,
+    /// The latest record each node published here, kept for the
+    /// retention after it goes away: it carries the node's chat key,
+    /// signed, so that a sender that never met it can seal a chat to it.
+    last_records: BTreeMap<NodeId, (LocationRecord, SimTime)>,
+    /// `(expires, node)` of every last record.
+    last_by_expiry: BTreeSet<(SimTime, NodeId)>,
 }
 
 impl Mailbox {
@@ -235,8 +241,46 @@ impl Mailbox {
         self.remove(&(node, author, msg_id))
     }
 
-    /// Drops what expired by `now`; how many.
+    /// Remembers `record` (verified, just stored as a home) as its node's
+    /// latest, until `now + retention`; at most `max` nodes, the one
+    /// closest to its expiry forgotten first.
+    pub fn remember_record(
+        &mut self,
+        cfg: &MailboxConfig,
+        now: SimTime,
+        record: &LocationRecord,
+        max: usize,
+    ) {
+        let expires = now.saturating_add(cfg.retention);
+        if let Some((held, at)) = self.last_records.get(&record.node) {
+            if held.seq > record.seq {
+                return;
+            }
+            self.last_by_expiry.remove(&(*at, record.node));
+        } else if self.last_records.len() >= max {
+            if let Some((_, gone)) = self.last_by_expiry.pop_first() {
+                self.last_records.remove(&gone);
+            }
+        }
+        self.last_by_expiry.insert((expires, record.node));
+        self.last_records
+            .insert(record.node, (record.clone(), expires));
+    }
+
+    /// The latest record `node` published here, if kept.
+    pub fn last_record(&self, node: &NodeId) -> Option<&LocationRecord> {
+        self.last_records.get(node).map(|(r, _)| r)
+    }
+
+    /// Drops what expired by `now`; how many chats.
     pub fn expire(&mut self, now: SimTime) -> usize {
+        while let Some(&(at, node)) = self.last_by_expiry.first() {
+            if at > now {
+                break;
+            }
+            self.last_by_expiry.pop_first();
+            self.last_records.remove(&node);
+        }
         let mut n = 0;
         while let Some(&(at, node, author, msg_id)) = self.by_expiry.first() {
             if at > now {

@@ -63,13 +63,16 @@ impl Node {
     }
 
     /// `node` published a record signed with its identity (so it holds the
-    /// key its chats are sealed to): hand over what is kept for it. They
-    /// stay until it says it has them, so a lost hand-over is made again
-    /// at its next refresh.
+    /// key its chats are sealed to): remember the record for when it goes
+    /// away, and hand over what is kept for it. They stay until it says it
+    /// has them, so a lost hand-over is made again at its next refresh.
     pub(super) fn hand_over(&mut self, now: SimTime, node: NodeId) {
-        if self.home.directory().get(&node, now).is_none() {
+        let Some(record) = self.home.directory().get(&node, now) else {
             return;
-        }
+        };
+        let max = self.ctx.cfg.max_records;
+        self.mailbox
+            .remember_record(&self.ctx.cfg.mailbox, now, record, max);
         for kept in self.mailbox.for_recipient(&node) {
             self.originate(now, node, Body::MailboxHandOver(kept), None);
         }
@@ -95,6 +98,26 @@ impl Node {
         }
         if have {
             self.originate(now, home, Body::MailboxTaken { author, msg_id }, None);
+        }
+    }
+
+    /// A home's answer that `node` has no live record gains the last record
+    /// `node` published here, if kept: it binds `node`'s chat key to its
+    /// identity, so that the asker can seal a chat for the mailbox.
+    pub(super) fn with_last_record(&self, reply: Body) -> Body {
+        match reply {
+            Body::LocationReply {
+                request_id,
+                node,
+                record: None,
+                absence: Some(absence),
+            } => Body::LocationReply {
+                request_id,
+                node,
+                record: self.mailbox.last_record(&node).cloned(),
+                absence: Some(absence),
+            },
+            other => other,
         }
     }
 

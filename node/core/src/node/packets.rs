@@ -113,6 +113,7 @@ impl Node {
                     .home
                     .at_home(&mut self.ctx, &self.table, now, p.src, p.body);
                 for (dst, body) in sends {
+                    let body = self.with_last_record(body);
                     self.originate(now, dst, body, None);
                 }
                 if let Some(node) = published {
@@ -314,6 +315,7 @@ impl Node {
                 let (asker, reply) = self
                     .home
                     .answer_query(&self.ctx, now, p.src, request_id, node);
+                let reply = self.with_last_record(reply);
                 self.originate(now, asker, reply, None);
             }
             Body::LocationReply {
@@ -347,37 +349,40 @@ impl Node {
             self.ctx.out.drop(DropReason::UnsolicitedReply);
             return;
         }
-        match record {
-            None => match absence {
-                // The home's signed word, kept for the deadline; an
-                // unsigned or misdirected one says nothing.
-                Some(a)
-                    if a.node == node
-                        && a.about == request_id
-                        && self.ctx.memo.verify_absence(&a).is_ok() =>
-                {
-                    self.chats.on_key_absent(&node, a.reason, a.by)
+        // The home's signed word that the node is away, kept for the
+        // deadline; an unsigned or misdirected one says nothing.
+        let away = match absence {
+            Some(a)
+                if a.node == node
+                    && a.about == request_id
+                    && self.ctx.memo.verify_absence(&a).is_ok() =>
+            {
+                self.chats.on_key_absent(&node, a.reason, a.by);
+                true
+            }
+            Some(_) => {
+                self.ctx.out.counters.forged += 1;
+                self.ctx.out.drop(DropReason::ForgedAbsence);
+                false
+            }
+            None => false,
+        };
+        // With the absence, the record is the last one the node published
+        // (kept by its home for its mailbox): its chat key only, not where
+        // it is. Chats sealed with it go to the mailbox.
+        if let Some(record) = record {
+            if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
+                if record.sn != node && !away {
+                    self.router
+                        .cache_mut()
+                        .insert(node, record.sn, record.seq, now);
                 }
-                Some(_) => {
-                    self.ctx.out.counters.forged += 1;
-                    self.ctx.out.drop(DropReason::ForgedAbsence);
+                for msg_id in self.chats.learn_key(node, record.chat_key) {
+                    self.push_chat(now, msg_id);
                 }
-                None => {}
-            },
-            Some(record) => {
-                if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
-                    if record.sn != node {
-                        self.router
-                            .cache_mut()
-                            .insert(node, record.sn, record.seq, now);
-                    }
-                    for msg_id in self.chats.learn_key(node, record.chat_key) {
-                        self.push_chat(now, msg_id);
-                    }
-                } else {
-                    self.ctx.out.counters.forged += 1;
-                    self.ctx.out.drop(DropReason::ForgedRecord);
-                }
+            } else {
+                self.ctx.out.counters.forged += 1;
+                self.ctx.out.drop(DropReason::ForgedRecord);
             }
         }
         self.release_held(now, &node);

@@ -172,3 +172,21 @@ fn a_stored_chat_never_collected_fails_when_its_homes_drop_it() {
     assert_eq!(h.outcome(a, msg), Some(Err(ChatFailure::Offline)));
     assert_eq!(h.node(&a).stored_chats(), 0);
 }
+
+#[test]
+fn a_sender_that_never_met_an_offline_recipient_seals_to_its_last_record_and_stores() {
+    let mut h = Harness::overlay(4, 2);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let (b_seed, _) = identity_of(b);
+    // b publishes, then goes away before a ever asks for its key.
+    h.crash(&b);
+    h.run_for(200 * SECS);
+    let msg = h.send_chat(a, b, "we have not met");
+    h.run_for(60 * SECS);
+    assert!(!stored_by(&h, a, msg).is_empty(), "sealed and stored");
+    let sn = h.supernodes()[0];
+    h.add(b_seed, NodeConfig::default(), &[sn]);
+    h.run_for(60 * SECS);
+    assert_eq!(h.received(b), vec![(a, "we have not met".to_string())]);
+    assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
+}
