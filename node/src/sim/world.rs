@@ -628,13 +628,18 @@ impl World {
             Event::ChatFailed { msg_id, reason, .. } => {
                 self.rec.chat_outcome(slot, msg_id, Err(reason));
             }
-            Event::ChatReceived { hops, .. } => {
+            Event::ChatReceived {
+                hops, from, msg_id, ..
+            } => {
+                if let Some(author) = self.pop.slot_of(&from) {
+                    self.rec.chat_received(author, msg_id);
+                }
                 if let Err(what) = self.inv.hops(hops) {
                     self.fail(what);
                 }
             }
             Event::PeerMisbehaved { .. } => self.rec.misbehaved(),
-            Event::ChatStored { .. } => {}
+            Event::ChatStored { msg_id, .. } => self.rec.chat_stored(slot, msg_id),
             Event::TraceCompleted { .. } | Event::TraceFailed { .. } => {}
         }
     }
@@ -646,7 +651,13 @@ impl World {
         let Some((chat, gap)) = self.work.next(now, &self.pop) else {
             return;
         };
-        if let Some(Chat { from, to, text }) = chat {
+        if let Some(Chat {
+            from,
+            to,
+            text,
+            offline,
+        }) = chat
+        {
             let to_id = self.pop.id(to);
             let unattached = !(self.pop.online(from) && self.pop.online(to));
             let taken = self
@@ -656,6 +667,9 @@ impl World {
             match taken {
                 Some(Ok(msg_id)) => {
                     self.rec.chat_sent(from, msg_id, to, now, unattached);
+                    if offline {
+                        self.rec.offline_sent(from, msg_id);
+                    }
                     self.drain(from);
                 }
                 _ => self.rec.chat_refused(),
