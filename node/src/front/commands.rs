@@ -284,12 +284,10 @@ pub(super) fn describe_chat(m: &StoredChat) -> String {
     let state = match m.state {
         ChatState::Received => format!("received ({hops})"),
         ChatState::Sent => "sent, no outcome yet".into(),
-        ChatState::Stored => format!(
-            "stored: {}",
-            m.reason
-                .as_deref()
-                .unwrap_or("on the recipient's home supernodes")
-        ),
+        ChatState::Stored => m
+            .reason
+            .clone()
+            .unwrap_or_else(|| "stored on the recipient's home supernodes".into()),
         ChatState::Delivered => format!("delivered ({hops}{by})"),
         ChatState::Failed | ChatState::Interrupted => format!(
             "{}: {}{by}",
