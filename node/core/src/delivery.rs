@@ -13,10 +13,11 @@ use skyhop_protocol::{
     StoredNotice, MAX_CHAT_BODY,
 };
 
-use super::chat::{Arrival, ChatKeys, Inbox, Outbox, Released, ReplayMark};
+use super::chat::{ChatKeys, Outbox};
 use super::context::Ctx;
 use super::counters::DropReason;
 use super::events::{ChatFailure, Event};
+use super::inbox::{Arrival, Inbox, Released, ReplayMark};
 use super::timers::Timer;
 use super::SimTime;
 

@@ -469,7 +469,7 @@ CREATE TABLE IF NOT EXISTS replay_floor (
 ";
 
 /// Replay marks kept at most: as many as the core keeps.
-pub const MAX_REPLAY_MARKS: u64 = skyhop_core::chat::MAX_SENDERS as u64;
+pub const MAX_REPLAY_MARKS: u64 = skyhop_core::inbox::MAX_SENDERS as u64;
 
 /// Microseconds as milliseconds, for the rows.
 fn ms(now: SimTime) -> i64 {

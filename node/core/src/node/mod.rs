@@ -25,7 +25,6 @@ use skyhop_protocol::{
 
 use super::attach::Attach;
 use super::budget::{MessageClass, Verdict};
-use super::chat::ReplayMark;
 use super::config::{ConfigError, NodeConfig};
 use super::context::{Ctx, Outputs};
 use super::counters::{Counters, DropReason};
@@ -33,6 +32,7 @@ use super::delivery::{ChatDelivery, ChatError};
 use super::events::{Action, Event, HostCacheEntry, Output, Status};
 use super::home::Home;
 use super::host_cache::HostCache;
+use super::inbox::ReplayMark;
 use super::links::Links;
 use super::mailbox::Mailbox;
 use super::pending::{PendingRequests, Request};

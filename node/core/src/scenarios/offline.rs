@@ -71,7 +71,7 @@ fn a_chat_held_behind_a_gap_that_never_fills_is_acked_when_released() {
     h.tap = Some(sn_b);
     let now = h.now;
     h.inject(sn_b, b, sealed_chat(&alice, b, 3, now));
-    h.run_for(crate::chat::GAP_TIMEOUT - SECS);
+    h.run_for(crate::inbox::GAP_TIMEOUT - SECS);
     assert!(receipts_from(&h.tapped, b).is_empty(), "still held");
     h.run_for(2 * SECS);
     assert_eq!(h.received(b), vec![(alice.id(), "chat 3".to_string())]);
