@@ -201,12 +201,20 @@ pub enum BodyKind {
     NameQuery,
     /// `Body::NameReply`.
     NameReply,
+    /// `Body::MailboxStore`.
+    MailboxStore,
+    /// `Body::MailboxStored`.
+    MailboxStored,
+    /// `Body::MailboxHandOver`.
+    MailboxHandOver,
+    /// `Body::MailboxTaken`.
+    MailboxTaken,
 }
 
 impl BodyKind {
     /// The kinds in [`Body`]'s declaration order, which is the order of
     /// their tags on the wire.
-    const BY_TAG: [BodyKind; 13] = [
+    const BY_TAG: [BodyKind; 17] = [
         BodyKind::Chat,
         BodyKind::ChatAck,
         BodyKind::NotFound,
@@ -220,6 +228,10 @@ impl BodyKind {
         BodyKind::NameClaim,
         BodyKind::NameQuery,
         BodyKind::NameReply,
+        BodyKind::MailboxStore,
+        BodyKind::MailboxStored,
+        BodyKind::MailboxHandOver,
+        BodyKind::MailboxTaken,
     ];
 
     /// A short lowercase name, for counters and logs.
@@ -238,6 +250,10 @@ impl BodyKind {
             BodyKind::NameClaim => "name_claim",
             BodyKind::NameQuery => "name_query",
             BodyKind::NameReply => "name_reply",
+            BodyKind::MailboxStore => "mailbox_store",
+            BodyKind::MailboxStored => "mailbox_stored",
+            BodyKind::MailboxHandOver => "mailbox_hand_over",
+            BodyKind::MailboxTaken => "mailbox_taken",
         }
     }
 
@@ -257,6 +273,10 @@ impl BodyKind {
             Body::NameClaim { .. } => BodyKind::NameClaim,
             Body::NameQuery { .. } => BodyKind::NameQuery,
             Body::NameReply { .. } => BodyKind::NameReply,
+            Body::MailboxStore(_) => BodyKind::MailboxStore,
+            Body::MailboxStored(_) => BodyKind::MailboxStored,
+            Body::MailboxHandOver(_) => BodyKind::MailboxHandOver,
+            Body::MailboxTaken { .. } => BodyKind::MailboxTaken,
         }
     }
 }

@@ -28,5 +28,5 @@ pub use name::{check_name, name_key, NameError};
 pub use seal::SealError;
 pub use sign::{
     verify_absence, verify_chat, verify_leave, verify_name_claim, verify_receipt, verify_record,
-    verify_withdraw_lost, Identity, SignatureError, SignatureMemo,
+    verify_stored, verify_withdraw_lost, Identity, SignatureError, SignatureMemo,
 };

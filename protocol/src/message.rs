@@ -383,6 +383,60 @@ pub enum Body {
         /// The claim held, if any.
         claim: Option<NameClaim>,
     },
+    /// Keep this sealed chat for its offline recipient `kept.node`: routed
+    /// toward the recipient's home supernodes like `Publish`; the first
+    /// home copies it to the others. Each home answers the author with a
+    /// signed [`Body::MailboxStored`].
+    MailboxStore(KeptChat),
+    /// A home supernode's signed word that it keeps a chat for its
+    /// recipient: what makes a chat "stored".
+    MailboxStored(StoredNotice),
+    /// A kept chat, handed over by a home supernode to its recipient `dst`
+    /// once `dst` published a signed record.
+    MailboxHandOver(KeptChat),
+    /// The recipient `src` has the kept chat `msg_id` of `author`: its home
+    /// supernode `dst` may drop it.
+    MailboxTaken {
+        /// The chat's author.
+        author: NodeId,
+        /// The chat.
+        msg_id: MsgId,
+    },
+}
+
+/// A sealed chat kept for its recipient by the recipient's home
+/// supernodes. Only `sealed` is the author's own word (signed inside the
+/// seal); the rest is what the home matches and bounds it by.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct KeptChat {
+    /// The chat's author, whom the homes answer.
+    pub author: NodeId,
+    /// The recipient.
+    pub node: NodeId,
+    /// The chat's id (also inside the seal).
+    pub msg_id: MsgId,
+    /// The chat, sealed to the recipient.
+    pub sealed: SealedChat,
+}
+
+/// A home supernode's signed statement that it keeps chat `msg_id` of
+/// `author` for `node` until `expires_at` (milliseconds).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct StoredNotice {
+    /// The kept chat.
+    pub msg_id: MsgId,
+    /// Its recipient.
+    pub node: NodeId,
+    /// Its author.
+    pub author: NodeId,
+    /// When the home drops it if not handed over.
+    pub expires_at: u64,
+    /// The home supernode that keeps it, and signed this.
+    pub by: NodeId,
+    /// `by`'s ed25519 public key; must hash to `by`.
+    pub public_key: PublicKey,
+    /// Signature over [`crate::sign::stored_signed_bytes`].
+    pub signature: Signature,
 }
 
 /// The routed envelope: forwarded hop by hop toward `dst`.
@@ -611,7 +665,11 @@ impl Body {
             Body::NameQuery { name, .. } | Body::NameReply { name, .. } => {
                 Ok(crate::name::check_name(name)?)
             }
-            Body::Chat(sealed) if sealed.0.len() > MAX_SEALED_CHAT => {
+            Body::Chat(sealed)
+            | Body::MailboxStore(KeptChat { sealed, .. })
+            | Body::MailboxHandOver(KeptChat { sealed, .. })
+                if sealed.0.len() > MAX_SEALED_CHAT =>
+            {
                 Err(LimitError::SealedChatTooLong(sealed.0.len()))
             }
             Body::TraceReply { path, .. } if path.len() > MAX_TRACE_HOPS => {

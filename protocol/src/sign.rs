@@ -15,7 +15,7 @@ use crate::id::{MsgId, NodeId};
 use crate::limits::MAX_CHAT_BODY;
 use crate::message::{
     Absence, ChatKey, ChatMessage, ChatReceipt, Leave, LimitError, LocationRecord, NameClaim,
-    NotFoundReason, PublicKey, SupernodeProof, Withdraw, WithdrawReason,
+    NotFoundReason, PublicKey, StoredNotice, SupernodeProof, Withdraw, WithdrawReason,
 };
 
 /// Domain prefix of a location record's signed bytes.
@@ -28,6 +28,8 @@ pub const CHAT_DOMAIN: &[u8] = b"skyhop/2 chat\0";
 pub const RECEIPT_DOMAIN: &[u8] = b"skyhop/2 chat-receipt\0";
 /// Domain prefix of a `Withdraw { Lost }`'s signed bytes.
 pub const WITHDRAW_LOST_DOMAIN: &[u8] = b"skyhop/2 withdraw-lost\0";
+/// Domain prefix of a home's "stored" notice's signed bytes.
+pub const STORED_DOMAIN: &[u8] = b"skyhop/2 stored\0";
 /// Domain prefix of an absence's signed bytes.
 pub const ABSENCE_DOMAIN: &[u8] = b"skyhop/2 absence\0";
 /// Domain prefix of a name claim's signed bytes.
@@ -127,6 +129,21 @@ pub fn absence_signed_bytes(a: &Absence) -> Vec<u8> {
     signed_bytes(
         ABSENCE_DOMAIN,
         &(a.about, &a.node, &a.reason, &a.by, &a.public_key),
+    )
+}
+
+/// The bytes a "stored" notice's signature covers.
+pub fn stored_signed_bytes(n: &StoredNotice) -> Vec<u8> {
+    signed_bytes(
+        STORED_DOMAIN,
+        &(
+            &n.msg_id,
+            &n.node,
+            &n.author,
+            n.expires_at,
+            &n.by,
+            &n.public_key,
+        ),
     )
 }
 
@@ -261,6 +278,16 @@ impl SignatureMemo {
         )
     }
 
+    /// [`verify_stored`], remembering a success.
+    pub fn verify_stored(&self, notice: &StoredNotice) -> Result<(), SignatureError> {
+        self.verify(
+            &notice.by,
+            &notice.public_key,
+            &stored_signed_bytes(notice),
+            &notice.signature,
+        )
+    }
+
     /// [`verify_withdraw_lost`], remembering a success.
     pub fn verify_withdraw_lost(
         &self,
@@ -287,6 +314,7 @@ impl SignatureMemo {
             Some(Statement::Absence(a)) => self.verify_absence(a),
             Some(Statement::WithdrawLost(w, proof)) => self.verify_withdraw_lost(w, proof),
             Some(Statement::NameClaim(c)) => self.verify_name_claim(c),
+            Some(Statement::Stored(n)) => self.verify_stored(n),
             None => Ok(()),
         };
     }
@@ -334,6 +362,7 @@ enum Statement<'a> {
     Absence(&'a Absence),
     WithdrawLost(&'a Withdraw, &'a SupernodeProof),
     NameClaim(&'a NameClaim),
+    Stored(&'a StoredNotice),
 }
 
 /// The signed statement `message` carries, if any.
@@ -349,6 +378,7 @@ fn statement(message: &crate::Message) -> Option<Statement<'_>> {
             } => Some(Statement::Record(r)),
             Body::ChatAck(r) => Some(Statement::Receipt(r)),
             Body::NotFound(a) => Some(Statement::Absence(a)),
+            Body::MailboxStored(n) => Some(Statement::Stored(n)),
             Body::LocationReply {
                 record: None,
                 absence: Some(a),
@@ -420,6 +450,16 @@ pub fn verify_receipt(receipt: &ChatReceipt) -> Result<(), SignatureError> {
         &receipt.public_key,
         &receipt_signed_bytes(receipt),
         &receipt.signature,
+    )
+}
+
+/// Checks that a "stored" notice was signed by the home it names.
+pub fn verify_stored(notice: &StoredNotice) -> Result<(), SignatureError> {
+    verify(
+        &notice.by,
+        &notice.public_key,
+        &stored_signed_bytes(notice),
+        &notice.signature,
     )
 }
 
@@ -534,6 +574,28 @@ impl Identity {
         };
         absence.signature = self.sign(&absence_signed_bytes(&absence));
         absence
+    }
+
+    /// A signed notice that this node keeps chat `msg_id` of `author` for
+    /// `node` until `expires_at`.
+    pub fn stored(
+        &self,
+        msg_id: MsgId,
+        node: NodeId,
+        author: NodeId,
+        expires_at: u64,
+    ) -> StoredNotice {
+        let mut notice = StoredNotice {
+            msg_id,
+            node,
+            author,
+            expires_at,
+            by: self.id,
+            public_key: self.public_key,
+            signature: Signature([0; 64]),
+        };
+        notice.signature = self.sign(&stored_signed_bytes(&notice));
+        notice
     }
 
     /// A signed receipt for the chat `msg_id` (conversation position `seq`)

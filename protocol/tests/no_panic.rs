@@ -154,7 +154,7 @@ fn hops(rng: &mut Rng) -> Vec<NodeId> {
 }
 
 fn body(rng: &mut Rng) -> Body {
-    match rng.below(10) {
+    match rng.below(14) {
         0 => {
             let chat = ChatMessage {
                 from: node_id(rng),
@@ -213,10 +213,39 @@ fn body(rng: &mut Rng) -> Body {
             record: rng.chance(2).then(|| record(rng)),
             absence: rng.chance(2).then(|| Box::new(absence(rng))),
         },
-        _ => {
+        9 => {
             let len = rng.below(24);
             Body::Datagram(rng.bytes(len))
         }
+        10 | 12 => {
+            let kept = KeptChat {
+                author: node_id(rng),
+                node: node_id(rng),
+                msg_id: MsgId(rng.varint()),
+                sealed: SealedChat({
+                    let len = rng.below(64);
+                    rng.bytes(len)
+                }),
+            };
+            if rng.chance(2) {
+                Body::MailboxStore(kept)
+            } else {
+                Body::MailboxHandOver(kept)
+            }
+        }
+        11 => Body::MailboxStored(StoredNotice {
+            msg_id: MsgId(rng.varint()),
+            node: node_id(rng),
+            author: node_id(rng),
+            expires_at: rng.varint(),
+            by: node_id(rng),
+            public_key: rng.array(),
+            signature: signature(rng),
+        }),
+        _ => Body::MailboxTaken {
+            author: node_id(rng),
+            msg_id: MsgId(rng.varint()),
+        },
     }
 }
 

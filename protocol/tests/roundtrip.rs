@@ -238,6 +238,35 @@ fn absence() -> impl Strategy<Value = Absence> {
         )
 }
 
+fn kept_chat() -> impl Strategy<Value = KeptChat> {
+    (node_id(), node_id(), msg_id(), sealed_chat()).prop_map(|(author, node, msg_id, sealed)| {
+        KeptChat {
+            author,
+            node,
+            msg_id,
+            sealed,
+        }
+    })
+}
+
+fn stored_notice() -> impl Strategy<Value = StoredNotice> {
+    (
+        (msg_id(), node_id(), node_id(), varint_u64()),
+        (node_id(), public_key(), signature()),
+    )
+        .prop_map(
+            |((msg_id, node, author, expires_at), (by, public_key, signature))| StoredNotice {
+                msg_id,
+                node,
+                author,
+                expires_at,
+                by,
+                public_key,
+                signature,
+            },
+        )
+}
+
 fn not_found_reason() -> impl Strategy<Value = NotFoundReason> {
     prop_oneof![
         Just(NotFoundReason::NoRecord),
@@ -317,6 +346,10 @@ fn body() -> impl Strategy<Value = Body> {
                 name,
                 claim
             }),
+        kept_chat().prop_map(Body::MailboxStore),
+        stored_notice().prop_map(Body::MailboxStored),
+        kept_chat().prop_map(Body::MailboxHandOver),
+        (node_id(), msg_id()).prop_map(|(author, msg_id)| Body::MailboxTaken { author, msg_id }),
     ]
 }
 
@@ -647,7 +680,7 @@ proptest! {
 
     /// An unknown tag of a nested enum (here the body) is refused as unknown.
     #[test]
-    fn unknown_body_tags_are_refused(tag in 13u8..=250, rest in vec(any::<u8>(), 0..32)) {
+    fn unknown_body_tags_are_refused(tag in 17u8..=250, rest in vec(any::<u8>(), 0..32)) {
         let frame = encode(&routed(Body::TraceProbe { probe_id: 1 }, None)).expect("encodes");
         let mut body = frame[FRAME_HEADER_LEN..].to_vec();
         // The fixed envelope header (no location target, no trace), then

@@ -270,7 +270,7 @@ fn goldens() -> Vec<Golden> {
         golden(
             "routed_chat",
             &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Chat: sealed to bob's chat key (Noise_N_25519_ChaChaPoly_SHA256, prologue \"skyhop/2 sealed-chat\", ephemeral secret key 32 bytes e1) the ChatMessage signed by alice: from alice, from_key alice's, to bob, msg_id 42, seq 1, sent_at 1700000000000000, body \"hello, bob\""),
-            Message::Routed(packet("alice", "bob", Body::Chat(sealed))),
+            Message::Routed(packet("alice", "bob", Body::Chat(sealed.clone()))),
         ),
         golden(
             "routed_chat_ack",
@@ -456,6 +456,60 @@ fn goldens() -> Vec<Golden> {
             )),
         ),
         golden(
+            "routed_mailbox_store",
+            &format!("Routed packet src alice, dst bob, {ENVELOPE}; body MailboxStore: KeptChat author alice, node bob, msg_id 42, sealed the same bytes as routed_chat's body"),
+            Message::Routed(packet(
+                "alice",
+                "bob",
+                Body::MailboxStore(KeptChat {
+                    author: id("alice"),
+                    node: id("bob"),
+                    msg_id: MsgId(42),
+                    sealed: sealed.clone(),
+                }),
+            )),
+        ),
+        golden(
+            "routed_mailbox_stored",
+            &format!("Routed packet src sn2, dst alice, {ENVELOPE}; body MailboxStored: StoredNotice signed by sn2: msg_id 42, node bob, author alice, expires_at 1700604800000000, by sn2, public_key sn2's"),
+            Message::Routed(packet(
+                "sn2",
+                "alice",
+                Body::MailboxStored(identity("sn2").stored(
+                    MsgId(42),
+                    id("bob"),
+                    id("alice"),
+                    1_700_604_800_000_000,
+                )),
+            )),
+        ),
+        golden(
+            "routed_mailbox_hand_over",
+            &format!("Routed packet src sn2, dst bob, {ENVELOPE}; body MailboxHandOver: KeptChat author alice, node bob, msg_id 42, sealed the same bytes as routed_chat's body"),
+            Message::Routed(packet(
+                "sn2",
+                "bob",
+                Body::MailboxHandOver(KeptChat {
+                    author: id("alice"),
+                    node: id("bob"),
+                    msg_id: MsgId(42),
+                    sealed: sealed.clone(),
+                }),
+            )),
+        ),
+        golden(
+            "routed_mailbox_taken",
+            &format!("Routed packet src bob, dst sn2, {ENVELOPE}; body MailboxTaken: author alice, msg_id 42"),
+            Message::Routed(packet(
+                "bob",
+                "sn2",
+                Body::MailboxTaken {
+                    author: id("alice"),
+                    msg_id: MsgId(42),
+                },
+            )),
+        ),
+        golden(
             "routed_datagram",
             &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Datagram: bytes de ad be ef"),
             Message::Routed(packet(
@@ -616,8 +670,8 @@ fn bads() -> Vec<Bad> {
         ),
         bad(
             "bad_unknown_body_tag",
-            "Routed packet src alice, dst bob whose Body tag is 13, one past NameReply (12), then the TraceProbe's probe_id 5",
-            frame_of(&[&probe[..probe.len() - 2], &[13, 5]].concat()),
+            "Routed packet src alice, dst bob whose Body tag is 17, one past MailboxTaken (16), then the TraceProbe's probe_id 5",
+            frame_of(&[&probe[..probe.len() - 2], &[17, 5]].concat()),
             DecodeError::UnknownTag(String::new()),
         ),
         bad(
@@ -787,8 +841,8 @@ fn every_message_encodes_to_its_vector_and_back() {
         kinds.insert(g.message.kind());
     }
     // At least one vector of every kind: 13 link messages besides `Routed`
-    // and 13 bodies, with "publish" naming both a link message and a body.
-    assert_eq!(kinds.len(), 25, "kinds covered: {kinds:?}");
+    // and 17 bodies, with "publish" naming both a link message and a body.
+    assert_eq!(kinds.len(), 29, "kinds covered: {kinds:?}");
 }
 
 #[test]
@@ -869,14 +923,15 @@ fn signatures_in_the_vectors_verify() {
                 | Body::NameReply {
                     claim: Some(claim), ..
                 } => check(verify_name_claim(claim)),
+                Body::MailboxStored(n) => check(verify_stored(n)),
                 _ => {}
             },
             _ => {}
         }
     }
     assert_eq!(
-        checked, 15,
-        "leave, publish, routed chat, its receipt, four not-founds, publish, two withdraws, reply and offline reply, name claim and name reply"
+        checked, 16,
+        "leave, publish, routed chat, its receipt, four not-founds, publish, two withdraws, reply and offline reply, name claim and name reply, a stored notice"
     );
 }
 
@@ -1139,6 +1194,26 @@ fn signed_bytes_follow_the_documented_layout() {
     .concat();
     assert_eq!(signed, sign::receipt_signed_bytes(&receipt));
     assert!(verify(&receipt.public_key, &signed, &receipt.signature));
+
+    let Ok(Message::Routed(Packet {
+        body: Body::MailboxStored(notice),
+        ..
+    })) = decode_frame(&read_vector("routed_mailbox_stored").1)
+    else {
+        panic!("routed_mailbox_stored.hex holds a stored notice");
+    };
+    let signed = [
+        &b"skyhop/2 stored\0"[..],
+        &varint(notice.msg_id.0),
+        &notice.node.0,
+        &notice.author.0,
+        &varint(notice.expires_at),
+        &notice.by.0,
+        &notice.public_key,
+    ]
+    .concat();
+    assert_eq!(signed, sign::stored_signed_bytes(&notice));
+    assert!(verify(&notice.public_key, &signed, &notice.signature));
 }
 
 /// The sealed chat of `routed_chat.hex`, both ways: sealing the documented

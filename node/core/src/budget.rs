@@ -8,7 +8,7 @@
 //! refill smoothly at millisecond resolution; refill is computed on use
 //! from the time handed in, so the core still reads no clock. A bucket is
 //! 8 bytes (u32 tokens, u32 milliseconds since the link came up), since
-//! every link of a simulated million nodes carries seven. A peer that
+//! every link of a simulated million nodes carries eight. A peer that
 //! declared itself a supernode gets [`BudgetConfig::supernode_factor`]
 //! times the budget, since a supernode link carries the traffic of many
 //! clients; the declaration is the peer's own, so the factor bounds what a
@@ -33,6 +33,8 @@ pub enum MessageClass {
     Control,
     /// `Join`.
     Join,
+    /// Chats offered to, answered or handed over by a mailbox.
+    Mailbox,
     /// Location queries and replies.
     LocationQuery,
     /// Location records published or withdrawn, and datagrams.
@@ -43,10 +45,11 @@ pub enum MessageClass {
 
 impl MessageClass {
     /// Every class, in name order.
-    pub const ALL: [MessageClass; 6] = [
+    pub const ALL: [MessageClass; 7] = [
         MessageClass::Chat,
         MessageClass::Control,
         MessageClass::Join,
+        MessageClass::Mailbox,
         MessageClass::LocationQuery,
         MessageClass::Publish,
         MessageClass::Trace,
@@ -58,6 +61,7 @@ impl MessageClass {
             MessageClass::Chat => "chat",
             MessageClass::Control => "control",
             MessageClass::Join => "join",
+            MessageClass::Mailbox => "mailbox",
             MessageClass::LocationQuery => "location_query",
             MessageClass::Publish => "publish",
             MessageClass::Trace => "trace",
@@ -97,6 +101,10 @@ impl MessageClass {
             BodyKind::Publish | BodyKind::Withdraw | BodyKind::Datagram | BodyKind::NameClaim => {
                 MessageClass::Publish
             }
+            BodyKind::MailboxStore
+            | BodyKind::MailboxStored
+            | BodyKind::MailboxHandOver
+            | BodyKind::MailboxTaken => MessageClass::Mailbox,
         }
     }
 
@@ -134,6 +142,8 @@ pub struct BudgetConfig {
     pub control: Rate,
     /// `Join` requests.
     pub join: Rate,
+    /// Chats offered to a mailbox, its answers and hand-overs.
+    pub mailbox: Rate,
     /// Location queries and replies.
     pub location_query: Rate,
     /// Records published or withdrawn, datagrams.
@@ -153,6 +163,7 @@ impl Default for BudgetConfig {
             chat: Rate::new(100, 500),
             control: Rate::new(50, 200),
             join: Rate::new(5, 20),
+            mailbox: Rate::new(20, 100),
             location_query: Rate::new(100, 500),
             publish: Rate::new(50, 250),
             trace: Rate::new(20, 100),
@@ -172,6 +183,7 @@ impl BudgetConfig {
             chat: max,
             control: max,
             join: max,
+            mailbox: max,
             location_query: max,
             publish: max,
             trace: max,
@@ -186,6 +198,7 @@ impl BudgetConfig {
             MessageClass::Chat => self.chat,
             MessageClass::Control => self.control,
             MessageClass::Join => self.join,
+            MessageClass::Mailbox => self.mailbox,
             MessageClass::LocationQuery => self.location_query,
             MessageClass::Publish => self.publish,
             MessageClass::Trace => self.trace,

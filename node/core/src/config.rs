@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use skyhop_protocol::{NodeId, Role, MAX_RECORD_LIFETIME_S};
 
 use super::budget::{BudgetConfig, MessageClass};
+use super::mailbox::MailboxConfig;
 use super::role::AutoRoleConfig;
 use super::{SimTime, MILLIS, SECS};
 
@@ -119,6 +120,10 @@ pub struct NodeConfig {
     /// serialized config while off, so that older outputs stay the same).
     #[serde(skip_serializing_if = "AutoRoleConfig::is_off")]
     pub auto_role: AutoRoleConfig,
+    /// What a home supernode keeps for offline recipients (left out of the
+    /// serialized config at its defaults).
+    #[serde(skip_serializing_if = "MailboxConfig::is_default")]
+    pub mailbox: MailboxConfig,
     /// The user name this node claims (see `names`), if any. (This and the
     /// two below are left out of the serialized config at their defaults,
     /// so that older outputs stay the same.)
@@ -189,6 +194,7 @@ impl Default for NodeConfig {
             name: None,
             name_lifetime_s: DEFAULT_NAME_LIFETIME_S,
             max_names: DEFAULT_MAX_NAMES,
+            mailbox: MailboxConfig::default(),
         }
     }
 }
@@ -448,6 +454,7 @@ impl NodeConfig {
         if let Some(name) = &c.name {
             skyhop_protocol::check_name(name).map_err(|e| ConfigError::BadName(e.to_string()))?;
         }
+        self.mailbox.validate()?;
         let ordered = [
             // Supernode links are probed at heartbeat ticks, so a shorter
             // interval would not be honoured.
@@ -518,6 +525,7 @@ fn budget_field_names(class: MessageClass) -> (&'static str, &'static str) {
         MessageClass::Chat => ("budget.chat.per_s", "budget.chat.burst"),
         MessageClass::Control => ("budget.control.per_s", "budget.control.burst"),
         MessageClass::Join => ("budget.join.per_s", "budget.join.burst"),
+        MessageClass::Mailbox => ("budget.mailbox.per_s", "budget.mailbox.burst"),
         MessageClass::LocationQuery => {
             ("budget.location_query.per_s", "budget.location_query.burst")
         }

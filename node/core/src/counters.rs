@@ -41,6 +41,8 @@ pub enum DropReason {
     ForgedReceipt,
     /// A location record whose signature does not verify.
     ForgedRecord,
+    /// A home's "stored" notice whose signature does not verify.
+    ForgedStored,
     /// A `Withdraw { Lost }` that reached a home supernode from someone
     /// other than the supernode it names.
     ForgedWithdraw,
@@ -48,6 +50,8 @@ pub enum DropReason {
     JoinToNonSupernode,
     /// A `Leave` from a peer that is not this supernode's client.
     LeaveFromNonClient,
+    /// A chat offered to a home's mailbox whose recipient's share is full.
+    MailboxFull,
     /// A chat message whose `to` is not this node or whose `from` is not the packet's source.
     MisaddressedChat,
     /// An ordinary node received a routed packet addressed to another node.
@@ -83,7 +87,8 @@ pub enum DropReason {
     TtlExpired,
     /// An `Accept` that answers no `Join` this node sent.
     UnexpectedAccept,
-    /// A `ChatAck` for no chat awaiting one (already acked, failed or never sent).
+    /// A `ChatAck` or a home's "stored" notice for no chat awaiting one
+    /// (already acked, failed or never sent).
     UnexpectedAck,
     /// A peer of another protocol version, refused at its `Hello` (the
     /// runtime's decoder refuses the frame; the core counts it).
@@ -98,7 +103,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 36] = [
+    pub const ALL: [DropReason; 38] = [
         DropReason::ChatOutsideWindow,
         DropReason::DialBackUnserved,
         DropReason::DialOverBudget,
@@ -111,9 +116,11 @@ impl DropReason {
         DropReason::ForgedNameClaim,
         DropReason::ForgedReceipt,
         DropReason::ForgedRecord,
+        DropReason::ForgedStored,
         DropReason::ForgedWithdraw,
         DropReason::JoinToNonSupernode,
         DropReason::LeaveFromNonClient,
+        DropReason::MailboxFull,
         DropReason::MisaddressedChat,
         DropReason::Misrouted,
         DropReason::NameTaken,
@@ -152,9 +159,11 @@ impl DropReason {
             DropReason::ForgedReceipt => "forged_receipt",
             DropReason::ForgedNameClaim => "forged_name_claim",
             DropReason::ForgedRecord => "forged_record",
+            DropReason::ForgedStored => "forged_stored",
             DropReason::ForgedWithdraw => "forged_withdraw",
             DropReason::JoinToNonSupernode => "join_to_non_supernode",
             DropReason::LeaveFromNonClient => "leave_from_non_client",
+            DropReason::MailboxFull => "mailbox_full",
             DropReason::NameTaken => "name_taken",
             DropReason::MisaddressedChat => "misaddressed_chat",
             DropReason::Misrouted => "misrouted",

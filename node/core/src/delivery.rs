@@ -9,16 +9,19 @@
 
 use skyhop_protocol::seal;
 use skyhop_protocol::{
-    Body, ChatKey, ChatMessage, ChatReceipt, MsgId, NodeId, NotFoundReason, SealedChat,
-    MAX_CHAT_BODY,
+    Body, ChatKey, ChatMessage, ChatReceipt, KeptChat, MsgId, NodeId, NotFoundReason, SealedChat,
+    StoredNotice, MAX_CHAT_BODY,
 };
 
-use super::chat::{Arrival, ChatKeys, Inbox, Outbox, ReplayMark};
+use super::chat::{ChatKeys, Outbox};
 use super::context::Ctx;
 use super::counters::DropReason;
 use super::events::{ChatFailure, Event};
+use super::inbox::{Arrival, Inbox, Released, ReplayMark};
 use super::timers::Timer;
 use super::SimTime;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::RngExt;
 
@@ -88,6 +91,22 @@ pub(crate) struct ChatDelivery {
     inbox: Inbox,
     /// Recipients' chat keys.
     keys: ChatKeys,
+    /// Chats kept by the recipient's home supernodes, past their deadline,
+    /// awaiting the receipt (bounded by `mailbox.awaiting`).
+    awaiting: BTreeMap<MsgId, Awaiting>,
+    /// `(expires, msg_id)` of every awaiting chat.
+    awaiting_by_expiry: BTreeSet<(SimTime, MsgId)>,
+}
+
+/// A chat stored on its recipient's home supernodes, whose receipt is
+/// awaited past the chat deadline, until the mailbox's retention ends.
+#[derive(Debug)]
+struct Awaiting {
+    to: NodeId,
+    seq: u64,
+    first_sent: SimTime,
+    expires: SimTime,
+    stored_by: Vec<NodeId>,
 }
 
 impl ChatDelivery {
@@ -198,8 +217,16 @@ impl ChatDelivery {
     }
 
     /// A sealed chat from `src` arrived after `hops` hops: the signed
-    /// receipt to send back, if it opens with our key and the message is
-    /// genuine (a duplicate gets a receipt again: our earlier one was lost).
+    /// receipts to send back to `src`, if it opens with our key and the
+    /// message is genuine. Only chats handed to the application now are
+    /// acknowledged (this one, and any it released from behind a gap), so
+    /// a receipt always follows its chat's `ChatReceived`; a held chat is
+    /// acked when it is released. A duplicate of one handed out gets a
+    /// receipt again: our earlier one was lost.
+    ///
+    /// A chat `kept` by a home supernode while we were offline may be as
+    /// old as the mailbox's retention; `src` is then its author, named by
+    /// the home (the seal's signature is what proves it).
     pub fn on_chat(
         &mut self,
         ctx: &mut Ctx,
@@ -207,58 +234,53 @@ impl ChatDelivery {
         src: NodeId,
         hops: u8,
         sealed: SealedChat,
-    ) -> Option<Receipt> {
+        kept: bool,
+    ) -> Vec<Receipt> {
         let Ok(chat) = ctx.identity.open_chat(&sealed) else {
             ctx.out.drop(DropReason::UnreadableChat);
-            return None;
+            return Vec::new();
         };
         if chat.to != ctx.id || chat.from != src {
             ctx.out.drop(DropReason::MisaddressedChat);
-            return None;
+            return Vec::new();
         }
         if ctx.memo.verify_chat(&chat).is_err() {
             ctx.out.counters.forged += 1;
             ctx.out.drop(DropReason::ForgedChat);
-            return None;
+            return Vec::new();
         }
         // Older than any retry of it can be, or from too far ahead: a
         // replay, or an author whose clock is off by more than the skew.
         let skew = ctx.cfg.chat_clock_skew;
-        let oldest = now.saturating_sub(ctx.cfg.chat_deadline.saturating_add(skew));
+        let mut window = ctx.cfg.chat_deadline.saturating_add(skew);
+        if kept {
+            window = window.saturating_add(ctx.cfg.mailbox.retention);
+        }
+        let oldest = now.saturating_sub(window);
         if chat.sent_at < oldest || chat.sent_at > now.saturating_add(skew) {
             ctx.out.drop(DropReason::ChatOutsideWindow);
-            return None;
+            return Vec::new();
         }
         let (msg_id, seq) = (chat.msg_id, chat.seq);
-        let mut again = false;
-        match self.inbox.arrive(chat, now) {
+        match self.inbox.arrive(chat, now, hops) {
             Arrival::Duplicate => {
                 ctx.out.drop(DropReason::DuplicateChat);
-                again = true;
+                vec![Receipt {
+                    body: Body::ChatAck(ctx.identity.receipt(src, msg_id, seq, hops)),
+                    again: true,
+                }]
             }
             Arrival::Replayed => {
                 ctx.out.drop(DropReason::ReplayedChat);
-                return None;
+                Vec::new()
             }
             Arrival::Ready(ready) => {
-                for c in ready {
-                    ctx.out.emit(Event::ChatReceived {
-                        from: c.from,
-                        msg_id: c.msg_id,
-                        seq: c.seq,
-                        body: c.body,
-                        hops,
-                    });
-                }
                 if let Some(at) = self.inbox.next_wakeup() {
                     ctx.timers.set_earliest(Timer::Chat, at);
                 }
+                hand_out(ctx, ready)
             }
         }
-        Some(Receipt {
-            body: Body::ChatAck(ctx.identity.receipt(src, msg_id, seq, hops)),
-            again,
-        })
     }
 
     /// `src` sent a receipt: delivered, if it is for a chat of ours to
@@ -266,12 +288,17 @@ impl ChatDelivery {
     pub fn on_ack(&mut self, ctx: &mut Ctx, now: SimTime, src: NodeId, receipt: ChatReceipt) {
         let msg_id = receipt.msg_id;
         let hops = receipt.hops;
-        match self.outbox.get(&msg_id) {
-            Some(pending)
-                if pending.chat.to == src
+        let expected = match (self.outbox.get(&msg_id), self.awaiting.get(&msg_id)) {
+            (Some(p), _) => Some((p.chat.to, p.chat.seq)),
+            (None, Some(a)) => Some((a.to, a.seq)),
+            (None, None) => None,
+        };
+        match expected {
+            Some((to, seq))
+                if to == src
                     && receipt.recipient == src
                     && receipt.author == ctx.id
-                    && receipt.seq == pending.chat.seq => {}
+                    && receipt.seq == seq => {}
             _ => {
                 ctx.out.drop(DropReason::UnexpectedAck);
                 return;
@@ -284,25 +311,94 @@ impl ChatDelivery {
             ctx.out.drop(DropReason::ForgedReceipt);
             return;
         }
-        if let Some(pending) = self.outbox.remove(&msg_id) {
-            let latency = now.saturating_sub(pending.first_sent);
-            ctx.out.emit(Event::ChatDelivered {
-                to: src,
-                msg_id,
-                hops,
-                latency,
-            });
+        let first_sent = match self.outbox.remove(&msg_id) {
+            Some(pending) => pending.first_sent,
+            None => match self.awaiting.remove(&msg_id) {
+                Some(a) => {
+                    self.awaiting_by_expiry.remove(&(a.expires, msg_id));
+                    a.first_sent
+                }
+                None => return,
+            },
+        };
+        ctx.out.emit(Event::ChatDelivered {
+            to: src,
+            msg_id,
+            hops,
+            latency: now.saturating_sub(first_sent),
+        });
+    }
+
+    /// A home supernode signed that it keeps one of our chats for its
+    /// offline recipient: "stored", k of the homes so far.
+    pub fn on_stored(&mut self, ctx: &mut Ctx, notice: StoredNotice) {
+        if notice.author != ctx.id {
+            ctx.out.drop(DropReason::UnexpectedAck);
+            return;
         }
+        let stored_by = match (
+            self.outbox.get_mut(&notice.msg_id),
+            self.awaiting.get_mut(&notice.msg_id),
+        ) {
+            (Some(p), _) if p.chat.to == notice.node => &mut p.stored_by,
+            (None, Some(a)) if a.to == notice.node => &mut a.stored_by,
+            _ => {
+                ctx.out.drop(DropReason::UnexpectedAck);
+                return;
+            }
+        };
+        if stored_by.contains(&notice.by) {
+            return;
+        }
+        if ctx.memo.verify_stored(&notice).is_err() {
+            ctx.out.counters.forged += 1;
+            ctx.out.drop(DropReason::ForgedStored);
+            return;
+        }
+        // Every home of the recipient answers once; a few more slots
+        // than homes leave room for a liar without growing unbounded.
+        if stored_by.len() >= ctx.cfg.replicas + 2 {
+            return;
+        }
+        stored_by.push(notice.by);
+        ctx.out.emit(Event::ChatStored {
+            to: notice.node,
+            msg_id: notice.msg_id,
+            copies: u8::try_from(stored_by.len()).unwrap_or(u8::MAX),
+            by: notice.by,
+            settled: false,
+        });
     }
 
     /// Packet `packet_id` could not be delivered, says `by`: remembered for
     /// the deadline. No answer fails a chat at once: nobody can prove a
     /// node offline or unknown, and a liar on one path must not end a chat
     /// that another path or a later try would deliver.
-    pub fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
-        if let Some(pending) = self.outbox.by_packet(&packet_id) {
-            note_told(pending, reason, by);
+    ///
+    /// An answer that the recipient is offline or unknown also offers the
+    /// chat, once, to the recipient's home supernodes to keep: what to
+    /// send them, if anything (the facade routes it toward the recipient).
+    pub fn on_not_found(
+        &mut self,
+        ctx: &Ctx,
+        packet_id: MsgId,
+        reason: NotFoundReason,
+        by: NodeId,
+    ) -> Option<KeptChat> {
+        let pending = self.outbox.by_packet(&packet_id)?;
+        note_told(pending, reason, by);
+        let absent = matches!(reason, NotFoundReason::Offline | NotFoundReason::NoRecord);
+        if !absent || pending.store_asked {
+            return None;
         }
+        let sealed = pending.sealed.clone()?;
+        pending.store_asked = true;
+        Some(KeptChat {
+            author: ctx.id,
+            node: pending.chat.to,
+            msg_id: pending.chat.msg_id,
+            sealed,
+        })
     }
 
     /// `by` answered the lookup of `node`'s chat key: no record, for
@@ -324,6 +420,13 @@ impl ChatDelivery {
     /// after the retry the facade now sends.
     pub fn retry_or_fail(&mut self, ctx: &mut Ctx, now: SimTime, msg_id: MsgId) -> Option<SimTime> {
         let p = self.outbox.get(&msg_id)?;
+        if p.deadline <= now && !p.stored_by.is_empty() {
+            // Kept by the recipient's homes: await the receipt until they
+            // drop it, without sending it again.
+            let p = self.outbox.remove(&msg_id)?;
+            self.await_receipt(ctx, now, p);
+            return None;
+        }
         if p.deadline <= now {
             let (reason, said_by) = match p.told {
                 Some((reason, by)) => (reason, Some(by)),
@@ -350,24 +453,106 @@ impl ChatDelivery {
         Some(delay)
     }
 
-    /// Ends a chat-timer run: hands over messages held behind a gap that
-    /// will not fill, and re-arms the timer.
-    pub fn finish_tick(&mut self, ctx: &mut Ctx, now: SimTime) {
-        for c in self.inbox.release_stalled(now) {
-            ctx.out.emit(Event::ChatReceived {
-                from: c.from,
-                msg_id: c.msg_id,
-                seq: c.seq,
-                body: c.body,
-                hops: 0,
+    /// Keeps waiting for the receipt of a stored chat past its deadline,
+    /// making room by giving up the one closest to its expiry.
+    fn await_receipt(&mut self, ctx: &mut Ctx, now: SimTime, p: super::chat::Pending) {
+        if self.awaiting.len() >= ctx.cfg.mailbox.awaiting {
+            if let Some((_, oldest)) = self.awaiting_by_expiry.first().copied() {
+                self.give_up(ctx, oldest);
+            }
+        }
+        let expires = p
+            .first_sent
+            .saturating_add(ctx.cfg.mailbox.retention)
+            .max(now);
+        self.awaiting_by_expiry.insert((expires, p.chat.msg_id));
+        if let Some(by) = p.stored_by.last() {
+            ctx.out.emit(Event::ChatStored {
+                to: p.chat.to,
+                msg_id: p.chat.msg_id,
+                copies: u8::try_from(p.stored_by.len()).unwrap_or(u8::MAX),
+                by: *by,
+                settled: true,
             });
         }
-        let next = [self.outbox.next_wakeup(), self.inbox.next_wakeup()]
-            .into_iter()
-            .flatten()
-            .min();
+        self.awaiting.insert(
+            p.chat.msg_id,
+            Awaiting {
+                to: p.chat.to,
+                seq: p.chat.seq,
+                first_sent: p.first_sent,
+                expires,
+                stored_by: p.stored_by,
+            },
+        );
+    }
+
+    /// A stored chat's homes have dropped it (its retention ended) with
+    /// no receipt: it failed, as the homes said the recipient was away.
+    fn give_up(&mut self, ctx: &mut Ctx, msg_id: MsgId) {
+        let Some(a) = self.awaiting.remove(&msg_id) else {
+            return;
+        };
+        self.awaiting_by_expiry.remove(&(a.expires, msg_id));
+        ctx.out.emit(Event::ChatFailed {
+            to: a.to,
+            msg_id,
+            reason: ChatFailure::Offline,
+            said_by: a.stored_by.first().copied(),
+        });
+    }
+
+    /// Stored chats awaiting their receipt.
+    pub fn awaiting(&self) -> usize {
+        self.awaiting.len()
+    }
+
+    /// Ends a chat-timer run: gives up stored chats past their retention,
+    /// hands over messages held behind a gap that will not fill, and
+    /// re-arms the timer. The receipts of the released messages, each to
+    /// its author.
+    pub fn finish_tick(&mut self, ctx: &mut Ctx, now: SimTime) -> Vec<(NodeId, Receipt)> {
+        while let Some(&(at, msg_id)) = self.awaiting_by_expiry.first() {
+            if at > now {
+                break;
+            }
+            self.give_up(ctx, msg_id);
+        }
+        let released = self.inbox.release_stalled(now);
+        let authors: Vec<NodeId> = released.iter().map(|r| r.chat.from).collect();
+        let receipts = hand_out(ctx, released);
+        let next = [
+            self.outbox.next_wakeup(),
+            self.inbox.next_wakeup(),
+            self.awaiting_by_expiry.first().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Some(at) = next {
             ctx.timers.set(Timer::Chat, at.max(now + 1));
         }
+        authors.into_iter().zip(receipts).collect()
     }
+}
+
+/// Hands released chats to the application: their `ChatReceived` events,
+/// then their signed receipts in the same order (the runtime commits the
+/// events before any receipt leaves).
+fn hand_out(ctx: &mut Ctx, released: Vec<Released>) -> Vec<Receipt> {
+    let mut receipts = Vec::with_capacity(released.len());
+    for Released { chat, hops } in released {
+        receipts.push(Receipt {
+            body: Body::ChatAck(ctx.identity.receipt(chat.from, chat.msg_id, chat.seq, hops)),
+            again: false,
+        });
+        ctx.out.emit(Event::ChatReceived {
+            from: chat.from,
+            msg_id: chat.msg_id,
+            seq: chat.seq,
+            body: chat.body,
+            hops,
+        });
+    }
+    receipts
 }

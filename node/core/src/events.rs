@@ -120,6 +120,24 @@ pub enum Event {
         /// From first send to ack, in microseconds.
         latency: SimTime,
     },
+    /// A home supernode of the recipient (offline) signed that it keeps a
+    /// chat message this node sent, to hand over when the recipient comes
+    /// back: "stored", `copies` of the homes so far.
+    ChatStored {
+        /// The recipient.
+        to: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// Distinct home supernodes that signed so far.
+        copies: u8,
+        /// The home supernode that signed this time (the latest, when
+        /// `settled`).
+        by: NodeId,
+        /// The chat's deadline passed: it is sent no more, and waits on
+        /// its homes for the recipient, until delivered or their retention
+        /// ends (then `ChatFailed`).
+        settled: bool,
+    },
     /// A chat message this node sent will not be delivered.
     ChatFailed {
         /// The recipient.
@@ -235,6 +253,13 @@ pub struct Status {
     pub host_cache_verified: usize,
     /// Chat messages awaiting an ack.
     pub pending_chats: usize,
+    /// Of ours, chats stored on their offline recipients' homes, past
+    /// their deadline, awaiting the receipt.
+    pub stored_chats: usize,
+    /// Chats this supernode keeps for offline recipients.
+    pub mailbox_chats: usize,
+    /// Their sealed bytes.
+    pub mailbox_bytes: usize,
     /// Counters.
     pub counters: Counters,
     /// This node's name and where its claim stands, if it has one.

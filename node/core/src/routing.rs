@@ -516,8 +516,9 @@ impl PrimaryProbe {
     }
 }
 
-/// Publishes, withdrawals, queries and name claims travel to the home
-/// supernodes of their destination by XOR distance alone.
+/// Publishes, withdrawals, queries, name claims and chats offered to a
+/// mailbox travel to the home supernodes of their destination by XOR
+/// distance alone.
 pub(crate) fn is_home_bound(kind: BodyKind) -> bool {
     matches!(
         kind,
@@ -526,6 +527,7 @@ pub(crate) fn is_home_bound(kind: BodyKind) -> bool {
             | BodyKind::LocationQuery
             | BodyKind::NameClaim
             | BodyKind::NameQuery
+            | BodyKind::MailboxStore
     )
 }
 

@@ -240,15 +240,38 @@ async fn who(addr: &Endpoint) {
     }
 }
 
-/// Prints chats as they arrive, long-polling `/events` from `since` on.
+/// Chats of ours stored for an offline recipient that the prompt
+/// remembers, to say when they are delivered.
+const STORED_REMEMBERED: usize = 1024;
+
+/// Prints chats as they arrive, long-polling `/events` from `since` on,
+/// and says when a chat stored for an offline recipient is delivered.
 async fn print_incoming(addr: Endpoint, mut since: u64) {
+    let mut stored = std::collections::VecDeque::new();
     loop {
         let request = EventsRequest { since, wait: None };
         match call(&addr, &request, EVENTS_WAIT + REQUEST_TIMEOUT).await {
             Ok(reply) => {
                 for logged in &reply.events {
-                    if let Event::ChatReceived { from, body, .. } = &logged.event {
-                        println!("[{}] {}", from.short(), printable(body));
+                    match &logged.event {
+                        Event::ChatReceived { from, body, .. } => {
+                            println!("[{}] {}", from.short(), printable(body));
+                        }
+                        Event::ChatStored { msg_id, .. } if !stored.contains(msg_id) => {
+                            if stored.len() >= STORED_REMEMBERED {
+                                stored.pop_front();
+                            }
+                            stored.push_back(*msg_id);
+                        }
+                        Event::ChatDelivered { to, msg_id, .. } if stored.contains(msg_id) => {
+                            stored.retain(|m| m != msg_id);
+                            println!(
+                                "(your message stored for {} is delivered: {} is back)",
+                                to.short(),
+                                to.short()
+                            );
+                        }
+                        _ => {}
                     }
                 }
                 since = reply.next;

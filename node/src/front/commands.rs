@@ -137,7 +137,8 @@ fn print_json(value: &impl Serialize) {
     );
 }
 
-/// `skyhop send`: exits 0 only if the message was delivered.
+/// `skyhop send`: exits 0 only if the message was delivered, or stored on
+/// the offline recipient's home supernodes (delivered when it comes back).
 pub fn send(args: SendArgs) -> Result<(), FrontError> {
     let ep = endpoint(&args.target)?;
     let request = SendRequest {
@@ -147,7 +148,7 @@ pub fn send(args: SendArgs) -> Result<(), FrontError> {
     tokio_runtime()?.block_on(async {
         let reply = call(&ep, &request, SEND_TIMEOUT).await?;
         match reply.outcome {
-            SendOutcome::Delivered { .. } => {
+            SendOutcome::Delivered { .. } | SendOutcome::Stored { .. } => {
                 println!("{}", describe_send(&reply.outcome));
                 Ok(())
             }
@@ -308,6 +309,10 @@ pub(super) fn describe_chat(m: &StoredChat) -> String {
     let state = match m.state {
         ChatState::Received => format!("received ({hops})"),
         ChatState::Sent => "sent, no outcome yet".into(),
+        ChatState::Stored => m
+            .reason
+            .clone()
+            .unwrap_or_else(|| "stored on the recipient's home supernodes".into()),
         ChatState::Delivered => format!("delivered ({hops}{by})"),
         ChatState::Failed | ChatState::Interrupted => format!(
             "{}: {}{by}",

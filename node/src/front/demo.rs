@@ -256,6 +256,12 @@ async fn run(args: DemoArgs) -> Result<(), FrontError> {
                     latency as f64 / 1000.0
                 );
             }
+            SendOutcome::Stored { copies } => println!(
+                "#{:<3} {} -> {}  stored on {copies} home supernodes (recipient offline)",
+                i + 1,
+                from.info().node_id.short(),
+                to_id.short()
+            ),
             SendOutcome::Failed(reason) => println!(
                 "#{:<3} {} -> {}  FAILED: {reason}",
                 i + 1,

@@ -13,6 +13,10 @@ pub(super) fn describe_send(outcome: &SendOutcome) -> String {
             format!("delivered ({hops} hops, {:.1} ms)", millis(*latency))
         }
         SendOutcome::Failed(reason) => format!("failed: {reason}"),
+        SendOutcome::Stored { copies } => format!(
+            "stored ({copies} of 3 home supernodes keep it: the recipient is offline; \
+             delivered when it comes back)"
+        ),
     }
 }
 

@@ -510,6 +510,16 @@ pub struct Status {
     pub host_cache: usize,
     /// Chat messages awaiting an ack.
     pub pending_chats: usize,
+    /// Chats of ours stored on offline recipients' homes, awaiting the
+    /// receipt.
+    #[serde(default)]
+    pub stored_chats: usize,
+    /// Chats this supernode keeps for offline recipients.
+    #[serde(default)]
+    pub mailbox_chats: usize,
+    /// Their sealed bytes.
+    #[serde(default)]
+    pub mailbox_bytes: usize,
     /// What the node did.
     pub counters: Counters,
     /// Its libp2p peer id.
@@ -569,6 +579,9 @@ impl From<&StatusReport> for Status {
             cached_locations: s.cached_locations,
             host_cache: s.host_cache,
             pending_chats: s.pending_chats,
+            stored_chats: s.stored_chats,
+            mailbox_chats: s.mailbox_chats,
+            mailbox_bytes: s.mailbox_bytes,
             counters: Counters::from(&s.counters),
             peer_id: report.info.peer_id.to_string(),
             listen_addrs: report.info.listen_addrs.clone(),
@@ -735,6 +748,22 @@ pub enum Event {
         /// From first send to ack, in microseconds.
         latency: SimTime,
     },
+    /// The recipient is offline: one of its home supernodes signed that it
+    /// keeps this node's chat message until the recipient comes back.
+    ChatStored {
+        /// The recipient.
+        to: NodeId,
+        /// Its id.
+        #[serde(with = "msg_id_string")]
+        msg_id: MsgId,
+        /// Home supernodes that keep it so far (of 3).
+        copies: u8,
+        /// The home supernode that signed this time.
+        by: NodeId,
+        /// Its deadline passed: it is sent no more and waits on its homes
+        /// for the recipient.
+        settled: bool,
+    },
     /// A chat message this node sent will not be delivered.
     ChatFailed {
         /// The recipient.
@@ -833,6 +862,19 @@ impl From<&skyhop_core::Event> for Event {
                 hops,
                 latency,
             },
+            Core::ChatStored {
+                to,
+                msg_id,
+                copies,
+                by,
+                settled,
+            } => Event::ChatStored {
+                to,
+                msg_id,
+                copies,
+                by,
+                settled,
+            },
             Core::ChatFailed {
                 to, msg_id, reason, ..
             } => Event::ChatFailed {
@@ -893,7 +935,9 @@ impl From<skyhop_core::ChatFailure> for Failure {
 }
 
 /// The answer to `POST /send`: `{"to", "delivered": true, "hops",
-/// "latency_ms"}` or `{"to", "delivered": false, "reason"}`.
+/// "latency_ms"}`, `{"to", "delivered": false, "reason"}`, or, for an
+/// offline recipient whose home supernodes keep the chat, `{"to",
+/// "delivered": false, "stored": k}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "wire::Send", try_from = "wire::Send")]
 pub struct SendReply {
@@ -949,7 +993,8 @@ pub fn endpoints() -> Vec<EndpointDoc> {
         typed::<StatusRequest>(
             "",
             "`Status`: `id`, `role`, `primary`, `backups`, `clients`, `neighbors`, `links`, `records`, \
-             `cached_locations`, `host_cache`, `pending_chats`, `counters`, `peer_id`, `listen_addrs`, \
+             `cached_locations`, `host_cache`, `pending_chats`, `stored_chats`, `mailbox_chats`, `mailbox_bytes`, \
+             `counters`, `peer_id`, `listen_addrs`, \
              `dropped_frames`, `links_closed`, `links_lost`, `connections_refused`, `bad_bodies_relayed`, \
              `connected_peers`, `auto_role`, `reachability`, `promotions`, `demotions`, \
              `name`, `name_state` (claiming/held/taken by ID)",
@@ -1098,6 +1143,10 @@ mod wire {
         /// Why not (failed only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Home supernodes of the offline recipient that keep it (stored
+        /// only: delivered later, the history says when).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stored: Option<u8>,
     }
 
     impl From<SendReply> for Send {
@@ -1109,6 +1158,7 @@ mod wire {
                     hops: Some(hops),
                     latency_ms: Some(millis(latency)),
                     reason: None,
+                    stored: None,
                 },
                 SendOutcome::Failed(reason) => Send {
                     to: r.to,
@@ -1116,6 +1166,15 @@ mod wire {
                     hops: None,
                     latency_ms: None,
                     reason: Some(reason),
+                    stored: None,
+                },
+                SendOutcome::Stored { copies } => Send {
+                    to: r.to,
+                    delivered: false,
+                    hops: None,
+                    latency_ms: None,
+                    reason: None,
+                    stored: Some(copies),
                 },
             }
         }
@@ -1125,14 +1184,15 @@ mod wire {
         type Error = &'static str;
 
         fn try_from(w: Send) -> Result<SendReply, &'static str> {
-            let outcome = match (w.delivered, w.hops, w.latency_ms, w.reason) {
-                (true, Some(hops), Some(ms), _) => SendOutcome::Delivered {
+            let outcome = match (w.delivered, w.hops, w.latency_ms, w.reason, w.stored) {
+                (true, Some(hops), Some(ms), _, _) => SendOutcome::Delivered {
                     hops,
                     latency: micros(ms),
                 },
-                (false, _, _, Some(reason)) => SendOutcome::Failed(reason),
+                (false, _, _, Some(reason), _) => SendOutcome::Failed(reason),
+                (false, _, _, None, Some(copies)) => SendOutcome::Stored { copies },
                 (true, ..) => return Err("a delivered send needs hops and latency_ms"),
-                (false, ..) => return Err("a failed send needs a reason"),
+                (false, ..) => return Err("a failed send needs a reason or stored"),
             };
             Ok(SendReply { to: w.to, outcome })
         }

@@ -192,6 +192,9 @@ pub enum ChatState {
     Received,
     /// Sent, no outcome yet.
     Sent,
+    /// The recipient is offline; its home supernodes keep the chat (see
+    /// `reason` for how many and who said so) until it comes back.
+    Stored,
     /// The recipient's receipt came back.
     Delivered,
     /// Not delivered; see `reason` and `said_by`.
@@ -205,6 +208,7 @@ impl ChatState {
         Some(match s {
             "received" => ChatState::Received,
             "sent" => ChatState::Sent,
+            "stored" => ChatState::Stored,
             "delivered" => ChatState::Delivered,
             "failed" => ChatState::Failed,
             "interrupted" => ChatState::Interrupted,
@@ -354,6 +358,18 @@ pub enum Write {
         /// Its text.
         body: String,
     },
+    /// `copies` of the offline recipient's home supernodes keep a sent
+    /// chat; `by` signed last.
+    Stored {
+        /// Its recipient.
+        to: NodeId,
+        /// Its id.
+        msg_id: MsgId,
+        /// Home supernodes that keep it.
+        copies: u8,
+        /// The one that signed last.
+        by: NodeId,
+    },
     /// A sent chat's receipt came back.
     Delivered {
         /// Its recipient.
@@ -467,7 +483,7 @@ CREATE TABLE IF NOT EXISTS replay_floor (
 ";
 
 /// Replay marks kept at most: as many as the core keeps.
-pub const MAX_REPLAY_MARKS: u64 = skyhop_core::chat::MAX_SENDERS as u64;
+pub const MAX_REPLAY_MARKS: u64 = skyhop_core::inbox::MAX_SENDERS as u64;
 
 /// Microseconds as milliseconds, for the rows.
 fn ms(now: SimTime) -> i64 {
@@ -840,6 +856,24 @@ fn apply_one(
                 params![to.to_hex(), sql_u64(msg_id.0), body, at],
             )?;
             Ok(added as u64)
+        }
+        Write::Stored {
+            to,
+            msg_id,
+            copies,
+            by,
+        } => {
+            touch_contact(tx, to, at, peer_id_of(to), false, true)?;
+            let reason = format!(
+                "recipient offline: stored on {copies} of 3 home supernodes (said by {})",
+                by.short()
+            );
+            tx.execute(
+                "UPDATE messages SET state = 'stored', said_by = 'home_supernode', reason = ?3
+                 WHERE outgoing = 1 AND peer = ?1 AND msg_id = ?2 AND state IN ('sent', 'stored')",
+                params![to.to_hex(), sql_u64(msg_id.0), reason],
+            )?;
+            Ok(0)
         }
         Write::Delivered { to, msg_id, hops } => {
             touch_contact(tx, to, at, peer_id_of(to), true, false)?;

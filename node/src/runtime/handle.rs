@@ -105,6 +105,13 @@ pub enum SendOutcome {
     },
     /// Not delivered; why.
     Failed(String),
+    /// The recipient is offline; `copies` of its home supernodes signed
+    /// that they keep the chat until it comes back (the history and the
+    /// events say when it is delivered).
+    Stored {
+        /// Home supernodes that keep it.
+        copies: u8,
+    },
 }
 
 /// The outcome of a trace.

@@ -323,6 +323,18 @@ impl Collector for SkyhopCollector {
         )?;
         gauge(
             e,
+            "skyhop_mailbox_chats",
+            "Chats kept for offline recipients",
+            n(s.mailbox_chats),
+        )?;
+        gauge(
+            e,
+            "skyhop_mailbox_bytes",
+            "Sealed bytes kept for offline recipients",
+            n(s.mailbox_bytes),
+        )?;
+        gauge(
+            e,
             "skyhop_connected_peers",
             "Connected libp2p peers",
             n(report.connected_peers),

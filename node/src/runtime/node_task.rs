@@ -762,9 +762,9 @@ impl NodeTask {
     /// lists them in. Acting on a batch can make more outputs (a failed
     /// dial, say): they form the next batch.
     ///
-    /// One gap remains, in the core: a chat that arrives ahead of a gap in
-    /// its sender's numbering is acknowledged at once but handed out (and
-    /// so stored) only when the gap fills or times out.
+    /// A chat that arrives ahead of a gap in its sender's numbering is
+    /// held by the core and acknowledged only when it is handed out (the
+    /// gap fills or times out), in the batch of its `ChatReceived`.
     ///
     /// The batch's `Vec` is kept between calls: an output is about 400
     /// bytes, and a new one per wake-up, grown by doubling past glibc's
@@ -939,6 +939,19 @@ impl NodeTask {
                 if let Some(reply) = self.sends.remove(msg_id) {
                     let why = failure_text(*reason, *said_by);
                     let _ = reply.send(SendOutcome::Failed(why));
+                }
+            }
+            Event::ChatStored {
+                msg_id,
+                copies,
+                settled,
+                ..
+            } => {
+                // A send waits for all three homes, or for its deadline.
+                if *settled || *copies >= 3 {
+                    if let Some(reply) = self.sends.remove(msg_id) {
+                        let _ = reply.send(SendOutcome::Stored { copies: *copies });
+                    }
                 }
             }
             Event::ChatReceived { from, .. } => self.remember_partner(*from),
@@ -1589,6 +1602,18 @@ fn history_write(e: &Event) -> Option<Write> {
             msg_id: *msg_id,
             body: body.clone(),
             hops: *hops,
+        },
+        Event::ChatStored {
+            to,
+            msg_id,
+            copies,
+            by,
+            ..
+        } => Write::Stored {
+            to: *to,
+            msg_id: *msg_id,
+            copies: *copies,
+            by: *by,
         },
         Event::ChatDelivered {
             to, msg_id, hops, ..

@@ -53,6 +53,7 @@ async fn chat_between_two_ordinary_nodes_through_a_supernode() {
         match a.send_chat(b_id, "hello over libp2p".into()).await.expect("running") {
             SendOutcome::Delivered { hops, .. } => assert_eq!(hops, 2),
             SendOutcome::Failed(r) => panic!("not delivered: {r}"),
+            SendOutcome::Stored { copies } => panic!("stored on {copies} homes, not delivered"),
         }
         let got = b.events().since(0);
         assert!(got.iter().any(|(_, e)| matches!(e,
@@ -122,6 +123,7 @@ async fn garbage_on_the_stream_drops_only_that_peer() {
         {
             SendOutcome::Delivered { .. } => {}
             SendOutcome::Failed(r) => panic!("not delivered after the bad peer: {r}"),
+            SendOutcome::Stored { copies } => panic!("stored on {copies} homes, not delivered"),
         }
         let sn_status = sn.status().await.expect("running");
         assert_eq!(sn_status.status.clients.len(), 2);
@@ -169,6 +171,7 @@ async fn ordinary_node_fails_over_to_another_supernode() {
         {
             SendOutcome::Delivered { .. } => {}
             SendOutcome::Failed(r) => panic!("not delivered after failover: {r}"),
+            SendOutcome::Stored { copies } => panic!("stored on {copies} homes, not delivered"),
         }
     })
     .await

@@ -281,6 +281,15 @@ pub struct Workload {
     /// among live users, replaced when they go down) and writes to one of
     /// them.
     pub contacts: u32,
+    /// Fraction of messages written to a user who is down (in a restart
+    /// storm's downtime), to be kept on its home supernodes until it comes
+    /// back; 0 writes to live users only.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub to_offline: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for Workload {
@@ -291,6 +300,7 @@ impl Default for Workload {
             body_bytes: 64,
             deadline_ms: 5000.0,
             contacts: 0,
+            to_offline: 0.0,
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct Metrics {
     pub counters: CounterTotals,
     /// Invariant checks made.
     pub invariants: InvariantChecks,
+    /// Messages written to users who were down, when the workload writes
+    /// any, and what the home supernodes kept for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline: Option<OfflineMetrics>,
     /// Hostile nodes and honest delivery, when the scenario has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adversary: Option<AdversaryMetrics>,
@@ -357,4 +361,34 @@ pub struct InvariantChecks {
     pub duplicates_total: u64,
     /// Largest hop count seen at a recipient.
     pub max_hops_seen: u64,
+}
+
+/// Offline delivery: messages written to users down for a restart, kept on
+/// their home supernodes and handed over when they came back.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OfflineMetrics {
+    /// Messages written to a user who was down.
+    pub sent: u64,
+    /// Of them, not counted: the sender went down before it could know.
+    pub excluded_sender_departed: u64,
+    /// Messages counted.
+    pub eligible: u64,
+    /// Of them, signed "stored" by at least one home supernode.
+    pub stored: u64,
+    /// Of them, handed to the recipient's application.
+    pub received: u64,
+    /// Of them, reported delivered to the sender (the signed receipt).
+    pub delivered: u64,
+    /// received / eligible.
+    pub received_ratio: f64,
+    /// delivered / eligible.
+    pub delivered_ratio: f64,
+    /// From sending to the sender's "delivered", seconds.
+    pub latency_s: Summary,
+    /// The most chats one supernode kept at once.
+    pub mailbox_chats_max: usize,
+    /// The most sealed bytes one supernode kept at once.
+    pub mailbox_bytes_max: usize,
+    /// Chats kept on all supernodes at the end.
+    pub mailbox_chats_at_end: usize,
 }

@@ -189,6 +189,9 @@ pub struct Population {
     memo: Arc<SignatureMemo>,
     /// Starts, leaves, crashes, kills and restarts.
     counts: NodeCounts,
+    /// Users down for a restart, to come back (a restart storm's
+    /// downtime): who offline messages are written to.
+    away: Vec<u32>,
 }
 
 /// The identities of node indices `0..count`, made on every core: key
@@ -225,6 +228,7 @@ impl Population {
             sns: Pool::default(),
             ons: Pool::default(),
             users: Pool::default(),
+            away: Vec::new(),
             memo,
             counts: NodeCounts::default(),
         }
@@ -292,6 +296,9 @@ impl Population {
         let role = self.slots[slot as usize].role;
         if self.slots[slot as usize].inc == 0 {
             self.slots[slot as usize].bootstrap = self.pick_bootstrap(slot);
+        }
+        if let Some(i) = self.away.iter().position(|s| *s == slot) {
+            self.away.swap_remove(i);
         }
         let sl = &mut self.slots[slot as usize];
         sl.inc += 1;
@@ -365,7 +372,10 @@ impl Population {
             Departure::Left => c.left += 1,
             Departure::Crashed => c.crashed += 1,
             Departure::Killed => c.supernodes_killed += 1,
-            Departure::Restarting => c.restarts += 1,
+            Departure::Restarting => {
+                c.restarts += 1;
+                self.away.push(slot);
+            }
         }
         sl.saved_host_cache = node.host_cache();
         sl.attached_at = None;
@@ -479,6 +489,11 @@ impl Population {
     /// Since when the node of `slot` is attached.
     pub fn attached_at(&self, slot: u32) -> Option<SimTime> {
         self.slots[slot as usize].attached_at
+    }
+
+    /// Users down for a restart, who will come back.
+    pub fn away(&self) -> &[u32] {
+        &self.away
     }
 
     /// Whether any incarnation of `slot` went away within `[from, to]`.

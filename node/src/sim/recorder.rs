@@ -6,7 +6,7 @@
 //! The world tells it what happened; it draws nothing and schedules
 //! nothing, so it cannot change a run, only describe it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use skyhop_protocol::{Body, Message, MsgId, Role};
 
@@ -18,7 +18,7 @@ use super::dist::{millis, secs};
 use super::invariants::Invariants;
 use super::metrics::{
     round3, AttachSample, Attachment, CounterTotals, Delivery, DeliverySample, KindTraffic,
-    Metrics, Nat, Reattach, Summary, SupernodeLoad, Traffic, Violation,
+    Metrics, Nat, OfflineMetrics, Reattach, Summary, SupernodeLoad, Traffic, Violation,
 };
 use super::population::Population;
 
@@ -87,6 +87,12 @@ pub struct Recorder {
     node_seconds: f64,
     /// Every message handed to a sender, by (sender slot, message id).
     msgs: BTreeMap<(u32, u64), MsgTrack>,
+    /// (sender, msg id) of messages written to a user who was down.
+    offline: BTreeSet<(u32, u64)>,
+    /// (sender, msg id) of messages a home signed "stored".
+    stored: BTreeSet<(u32, u64)>,
+    /// (author, msg id) of messages handed to their recipient.
+    received: BTreeSet<(u32, u64)>,
     /// Messages the sender's node refused.
     refused: u64,
     /// Start-to-first-attachment times, milliseconds.
@@ -136,6 +142,9 @@ impl Recorder {
             live_since: 0,
             node_seconds: 0.0,
             msgs: BTreeMap::new(),
+            offline: BTreeSet::new(),
+            stored: BTreeSet::new(),
+            received: BTreeSet::new(),
             refused: 0,
             join_times: Vec::new(),
             ordinary_started: 0,
@@ -220,6 +229,73 @@ impl Recorder {
                 outcome: None,
             },
         );
+    }
+
+    /// Message `id` of `from` was written to a user who was down.
+    pub fn offline_sent(&mut self, from: u32, id: MsgId) {
+        self.offline.insert((from, id.0));
+    }
+
+    /// A home supernode signed that it keeps message `id` of `from`.
+    pub fn chat_stored(&mut self, from: u32, id: MsgId) {
+        if self.offline.contains(&(from, id.0)) {
+            self.stored.insert((from, id.0));
+        }
+    }
+
+    /// Message `id` of `author` was handed to its recipient.
+    pub fn chat_received(&mut self, author: u32, id: MsgId) {
+        if self.offline.contains(&(author, id.0)) {
+            self.received.insert((author, id.0));
+        }
+    }
+
+    /// What became of the messages written to users who were down, and
+    /// what the supernodes kept.
+    fn offline_metrics(&self, pop: &Population, horizon: SimTime) -> Option<OfflineMetrics> {
+        if self.offline.is_empty() {
+            return None;
+        }
+        let mut o = OfflineMetrics {
+            sent: self.offline.len() as u64,
+            ..OfflineMetrics::default()
+        };
+        let mut latencies = Vec::new();
+        for key in &self.offline {
+            let Some(m) = self.msgs.get(key) else {
+                continue;
+            };
+            if pop.departed_within(key.0, m.sent_at, m.sent_at + horizon) {
+                o.excluded_sender_departed += 1;
+                continue;
+            }
+            o.eligible += 1;
+            o.stored += u64::from(self.stored.contains(key));
+            o.received += u64::from(self.received.contains(key));
+            if let Some(Ok((latency, _))) = m.outcome {
+                o.delivered += 1;
+                latencies.push(latency as f64 / SECS as f64);
+            }
+        }
+        let ratio = |a: u64, b: u64| {
+            if b == 0 {
+                1.0
+            } else {
+                (a as f64 / b as f64 * 1e6).round() / 1e6
+            }
+        };
+        o.received_ratio = ratio(o.received, o.eligible);
+        o.delivered_ratio = ratio(o.delivered, o.eligible);
+        o.latency_s = Summary::of(latencies);
+        for (_, role, node) in pop.running() {
+            if role == Role::Supernode {
+                let (now, peak) = node.mailbox_usage();
+                o.mailbox_chats_max = o.mailbox_chats_max.max(peak.chats);
+                o.mailbox_bytes_max = o.mailbox_bytes_max.max(peak.bytes);
+                o.mailbox_chats_at_end += now.chats;
+            }
+        }
+        Some(o)
     }
 
     /// A sender's node refused a message.
@@ -404,6 +480,7 @@ impl Recorder {
         honest.eventual_ratio = ratio(honest.delivered, honest.eligible);
         honest.within_deadline_ratio = ratio(honest.delivered_within_deadline, honest.eligible);
         let adversary = adv.active().then(|| adv.report(honest, honest_latencies));
+        let offline = self.offline_metrics(pop, horizon);
         let delivery_over_time = over_time
             .iter()
             .enumerate()
@@ -489,6 +566,7 @@ impl Recorder {
             invariants,
             violation: run.violation,
             adversary,
+            offline,
             config: run.cfg,
         }
     }

@@ -201,6 +201,30 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
             m.invariants.steady_samples, m.invariants.records_checked
         ),
     );
+    if let Some(o) = &m.offline {
+        row(
+            "offline: received / eligible",
+            format!(
+                "{} ({}/{}; stored {}, sender told {})",
+                pct(o.received_ratio),
+                o.received,
+                o.eligible,
+                o.stored,
+                o.delivered
+            ),
+        );
+        row(
+            "offline: delivered after p50 / p99",
+            format!("{:.0} / {:.0} s", o.latency_s.p50, o.latency_s.p99),
+        );
+        row(
+            "mailbox per SN max chats / bytes",
+            format!(
+                "{} / {} (at end, all SNs: {})",
+                o.mailbox_chats_max, o.mailbox_bytes_max, o.mailbox_chats_at_end
+            ),
+        );
+    }
     if let Some(a) = &m.adversary {
         row(
             "hostile SN dropping / ON flooding",

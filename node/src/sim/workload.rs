@@ -29,6 +29,8 @@ pub struct Chat {
     pub to: u32,
     /// The message body.
     pub text: String,
+    /// The recipient is down for a restart: its homes keep the message.
+    pub offline: bool,
 }
 
 /// The chat workload; see the module doc.
@@ -37,6 +39,8 @@ pub struct Workload {
     rate_per_node_per_min: f64,
     /// Contacts each sender keeps (0: uniform pairs).
     contacts: usize,
+    /// Fraction of messages to users down for a restart.
+    to_offline: f64,
     /// Body length, bytes.
     body_bytes: usize,
     /// A flat overlay: every node is a supernode, and every node chats.
@@ -63,6 +67,7 @@ impl Workload {
         Workload {
             rate_per_node_per_min: cfg.workload.rate_per_node_per_min,
             contacts: cfg.workload.contacts as usize,
+            to_offline: cfg.workload.to_offline,
             body_bytes: cfg.workload.body_bytes,
             flat: cfg.population.ordinary == 0,
             start: active.then_some(start),
@@ -86,11 +91,26 @@ impl Workload {
         }
         let pool_len = self.users(pop).len();
         let rate_per_s = self.rate_per_node_per_min / 60.0 * pool_len as f64;
-        let chat = if pool_len >= 2 {
+        let offline = self.to_offline > 0.0
+            && !pop.away().is_empty()
+            && pool_len >= 1
+            && self.rng.random::<f64>() < self.to_offline;
+        let chat = if offline {
+            let away = pop.away();
+            let to = away[self.rng.random_range(0..away.len())];
+            let from = self.pick_user(pop);
+            Some(Chat {
+                from,
+                to,
+                text: self.body(),
+                offline: true,
+            })
+        } else if pool_len >= 2 {
             self.pair(pop).map(|(from, to)| Chat {
                 from,
                 to,
                 text: self.body(),
+                offline: false,
             })
         } else {
             None

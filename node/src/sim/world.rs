@@ -638,12 +638,16 @@ impl World {
             Event::ChatReceived {
                 from, msg_id, hops, ..
             } => {
+                if let Some(author) = self.pop.slot_of(&from) {
+                    self.rec.chat_received(author, msg_id);
+                }
                 if let Err(what) = self.inv.hops(hops) {
                     self.fail(what);
                 }
                 self.adv.chat_received(from, msg_id);
             }
             Event::PeerMisbehaved { .. } => self.rec.misbehaved(),
+            Event::ChatStored { msg_id, .. } => self.rec.chat_stored(slot, msg_id),
             Event::TraceCompleted { .. }
             | Event::TraceFailed { .. }
             | Event::NameClaimed { .. }
@@ -660,7 +664,13 @@ impl World {
         let Some((chat, gap)) = self.work.next(now, &self.pop) else {
             return;
         };
-        if let Some(Chat { from, to, text }) = chat {
+        if let Some(Chat {
+            from,
+            to,
+            text,
+            offline,
+        }) = chat
+        {
             let to_id = self.pop.id(to);
             let unattached = !(self.pop.online(from) && self.pop.online(to));
             let taken = self
@@ -670,6 +680,9 @@ impl World {
             match taken {
                 Some(Ok(msg_id)) => {
                     self.rec.chat_sent(from, msg_id, to, now, unattached);
+                    if offline {
+                        self.rec.offline_sent(from, msg_id);
+                    }
                     self.drain(from);
                 }
                 _ => self.rec.chat_refused(),

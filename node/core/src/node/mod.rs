@@ -26,7 +26,6 @@ use skyhop_protocol::{
 
 use super::attach::Attach;
 use super::budget::{MessageClass, Verdict};
-use super::chat::ReplayMark;
 use super::config::{ConfigError, NodeConfig};
 use super::context::{Ctx, Outputs};
 use super::counters::{Counters, DropReason};
@@ -34,7 +33,9 @@ use super::delivery::{ChatDelivery, ChatError};
 use super::events::{Action, Event, HostCacheEntry, Output, Status};
 use super::home::Home;
 use super::host_cache::HostCache;
+use super::inbox::ReplayMark;
 use super::links::Links;
+use super::mailbox::Mailbox;
 use super::names::{NameState, Names};
 use super::pending::{PendingRequests, Request};
 use super::role::RoleControl;
@@ -44,6 +45,7 @@ use super::table::{InsertOutcome, NeighborTable};
 use super::timers::{Timer, Timers};
 use super::{SimTime, SECS};
 
+mod mailbox;
 mod names;
 mod packets;
 mod relay;
@@ -100,6 +102,8 @@ pub struct Node {
     home: Home,
     /// Name claims held as a home supernode, and this node's own.
     names: Names,
+    /// Chats kept as a home supernode for offline recipients.
+    mailbox: Mailbox,
     /// Routing state: duplicate window, location cache, held packets.
     router: Router,
     /// Requests awaiting their reply.
@@ -153,6 +157,7 @@ impl Node {
             table: NeighborTable::new(id, cfg.bucket_size),
             home: Home::new(cfg.max_records),
             names: Names::new(cfg.max_names, cfg.name.clone()),
+            mailbox: Mailbox::default(),
             router: Router::new(
                 cfg.dedup_window,
                 cfg.location_cache_size,
@@ -187,6 +192,18 @@ impl Node {
                 self.host_cache.restore(e);
             }
         }
+    }
+
+    /// What this supernode's mailbox keeps for offline recipients now, and
+    /// the most it kept at once.
+    pub fn mailbox_usage(&self) -> (crate::mailbox::Usage, crate::mailbox::Usage) {
+        (self.mailbox.usage(), self.mailbox.peak())
+    }
+
+    /// Chats of ours stored on their recipients' homes, past their
+    /// deadline, whose receipt is awaited.
+    pub fn stored_chats(&self) -> usize {
+        self.chats.awaiting()
     }
 
     /// Every chat author's replay mark, and the time at or before which
@@ -300,6 +317,9 @@ impl Node {
             host_cache_verified: self.host_cache.verified_len(),
             pending_chats: self.chats.pending(),
             name: self.names.own().map(|(n, s)| (n.to_owned(), s.clone())),
+            stored_chats: self.chats.awaiting(),
+            mailbox_chats: self.mailbox.usage().chats,
+            mailbox_bytes: self.mailbox.usage().bytes,
             counters: self.ctx.out.counters.clone(),
         }
     }

@@ -12,7 +12,7 @@ use skyhop_protocol::{
 
 use super::{Node, QUERY_TIMEOUT};
 use crate::counters::DropReason;
-use crate::delivery::Sealing;
+use crate::delivery::{Receipt, Sealing};
 use crate::events::{ChatFailure, Event};
 use crate::names::{self, NameState};
 use crate::pending::Request;
@@ -100,7 +100,16 @@ impl Node {
     fn enact(&mut self, now: SimTime, from: Option<NodeId>, decision: Route, may_hold: bool) {
         match decision {
             Route::Forward(to, p) => self.forward(now, to, p),
+            Route::AtHome(Packet {
+                src,
+                body: Body::MailboxStore(kept),
+                ..
+            }) => self.on_mailbox_store(now, src, kept, true),
             Route::AtHome(p) => {
+                let published = match &p.body {
+                    Body::Publish(record) => Some(record.node),
+                    _ => None,
+                };
                 let sends = match p.body {
                     Body::NameClaim { request_id, claim } => self.names.at_home(
                         &mut self.ctx,
@@ -119,7 +128,11 @@ impl Node {
                         .at_home(&mut self.ctx, &self.table, now, p.src, body),
                 };
                 for (dst, body) in sends {
+                    let body = self.with_last_record(body);
                     self.originate(now, dst, body, None);
+                }
+                if let Some(node) = published {
+                    self.hand_over(now, node);
                 }
             }
             Route::LookUp(p) => {
@@ -160,6 +173,24 @@ impl Node {
                 self.query_location(now, to);
             }
             Sealing::Gone => {}
+        }
+    }
+
+    /// Sends a signed receipt back to the chat's author `to`.
+    pub(super) fn send_receipt(&mut self, now: SimTime, to: NodeId, receipt: Receipt) {
+        // A duplicate means our receipt was lost: the next one takes
+        // another path (routing::first_hop), and a flood of replays is not
+        // answered by a flood of receipts.
+        let attempt = if receipt.again {
+            self.router.next_detour(now)
+        } else {
+            Some(0)
+        };
+        match attempt {
+            Some(attempt) => {
+                self.send_through(now, to, receipt.body, attempt);
+            }
+            None => self.ctx.out.drop(DropReason::ReackOverBudget),
         }
     }
 
@@ -219,7 +250,7 @@ impl Node {
             self.originate(now, p.src, Body::NotFound(absence), None);
         } else if p.src == self.ctx.id {
             let me = self.ctx.id;
-            self.on_not_found(p.id, reason, me);
+            self.on_not_found(now, p.id, reason, me);
         }
     }
 
@@ -228,30 +259,17 @@ impl Node {
         self.ctx.out.counters.delivered += 1;
         match p.body {
             Body::Chat(sealed) => {
-                if let Some(receipt) = self
+                let receipts = self
                     .chats
-                    .on_chat(&mut self.ctx, now, p.src, p.hops, sealed)
-                {
-                    // A duplicate means our receipt was lost: the next one
-                    // takes another path (routing::first_hop), and a flood
-                    // of replays is not answered by a flood of receipts.
-                    let attempt = if receipt.again {
-                        self.router.next_detour(now)
-                    } else {
-                        Some(0)
-                    };
-                    match attempt {
-                        Some(attempt) => {
-                            self.send_through(now, p.src, receipt.body, attempt);
-                        }
-                        None => self.ctx.out.drop(DropReason::ReackOverBudget),
-                    }
+                    .on_chat(&mut self.ctx, now, p.src, p.hops, sealed, false);
+                for receipt in receipts {
+                    self.send_receipt(now, p.src, receipt);
                 }
             }
             Body::ChatAck(receipt) => self.chats.on_ack(&mut self.ctx, now, p.src, receipt),
             Body::NotFound(absence) => {
                 if self.ctx.memo.verify_absence(&absence).is_ok() {
-                    self.on_not_found(MsgId(absence.about), absence.reason, absence.by);
+                    self.on_not_found(now, MsgId(absence.about), absence.reason, absence.by);
                 } else {
                     self.ctx.out.counters.forged += 1;
                     self.ctx.out.drop(DropReason::ForgedAbsence);
@@ -279,7 +297,10 @@ impl Node {
             Body::Publish(record) => {
                 // A replica copy from a home supernode.
                 if self.ctx.cfg.role == Role::Supernode {
-                    self.home.store(&mut self.ctx, now, record);
+                    let node = record.node;
+                    if self.home.store(&mut self.ctx, now, record).is_some() {
+                        self.hand_over(now, node);
+                    }
                 }
             }
             Body::Withdraw(w) => {
@@ -309,6 +330,7 @@ impl Node {
                 let (asker, reply) = self
                     .home
                     .answer_query(&self.ctx, now, p.src, request_id, node);
+                let reply = self.with_last_record(reply);
                 self.originate(now, asker, reply, None);
             }
             Body::LocationReply {
@@ -333,6 +355,10 @@ impl Node {
                 claim,
             } => self.on_name_reply(request_id, name, claim),
             Body::Datagram(_) => {}
+            Body::MailboxStore(kept) => self.on_mailbox_store(now, p.src, kept, false),
+            Body::MailboxStored(notice) => self.chats.on_stored(&mut self.ctx, notice),
+            Body::MailboxHandOver(kept) => self.on_hand_over(now, p.src, p.hops, kept),
+            Body::MailboxTaken { author, msg_id } => self.on_taken(p.src, author, msg_id),
         }
     }
 
@@ -386,52 +412,57 @@ impl Node {
             self.ctx.out.drop(DropReason::UnsolicitedReply);
             return;
         }
-        match record {
-            None => match absence {
-                // The home's signed word, kept for the deadline; an
-                // unsigned or misdirected one says nothing.
-                Some(a)
-                    if a.node == node
-                        && a.about == request_id
-                        && self.ctx.memo.verify_absence(&a).is_ok() =>
-                {
-                    self.ctx.out.emit(Event::Located {
-                        node,
-                        online: false,
-                    });
-                    self.chats.on_key_absent(&node, a.reason, a.by)
-                }
-                Some(_) => {
-                    self.ctx.out.counters.forged += 1;
-                    self.ctx.out.drop(DropReason::ForgedAbsence);
-                }
-                None => {}
-            },
-            Some(record) => {
-                if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
+        // The home's signed word that the node is away, kept for the
+        // deadline; an unsigned or misdirected one says nothing.
+        let away = match absence {
+            Some(a)
+                if a.node == node
+                    && a.about == request_id
+                    && self.ctx.memo.verify_absence(&a).is_ok() =>
+            {
+                self.ctx.out.emit(Event::Located {
+                    node,
+                    online: false,
+                });
+                self.chats.on_key_absent(&node, a.reason, a.by);
+                true
+            }
+            Some(_) => {
+                self.ctx.out.counters.forged += 1;
+                self.ctx.out.drop(DropReason::ForgedAbsence);
+                false
+            }
+            None => false,
+        };
+        // With the absence, the record is the last one the node published
+        // (kept by its home for its mailbox): its chat key only, not where
+        // it is. Chats sealed with it go to the mailbox.
+        if let Some(record) = record {
+            if record.node == node && self.ctx.memo.verify_record(&record).is_ok() {
+                if !away {
                     self.ctx.out.emit(Event::Located { node, online: true });
-                    // Only routing reads the cache, and an ordinary node
-                    // does not route: it looked up the chat key alone.
-                    if record.sn != node && self.ctx.cfg.role == Role::Supernode {
-                        self.router
-                            .cache_mut()
-                            .insert(node, record.sn, record.seq, now);
-                    }
-                    let backups = record.backups.clone();
-                    for msg_id in self.chats.learn_key(node, record.chat_key, backups) {
-                        self.push_chat(now, msg_id);
-                    }
-                } else {
-                    self.ctx.out.counters.forged += 1;
-                    self.ctx.out.drop(DropReason::ForgedRecord);
                 }
+                // Only routing reads the cache, and an ordinary node does
+                // not route: it looked up the chat key alone.
+                if record.sn != node && !away && self.ctx.cfg.role == Role::Supernode {
+                    self.router
+                        .cache_mut()
+                        .insert(node, record.sn, record.seq, now);
+                }
+                let backups = record.backups.clone();
+                for msg_id in self.chats.learn_key(node, record.chat_key, backups) {
+                    self.push_chat(now, msg_id);
+                }
+            } else {
+                self.ctx.out.counters.forged += 1;
+                self.ctx.out.drop(DropReason::ForgedRecord);
             }
         }
         self.release_held(now, &node);
     }
 
     /// Packet `packet_id`, sent by this node, could not be delivered.
-    fn on_not_found(&mut self, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
+    fn on_not_found(&mut self, now: SimTime, packet_id: MsgId, reason: NotFoundReason, by: NodeId) {
         if let Some(probe_id) = self.pending.trace_by_packet(&packet_id) {
             if let Some(f) = self.pending.remove(probe_id) {
                 if let Request::Trace { to, .. } = f.request {
@@ -448,6 +479,8 @@ impl Node {
             }
             return;
         }
-        self.chats.on_not_found(packet_id, reason, by);
+        if let Some(kept) = self.chats.on_not_found(&self.ctx, packet_id, reason, by) {
+            self.offer_to_homes(now, kept);
+        }
     }
 }

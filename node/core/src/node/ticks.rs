@@ -180,6 +180,7 @@ impl Node {
     fn on_maintenance(&mut self, now: SimTime) {
         self.home.expire(now);
         self.names.expire(now);
+        self.mailbox.expire(now);
         self.router.cache_mut().expire(now);
         for (probe_id, f) in self.pending.expire(now) {
             if let Request::Trace { to, .. } = f.request {
@@ -206,7 +207,9 @@ impl Node {
                 self.push_chat(now, msg_id);
             }
         }
-        self.chats.finish_tick(&mut self.ctx, now);
+        for (author, receipt) in self.chats.finish_tick(&mut self.ctx, now) {
+            self.send_receipt(now, author, receipt);
+        }
     }
 
     /// Sends `body` to `to` for the `attempt`-th time (0: the first): on an

@@ -3,6 +3,7 @@
 //! [`strangers`].
 
 mod names;
+mod offline;
 mod raw_relay;
 mod strangers;
 
@@ -184,7 +185,7 @@ fn a_crashed_supernodes_clients_reattach_and_chat_resumes() {
 }
 
 #[test]
-fn after_a_graceful_leave_senders_are_told_the_peer_is_offline() {
+fn after_a_graceful_leave_senders_chats_wait_on_its_home_supernodes() {
     let mut h = Harness::overlay(5, 20);
     let ons = h.ordinaries();
     let (leaver, sender) = (ons[3], ons[9]);
@@ -194,23 +195,35 @@ fn after_a_graceful_leave_senders_are_told_the_peer_is_offline() {
     h.run_for(2 * SECS);
     let msg = h.send_chat(sender, leaver, "are you there?");
     h.run_for(40 * SECS);
-    assert_eq!(h.outcome(sender, msg), Some(Err(ChatFailure::Offline)));
     assert!(h.received(leaver).is_empty());
-    // The user is told who said so: one of the leaver's home supernodes,
-    // and only at the deadline.
-    let (at, said_by) = h
+    // Not failed: the leaver's home supernodes keep it (the sender learnt
+    // the leaver's key from the last record they kept), and the user is
+    // told who keeps it; it settles there at the deadline.
+    assert_eq!(h.outcome(sender, msg), None);
+    let stored: Vec<(SimTime, NodeId, bool)> = h
         .events
         .iter()
-        .find_map(|(t, n, e)| match e {
-            Event::ChatFailed {
-                msg_id, said_by, ..
-            } if *n == sender && *msg_id == msg => Some((*t, *said_by)),
+        .filter_map(|(t, n, e)| match e {
+            Event::ChatStored {
+                msg_id,
+                by,
+                settled,
+                ..
+            } if *n == sender && *msg_id == msg => Some((*t, *by, *settled)),
             _ => None,
         })
-        .expect("the chat failed");
+        .collect();
     let sns = h.supernodes();
-    assert!(said_by.is_some_and(|by| sns.contains(&by)), "{said_by:?}");
-    assert!(at >= now + 2 * SECS + NodeConfig::default().chat_deadline);
+    assert!(
+        stored.iter().all(|(_, by, _)| sns.contains(by)),
+        "{stored:?}"
+    );
+    let settled_at = stored
+        .iter()
+        .find(|(_, _, settled)| *settled)
+        .map(|(t, _, _)| *t)
+        .expect("settled");
+    assert!(settled_at >= now + 2 * SECS + NodeConfig::default().chat_deadline);
 }
 
 #[test]

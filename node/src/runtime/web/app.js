@@ -202,6 +202,7 @@ function describe(e) {
   switch (e.event) {
     case "chat_received": return "chat from " + short(e.from) + " (" + e.hops + " hops)";
     case "chat_delivered": return "delivered to " + short(e.to) + " (" + e.hops + " hops)";
+    case "chat_stored": return "to " + short(e.to) + " stored on " + e.copies + " of 3 home supernodes (recipient offline)";
     case "chat_failed": return "to " + short(e.to) + " failed: " + e.reason;
     case "attached": return "attached to " + short(e.sn);
     case "detached": return "lost " + short(e.sn) + ": " + e.reason;
