@@ -317,9 +317,6 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     let handle = start(plan.options).await?;
     let mut control_lines = Vec::new();
     if let Some(dir) = &data_dir {
-        let socket = dir.join(storage::CONTROL_SOCKET);
-        let (bound, _server) = control::serve(handle.clone(), ControlListen::Unix(socket)).await?;
-        control_lines.push(format!("control   {bound}"));
         if let Some(addr) = plan.control {
             let cookie = storage::write_cookie(dir)?;
             let (bound, _server) =
@@ -340,6 +337,11 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
                 dir.join(storage::COOKIE_FILE).display()
             ));
         }
+        // The socket last: clients wait for it, so once it exists the TCP
+        // address and the cookie are already written.
+        let socket = dir.join(storage::CONTROL_SOCKET);
+        let (bound, _server) = control::serve(handle.clone(), ControlListen::Unix(socket)).await?;
+        control_lines.insert(0, format!("control   {bound}"));
     } else {
         control_lines.push("control   off (give --data-dir for the control API)".into());
     }
