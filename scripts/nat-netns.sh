@@ -129,11 +129,6 @@ if [ -z "$SEED" ]; then
     exit 1
 fi
 echo "seed supernode $SEED"
-start pub "${RUN}pub" 198.18.0.2 auto --bootstrap "$SEED" --config "$WORK/auto.toml"
-for i in $(seq 1 "$N"); do
-    start "n$i" "${RUN}n$i" "10.0.0.$((10 + i))" auto --bootstrap "$SEED" --config "$WORK/auto.toml"
-done
-
 status() { "$BIN" status --json --data-dir "$WORK/$1" 2>/dev/null | tr -d ' \n'; }
 field() { # name, field: a string value
     status "$1" | sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p"
@@ -143,6 +138,19 @@ in_overlay() { # attached, or a supernode
     s="$(status "$1")"
     [[ "$s" == *'"primary":"'* || "$s" == *'"role":"Supernode"'* ]]
 }
+
+# The public host first, attached before the NATed hosts come: the seed
+# takes 2 clients, and a host it turns away cannot ask it for a dial-back
+# (only attached clients ask), so a public host left stranded would never
+# learn it is reachable.
+start pub "${RUN}pub" 198.18.0.2 auto --bootstrap "$SEED" --config "$WORK/auto.toml"
+for _ in $(seq 1 300); do
+    in_overlay pub && break
+    sleep 0.1
+done
+for i in $(seq 1 "$N"); do
+    start "n$i" "${RUN}n$i" "10.0.0.$((10 + i))" auto --bootstrap "$SEED" --config "$WORK/auto.toml"
+done
 
 # Wait (bounded) until the public host promoted and every NATed host is
 # attached and has learned it is unreachable.
