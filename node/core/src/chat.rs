@@ -121,11 +121,17 @@ impl Outbox {
 
     /// Messages to `to` not yet sealed (they wait for its chat key).
     pub fn awaiting_key(&self, to: &NodeId) -> Vec<MsgId> {
-        self.pending
+        let mut waiting: Vec<_> = self
+            .pending
             .values()
             .filter(|p| p.chat.to == *to && p.sealed.is_none())
-            .map(|p| p.chat.msg_id)
-            .collect()
+            .map(|p| (p.chat.seq, p.chat.msg_id))
+            .collect();
+        // In the order they were written: the recipient hands chats out in
+        // seq order and holds at most 64 behind a gap, so chats sent in id
+        // (random) order would wait, or be released past a gap.
+        waiting.sort_unstable();
+        waiting.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Stops tracking `msg_id` (acked or failed).
