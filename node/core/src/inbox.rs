@@ -18,6 +18,10 @@ pub const SEEN_PER_SENDER: usize = 256;
 pub const MAX_SENDERS: usize = 4096;
 /// How long a gap in `seq` may hold later messages back.
 pub const GAP_TIMEOUT: SimTime = 10 * super::SECS;
+/// `seq`s per sender remembered as skipped by a release past a gap, so
+/// that the chat still arriving late is handed out rather than refused as
+/// a replay.
+pub const SKIPPED_PER_SENDER: usize = 64;
 
 /// What the receiver decided about an arriving message.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +72,10 @@ struct Sender {
     /// Messages that arrived ahead of a gap, by `seq`, with their arrival
     /// time and hops.
     held: BTreeMap<u64, (ChatMessage, SimTime, u8)>,
+    /// `seq`s jumped over when held messages were released past a gap
+    /// (the latest `SKIPPED_PER_SENDER`), never handed out: each may still
+    /// arrive once.
+    skipped: BTreeSet<u64>,
     /// When this sender was last heard, for eviction.
     last_heard: SimTime,
 }
@@ -170,6 +178,14 @@ impl Inbox {
             return Arrival::Replayed;
         }
         let mut ready = Vec::new();
+        if s.skipped.remove(&chat.seq) {
+            // Late, after a release past its gap: never handed out, so not
+            // a replay. The mark stays where the later chats put it.
+            Self::remember(s, chat.msg_id);
+            s.mark.latest_sent_at = s.mark.latest_sent_at.max(chat.sent_at);
+            ready.push(Released { chat, hops });
+            return Arrival::Ready(ready);
+        }
         if chat.seq <= s.mark.seq {
             if chat.sent_at <= s.mark.latest_sent_at {
                 return Arrival::Replayed;
@@ -177,6 +193,7 @@ impl Inbox {
             // An older seq sent later: the author restarted its
             // conversation; deliver it and follow the new numbering.
             s.mark.epoch = chat.sent_at;
+            s.skipped.clear();
             Self::remember(s, chat.msg_id);
             Self::hand_out(s, chat, hops, &mut ready);
         } else if s.mark.seq.checked_add(1) == Some(chat.seq) {
@@ -222,6 +239,15 @@ impl Inbox {
     }
 
     fn hand_out(s: &mut Sender, chat: ChatMessage, hops: u8, ready: &mut Vec<Released>) {
+        // Past a gap (a release of held chats): remember what was jumped.
+        let first_missing = s.mark.seq.saturating_add(1);
+        let from = first_missing.max(chat.seq.saturating_sub(SKIPPED_PER_SENDER as u64));
+        for seq in from..chat.seq {
+            s.skipped.insert(seq);
+        }
+        while s.skipped.len() > SKIPPED_PER_SENDER {
+            s.skipped.pop_first();
+        }
         s.mark.seq = chat.seq;
         s.mark.latest_sent_at = s.mark.latest_sent_at.max(chat.sent_at);
         ready.push(Released { chat, hops });
@@ -506,6 +532,61 @@ mod tests {
         assert!(inbox.release_stalled(GAP_TIMEOUT - 1).is_empty());
         assert_eq!(inbox.next_wakeup(), Some(GAP_TIMEOUT));
         assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
+    }
+
+    #[test]
+    fn a_chat_skipped_by_a_release_past_its_gap_is_handed_out_once_when_it_arrives() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        assert_eq!(seqs(inbox.arrive(chat_at(&a, b, 1, 1, 10), 0, 1)), vec![1]);
+        // Seq 2 is late; 3 waits behind it until the gap times out.
+        assert_eq!(
+            seqs(inbox.arrive(chat_at(&a, b, 3, 3, 30), 1, 1)),
+            Vec::<u64>::new()
+        );
+        let released: Vec<u64> = inbox
+            .release_stalled(1 + GAP_TIMEOUT)
+            .iter()
+            .map(|r| r.chat.seq)
+            .collect();
+        assert_eq!(released, vec![3]);
+        // Seq 2 arrives after all: handed out, and only once.
+        let late = chat_at(&a, b, 2, 2, 20);
+        assert_eq!(
+            seqs(inbox.arrive(late.clone(), 2 + GAP_TIMEOUT, 1)),
+            vec![2]
+        );
+        assert_eq!(inbox.arrive(late, 3 + GAP_TIMEOUT, 1), Arrival::Duplicate);
+        // The mark still stands where seq 3 put it.
+        assert_eq!(inbox.mark(&a.id()).map(|m| m.seq), Some(3));
+        // A chat at or below the mark that was handed out is still a replay
+        // once its id has left the window.
+        for seq in 4..(4 + SEEN_PER_SENDER as u64) {
+            inbox.arrive(chat_at(&a, b, seq, seq, 40 + seq), 10 * GAP_TIMEOUT, 1);
+        }
+        assert_eq!(
+            inbox.arrive(chat_at(&a, b, 2, 2, 20), 11 * GAP_TIMEOUT, 1),
+            Arrival::Replayed
+        );
+    }
+
+    #[test]
+    fn the_skipped_seqs_a_sender_leaves_are_bounded() {
+        let a = Identity::from_secret([1; 32]);
+        let b = NodeId([2; 32]);
+        let mut inbox = Inbox::default();
+        // A first chat far ahead, released after the gap timeout.
+        inbox.arrive(chat_at(&a, b, 1, 1_000_000, 10), 0, 1);
+        assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
+        let s = &inbox.senders[&a.id()];
+        assert_eq!(s.skipped.len(), SKIPPED_PER_SENDER);
+        assert_eq!(s.skipped.last(), Some(&999_999));
+        // The oldest skipped seqs are forgotten: refused as before.
+        assert_eq!(
+            inbox.arrive(chat_at(&a, b, 2, 5, 5), GAP_TIMEOUT + 1, 1),
+            Arrival::Replayed
+        );
     }
 
     #[test]
