@@ -29,7 +29,12 @@ impl Node {
         kept: KeptChat,
         first: bool,
     ) {
-        if self.ctx.cfg.role != Role::Supernode || (first && src != kept.author) {
+        // A chat kept for this node itself (it became a supernode, and so
+        // one of its own homes): the other homes hand it over.
+        if self.ctx.cfg.role != Role::Supernode
+            || (first && src != kept.author)
+            || kept.node == self.ctx.id
+        {
             self.ctx.out.drop(DropReason::NotHomeBound);
             return;
         }
@@ -48,16 +53,19 @@ impl Node {
         if first {
             let copies: Vec<NodeId> = self
                 .table
-                .closest(&kept.node, self.ctx.cfg.replicas.saturating_sub(1))
+                .closest(&kept.node, self.ctx.cfg.replicas)
                 .iter()
                 .map(|e| e.id)
+                .filter(|id| *id != kept.node)
+                .take(self.ctx.cfg.replicas.saturating_sub(1))
                 .collect();
             for home in copies {
                 self.originate(now, home, Body::MailboxStore(kept.clone()), None);
             }
         }
-        // The recipient came back meanwhile: hand it over now.
-        if self.home.directory().get(&kept.node, now).is_some() {
+        // The recipient came back meanwhile, or is a supernode we know
+        // (it promoted itself): hand it over now.
+        if self.home.directory().get(&kept.node, now).is_some() || self.table.contains(&kept.node) {
             self.originate(now, kept.node, Body::MailboxHandOver(kept), None);
         }
     }
@@ -125,6 +133,15 @@ impl Node {
     pub(super) fn on_taken(&mut self, node: NodeId, author: NodeId, msg_id: MsgId) {
         if self.ctx.cfg.role == Role::Supernode {
             self.mailbox.taken(node, author, msg_id);
+        }
+    }
+
+    /// `sn` joined our table as a supernode (an authenticated link said
+    /// so): hand over what is kept for it. A node that promoted itself
+    /// publishes no record, so this is how its chats reach it.
+    pub(super) fn hand_over_to_supernode(&mut self, now: SimTime, sn: NodeId) {
+        for kept in self.mailbox.for_recipient(&sn) {
+            self.originate(now, sn, Body::MailboxHandOver(kept), None);
         }
     }
 }

@@ -611,6 +611,7 @@ impl Node {
             Role::Supernode => {
                 if self.table.insert(from, h.listen_addrs, now) == InsertOutcome::Added {
                     self.hand_over_records(now, from);
+                    self.hand_over_to_supernode(now, from);
                     // A growing table means our view is still young: look up
                     // our own id again soon, so that nodes that joined at the
                     // same moment still find their closest neighbors.
