@@ -453,3 +453,48 @@ impl SplitMix {
         self.0.below(n as u64) as usize
     }
 }
+
+/// Why a test that builds network namespaces cannot run here (it needs root
+/// and `ip netns`), or `None`.
+pub fn netns_skip_reason() -> Option<String> {
+    let uid = match Command::new("id").arg("-u").output() {
+        Ok(out) => out,
+        Err(e) => return Some(format!("`id` does not run: {e}")),
+    };
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not running as root".into());
+    }
+    match Command::new("ip").args(["netns", "list"]).output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "`ip netns` fails: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("`ip` is not installed: {e}")),
+    }
+}
+
+/// Runs `scripts/<script> <hosts>` against the built `skyhop` (bounded to
+/// 180 s by `timeout`), and returns its stdout; panics with both outputs
+/// if it fails. The scripts remove their namespaces and processes on every
+/// exit path.
+pub fn run_netns_script(script: &str, hosts: u32) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let out = Command::new("timeout")
+        .arg("180")
+        .arg(root.join("scripts").join(script))
+        .arg(hosts.to_string())
+        .env("SKYHOP_BIN", skyhop_bin())
+        .output()
+        .expect("the script runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({:?}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}

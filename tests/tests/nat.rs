@@ -11,19 +11,8 @@
 use std::process::Command;
 
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not running as root".into());
-    }
-    match Command::new("ip").args(["netns", "list"]).output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            return Some(format!(
-                "`ip netns` fails: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-        Err(e) => return Some(format!("`ip` is not installed: {e}")),
+    if let Some(reason) = skyhop_tests::netns_skip_reason() {
+        return Some(reason);
     }
     match Command::new("nft").arg("--version").output() {
         Ok(out) if out.status.success() => None,
@@ -37,24 +26,7 @@ fn hosts_behind_a_nat_never_promote_and_still_chat() {
         println!("skipped: the netns NAT test needs root, `ip netns` and `nft`: {reason}");
         return;
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let bin = skyhop_tests::skyhop_bin();
-    let out = Command::new("timeout")
-        .arg("180")
-        .arg(root.join("scripts/nat-netns.sh"))
-        .arg("3")
-        .env("SKYHOP_BIN", bin)
-        .output()
-        .expect("the script runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "nat-netns.sh failed ({:?}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = skyhop_tests::run_netns_script("nat-netns.sh", 3);
     assert!(
         stdout.contains("public host promoted; no NATed host promoted"),
         "{stdout}"
