@@ -498,3 +498,33 @@ pub fn run_netns_script(script: &str, hosts: u32) -> String {
     );
     stdout
 }
+
+/// What `skyhop chat --data-dir DIR` prints for the lines of `input`.
+pub fn prompt_output(dir: &Path, input: &str) -> String {
+    let mut prompt = Command::new(skyhop_bin())
+        .args(["chat", "--data-dir"])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("skyhop chat starts");
+    let mut stdin = prompt.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("typed");
+    // The end of input ends the prompt once its commands are answered.
+    drop(stdin);
+    let mut stdout = prompt.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let ended = wait_until(Duration::from_secs(30), || {
+        matches!(prompt.try_wait(), Ok(Some(_)))
+    });
+    if !ended {
+        let _ = prompt.kill();
+        let _ = prompt.wait();
+    }
+    reader.join().expect("reader")
+}

@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use skyhop_tests::{http, skyhop_bin, wait_until, NodeProc, Scratch, ATTACH_TIMEOUT};
+use skyhop_tests::{
+    http, prompt_output, skyhop_bin, wait_until, NodeProc, Scratch, ATTACH_TIMEOUT,
+};
 
 /// `GET path` on `node`'s control socket; the JSON answer of a 200.
 fn get(node: &NodeProc, path: &str) -> Value {
@@ -40,36 +42,6 @@ fn overlay(scratch: &Scratch, extra_b: &[&str]) -> (NodeProc, NodeProc, NodeProc
 /// The `messages` of a history answer.
 fn messages(page: &Value) -> &Vec<Value> {
     page["messages"].as_array().expect("messages")
-}
-
-/// What `skyhop chat --data-dir DIR` prints for the lines of `input`.
-fn prompt_output(dir: &Path, input: &str) -> String {
-    let mut prompt = Command::new(skyhop_bin())
-        .args(["chat", "--data-dir"])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("skyhop chat starts");
-    let mut stdin = prompt.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("typed");
-    // The end of input ends the prompt once its commands are answered.
-    drop(stdin);
-    let mut stdout = prompt.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let ended = wait_until(Duration::from_secs(30), || {
-        matches!(prompt.try_wait(), Ok(Some(_)))
-    });
-    if !ended {
-        let _ = prompt.kill();
-        let _ = prompt.wait();
-    }
-    reader.join().expect("reader")
 }
 
 #[test]

@@ -5,13 +5,13 @@
 //! the user re-pins; a contact that left is listed offline, from its home
 //! supernodes' answer.
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use skyhop_tests::{http, skyhop_bin, wait_until, NodeProc, Scratch, ATTACH_TIMEOUT};
+use skyhop_tests::{
+    http, prompt_output, skyhop_bin, wait_until, NodeProc, Scratch, ATTACH_TIMEOUT,
+};
 
 /// `method path` on `node`'s control socket: status and JSON answer.
 fn call(node: &NodeProc, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
@@ -27,34 +27,6 @@ fn resolve(node: &NodeProc, to: &str) -> (u16, Value) {
 /// Whether `node`'s log says its name is held by its home supernodes.
 fn claimed(node: &NodeProc, name: &str) -> bool {
     node.log().contains(&format!("name '{name}' is yours"))
-}
-
-/// What `skyhop chat --data-dir DIR` prints for the lines of `input`.
-fn prompt_output(dir: &Path, input: &str) -> String {
-    let mut prompt = Command::new(skyhop_bin())
-        .args(["chat", "--data-dir"])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("skyhop chat starts");
-    let mut stdin = prompt.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("typed");
-    drop(stdin);
-    let mut stdout = prompt.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    if !wait_until(Duration::from_secs(60), || {
-        matches!(prompt.try_wait(), Ok(Some(_)))
-    }) {
-        let _ = prompt.kill();
-        let _ = prompt.wait();
-    }
-    reader.join().expect("reader")
 }
 
 #[test]
