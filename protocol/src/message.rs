@@ -258,6 +258,12 @@ pub enum NotFoundReason {
     TtlExpired,
     /// A hop had no usable next hop (its links were down).
     NoRoute,
+    /// The node may be online but out of this supernode's reach: the
+    /// supernodes closer to it, its true home supernodes, were lost
+    /// recently (a network partition, most likely), or its record names a
+    /// supernode that cannot be routed to. Unlike `NoRecord`, this does not
+    /// say that the node is unknown.
+    Unreachable,
 }
 
 /// A node's signed statement that `node` could not be reached: the answer

@@ -273,6 +273,7 @@ fn not_found_reason() -> impl Strategy<Value = NotFoundReason> {
         Just(NotFoundReason::Offline),
         Just(NotFoundReason::TtlExpired),
         Just(NotFoundReason::NoRoute),
+        Just(NotFoundReason::Unreachable),
     ]
 }
 

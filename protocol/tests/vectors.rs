@@ -302,6 +302,11 @@ fn goldens() -> Vec<Golden> {
             not_found(NotFoundReason::NoRoute),
         ),
         golden(
+            "routed_not_found_unreachable",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body NotFound: Absence signed by sn1: about 77, node bob, reason Unreachable, by sn1, public_key sn1's"),
+            not_found(NotFoundReason::Unreachable),
+        ),
+        golden(
             "routed_trace_probe",
             "Routed packet src alice, dst bob, id 0x0123456789abcdef, ttl 32, hops 2, location Toward(sn2), trace Some([alice, sn1]); body TraceProbe: probe_id 5",
             Message::Routed(Packet {
@@ -930,8 +935,8 @@ fn signatures_in_the_vectors_verify() {
         }
     }
     assert_eq!(
-        checked, 16,
-        "leave, publish, routed chat, its receipt, four not-founds, publish, two withdraws, reply and offline reply, name claim and name reply, a stored notice"
+        checked, 17,
+        "leave, publish, routed chat, its receipt, five not-founds, publish, two withdraws, reply and offline reply, name claim and name reply, a stored notice"
     );
 }
 

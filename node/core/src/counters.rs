@@ -93,6 +93,9 @@ pub enum DropReason {
     /// A peer of another protocol version, refused at its `Hello` (the
     /// runtime's decoder refuses the frame; the core counts it).
     UnknownVersion,
+    /// Undeliverable: the destination is out of reach (its true home
+    /// supernodes were lost recently, or its supernode cannot be routed to).
+    Unreachable,
     /// A sealed chat that does not open with this node's chat key (sealed
     /// to another node, or damaged) or holds no valid chat message.
     UnreadableChat,
@@ -103,7 +106,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 38] = [
+    pub const ALL: [DropReason; 39] = [
         DropReason::ChatOutsideWindow,
         DropReason::DialBackUnserved,
         DropReason::DialOverBudget,
@@ -140,6 +143,7 @@ impl DropReason {
         DropReason::UnexpectedAccept,
         DropReason::UnexpectedAck,
         DropReason::UnknownVersion,
+        DropReason::Unreachable,
         DropReason::UnreadableChat,
         DropReason::UnsolicitedReply,
     ];
@@ -183,6 +187,7 @@ impl DropReason {
             DropReason::UnexpectedAccept => "unexpected_accept",
             DropReason::UnexpectedAck => "unexpected_ack",
             DropReason::UnknownVersion => "unknown_version",
+            DropReason::Unreachable => "unreachable",
             DropReason::UnreadableChat => "unreadable_chat",
             DropReason::UnsolicitedReply => "unsolicited_reply",
         }
@@ -195,6 +200,7 @@ impl DropReason {
             NotFoundReason::Offline => DropReason::Offline,
             NotFoundReason::TtlExpired => DropReason::TtlExpired,
             NotFoundReason::NoRoute => DropReason::NoRoute,
+            NotFoundReason::Unreachable => DropReason::Unreachable,
         }
     }
 }

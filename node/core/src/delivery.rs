@@ -25,19 +25,26 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand::RngExt;
 
-/// Keeps the strongest answer: offline over not found; transient answers
-/// (no route, TTL) say nothing about the recipient.
+/// Keeps the strongest answer: offline over unreachable over not found
+/// (a tombstone is positive knowledge; "out of my reach" says more than
+/// "no record here"); transient answers (no route, TTL) say nothing about
+/// the recipient.
 fn note_told(pending: &mut super::chat::Pending, reason: NotFoundReason, by: NodeId) {
     let failure = match reason {
         NotFoundReason::Offline => ChatFailure::Offline,
+        NotFoundReason::Unreachable => ChatFailure::Unreachable,
         NotFoundReason::NoRecord => ChatFailure::NotFound,
         NotFoundReason::TtlExpired | NotFoundReason::NoRoute => return,
     };
-    let stronger = match pending.told {
-        None => true,
-        Some((ChatFailure::Offline, _)) => false,
-        Some(_) => failure == ChatFailure::Offline,
+    let rank = |f: ChatFailure| match f {
+        ChatFailure::Offline => 3,
+        ChatFailure::Unreachable => 2,
+        ChatFailure::NotFound => 1,
+        ChatFailure::TimedOut => 0,
     };
+    let stronger = pending
+        .told
+        .is_none_or(|(told, _)| rank(failure) > rank(told));
     if stronger {
         pending.told = Some((failure, by));
     }

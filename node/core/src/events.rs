@@ -60,6 +60,10 @@ pub enum ChatFailure {
     NotFound,
     /// No ack arrived before the deadline.
     TimedOut,
+    /// The recipient may be online but is out of reach: the supernode
+    /// that said so lost the recipient's home supernodes lately (a network
+    /// partition?) or cannot route to the supernode it is attached to.
+    Unreachable,
 }
 
 impl std::fmt::Display for ChatFailure {
@@ -68,6 +72,7 @@ impl std::fmt::Display for ChatFailure {
             ChatFailure::Offline => "recipient is offline",
             ChatFailure::NotFound => "recipient not found in the overlay",
             ChatFailure::TimedOut => "no acknowledgement before the deadline",
+            ChatFailure::Unreachable => "recipient is unreachable from here (network partition?)",
         })
     }
 }

@@ -71,6 +71,8 @@ pub struct Harness {
     pub raw_relay: bool,
     /// Frames forwarded in place so far.
     pub forwarded_raw: u64,
+    /// One side of a network cut ([`Harness::cut`]): no link crosses it.
+    cut_side: Option<BTreeSet<NodeId>>,
 }
 
 /// A node's secret from a small seed.
@@ -105,7 +107,39 @@ impl Harness {
             tapped: Vec::new(),
             raw_relay: false,
             forwarded_raw: 0,
+            cut_side: None,
         }
+    }
+
+    /// Cuts the network between `side` and every other node: each link
+    /// across is dropped now (both ends see it close) and dials across
+    /// fail until [`Harness::heal`]. Nobody is told why.
+    pub fn cut(&mut self, side: &[NodeId]) {
+        let side: BTreeSet<NodeId> = side.iter().copied().collect();
+        let across: Vec<(NodeId, NodeId)> = self
+            .links
+            .iter()
+            .filter(|(a, b)| side.contains(a) != side.contains(b))
+            .copied()
+            .collect();
+        for (a, b) in across {
+            self.links.remove(&(a, b));
+            self.push(self.now, Ev::LinkDown(a, b));
+        }
+        self.cut_side = Some(side);
+    }
+
+    /// Ends the cut: dials across succeed again (nothing redials by
+    /// itself; the nodes do).
+    pub fn heal(&mut self) {
+        self.cut_side = None;
+    }
+
+    /// Whether a cut separates `a` and `b`.
+    fn across_cut(&self, a: &NodeId, b: &NodeId) -> bool {
+        self.cut_side
+            .as_ref()
+            .is_some_and(|side| side.contains(a) != side.contains(b))
     }
 
     fn push(&mut self, at: SimTime, ev: Ev) {
@@ -205,7 +239,9 @@ impl Harness {
         match a {
             Action::Dial { id: Some(peer), .. } => {
                 let at = self.now + self.latency * 2;
-                if self.nodes.contains_key(&peer) && !self.links.contains(&(id, peer)) {
+                if self.across_cut(&id, &peer) {
+                    self.push(at, Ev::DialFailed(id, peer));
+                } else if self.nodes.contains_key(&peer) && !self.links.contains(&(id, peer)) {
                     self.push(at, Ev::LinkUp(id, peer));
                 } else if !self.nodes.contains_key(&peer) {
                     self.push(at, Ev::DialFailed(id, peer));

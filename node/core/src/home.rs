@@ -12,6 +12,7 @@ use skyhop_protocol::{Body, LocationRecord, NodeId, NotFoundReason, Withdraw, Wi
 use super::context::Ctx;
 use super::counters::DropReason;
 use super::directory::{Directory, StoreOutcome};
+use super::lost::LostSupernodes;
 use super::table::NeighborTable;
 use super::SimTime;
 
@@ -98,6 +99,7 @@ impl Home {
         &mut self,
         ctx: &mut Ctx,
         table: &NeighborTable,
+        lost: &LostSupernodes,
         now: SimTime,
         src: NodeId,
         body: Body,
@@ -133,7 +135,7 @@ impl Home {
                     .collect()
             }
             Body::LocationQuery { request_id, node } => {
-                vec![self.answer_query(ctx, now, src, request_id, node)]
+                vec![self.answer_query(ctx, lost, now, src, request_id, node)]
             }
             _ => {
                 ctx.out.drop(DropReason::NotHomeBound);
@@ -146,6 +148,7 @@ impl Home {
     pub fn answer_query(
         &self,
         ctx: &Ctx,
+        lost: &LostSupernodes,
         now: SimTime,
         asker: NodeId,
         request_id: u64,
@@ -153,10 +156,13 @@ impl Home {
     ) -> Originate {
         let record = self.directory.get(&node, now).cloned();
         // No record: say so, signed, and say whether the node is known to
-        // have gone (a tombstone) rather than never seen.
+        // have gone (a tombstone) rather than never seen, or may be out of
+        // reach (supernodes closer to it, its true homes, were lost lately).
         let absence = record.is_none().then(|| {
             let reason = if self.directory.departed(&node, now) {
                 NotFoundReason::Offline
+            } else if lost.closer_lost(&node, now) {
+                NotFoundReason::Unreachable
             } else {
                 NotFoundReason::NoRecord
             };

@@ -40,6 +40,7 @@ mod home;
 mod host_cache;
 pub mod inbox;
 mod links;
+mod lost;
 pub mod mailbox;
 pub mod names;
 mod node;

@@ -31,6 +31,7 @@ use skyhop_protocol::{
 use super::context::Ctx;
 use super::directory::{Directory, LocationCache};
 use super::links::Links;
+use super::lost::LostSupernodes;
 use super::supernode::Supernode;
 use super::table::NeighborTable;
 use super::timers::Timer;
@@ -134,6 +135,8 @@ pub(crate) struct RouteView<'a> {
     pub supernode: &'a Supernode,
     /// Records held as a home supernode.
     pub directory: &'a Directory,
+    /// Supernodes lost lately.
+    pub lost: &'a LostSupernodes,
 }
 
 /// A packet held for a lookup: when, from whom, and the packet.
@@ -301,7 +304,11 @@ impl Router {
                 .filter(|sn| Some(*sn) != from),
         };
         if let Some(sn) = located.filter(|sn| *sn != me) {
-            if let Some(next) = hop_toward(view, &sn) {
+            // Never back to the hop the packet came from: it was closer to
+            // that supernode than we are and gave up on reaching it (a
+            // partition), so sending it back would only bounce it between
+            // us until the duplicate window drops it, unanswered.
+            if let Some(next) = hop_toward(view, &sn).filter(|next| Some(*next) != from) {
                 d.location = LocationHop::Toward(sn);
                 d.step = Step::Forward(next);
                 return d;
@@ -544,11 +551,12 @@ fn onward_step(
         Some(next) => Step::Forward(next.id),
         None => Step::Undeliverable(if view.directory.departed(dst, now) {
             NotFoundReason::Offline
-        } else if located.is_some_and(|sn| sn != me) {
-            // We hold a record, but its supernode is unreachable (it just
-            // failed; the client is reattaching): a transient answer, not
-            // "no such node".
-            NotFoundReason::NoRoute
+        } else if located.is_some_and(|sn| sn != me) || view.lost.closer_lost(dst, now) {
+            // We hold a record, but its supernode cannot be routed to (it
+            // just failed and the client is reattaching, or it is across a
+            // partition); or supernodes closer to the destination, its true
+            // homes, were lost lately: out of reach, not "no such node".
+            NotFoundReason::Unreachable
         } else {
             NotFoundReason::NoRecord
         }),

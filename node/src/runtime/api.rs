@@ -922,6 +922,9 @@ pub enum Failure {
     NotFound,
     /// No ack arrived before the deadline.
     TimedOut,
+    /// The recipient may be online but is out of reach (a network
+    /// partition): the supernode that said so lost its home supernodes.
+    Unreachable,
 }
 
 impl From<skyhop_core::ChatFailure> for Failure {
@@ -930,6 +933,7 @@ impl From<skyhop_core::ChatFailure> for Failure {
             skyhop_core::ChatFailure::Offline => Failure::Offline,
             skyhop_core::ChatFailure::NotFound => Failure::NotFound,
             skyhop_core::ChatFailure::TimedOut => Failure::TimedOut,
+            skyhop_core::ChatFailure::Unreachable => Failure::Unreachable,
         }
     }
 }

@@ -247,11 +247,13 @@ impl SaidBy {
         })
     }
 
-    /// Who reports a core failure: the home supernodes answer offline or
-    /// not found; a deadline is this node's own conclusion.
+    /// Who reports a core failure: the home supernodes answer offline,
+    /// not found or unreachable; a deadline is this node's own conclusion.
     pub fn of_failure(reason: ChatFailure) -> SaidBy {
         match reason {
-            ChatFailure::Offline | ChatFailure::NotFound => SaidBy::HomeSupernode,
+            ChatFailure::Offline | ChatFailure::NotFound | ChatFailure::Unreachable => {
+                SaidBy::HomeSupernode
+            }
             ChatFailure::TimedOut => SaidBy::ThisNode,
         }
     }

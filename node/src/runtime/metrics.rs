@@ -36,6 +36,8 @@ pub struct ChatCounters {
     pub failed_not_found: AtomicU64,
     /// Chats failed: no ack before the deadline.
     pub failed_timed_out: AtomicU64,
+    /// Chats failed: the recipient is out of reach (a partition).
+    pub failed_unreachable: AtomicU64,
     /// Chats the core refused at once (not attached, too long, ...).
     pub failed_refused: AtomicU64,
 }
@@ -47,6 +49,7 @@ impl ChatCounters {
             ChatFailure::Offline => &self.failed_offline,
             ChatFailure::NotFound => &self.failed_not_found,
             ChatFailure::TimedOut => &self.failed_timed_out,
+            ChatFailure::Unreachable => &self.failed_unreachable,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -280,6 +283,7 @@ impl Collector for SkyhopCollector {
                 ("offline", load(&chats.failed_offline)),
                 ("not_found", load(&chats.failed_not_found)),
                 ("timed_out", load(&chats.failed_timed_out)),
+                ("unreachable", load(&chats.failed_unreachable)),
                 ("refused", load(&chats.failed_refused)),
             ],
         )?;

@@ -138,6 +138,9 @@ pub struct Delivery {
     pub failed_not_found: u64,
     /// Eligible messages failed as timed out.
     pub failed_timed_out: u64,
+    /// Eligible messages failed as unreachable (across a partition).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failed_unreachable: u64,
     /// Eligible messages with no outcome by the end.
     pub unresolved: u64,
     /// delivered / eligible.

@@ -649,6 +649,7 @@ fn tally(d: &mut Delivery, m: &MsgTrack, deadline: SimTime) -> Option<(SimTime, 
         Some(Err(ChatFailure::Offline)) => d.failed_offline += 1,
         Some(Err(ChatFailure::NotFound)) => d.failed_not_found += 1,
         Some(Err(ChatFailure::TimedOut)) => d.failed_timed_out += 1,
+        Some(Err(ChatFailure::Unreachable)) => d.failed_unreachable += 1,
         None => d.unresolved += 1,
     }
     None

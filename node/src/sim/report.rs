@@ -94,10 +94,10 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
         ),
     );
     row(
-        "failed not found / timeout",
+        "failed not found / unreachable / timeout",
         format!(
-            "{} / {} (unresolved {})",
-            d.failed_not_found, d.failed_timed_out, d.unresolved
+            "{} / {} / {} (unresolved {})",
+            d.failed_not_found, d.failed_unreachable, d.failed_timed_out, d.unresolved
         ),
     );
     row(

@@ -264,6 +264,7 @@ fn users_who_cannot_attach_count_as_failed_deliveries() {
             + d.failed_offline
             + d.failed_not_found
             + d.failed_timed_out
+            + d.failed_unreachable
             + d.unresolved,
         d.eligible,
         "seed 2: every counted message has one outcome: {d:?}"

@@ -35,6 +35,7 @@ use super::home::Home;
 use super::host_cache::HostCache;
 use super::inbox::ReplayMark;
 use super::links::Links;
+use super::lost::LostSupernodes;
 use super::mailbox::Mailbox;
 use super::names::{NameState, Names};
 use super::pending::{PendingRequests, Request};
@@ -96,6 +97,8 @@ pub struct Node {
     host_cache: HostCache,
     /// The supernode neighbor table (empty on an ordinary node).
     table: NeighborTable,
+    /// Supernodes whose link closed lately, for honest absences.
+    lost: LostSupernodes,
     /// Duties toward clients (a supernode's).
     supernode: Supernode,
     /// Records held as a home supernode.
@@ -155,6 +158,7 @@ impl Node {
         }
         Ok(Node {
             table: NeighborTable::new(id, cfg.bucket_size),
+            lost: LostSupernodes::new(id),
             home: Home::new(cfg.max_records),
             names: Names::new(cfg.max_names, cfg.name.clone()),
             mailbox: Mailbox::default(),
@@ -393,6 +397,7 @@ impl Node {
         }
         self.host_cache.forget_source(&peer);
         if self.table.remove(&peer) {
+            self.lost.lost(now, peer);
             self.router.cache_mut().forget_supernode(&peer);
             self.supernode.homes_changed(&self.ctx, now);
         }
@@ -605,6 +610,7 @@ impl Node {
             return;
         }
         link.budget.promote_to_supernode(&self.ctx.cfg.budget);
+        self.lost.found(&from);
         self.host_cache
             .add_verified(from, h.listen_addrs.clone(), now);
         match self.ctx.cfg.role {

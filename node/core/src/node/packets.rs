@@ -92,6 +92,7 @@ impl Node {
             table: &self.table,
             supernode: &self.supernode,
             directory: self.home.directory(),
+            lost: &self.lost,
         };
         let decision = self.router.route(&mut self.ctx, &view, now, from, p);
         self.enact(now, from, decision, may_hold);
@@ -123,9 +124,10 @@ impl Node {
                         self.ctx.out.counters.delivered += 1;
                         vec![self.names.answer_query(now, p.src, request_id, name)]
                     }
-                    body => self
-                        .home
-                        .at_home(&mut self.ctx, &self.table, now, p.src, body),
+                    body => {
+                        self.home
+                            .at_home(&mut self.ctx, &self.table, &self.lost, now, p.src, body)
+                    }
                 };
                 for (dst, body) in sends {
                     let body = self.with_last_record(body);
@@ -153,6 +155,7 @@ impl Node {
                     table: &self.table,
                     supernode: &self.supernode,
                     directory: self.home.directory(),
+                    lost: &self.lost,
                 };
                 let onward = self.router.onward(&self.ctx, &view, now, p, None);
                 self.enact(now, from, onward, may_hold);
@@ -329,7 +332,7 @@ impl Node {
             Body::LocationQuery { request_id, node } => {
                 let (asker, reply) = self
                     .home
-                    .answer_query(&self.ctx, now, p.src, request_id, node);
+                    .answer_query(&self.ctx, &self.lost, now, p.src, request_id, node);
                 let reply = self.with_last_record(reply);
                 self.originate(now, asker, reply, None);
             }
@@ -468,6 +471,7 @@ impl Node {
                 if let Request::Trace { to, .. } = f.request {
                     let reason = match reason {
                         NotFoundReason::Offline => ChatFailure::Offline,
+                        NotFoundReason::Unreachable => ChatFailure::Unreachable,
                         _ => ChatFailure::NotFound,
                     };
                     self.ctx.out.emit(Event::TraceFailed {

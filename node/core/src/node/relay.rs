@@ -117,6 +117,7 @@ impl Node {
             table: &self.table,
             supernode: &self.supernode,
             directory: self.home.directory(),
+            lost: &self.lost,
         };
         let d = self.router.decide(me, &view, now, Some(from), &head);
         let Step::Forward(to) = d.step else {

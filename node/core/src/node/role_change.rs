@@ -17,6 +17,7 @@ use super::{Node, YOUNG_TABLE_REFRESH};
 use crate::attach::PARALLEL_ATTACH_DIALS;
 use crate::events::{Action, Event};
 use crate::home::Home;
+use crate::lost::LostSupernodes;
 use crate::role::{Decision, Signals};
 use crate::supernode::Supernode;
 use crate::table::NeighborTable;
@@ -167,6 +168,7 @@ impl Node {
         self.close_all_links("demoted to ordinary node");
         self.ctx.cfg.role = Role::Ordinary;
         self.table = NeighborTable::new(self.ctx.id, self.ctx.cfg.bucket_size);
+        self.lost = LostSupernodes::new(self.ctx.id);
         self.home = Home::new(self.ctx.cfg.max_records);
         self.supernode = Supernode::new(now);
         self.attach.reset(&mut self.pending, now);

@@ -179,6 +179,7 @@ impl Node {
 
     fn on_maintenance(&mut self, now: SimTime) {
         self.home.expire(now);
+        self.lost.expire(now);
         self.names.expire(now);
         self.mailbox.expire(now);
         self.router.cache_mut().expire(now);

@@ -4,6 +4,7 @@
 
 mod names;
 mod offline;
+mod partition;
 mod raw_relay;
 mod strangers;
 
