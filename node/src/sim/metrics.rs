@@ -64,6 +64,10 @@ pub struct Metrics {
     /// Hostile nodes and honest delivery, when the scenario has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adversary: Option<AdversaryMetrics>,
+    /// Chats across a partition and the recovery after its heal, when the
+    /// scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<super::cut::PartitionMetrics>,
     /// The scenario as run.
     pub config: SimConfig,
 }

@@ -33,6 +33,7 @@
 
 mod adversary;
 pub mod config;
+mod cut;
 mod dist;
 mod event;
 mod invariants;

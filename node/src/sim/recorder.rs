@@ -567,6 +567,7 @@ impl Recorder {
             violation: run.violation,
             adversary,
             offline,
+            partition: None,
             config: run.cfg,
         }
     }

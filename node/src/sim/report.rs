@@ -225,6 +225,11 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
             ),
         );
     }
+    if let Some(p) = &m.partition {
+        for (label, value) in super::cut::report_lines(p) {
+            row(&label, value);
+        }
+    }
     if let Some(a) = &m.adversary {
         row(
             "hostile SN dropping / ON flooding",

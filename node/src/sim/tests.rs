@@ -355,6 +355,45 @@ fn a_long_partition_is_checked_per_side_and_passes() {
     }
 }
 
+/// Chats across a cut fail as "unreachable" (or time out), never as "not
+/// found" as if the recipient did not exist; after the heal the records go
+/// back to their true homes and every chat is delivered again, and the run
+/// says how long each took.
+#[test]
+fn chats_across_a_partition_fail_as_unreachable_and_the_overlay_recovers_after_the_heal() {
+    let cfg = scenario("partition-small");
+    let m = simulate(&cfg, cfg.seed);
+    assert!(m.passed, "seed {}: {:?}", m.seed, m.violation);
+    let p = m
+        .partition
+        .as_ref()
+        .expect("a scenario with a cut reports it");
+    assert!(p.across_sent > 0, "seed {}: {p:?}", m.seed);
+    assert_eq!(p.across_failed_not_found, 0, "seed {}: {p:?}", m.seed);
+    assert!(
+        p.across_failed_unreachable > p.across_failed_timed_out,
+        "seed {}: most chats across the cut are told why: {p:?}",
+        m.seed
+    );
+    assert_eq!(
+        p.across_delivered
+            + p.across_failed_unreachable
+            + p.across_failed_offline
+            + p.across_failed_timed_out
+            + p.across_unresolved,
+        p.across_sent,
+        "seed {}: {p:?}",
+        m.seed
+    );
+    assert!(p.records_recovered_s.is_some(), "seed {}: {p:?}", m.seed);
+    assert!(p.delivery_recovered_s.is_some(), "seed {}: {p:?}", m.seed);
+    assert_eq!(
+        m.delivery.failed_not_found, 0,
+        "seed {}: {:?}",
+        m.seed, m.delivery
+    );
+}
+
 /// Half the users behind a NAT: they dial out to their supernodes, so they
 /// all attach and chat as before (nothing promotes or needs to dial them
 /// yet).

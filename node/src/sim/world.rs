@@ -36,6 +36,7 @@ use skyhop_core::{Action, Event, Output, SimTime, SECS};
 
 use super::adversary::{Adversary, Verdict, FLOOD_TICK};
 use super::config::SimConfig;
+use super::cut::CutWatch;
 use super::dist::secs;
 use super::event::Ev;
 use super::invariants::Invariants;
@@ -93,6 +94,8 @@ pub struct World {
     verifier: Verifier,
     /// The hostile nodes, if the scenario has any.
     adv: Adversary,
+    /// Chats across partitions and the recovery after them.
+    cut: CutWatch,
     /// The encoding buffer of `transmit`.
     scratch: Vec<u8>,
 }
@@ -118,6 +121,7 @@ impl World {
             inv: Invariants::new(&cfg, seed),
             verifier: Verifier::spawn(memo),
             adv: Adversary::new(&cfg, seed),
+            cut: CutWatch::new(&cfg),
             scratch: Vec::with_capacity(1024),
             cfg,
         };
@@ -321,6 +325,7 @@ impl World {
                 if let Err(what) = self.inv.sample(now, &self.pop, &self.net) {
                     self.fail(what);
                 }
+                self.cut.sample(now, &self.pop);
                 self.push(now + secs(self.cfg.sample_interval_s), Ev::Sample);
             }
         }
@@ -631,9 +636,11 @@ impl World {
                 }
                 self.adv.chat_delivered(self.pop.id(slot), msg_id);
                 self.rec.chat_outcome(slot, msg_id, Ok((latency, hops)));
+                self.cut.chat_outcome(slot, msg_id, Ok(()));
             }
             Event::ChatFailed { msg_id, reason, .. } => {
                 self.rec.chat_outcome(slot, msg_id, Err(reason));
+                self.cut.chat_outcome(slot, msg_id, Err(reason));
             }
             Event::ChatReceived {
                 from, msg_id, hops, ..
@@ -680,6 +687,8 @@ impl World {
             match taken {
                 Some(Ok(msg_id)) => {
                     self.rec.chat_sent(from, msg_id, to, now, unattached);
+                    let across = self.net.cut(now, from, to);
+                    self.cut.chat_sent(from, msg_id, now, across, unattached);
                     if offline {
                         self.rec.offline_sent(from, msg_id);
                     }
@@ -741,6 +750,7 @@ impl World {
             rec,
             inv,
             adv,
+            cut,
             ..
         } = self;
         let run = RunEnd {
@@ -756,7 +766,8 @@ impl World {
                 .collect(),
             violation,
         };
-        let metrics = rec.finish(run, &pop, &inv, &adv);
+        let mut metrics = rec.finish(run, &pop, &inv, &adv);
+        metrics.partition = cut.finish();
         // Freeing 10^6 nodes one allocation at a time took seconds of the
         // run's wall time; nothing reads them any more, so another thread
         // does it (a process that exits first just skips the work).
