@@ -653,6 +653,7 @@ impl World {
             | Event::NameClaimed { .. }
             | Event::NameTaken { .. }
             | Event::NameResolved { .. }
+            | Event::Listing { .. }
             | Event::Located { .. } => {}
         }
     }
