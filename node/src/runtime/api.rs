@@ -831,8 +831,9 @@ pub enum Event {
         /// Who holds it; `None`: nobody.
         holder: Option<NodeId>,
     },
-    /// Who is listed at this node's supernode was answered (`GET /who`);
-    /// `None`: the supernode did not answer.
+    /// Who is listed at this node's supernode was answered; `None`: the
+    /// supernode did not answer. (Not kept in the event log: `GET /who`
+    /// gives the answer to its caller.)
     Listing {
         /// The listed nodes.
         listed: Option<Vec<ListedNode>>,

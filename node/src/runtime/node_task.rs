@@ -999,8 +999,11 @@ impl NodeTask {
                 holder.short()
             ),
             Event::Listing { request_id, peers } => {
+                // An answer for its caller only: kept out of the event log,
+                // where a page that polls /who would push chats out.
                 let now = self.clock.now();
-                self.who.answered(now, *request_id, peers.as_deref())
+                self.who.answered(now, *request_id, peers.as_deref());
+                return;
             }
             Event::NameResolved {
                 request_id, holder, ..
