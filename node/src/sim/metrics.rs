@@ -64,6 +64,9 @@ pub struct Metrics {
     /// Hostile nodes and honest delivery, when the scenario has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adversary: Option<AdversaryMetrics>,
+    /// The names workload, when the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<super::names::NameMetrics>,
     /// The scenario as run.
     pub config: SimConfig,
 }

@@ -566,6 +566,7 @@ impl Recorder {
             invariants,
             violation: run.violation,
             adversary,
+            names: None,
             offline,
             config: run.cfg,
         }
