@@ -30,7 +30,7 @@ use crate::limits::{FRAME_HEADER_LEN, MAX_FRAME_BODY, PROTOCOL_VERSION};
 use crate::message::{LimitError, Message};
 
 /// Number of top-level [`Message`] variants; tags at or above are unknown.
-pub const MESSAGE_TAGS: u32 = 14;
+pub const MESSAGE_TAGS: u32 = 17;
 
 /// Why bytes are not a valid frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -37,6 +37,10 @@ pub const MAX_AGENT_LEN: usize = 128;
 /// Most peers in one `Accept`, `Redirect` or `Neighbors` message.
 pub const MAX_PEERS_PER_MESSAGE: usize = 32;
 
+/// Most nodes in one `Listing` (the nodes listed at one supernode), and
+/// so the most a supernode lists.
+pub const MAX_LISTED: usize = 128;
+
 /// Largest opaque payload of a routed `Datagram` body, in bytes. It leaves
 /// room inside [`MAX_FRAME_BODY`] for the envelope with a full trace.
 pub const MAX_DATAGRAM: usize = 64 * 1024 - 2048;

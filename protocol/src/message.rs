@@ -534,6 +534,46 @@ pub struct DialBackResult {
     pub outcome: DialBackOutcome,
 }
 
+/// A client's word to its supernode, on their link: list me among the
+/// nodes attached to you (or stop listing me). Only a node can list itself:
+/// the link is authenticated, so the supernode lists the link's peer.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Listed {
+    /// True to be listed, false to be taken off the list.
+    pub listed: bool,
+    /// The client's own name claim, if it has a name: the supernode checks
+    /// it at the name's home supernodes before showing the name.
+    pub claim: Option<NameClaim>,
+}
+
+/// Asks a supernode who is attached to it and chose to be listed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct WhoQuery {
+    /// Echoed in the `Listing`.
+    pub request_id: u64,
+}
+
+/// One node a supernode lists.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ListedPeer {
+    /// The node.
+    pub node: NodeId,
+    /// Its name, only if the supernode checked that the name's home
+    /// supernodes hold this node's claim to it.
+    pub name: Option<String>,
+}
+
+/// The answer to a `WhoQuery`: the nodes attached to the sender that chose
+/// to be listed, at most [`MAX_LISTED`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Listing {
+    /// The `WhoQuery`'s `request_id`.
+    pub request_id: u64,
+    /// The listed nodes, in id order.
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_LISTED>")]
+    pub peers: Vec<ListedPeer>,
+}
+
 /// A link message: what one frame carries between two neighbors.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Message {
@@ -566,6 +606,12 @@ pub enum Message {
     DialBack(DialBack),
     /// The dial-back's outcome.
     DialBackResult(DialBackResult),
+    /// A client asks its supernode to list it, or not.
+    Listed(Listed),
+    /// Who is attached to you and listed?
+    WhoQuery(WhoQuery),
+    /// The answer to a `WhoQuery`.
+    Listing(Listing),
 }
 
 /// A wire limit that a message breaks.
@@ -607,6 +653,9 @@ pub enum LimitError {
     /// A name that is not one (see [`crate::name::check_name`]).
     #[error("{0}")]
     BadName(#[from] crate::name::NameError),
+    /// A listing of more than [`MAX_LISTED`] nodes.
+    #[error("{0} listed nodes, the limit is {MAX_LISTED}")]
+    TooManyListed(usize),
     /// A location record naming more than [`MAX_RECORD_BACKUPS`] backups.
     #[error("{0} backup supernodes, the limit is {MAX_RECORD_BACKUPS}")]
     TooManyBackups(usize),
@@ -715,6 +764,18 @@ impl Message {
             Message::Neighbors(n) => check_peers(&n.peers),
             Message::Publish(record) => record.validate(),
             Message::DialBack(d) => check_addrs(&d.addrs),
+            Message::Listed(Listed {
+                claim: Some(claim), ..
+            }) => claim.validate(),
+            Message::Listing(l) => {
+                if l.peers.len() > MAX_LISTED {
+                    return Err(LimitError::TooManyListed(l.peers.len()));
+                }
+                l.peers
+                    .iter()
+                    .filter_map(|p| p.name.as_deref())
+                    .try_for_each(|n| Ok(crate::name::check_name(n)?))
+            }
             Message::Routed(p) => {
                 if let Some(trace) = &p.trace {
                     if trace.0.len() > MAX_TRACE_HOPS {
@@ -729,7 +790,9 @@ impl Message {
             | Message::HeartbeatAck(_)
             | Message::FindNeighbors(_)
             | Message::StaleLocation(_)
-            | Message::DialBackResult(_) => Ok(()),
+            | Message::DialBackResult(_)
+            | Message::Listed(_)
+            | Message::WhoQuery(_) => Ok(()),
         }
     }
 
@@ -751,6 +814,9 @@ impl Message {
             Message::StaleLocation(_) => "stale_location",
             Message::DialBack(_) => "dial_back",
             Message::DialBackResult(_) => "dial_back_result",
+            Message::Listed(_) => "listed",
+            Message::WhoQuery(_) => "who_query",
+            Message::Listing(_) => "listing",
         }
     }
 }

@@ -251,7 +251,7 @@ fn body(rng: &mut Rng) -> Body {
 }
 
 fn message(rng: &mut Rng) -> Message {
-    match rng.below(14) {
+    match rng.below(17) {
         0 => Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             role: if rng.chance(2) {
@@ -311,6 +311,22 @@ fn message(rng: &mut Rng) -> Message {
         12 => Message::DialBack(DialBack {
             request_id: rng.varint(),
             addrs: addrs(rng),
+        }),
+        13 => Message::Listed(Listed {
+            listed: rng.chance(2),
+            claim: None,
+        }),
+        14 => Message::WhoQuery(WhoQuery {
+            request_id: rng.varint(),
+        }),
+        15 => Message::Listing(Listing {
+            request_id: rng.varint(),
+            peers: (0..rng.below(4))
+                .map(|_| ListedPeer {
+                    node: node_id(rng),
+                    name: rng.chance(2).then(|| "carol".to_string()),
+                })
+                .collect(),
         }),
         _ => Message::DialBackResult(DialBackResult {
             request_id: rng.varint(),
@@ -440,7 +456,7 @@ fn random_frame(rng: &mut Rng) -> Vec<u8> {
 }
 
 /// Known tags and a few beyond, for the first byte of random bodies.
-const MESSAGE_TAGS_GUESS: usize = 14;
+const MESSAGE_TAGS_GUESS: usize = 17;
 
 // ---------------------------------------------------------------------------
 // The check

@@ -425,6 +425,26 @@ fn message() -> impl Strategy<Value = Message> {
                 },
             })
         }),
+        (any::<bool>(), proptest::option::of(name_claim()))
+            .prop_map(|(listed, claim)| Message::Listed(Listed { listed, claim })),
+        varint_u64().prop_map(|request_id| Message::WhoQuery(WhoQuery { request_id })),
+        (
+            varint_u64(),
+            prop_oneof![
+                vec((node_id(), proptest::option::of(user_name())), 0..=3),
+                vec(
+                    (node_id(), proptest::option::of(user_name())),
+                    MAX_LISTED..=MAX_LISTED
+                )
+            ]
+        )
+            .prop_map(|(request_id, peers)| {
+                let peers = peers
+                    .into_iter()
+                    .map(|(node, name)| ListedPeer { node, name })
+                    .collect();
+                Message::Listing(Listing { request_id, peers })
+            }),
     ]
 }
 
@@ -668,7 +688,7 @@ proptest! {
     /// A message tag past the last variant is refused as unknown.
     #[test]
     fn unknown_message_tags_are_refused(
-        tag in prop_oneof![14u64..=250, 251u64..=u64::MAX],
+        tag in prop_oneof![17u64..=250, 251u64..=u64::MAX],
         rest in vec(any::<u8>(), 0..64),
     ) {
         let mut body = bincode::DefaultOptions::new()

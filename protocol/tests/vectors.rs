@@ -268,6 +268,44 @@ fn goldens() -> Vec<Golden> {
             }),
         ),
         golden(
+            "listed",
+            &format!("Listed: listed true, claim Some({ALICE_CLAIM})"),
+            Message::Listed(Listed {
+                listed: true,
+                claim: Some(alice_claim()),
+            }),
+        ),
+        golden(
+            "listed_off",
+            "Listed: listed false, claim None",
+            Message::Listed(Listed {
+                listed: false,
+                claim: None,
+            }),
+        ),
+        golden(
+            "who_query",
+            "WhoQuery: request_id 9",
+            Message::WhoQuery(WhoQuery { request_id: 9 }),
+        ),
+        golden(
+            "listing",
+            "Listing: request_id 9, peers [alice named \"alice\", bob unnamed]",
+            Message::Listing(Listing {
+                request_id: 9,
+                peers: vec![
+                    ListedPeer {
+                        node: id("alice"),
+                        name: Some("alice".into()),
+                    },
+                    ListedPeer {
+                        node: id("bob"),
+                        name: None,
+                    },
+                ],
+            }),
+        ),
+        golden(
             "routed_chat",
             &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Chat: sealed to bob's chat key (Noise_N_25519_ChaChaPoly_SHA256, prologue \"skyhop/2 sealed-chat\", ephemeral secret key 32 bytes e1) the ChatMessage signed by alice: from alice, from_key alice's, to bob, msg_id 42, seq 1, sent_at 1700000000000000, body \"hello, bob\""),
             Message::Routed(packet("alice", "bob", Body::Chat(sealed.clone()))),
@@ -669,8 +707,8 @@ fn bads() -> Vec<Bad> {
     vec![
         bad(
             "bad_unknown_tag",
-            "Message tag 14, one past DialBackResult (13)",
-            frame_of(&[14]),
+            "Message tag 17, one past Listing (16)",
+            frame_of(&[17]),
             DecodeError::UnknownTag(String::new()),
         ),
         bad(
@@ -845,9 +883,9 @@ fn every_message_encodes_to_its_vector_and_back() {
         );
         kinds.insert(g.message.kind());
     }
-    // At least one vector of every kind: 13 link messages besides `Routed`
+    // At least one vector of every kind: 16 link messages besides `Routed`
     // and 17 bodies, with "publish" naming both a link message and a body.
-    assert_eq!(kinds.len(), 29, "kinds covered: {kinds:?}");
+    assert_eq!(kinds.len(), 32, "kinds covered: {kinds:?}");
 }
 
 #[test]

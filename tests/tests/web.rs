@@ -34,7 +34,8 @@ fn login_url(node: &NodeProc) -> String {
     format!("http://{}/login?token={}", addr.trim(), cookie.trim())
 }
 
-/// A person on A's page sends B a chat: A's page marks it delivered with
+/// A's page lists B, which chose to be listed, by its checked name. A
+/// person on A's page sends B a chat: A's page marks it delivered with
 /// hops and milliseconds, and it appears on B's page; after a reload both
 /// pages show it again from their node's history (A's still delivered,
 /// said by the recipient). The screenshot of both pages is what README.md
@@ -51,7 +52,7 @@ fn a_chat_sent_from_as_page_is_marked_delivered_appears_on_bs_page_and_stays_aft
     let sn = NodeProc::start(&scratch.path.join("sn"), "supernode", &[]);
     let boot = [sn.addr.clone()];
     let a = NodeProc::start_with(&scratch.path.join("a"), "ordinary", &boot, &tcp);
-    let named = ["--control", "127.0.0.1:0", "--name", "bob"];
+    let named = ["--control", "127.0.0.1:0", "--name", "bob", "--listed"];
     let b = NodeProc::start_with(&scratch.path.join("b"), "ordinary", &boot, &named);
     assert!(
         wait_until(ATTACH_TIMEOUT, || a.primary().is_some()
@@ -92,6 +93,12 @@ fn a_chat_sent_from_as_page_is_marked_delivered_appears_on_bs_page_and_stays_aft
     );
     assert!(
         stdout.contains(&format!("B's history: {}", serde_json::json!(text))),
+        "{stdout}"
+    );
+    // A is not listed (no --listed): only B is on A's page.
+    assert!(
+        stdout.contains(&format!("A's listing: bob ({})", &b.id[..8]))
+            && !stdout.contains(&a.id[..8]),
         "{stdout}"
     );
     let status = a.status();

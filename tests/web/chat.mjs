@@ -47,6 +47,11 @@ try {
   const b = await open(env("SKYHOP_B_URL"));
   const text = env("SKYHOP_TEXT");
 
+  // B chose to be listed (--listed): A's page shows it among the nodes at
+  // their supernode, by the name the supernode checked.
+  await a.locator(`#listed li[data-id="${env("SKYHOP_B_ID")}"]`, { hasText: env("SKYHOP_B_NAME") + " (" }).waitFor({ timeout: TIMEOUT });
+  console.log("A's listing: " + (await a.locator("#listed").textContent()));
+
   // A writes to B by name: A's node looks the name up.
   await a.fill("#add-id", env("SKYHOP_B_NAME"));
   await a.click("#add-form button");

@@ -84,7 +84,10 @@ impl MessageClass {
             | Message::Neighbors(_)
             | Message::StaleLocation(_)
             | Message::DialBack(_)
-            | Message::DialBackResult(_) => MessageClass::Control,
+            | Message::DialBackResult(_)
+            | Message::Listed(_)
+            | Message::WhoQuery(_)
+            | Message::Listing(_) => MessageClass::Control,
         }
     }
 

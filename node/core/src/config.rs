@@ -137,6 +137,10 @@ pub struct NodeConfig {
     /// Name claims a supernode holds at most.
     #[serde(skip_serializing_if = "is_default_max_names")]
     pub max_names: usize,
+    /// Whether this node asks its supernode to list it among the nodes
+    /// attached there (left out of the serialized config while off).
+    #[serde(skip_serializing_if = "is_false")]
+    pub listed: bool,
 }
 
 /// The default of `name_lifetime_s`: 7 days.
@@ -194,6 +198,7 @@ impl Default for NodeConfig {
             name: None,
             name_lifetime_s: DEFAULT_NAME_LIFETIME_S,
             max_names: DEFAULT_MAX_NAMES,
+            listed: false,
             mailbox: MailboxConfig::default(),
         }
     }

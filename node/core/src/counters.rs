@@ -50,6 +50,11 @@ pub enum DropReason {
     JoinToNonSupernode,
     /// A `Leave` from a peer that is not this supernode's client.
     LeaveFromNonClient,
+    /// A `Listed` or `WhoQuery` from a peer that is not this supernode's
+    /// client.
+    ListedFromNonClient,
+    /// A client asked to be listed while the list is full.
+    ListingFull,
     /// A chat offered to a home's mailbox whose recipient's share is full.
     MailboxFull,
     /// A chat message whose `to` is not this node or whose `from` is not the packet's source.
@@ -102,11 +107,14 @@ pub enum DropReason {
     /// A reply (neighbors, location, trace) that answers no request this
     /// node has in flight, or comes from a peer it did not ask.
     UnsolicitedReply,
+    /// A client's `WhoQuery` over its budget (`listing::WHO_BURST` at
+    /// once, then one per `listing::WHO_INTERVAL`).
+    WhoOverBudget,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 39] = [
+    pub const ALL: [DropReason; 42] = [
         DropReason::ChatOutsideWindow,
         DropReason::DialBackUnserved,
         DropReason::DialOverBudget,
@@ -123,6 +131,8 @@ impl DropReason {
         DropReason::ForgedWithdraw,
         DropReason::JoinToNonSupernode,
         DropReason::LeaveFromNonClient,
+        DropReason::ListedFromNonClient,
+        DropReason::ListingFull,
         DropReason::MailboxFull,
         DropReason::MisaddressedChat,
         DropReason::Misrouted,
@@ -146,6 +156,7 @@ impl DropReason {
         DropReason::Unreachable,
         DropReason::UnreadableChat,
         DropReason::UnsolicitedReply,
+        DropReason::WhoOverBudget,
     ];
 
     /// The snake_case name, as metrics and status print it.
@@ -167,6 +178,8 @@ impl DropReason {
             DropReason::ForgedWithdraw => "forged_withdraw",
             DropReason::JoinToNonSupernode => "join_to_non_supernode",
             DropReason::LeaveFromNonClient => "leave_from_non_client",
+            DropReason::ListedFromNonClient => "listed_from_non_client",
+            DropReason::ListingFull => "listing_full",
             DropReason::MailboxFull => "mailbox_full",
             DropReason::NameTaken => "name_taken",
             DropReason::MisaddressedChat => "misaddressed_chat",
@@ -190,6 +203,7 @@ impl DropReason {
             DropReason::Unreachable => "unreachable",
             DropReason::UnreadableChat => "unreadable_chat",
             DropReason::UnsolicitedReply => "unsolicited_reply",
+            DropReason::WhoOverBudget => "who_over_budget",
         }
     }
 

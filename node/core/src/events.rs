@@ -213,6 +213,15 @@ pub enum Event {
         /// The node that holds it, by its signed claim; `None`: nobody.
         holder: Option<NodeId>,
     },
+    /// Who is attached to this node's supernode and chose to be listed
+    /// (the answer to [`super::Node::who`]).
+    Listing {
+        /// The request's id.
+        request_id: u64,
+        /// The listed nodes, in id order; `None`: the supernode did not
+        /// answer within the query timeout.
+        peers: Option<Vec<skyhop_protocol::ListedPeer>>,
+    },
 }
 
 /// One host-cache entry: a supernode this node has seen, for rejoining.

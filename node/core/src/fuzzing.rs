@@ -29,9 +29,9 @@ use std::sync::{Arc, OnceLock};
 
 use skyhop_protocol::{
     codec, Absence, Accept, Body, ChatKey, ChatReceipt, FindNeighbors, Heartbeat, HeartbeatAck,
-    Hello, Identity, Join, Leave, LocationHop, LocationRecord, Message, MsgId, Neighbors, NodeId,
-    NotFoundReason, Packet, PeerInfo, Redirect, Role, SealedChat, StaleLocation, Trace, Withdraw,
-    WithdrawReason, PROTOCOL_VERSION,
+    Hello, Identity, Join, Leave, Listed, ListedPeer, Listing, LocationHop, LocationRecord,
+    Message, MsgId, Neighbors, NodeId, NotFoundReason, Packet, PeerInfo, Redirect, Role,
+    SealedChat, StaleLocation, Trace, WhoQuery, Withdraw, WithdrawReason, PROTOCOL_VERSION,
 };
 
 use super::{Node, NodeConfig, Output, SimTime, MILLIS};
@@ -381,7 +381,7 @@ impl World {
 
     fn message(&self, from: u8, r: &mut Bytes<'_>) -> Message {
         let from_id = self.peer(from).id();
-        match r.u8() % 13 {
+        match r.u8() % 16 {
             0 => Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 role: if r.one_in(2) {
@@ -422,6 +422,20 @@ impl World {
             }),
             9 => Message::Publish(self.record(r)),
             10 => Message::StaleLocation(StaleLocation { node: self.id(r) }),
+            11 => Message::Listed(Listed {
+                listed: r.one_in(2),
+                claim: None,
+            }),
+            12 => Message::WhoQuery(WhoQuery {
+                request_id: r.u64(),
+            }),
+            13 => Message::Listing(Listing {
+                request_id: r.u64() % 64,
+                peers: vec![ListedPeer {
+                    node: self.id(r),
+                    name: r.one_in(2).then(|| "alice".to_string()),
+                }],
+            }),
             _ => Message::Routed(Packet {
                 dst: self.id(r),
                 src: if r.one_in(4) { self.id(r) } else { from_id },

@@ -15,6 +15,7 @@
 //!   (the records themselves in [`directory`]);
 //! - `routing`: DESIGN.md's routing steps, location hops, held packets,
 //!   the duplicate window;
+//! - `listing`: a supernode's clients that chose to be listed;
 //! - [`names`]: name claims held as a home supernode of a name's key,
 //!   and this node's own claim;
 //! - `pending`: every request awaiting a reply, keyed by request id;
@@ -41,6 +42,7 @@ mod host_cache;
 pub mod inbox;
 mod links;
 mod lost;
+pub mod listing;
 pub mod mailbox;
 pub mod names;
 mod node;
@@ -64,6 +66,7 @@ pub use delivery::ChatError;
 pub use events::{Action, ChatFailure, Event, HostCacheEntry, Output, Status, Transmit};
 pub use inbox::ReplayMark;
 pub use links::refusal_for;
+pub use listing::WhoError;
 pub use mailbox::MailboxConfig;
 pub use names::{LookupError, NameState};
 pub use node::{FrameVerdict, Node};

@@ -53,6 +53,19 @@ pub(crate) enum Request {
         /// Whether this is this node's claim (else a lookup).
         own: bool,
     },
+    /// Who holds a name a listed client `node` claimed, asked by its
+    /// supernode before showing the name.
+    ListedName {
+        /// The name asked about.
+        name: String,
+        /// The client that claimed it.
+        node: NodeId,
+    },
+    /// Who is listed at supernode `sn`, asked of it.
+    Who {
+        /// The supernode asked.
+        sn: NodeId,
+    },
 }
 
 impl Request {
@@ -63,13 +76,15 @@ impl Request {
             Request::Trace { .. } => 2,
             Request::Join { .. } => 3,
             Request::Name { .. } => 4,
+            Request::ListedName { .. } => 5,
+            Request::Who { .. } => 6,
         }
     }
 }
 
 /// Requests of each kind in flight at most: location queries, neighbor
-/// requests, traces, joins, names.
-const LIMITS: [usize; 5] = [1024, 256, 64, 4, 64];
+/// requests, traces, joins, names, listed clients' names, listings.
+const LIMITS: [usize; 7] = [1024, 256, 64, 4, 64, 64, 16];
 
 /// One request in flight.
 #[derive(Clone, Debug)]
@@ -93,7 +108,7 @@ pub(crate) struct PendingRequests {
     /// Pending traces by the packet id of their probe.
     trace_by_packet: BTreeMap<MsgId, RequestId>,
     /// Requests in flight, by kind.
-    counts: [usize; 5],
+    counts: [usize; 7],
 }
 
 impl PendingRequests {
@@ -125,7 +140,11 @@ impl PendingRequests {
             Request::Trace { packet_id, .. } => {
                 self.trace_by_packet.insert(*packet_id, id);
             }
-            Request::Neighbors { .. } | Request::Join { .. } | Request::Name { .. } => {}
+            Request::Neighbors { .. }
+            | Request::Join { .. }
+            | Request::Name { .. }
+            | Request::ListedName { .. }
+            | Request::Who { .. } => {}
         }
         self.counts[request.kind()] += 1;
         self.by_id.insert(
@@ -167,7 +186,11 @@ impl PendingRequests {
             Request::Trace { packet_id, .. } => {
                 self.trace_by_packet.remove(packet_id);
             }
-            Request::Neighbors { .. } | Request::Join { .. } | Request::Name { .. } => {}
+            Request::Neighbors { .. }
+            | Request::Join { .. }
+            | Request::Name { .. }
+            | Request::ListedName { .. }
+            | Request::Who { .. } => {}
         }
         self.counts[f.request.kind()] -= 1;
         if self.by_id.is_empty() {

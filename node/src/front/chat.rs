@@ -5,7 +5,8 @@
 //! `/events`), their bodies through [`printable`] so that a message can
 //! never fake a line from someone else or drive the terminal. `/history`
 //! shows what the node's database kept of a conversation (a restart loses
-//! nothing), `/contacts` who this node has chatted with. `/to` takes an
+//! nothing), `/contacts` who this node has chatted with, `/who` who is
+//! attached to the same supernode and listed (`--listed`). `/to` takes an
 //! id, a prefix or a name; a name pinned to a contact that now resolves to
 //! another key is shown with a warning, and `/repin NAME` trusts the new
 //! key. It talks to the node through [`super::client`] only.
@@ -22,7 +23,7 @@ use super::process::tokio_runtime;
 use super::FrontError;
 use crate::runtime::api::{
     ContactsRequest, Event, EventsRequest, HistoryRequest, PeersRequest, RepinRequest,
-    ResolveRequest, SendRequest, StatusRequest, TraceRequest, EVENTS_WAIT,
+    ResolveRequest, SendRequest, StatusRequest, TraceRequest, WhoRequest, EVENTS_WAIT,
 };
 
 /// Chats `/history` shows.
@@ -203,9 +204,25 @@ async fn resolve(addr: &Endpoint, text: &str) -> Option<NodeId> {
     }
 }
 
-/// `/who`: the contacts with their names and presence, then the ids the
+/// `/who`: who is attached to this node's supernode and chose to be
+/// listed, the contacts with their names and presence, then the ids the
 /// node knows, by kind.
 async fn who(addr: &Endpoint) {
+    match call(addr, &WhoRequest, REQUEST_TIMEOUT).await {
+        Ok(w) if w.listed.is_empty() => {
+            println!(
+                "listed    nobody at supernode {} (run with --listed to be)",
+                w.supernode.short()
+            )
+        }
+        Ok(w) => {
+            println!("listed at supernode {}:", w.supernode.short());
+            for node in &w.listed {
+                println!("  {}", printable(&node.label()));
+            }
+        }
+        Err(e) => println!("listed    ? ({e})"),
+    }
     if let Ok(c) = call(addr, &ContactsRequest, REQUEST_TIMEOUT).await {
         for contact in c.contacts.iter().filter(|c| c.name.is_some()) {
             let presence = match contact.presence {

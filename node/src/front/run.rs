@@ -73,6 +73,11 @@ pub struct RunArgs {
     /// at least 60 s].
     #[arg(long)]
     pub name_days: Option<f64>,
+    /// Ask this node's supernode to list it among the nodes attached
+    /// there, by its name once the supernode has checked it (`/who`,
+    /// `GET /who`, the web page). Off by default.
+    #[arg(long)]
+    pub listed: bool,
 }
 
 /// The settings of `skyhop run --config FILE.toml`.
@@ -101,6 +106,8 @@ struct RunFile {
     name: Option<String>,
     /// As `--name-days`.
     name_days: Option<f64>,
+    /// As `--listed`.
+    listed: Option<bool>,
     /// The `[node]` table: core tunables (a [`NodeConfig`]), kept as a
     /// table to see which keys it sets.
     node: Option<toml::Table>,
@@ -258,6 +265,7 @@ pub fn plan_run(args: &RunArgs) -> Result<RunPlan, FrontError> {
         }
         config.name_lifetime_s = secs as u32;
     }
+    config.listed = args.listed || file.listed.unwrap_or(false);
     config.validate().map_err(FrontError::NodeConfig)?;
     let defaults = HistoryLimits::default();
     let history = HistoryLimits {
@@ -314,6 +322,7 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
         storage::make_private_dir(dir)?;
     }
     let name = plan.options.config.name.clone();
+    let listed = plan.options.config.listed;
     let handle = start(plan.options).await?;
     let mut control_lines = Vec::new();
     if let Some(dir) = &data_dir {
@@ -348,6 +357,9 @@ async fn run_plan(plan: RunPlan) -> Result<(), FrontError> {
     let info = handle.info();
     if let Some(name) = &name {
         println!("name      {name} (claiming it at its home supernodes)");
+    }
+    if listed {
+        println!("listed    yes: others attached to the same supernode see this node in /who");
     }
     println!("node id   {}", info.node_id);
     println!("peer id   {}", info.peer_id);

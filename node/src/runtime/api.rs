@@ -41,6 +41,7 @@ use super::report::StatusReport;
 
 /// Path of the status request.
 pub const STATUS_PATH: &str = "/status";
+pub use super::api_listing::{ListedNode, Who, WhoRequest, WHO_PATH};
 pub use super::api_names::{
     RepinRequest, Repinned, Resolution, ResolveRequest, REPIN_PATH, RESOLVE_PATH,
 };
@@ -830,6 +831,13 @@ pub enum Event {
         /// Who holds it; `None`: nobody.
         holder: Option<NodeId>,
     },
+    /// Who is listed at this node's supernode was answered; `None`: the
+    /// supernode did not answer. (Not kept in the event log: `GET /who`
+    /// gives the answer to its caller.)
+    Listing {
+        /// The listed nodes.
+        listed: Option<Vec<ListedNode>>,
+    },
 }
 
 impl From<&skyhop_core::Event> for Event {
@@ -908,6 +916,9 @@ impl From<&skyhop_core::Event> for Event {
             Core::Located { node, online } => Event::Located { node, online },
             Core::NameTaken { name, holder } => Event::NameTaken { name, holder },
             Core::NameResolved { name, holder, .. } => Event::NameResolved { name, holder },
+            Core::Listing { peers, .. } => Event::Listing {
+                listed: peers.map(|p| p.into_iter().map(ListedNode::from).collect()),
+            },
         }
     }
 }
@@ -1018,6 +1029,12 @@ pub fn endpoints() -> Vec<EndpointDoc> {
             "`Contacts`: `{\"contacts\": [{\"id\", \"peer_id\", \"name\", \"first_seen_ms\", \
              \"last_heard_ms\", \"last_offline_ms\", \"presence\": online/offline/unknown, \
              \"name_conflict\"}]}`",
+        ),
+        typed::<WhoRequest>(
+            "",
+            "`Who`: `supernode` (the one asked; this node on a supernode), `listed`: the nodes attached \
+             to it that chose to be listed (`--listed`), in id order: `[{\"id\", \"name\"}]`, `name` only \
+             if the supernode checked it at the name's home supernodes, else null",
         ),
         typed::<SendRequest>(
             "`{\"to\": ID, prefix or NAME, \"text\"}`",

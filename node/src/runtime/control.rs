@@ -213,6 +213,7 @@ fn router(state: ApiState) -> Router {
         .route(EVENTS_PATH, get(events))
         .route(HistoryRequest::PATH, get(history))
         .route(ContactsRequest::PATH, get(contacts))
+        .route(api::WHO_PATH, get(who))
         .route(METRICS_PATH, get(metrics))
         .route(SEND_PATH, post(send))
         .route(TRACE_PATH, post(trace))
@@ -396,6 +397,10 @@ async fn contacts(State(s): State<ApiState>) -> Result<Json<api::Contacts>, ApiE
     Ok(Json(api::Contacts {
         contacts: s.handle.contacts().await?,
     }))
+}
+
+async fn who(State(s): State<ApiState>) -> Result<Json<api::Who>, ApiError> {
+    Ok(Json(s.handle.who().await?))
 }
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response, ApiError> {

@@ -218,6 +218,8 @@ pub(super) enum Command {
         /// The new key, or `None` if no other key was seen.
         reply: oneshot::Sender<Result<Option<NodeId>, RuntimeError>>,
     },
+    /// Who is listed at this node's supernode.
+    Who(oneshot::Sender<Result<super::api::Who, RuntimeError>>),
     /// Leave, flush and stop; answer when done.
     Shutdown(oneshot::Sender<()>),
 }
@@ -296,6 +298,17 @@ impl NodeHandle {
     /// The contacts, most recently seen first, with their presence.
     pub async fn contacts(&self) -> Result<Vec<Contact>, RuntimeError> {
         self.ask(Command::Contacts).await?
+    }
+
+    /// Who is attached to this node's supernode and chose to be listed
+    /// (at most 10 s).
+    pub async fn who(&self) -> Result<super::api::Who, RuntimeError> {
+        match tokio::time::timeout(Duration::from_secs(10), self.ask(Command::Who)).await {
+            Ok(r) => r?,
+            Err(_) => Err(RuntimeError::Who {
+                why: "no answer within 10 s".into(),
+            }),
+        }
     }
 
     /// Sends `text` to `to` and waits (at most the chat deadline plus 5 s)

@@ -24,6 +24,7 @@
 //!   [`db`]: the chat history and contacts (SQLite, `history.db`).
 
 pub mod api;
+pub mod api_listing;
 pub mod api_names;
 pub mod api_state;
 pub mod clock;
@@ -33,6 +34,7 @@ pub mod events_log;
 pub mod handle;
 pub mod ip_limits;
 pub mod link;
+pub mod listing;
 pub mod metrics;
 pub mod names;
 pub mod node_task;
@@ -145,6 +147,13 @@ pub enum RuntimeError {
     NameLookup {
         /// The name.
         name: String,
+        /// Why.
+        why: String,
+    },
+    /// Who is listed at this node's supernode could not be asked or was
+    /// not answered.
+    #[error("cannot list who is attached to your supernode: {why}")]
+    Who {
         /// Why.
         why: String,
     },

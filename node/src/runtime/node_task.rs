@@ -558,6 +558,8 @@ struct NodeTask {
     reach: Reachability,
     /// Name lookups in flight and the pins' checks.
     names: NameBook,
+    /// Listings asked for and who waits for them.
+    who: super::listing::WhoWaits,
     /// When each contact's presence was last asked of its home supernodes.
     presence: PresenceChecks,
 }
@@ -627,6 +629,7 @@ impl NodeTask {
             out_batch: Vec::new(),
             reach: Reachability::default(),
             names: NameBook::default(),
+            who: Default::default(),
             presence: PresenceChecks::default(),
         };
         (task, Inbox { streams })
@@ -995,6 +998,13 @@ impl NodeTask {
                 "name '{name}' is taken by key {}; choose another --name",
                 holder.short()
             ),
+            Event::Listing { request_id, peers } => {
+                // An answer for its caller only: kept out of the event log,
+                // where a page that polls /who would push chats out.
+                let now = self.clock.now();
+                self.who.answered(now, *request_id, peers.as_deref());
+                return;
+            }
             Event::NameResolved {
                 request_id, holder, ..
             } => {
@@ -1130,6 +1140,7 @@ impl NodeTask {
                 }
                 let _ = reply.send(repinned);
             }
+            Command::Who(reply) => self.who.ask(&mut self.core, now, reply),
             Command::Shutdown(_) => unreachable!("handled by the loop"),
         }
     }

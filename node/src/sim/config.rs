@@ -58,6 +58,10 @@ pub struct SimConfig {
     /// copy of the scenario when absent, so older runs stay byte-identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversary: Option<AdversaryConfig>,
+    /// The names workload, if any (see `names.rs`); left out of the
+    /// metrics' copy of the scenario when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<super::names::NamesConfig>,
 }
 
 fn default_seed() -> u64 {

@@ -96,11 +96,13 @@ pub enum Ev {
     Sample,
     /// The flooders' next batch of frames.
     Flood,
+    /// The names workload's next lookup.
+    NameLookup,
 }
 
 impl Ev {
     /// Names of the kinds, indexed by [`Ev::index`], then `wake_stale`.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "start",
         "wake",
         "frame",
@@ -115,12 +117,13 @@ impl Ev {
         "chat",
         "sample",
         "flood",
+        "name_lookup",
         "wake_stale",
     ];
     /// The index of `wake`.
     pub const WAKE: usize = 1;
     /// The index of `wake_stale`.
-    pub const WAKE_STALE: usize = 14;
+    pub const WAKE_STALE: usize = 15;
 
     /// The kind's index in [`Ev::NAMES`].
     pub fn index(&self) -> usize {
@@ -139,6 +142,7 @@ impl Ev {
             Ev::Chat => 11,
             Ev::Sample => 12,
             Ev::Flood => 13,
+            Ev::NameLookup => 14,
         }
     }
 }

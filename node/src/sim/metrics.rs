@@ -68,6 +68,9 @@ pub struct Metrics {
     /// scenario has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<super::cut::PartitionMetrics>,
+    /// The names workload, when the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<super::names::NameMetrics>,
     /// The scenario as run.
     pub config: SimConfig,
 }

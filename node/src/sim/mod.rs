@@ -38,6 +38,7 @@ mod dist;
 mod event;
 mod invariants;
 pub mod metrics;
+mod names;
 mod net;
 mod population;
 mod queue;

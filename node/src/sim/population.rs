@@ -192,6 +192,8 @@ pub struct Population {
     /// Users down for a restart, to come back (a restart storm's
     /// downtime): who offline messages are written to.
     away: Vec<u32>,
+    /// The name each named slot claims (the names workload).
+    names: std::collections::BTreeMap<u32, String>,
 }
 
 /// The identities of node indices `0..count`, made on every core: key
@@ -229,6 +231,7 @@ impl Population {
             ons: Pool::default(),
             users: Pool::default(),
             away: Vec::new(),
+            names: std::collections::BTreeMap::new(),
             memo,
             counts: NodeCounts::default(),
         }
@@ -307,6 +310,7 @@ impl Population {
         cfg.auto_role.enabled &= role == Role::Ordinary;
         cfg.bootstrap = sl.bootstrap.clone();
         cfg.listen_addrs = vec![format!("sim:{slot}")];
+        cfg.name = self.names.get(&slot).cloned();
         let identity = sl
             .identity
             .take()
@@ -543,6 +547,11 @@ impl Population {
     /// Live supernodes, in no meaningful order.
     pub fn supernodes(&self) -> &[u32] {
         &self.sns.members
+    }
+
+    /// Makes `slot` claim `name` from its next start on.
+    pub fn set_name(&mut self, slot: u32, name: String) {
+        self.names.insert(slot, name);
     }
 
     /// Live ordinary nodes, in no meaningful order.

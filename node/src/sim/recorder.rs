@@ -566,6 +566,7 @@ impl Recorder {
             invariants,
             violation: run.violation,
             adversary,
+            names: None,
             offline,
             partition: None,
             config: run.cfg,

@@ -230,6 +230,39 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
             row(&label, value);
         }
     }
+    if let Some(n) = &m.names {
+        row(
+            "names: held / refused as taken",
+            format!(
+                "{} / {} (named users {}, contested {}; held by two keys: {})",
+                n.names_held, n.claims_refused, n.named_users, n.contested_users, n.held_by_two
+            ),
+        );
+        row(
+            "names: lookups right / made",
+            format!(
+                "{} ({}/{}; wrong {}, not found {}, unanswered {}; holder down {})",
+                pct(n.answered_ratio),
+                n.lookups_right,
+                n.lookups,
+                n.lookups_wrong,
+                n.lookups_not_found,
+                n.lookups_unanswered,
+                n.lookups_holder_down
+            ),
+        );
+        row(
+            "names: lookup p50 / p99",
+            format!("{:.0} / {:.0} ms", n.lookup_ms.p50, n.lookup_ms.p99),
+        );
+        row(
+            "names: claims per SN max / all at end",
+            format!(
+                "{} / {} (on {} SNs)",
+                n.claims_per_sn_max, n.claims_at_end, n.supernodes_at_end
+            ),
+        );
+    }
     if let Some(a) = &m.adversary {
         row(
             "hostile SN dropping / ON flooding",

@@ -475,3 +475,63 @@ fn with_auto_role_users_behind_nat_never_promote() {
         m.attachment
     );
 }
+
+/// A small world where users claim names (a fifth of them a name an
+/// earlier user has), restart, and look each other up by name.
+const NAMED: &str = r#"
+name = "named"
+duration_s = 400
+warmup_s = 30
+sample_interval_s = 20
+[population]
+supernodes = 6
+ordinary = 40
+on_start_at_s = 1
+on_start_spread_s = 60
+[churn]
+restart_storms = [{ at_s = 150, window_s = 30, fraction = 0.25, downtime_s = 60 }]
+[names]
+named = 0.75
+contested = 0.2
+lookups_per_min = 120
+lookups_from_s = 90
+"#;
+
+#[test]
+fn named_users_are_found_by_name_and_a_taken_name_is_refused_to_the_later_claimant() {
+    let cfg = SimConfig::parse(NAMED, "named").expect("valid");
+    let m = simulate(&cfg, 3);
+    assert!(m.passed, "seed 3: {:?}", m.violation);
+    let n = m.names.as_ref().expect("names measured");
+    assert!(n.contested_users > 0, "the scenario contests names: {n:?}");
+    assert_eq!(n.held_by_two, 0, "first come, first served: {n:?}");
+    assert_eq!(
+        n.claims_refused, n.contested_users,
+        "each contested claimant is refused once: {n:?}"
+    );
+    assert_eq!(
+        n.names_held,
+        n.named_users - n.contested_users,
+        "every distinct name is held: {n:?}"
+    );
+    assert!(n.lookups > 50, "{n:?}");
+    assert_eq!(
+        n.lookups_right, n.lookups,
+        "every lookup finds the holder: {n:?}"
+    );
+    assert!(n.lookups_holder_down > 0, "some holders were down: {n:?}");
+    // R = 3 copies of each, and a few more where a home's table changed
+    // (a claim copied to a newcomer stays at the old home until it expires).
+    assert!(n.claims_at_end >= 3 * n.names_held, "R = 3 copies: {n:?}");
+    assert!(n.claims_at_end <= 4 * n.names_held, "{n:?}");
+    // The same seed gives the same measurements.
+    assert_eq!(to_json(&m), to_json(&simulate(&cfg, 3)));
+}
+
+#[test]
+fn a_scenario_without_names_reports_none_and_draws_nothing_for_them() {
+    let cfg = SimConfig::parse(TINY, "tiny").expect("valid");
+    let json = to_json(&simulate(&cfg, 7));
+    assert!(!json.contains("\"names\""), "{json}");
+    assert!(!json.contains("name_lookup"), "{json}");
+}

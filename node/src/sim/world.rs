@@ -41,6 +41,7 @@ use super::dist::secs;
 use super::event::Ev;
 use super::invariants::Invariants;
 use super::metrics::{round3, Metrics, Violation};
+use super::names::Names;
 use super::net::{self, Arrival, Network, Transit};
 use super::population::{identities, Departure, Population};
 use super::queue::{Entry, EventQueue};
@@ -96,6 +97,8 @@ pub struct World {
     adv: Adversary,
     /// Chats across partitions and the recovery after them.
     cut: CutWatch,
+    /// The names workload, if the scenario has one.
+    names: Names,
     /// The encoding buffer of `transmit`.
     scratch: Vec<u8>,
 }
@@ -122,6 +125,7 @@ impl World {
             verifier: Verifier::spawn(memo),
             adv: Adversary::new(&cfg, seed),
             cut: CutWatch::new(&cfg),
+            names: Names::new(cfg.names.clone(), seed),
             scratch: Vec::with_capacity(1024),
             cfg,
         };
@@ -134,6 +138,11 @@ impl World {
         ] {
             for _ in 0..count {
                 let slot = w.new_slot(role, made.next());
+                if role == Role::Ordinary {
+                    if let Some(name) = w.names.name_for(slot) {
+                        w.pop.set_name(slot, name);
+                    }
+                }
                 let at = w.pop.first_start_at(role);
                 w.push(at, Ev::Start { slot });
             }
@@ -151,6 +160,9 @@ impl World {
         }
         if let Some(at) = w.work.start() {
             w.push(at, Ev::Chat);
+        }
+        if let Some(at) = w.names.first_lookup() {
+            w.push(at, Ev::NameLookup);
         }
         let interval = secs(w.cfg.sample_interval_s);
         w.push(interval, Ev::Sample);
@@ -320,8 +332,13 @@ impl World {
             Ev::Topology => self.inv.topology_changed(now),
             Ev::Chat => self.chat(),
             Ev::Flood => self.flood(),
+            Ev::NameLookup => self.name_lookup(),
             Ev::Sample => {
                 self.rec.sample_attachment(now, &self.pop);
+                if self.cfg.names.is_some() {
+                    let held = self.claims_held();
+                    self.names.sample_storage(held.into_iter());
+                }
                 if let Err(what) = self.inv.sample(now, &self.pop, &self.net) {
                     self.fail(what);
                 }
@@ -655,11 +672,14 @@ impl World {
             }
             Event::PeerMisbehaved { .. } => self.rec.misbehaved(),
             Event::ChatStored { msg_id, .. } => self.rec.chat_stored(slot, msg_id),
+            Event::NameClaimed { name } => self.names.claimed(self.pop.id(slot), name),
+            Event::NameTaken { name, .. } => self.names.taken(slot, name),
+            Event::NameResolved {
+                request_id, holder, ..
+            } => self.names.resolved(slot, request_id, holder, now),
             Event::TraceCompleted { .. }
             | Event::TraceFailed { .. }
-            | Event::NameClaimed { .. }
-            | Event::NameTaken { .. }
-            | Event::NameResolved { .. }
+            | Event::Listing { .. }
             | Event::Located { .. } => {}
         }
     }
@@ -736,7 +756,49 @@ impl World {
         self.push(now + FLOOD_TICK, Ev::Flood);
     }
 
+    /// The names workload's next lookup: a random live user looks up a
+    /// random held name (none in the last minute, so that each has an
+    /// answer by the end).
+    fn name_lookup(&mut self) {
+        let now = self.now;
+        let (name, gap) = self.names.next_lookup();
+        if now + 60 * skyhop_core::SECS > self.end {
+            return;
+        }
+        if let Some(name) = name {
+            let asker = self
+                .names
+                .pick_asker(self.pop.users(), |s| self.pop.attached_at(s).is_some());
+            let holder = self.names.holder(&name);
+            let down = holder
+                .and_then(|h| self.pop.slot_of(&h))
+                .is_none_or(|s| !self.pop.online(s));
+            let asked = asker.and_then(|a| {
+                let node = self.pop.node_mut(a)?;
+                node.lookup_name(now, &name).ok().map(|id| (a, id))
+            });
+            match asked {
+                Some((asker, request_id)) => {
+                    self.names.asked(asker, request_id, name, now, down);
+                    self.drain(asker);
+                }
+                None => self.names.not_asked(),
+            }
+        }
+        self.push(now + gap, Ev::NameLookup);
+    }
+
+    /// The claims each live supernode holds.
+    fn claims_held(&self) -> Vec<usize> {
+        let pop = &self.pop;
+        pop.supernodes()
+            .iter()
+            .filter_map(|s| pop.node(*s).map(|n| n.name_claims_held()))
+            .collect()
+    }
+
     fn finish(self) -> Metrics {
+        let held_at_end = self.claims_held();
         let World {
             cfg,
             seed,
@@ -751,6 +813,7 @@ impl World {
             inv,
             adv,
             cut,
+            names,
             ..
         } = self;
         let run = RunEnd {
@@ -768,6 +831,7 @@ impl World {
         };
         let mut metrics = rec.finish(run, &pop, &inv, &adv);
         metrics.partition = cut.finish();
+        metrics.names = names.finish(held_at_end);
         // Freeing 10^6 nodes one allocation at a time took seconds of the
         // run's wall time; nothing reads them any more, so another thread
         // does it (a process that exits first just skips the work).

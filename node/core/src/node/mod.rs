@@ -36,6 +36,7 @@ use super::host_cache::HostCache;
 use super::inbox::ReplayMark;
 use super::links::Links;
 use super::lost::LostSupernodes;
+use super::listing::Listing;
 use super::mailbox::Mailbox;
 use super::names::{NameState, Names};
 use super::pending::{PendingRequests, Request};
@@ -46,6 +47,7 @@ use super::table::{InsertOutcome, NeighborTable};
 use super::timers::{Timer, Timers};
 use super::{SimTime, SECS};
 
+mod listing;
 mod mailbox;
 mod names;
 mod packets;
@@ -101,6 +103,8 @@ pub struct Node {
     lost: LostSupernodes,
     /// Duties toward clients (a supernode's).
     supernode: Supernode,
+    /// The clients that chose to be listed (a supernode's).
+    listing: Listing,
     /// Records held as a home supernode.
     home: Home,
     /// Name claims held as a home supernode, and this node's own.
@@ -170,6 +174,7 @@ impl Node {
             host_cache: HostCache::new(cfg.host_cache_size),
             links: Links::default(),
             supernode: Supernode::new(now),
+            listing: Listing::default(),
             pending: PendingRequests::default(),
             chats: ChatDelivery::default(),
             attach: Attach::default(),
@@ -401,6 +406,7 @@ impl Node {
             self.router.cache_mut().forget_supernode(&peer);
             self.supernode.homes_changed(&self.ctx, now);
         }
+        self.listing.client_gone(&peer);
         if let Some(Some(record)) = self.supernode.client_lost(&peer) {
             let w = self.ctx.identity.withdraw_lost(record.node, record.seq);
             self.originate(now, w.node, Body::Withdraw(w), None);
@@ -454,6 +460,9 @@ impl Node {
                     from,
                     a,
                 );
+                if self.attach.primary() == Some(from) {
+                    self.send_listed(now);
+                }
             }
             Message::Redirect(r) => {
                 self.attach.on_redirect(
@@ -471,6 +480,7 @@ impl Node {
                 ClientNotice::Misbehaved(reason) => self.misbehaved(now, from, reason),
                 ClientNotice::Accepted(leave) => {
                     let seq = leave.seq;
+                    self.listing.client_gone(&from);
                     self.withdraw(now, from, seq, WithdrawReason::Left(leave));
                     self.ctx.out.act(Action::Disconnect {
                         peer: from,
@@ -542,6 +552,9 @@ impl Node {
             Message::DialBack(_) | Message::DialBackResult(_) => {
                 self.ctx.out.drop(DropReason::DialBackUnserved)
             }
+            Message::Listed(l) => self.on_listed(now, from, l),
+            Message::WhoQuery(q) => self.on_who_query(now, from, q),
+            Message::Listing(l) => self.on_listing(from, l),
         }
     }
 

@@ -356,7 +356,7 @@ impl Node {
                 request_id,
                 name,
                 claim,
-            } => self.on_name_reply(request_id, name, claim),
+            } => self.on_name_reply(now, request_id, name, claim),
             Body::Datagram(_) => {}
             Body::MailboxStore(kept) => self.on_mailbox_store(now, p.src, kept, false),
             Body::MailboxStored(notice) => self.chats.on_stored(&mut self.ctx, notice),
@@ -367,10 +367,16 @@ impl Node {
 
     /// The answer to a name lookup or to this node's claim: acted on only
     /// if it answers one we asked, and its claim is signed by its holder.
-    fn on_name_reply(&mut self, request_id: u64, name: String, claim: Option<NameClaim>) {
+    fn on_name_reply(
+        &mut self,
+        now: SimTime,
+        request_id: u64,
+        name: String,
+        claim: Option<NameClaim>,
+    ) {
         let asked = self.pending.take_if(
             request_id,
-            |r| matches!(r, Request::Name { name: n, .. } if *n == name),
+            |r| matches!(r, Request::Name { name: n, .. } | Request::ListedName { name: n, .. } if *n == name),
         );
         let Some(asked) = asked else {
             self.ctx.out.drop(DropReason::UnsolicitedReply);
@@ -382,13 +388,17 @@ impl Node {
         match (asked.request, claim) {
             (Request::Name { own: true, .. }, Some(claim)) => {
                 match self.names.on_own_answer(&mut self.ctx, &claim) {
-                    Some(NameState::Held) => self.ctx.out.emit(Event::NameClaimed { name }),
+                    Some(NameState::Held) => {
+                        self.ctx.out.emit(Event::NameClaimed { name });
+                        self.send_listed(now);
+                    }
                     Some(NameState::Taken(holder)) => {
                         self.ctx.out.emit(Event::NameTaken { name, holder })
                     }
                     _ => {}
                 }
             }
+            (Request::ListedName { node, .. }, _) => self.listing.name_checked(node, &name, holder),
             (Request::Name { own: false, .. }, _) => self.ctx.out.emit(Event::NameResolved {
                 request_id,
                 name,

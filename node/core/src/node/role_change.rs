@@ -117,6 +117,7 @@ impl Node {
         self.close_all_links("promoted to supernode");
         self.ctx.cfg.role = Role::Supernode;
         self.supernode = Supernode::new(now);
+        self.listing.clear();
         self.role.promoted(now);
         for (id, addrs) in again {
             self.links.dial(&mut self.ctx, now, Some(id), addrs);
@@ -171,6 +172,7 @@ impl Node {
         self.lost = LostSupernodes::new(self.ctx.id);
         self.home = Home::new(self.ctx.cfg.max_records);
         self.supernode = Supernode::new(now);
+        self.listing.clear();
         self.attach.reset(&mut self.pending, now);
         self.role.demoted(now);
         for (id, addrs) in again.into_iter().take(PARALLEL_ATTACH_DIALS) {

@@ -183,13 +183,19 @@ impl Node {
         self.names.expire(now);
         self.mailbox.expire(now);
         self.router.cache_mut().expire(now);
-        for (probe_id, f) in self.pending.expire(now) {
-            if let Request::Trace { to, .. } = f.request {
-                self.ctx.out.emit(Event::TraceFailed {
-                    probe_id,
+        for (request_id, f) in self.pending.expire(now) {
+            match f.request {
+                Request::Trace { to, .. } => self.ctx.out.emit(Event::TraceFailed {
+                    probe_id: request_id,
                     to,
                     reason: ChatFailure::TimedOut,
-                });
+                }),
+                Request::Who { .. } => self.ctx.out.emit(Event::Listing {
+                    request_id,
+                    peers: None,
+                }),
+                Request::ListedName { name, node } => self.listing.name_checked(node, &name, None),
+                _ => {}
             }
         }
         for record in self.supernode.records_due(&self.ctx, now) {

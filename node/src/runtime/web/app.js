@@ -254,6 +254,31 @@ async function loadPeers() {
   }
 }
 
+// Who is attached to this node's supernode and chose to be listed
+// (--listed): by the name the supernode checked, else by id. A click opens
+// a conversation.
+async function loadListed() {
+  const ul = $("listed");
+  try {
+    const w = await api("GET", "/who");
+    ul.replaceChildren();
+    for (const n of w.listed) {
+      const li = el("li");
+      li.dataset.id = n.id;
+      const label = n.name ? n.name + " (" + short(n.id) + ")" : short(n.id) + " (no checked name)";
+      li.append(el("span", "id", label));
+      if (n.id === state.me) li.append(el("span", "kind", "you"));
+      li.addEventListener("click", () => openConversation(n.id));
+      ul.append(li);
+    }
+    $("listed-hint").textContent = w.listed.length
+      ? "At supernode " + short(w.supernode) + "."
+      : "Nobody listed at supernode " + short(w.supernode) + " (run with --listed to be).";
+  } catch (e) {
+    $("listed-hint").textContent = e.message;
+  }
+}
+
 // Who is online: a contact not linked to this node is probed (one trace
 // through the overlay) every PROBE_EVERY_MS, one at a time.
 async function probeContacts() {
@@ -313,6 +338,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("trace").addEventListener("click", trace);
   loadPeers();
   setInterval(loadPeers, 10000);
+  loadListed();
+  setInterval(loadListed, 5000);
   setInterval(probeContacts, PROBE_EVERY_MS);
   connect();
 });
