@@ -47,6 +47,7 @@ mod pending;
 mod ranked;
 pub mod role;
 mod routing;
+mod small_map;
 mod supernode;
 pub mod table;
 mod timers;
