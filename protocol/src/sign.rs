@@ -540,7 +540,7 @@ impl Identity {
         &self,
         sealed: &crate::message::SealedChat,
     ) -> Result<ChatMessage, crate::seal::SealError> {
-        crate::seal::open(&self.chat_secret, sealed)
+        crate::seal::open(&self.chat_secret, &self.chat_key, sealed)
     }
 
     /// A signed withdraw of `node`'s record `seq`: this supernode lost it.

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use skyhop_protocol::{ChatKey, ChatMessage, MsgId, NodeId, SealedChat};
 
+use super::small_map::SmallMap;
 use super::SimTime;
 
 /// A message awaiting its ack.
@@ -46,14 +47,14 @@ const PACKET_IDS_KEPT: usize = 8;
 pub struct Outbox {
     /// Messages awaiting their ack, by `msg_id`.
     pending: BTreeMap<MsgId, Pending>,
-    /// The last `seq` used toward each recipient.
-    next_seq: BTreeMap<NodeId, u64>,
+    /// The last `seq` used toward each recipient (a few at most nodes).
+    next_seq: SmallMap<NodeId, u64>,
 }
 
 impl Outbox {
     /// The next `seq` of the conversation with `to`.
     pub fn next_seq(&mut self, to: NodeId) -> u64 {
-        let seq = self.next_seq.entry(to).or_insert(0);
+        let seq = self.next_seq.get_or_insert_with(to, || 0);
         // 2^64 messages to one peer will not happen; saturating keeps the
         // arithmetic total anyway.
         *seq = seq.saturating_add(1);
@@ -191,15 +192,16 @@ pub const MAX_CHAT_KEYS: usize = 4096;
 /// index of learning order. The index is built the first time the bound is
 /// passed (once, O(n log n)) and kept from then on: most nodes never learn
 /// 4,096 keys, and its leaf cost each of them ~460 bytes for nothing (a
-/// simulated million nodes: ~450 MB).
+/// simulated million nodes: ~450 MB). The maps are [`SmallMap`]s: most
+/// nodes know one to five keys.
 /// Backups may go stale (the recipient moved); a retry toward a stale one
 /// falls back to routing by the recipient's home.
 #[derive(Debug, Default)]
 pub struct ChatKeys {
     /// Key and learning stamp, by node.
-    keys: BTreeMap<NodeId, (ChatKey, u64)>,
+    keys: SmallMap<NodeId, (ChatKey, u64)>,
     /// Backups named by the node's latest record, if it named any.
-    backups: BTreeMap<NodeId, Vec<NodeId>>,
+    backups: SmallMap<NodeId, Vec<NodeId>>,
     /// Nodes by learning stamp, oldest first, once the bound was passed.
     order: Option<BTreeMap<u64, NodeId>>,
     /// The next stamp.

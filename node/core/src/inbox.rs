@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use skyhop_protocol::{ChatMessage, MsgId, NodeId};
 
+use super::small_map::SmallMap;
 use super::SimTime;
 
 /// Messages per sender held while an earlier `seq` is missing.
@@ -87,7 +88,11 @@ struct Sender {
 /// Held messages are indexed by arrival, so that the next gap to give up
 /// on is found in O(log n) after every arrival, instead of scanning every
 /// sender's held messages (4,096 x 64); senders are indexed by last heard,
-/// so that making room for a new author is O(log n).
+/// so that making room for a new author is O(log n). That index is built
+/// the first time the bound is reached (once, O(n log n)) and kept from
+/// then on: below it, it cost every node that received a chat ~460 bytes
+/// for nothing. The senders are a [`SmallMap`]: most nodes hear from a
+/// few authors, and a `BTreeMap`'s first leaf holds eleven (~1.6 KB).
 ///
 /// Forgetting an author must not re-open its replays: `forgotten_before`
 /// is just past the latest `sent_at` handed out from any forgotten
@@ -98,9 +103,10 @@ struct Sender {
 #[derive(Debug, Default)]
 pub struct Inbox {
     /// Per-sender windows, bounded by `MAX_SENDERS`.
-    senders: BTreeMap<NodeId, Sender>,
-    /// `(last_heard, author)` of every sender.
-    by_heard: BTreeSet<(SimTime, NodeId)>,
+    senders: SmallMap<NodeId, Sender>,
+    /// `(last_heard, author)` of every sender, once `MAX_SENDERS` was
+    /// reached.
+    by_heard: Option<BTreeSet<(SimTime, NodeId)>>,
     /// `(arrived, author, seq)` of every held message.
     held_at: BTreeSet<(SimTime, NodeId, u64)>,
     /// Chats of authors without a mark sent before this are replays.
@@ -121,10 +127,11 @@ impl Inbox {
                     .max(mark.latest_sent_at.saturating_add(1));
                 continue;
             }
-            let s = self.senders.entry(id).or_default();
-            self.by_heard.remove(&(s.last_heard, id));
+            let s = self.senders.get_or_insert_with(id, Sender::default);
             s.mark = mark;
-            self.by_heard.insert((s.last_heard, id));
+            if let Some(by_heard) = &mut self.by_heard {
+                by_heard.insert((s.last_heard, id));
+            }
         }
     }
 
@@ -157,10 +164,12 @@ impl Inbox {
                 self.forget_oldest();
             }
         }
-        let s = self.senders.entry(from).or_default();
-        self.by_heard.remove(&(s.last_heard, from));
+        let s = self.senders.get_or_insert_with(from, Sender::default);
+        if let Some(by_heard) = &mut self.by_heard {
+            by_heard.remove(&(s.last_heard, from));
+            by_heard.insert((now, from));
+        }
         s.last_heard = now;
-        self.by_heard.insert((now, from));
         if s.seen.contains(&chat.msg_id) {
             // A copy of a held message is not acked either: the first is
             // not handed out (stored) yet.
@@ -218,7 +227,11 @@ impl Inbox {
     /// Forgets the least recently heard author, raising the floor for
     /// unknown authors to what it had handed out.
     fn forget_oldest(&mut self) {
-        let Some((_, gone)) = self.by_heard.pop_first() else {
+        let senders = &self.senders;
+        let by_heard = self
+            .by_heard
+            .get_or_insert_with(|| senders.iter().map(|(id, s)| (s.last_heard, *id)).collect());
+        let Some((_, gone)) = by_heard.pop_first() else {
             return;
         };
         if let Some(s) = self.senders.remove(&gone) {
@@ -421,6 +434,36 @@ mod tests {
     }
 
     #[test]
+    fn the_least_recently_heard_sender_goes_first_and_its_index_is_built_only_at_the_bound() {
+        let b = NodeId([2; 32]);
+        let junk = Identity::from_secret([3; 32]);
+        let mut inbox = Inbox::default();
+        let hear = |inbox: &mut Inbox, n: u64, seq: u64, at: SimTime| {
+            let mut c = chat_at(&junk, b, n * 1_000 + seq, seq, at);
+            c.from = stranger(n);
+            inbox.arrive(c, at, 1);
+        };
+        for n in 0..MAX_SENDERS as u64 {
+            hear(&mut inbox, n, 1, 100 + n);
+        }
+        assert!(inbox.by_heard.is_none(), "no index below the bound");
+        hear(&mut inbox, 0, 2, 10_000); // heard again: now the newest
+        hear(&mut inbox, 5_000, 1, 10_001);
+        assert!(inbox.by_heard.is_some(), "built at the bound");
+        assert!(inbox.senders.contains_key(&stranger(0)));
+        assert!(!inbox.senders.contains_key(&stranger(1)), "the oldest went");
+        hear(&mut inbox, 2, 2, 10_002); // the index follows a later hearing
+        hear(&mut inbox, 5_001, 1, 10_003);
+        assert!(inbox.senders.contains_key(&stranger(2)));
+        assert!(!inbox.senders.contains_key(&stranger(3)));
+        assert_eq!(inbox.senders.len(), MAX_SENDERS);
+        assert_eq!(
+            inbox.by_heard.as_ref().map(BTreeSet::len),
+            Some(MAX_SENDERS)
+        );
+    }
+
+    #[test]
     fn restoring_more_marks_than_the_bound_keeps_the_newest_and_refuses_the_rest() {
         let b = NodeId([2; 32]);
         let marks: Vec<(NodeId, ReplayMark)> = (0..MAX_SENDERS as u64 + 10)
@@ -579,7 +622,7 @@ mod tests {
         // A first chat far ahead, released after the gap timeout.
         inbox.arrive(chat_at(&a, b, 1, 1_000_000, 10), 0, 1);
         assert_eq!(inbox.release_stalled(GAP_TIMEOUT).len(), 1);
-        let s = &inbox.senders[&a.id()];
+        let s = inbox.senders.get(&a.id()).expect("a is a sender");
         assert_eq!(s.skipped.len(), SKIPPED_PER_SENDER);
         assert_eq!(s.skipped.last(), Some(&999_999));
         // The oldest skipped seqs are forgotten: refused as before.

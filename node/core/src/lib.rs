@@ -50,6 +50,7 @@ mod pending;
 mod ranked;
 pub mod role;
 mod routing;
+mod small_map;
 mod supernode;
 pub mod table;
 mod timers;

@@ -22,6 +22,7 @@
 //! new chats, so that one author cannot push out what others left.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use skyhop_protocol::{KeptChat, LocationRecord, MsgId, NodeId, SealedChat};
@@ -158,7 +159,8 @@ pub(crate) struct Mailbox {
     /// The latest record each node published here, kept for the
     /// retention after it goes away: it carries the node's chat key,
     /// signed, so that a sender that never met it can seal a chat to it.
-    last_records: BTreeMap<NodeId, (LocationRecord, SimTime)>,
+    /// Shared with the directory while the node is there (no copy).
+    last_records: BTreeMap<NodeId, (Arc<LocationRecord>, SimTime)>,
     /// `(expires, node)` of every last record.
     last_by_expiry: BTreeSet<(SimTime, NodeId)>,
 }
@@ -248,7 +250,7 @@ impl Mailbox {
         &mut self,
         cfg: &MailboxConfig,
         now: SimTime,
-        record: &LocationRecord,
+        record: &Arc<LocationRecord>,
         max: usize,
     ) {
         let expires = now.saturating_add(cfg.retention);
@@ -264,12 +266,12 @@ impl Mailbox {
         }
         self.last_by_expiry.insert((expires, record.node));
         self.last_records
-            .insert(record.node, (record.clone(), expires));
+            .insert(record.node, (Arc::clone(record), expires));
     }
 
     /// The latest record `node` published here, if kept.
     pub fn last_record(&self, node: &NodeId) -> Option<&LocationRecord> {
-        self.last_records.get(node).map(|(r, _)| r)
+        self.last_records.get(node).map(|(r, _)| &**r)
     }
 
     /// Drops what expired by `now`; how many chats.

@@ -75,7 +75,7 @@ impl Node {
     /// away, and hand over what is kept for it. They stay until it says it
     /// has them, so a lost hand-over is made again at its next refresh.
     pub(super) fn hand_over(&mut self, now: SimTime, node: NodeId) {
-        let Some(record) = self.home.directory().get(&node, now) else {
+        let Some(record) = self.home.directory().get_shared(&node, now) else {
             return;
         };
         let max = self.ctx.cfg.max_records;
