@@ -96,11 +96,27 @@ pub enum Ev {
     Sample,
     /// The flooders' next batch of frames.
     Flood,
+    /// A supernode that is leaving gracefully has handed over: it goes.
+    LeaveDone {
+        /// The node.
+        slot: u32,
+        /// The incarnation that is leaving.
+        inc: u32,
+    },
+    /// The daily cycle's next tick: users arrive or go.
+    DayTick,
+    /// A user goes home for the night.
+    DayLeave {
+        /// The node.
+        slot: u32,
+        /// The incarnation the cycle picked.
+        inc: u32,
+    },
 }
 
 impl Ev {
     /// Names of the kinds, indexed by [`Ev::index`], then `wake_stale`.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 18] = [
         "start",
         "wake",
         "frame",
@@ -115,12 +131,15 @@ impl Ev {
         "chat",
         "sample",
         "flood",
+        "leave_done",
+        "day_tick",
+        "day_leave",
         "wake_stale",
     ];
     /// The index of `wake`.
     pub const WAKE: usize = 1;
     /// The index of `wake_stale`.
-    pub const WAKE_STALE: usize = 14;
+    pub const WAKE_STALE: usize = 17;
 
     /// The kind's index in [`Ev::NAMES`].
     pub fn index(&self) -> usize {
@@ -139,6 +158,9 @@ impl Ev {
             Ev::Chat => 11,
             Ev::Sample => 12,
             Ev::Flood => 13,
+            Ev::LeaveDone { .. } => 14,
+            Ev::DayTick => 15,
+            Ev::DayLeave { .. } => 16,
         }
     }
 }

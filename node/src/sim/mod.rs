@@ -33,8 +33,10 @@
 
 mod adversary;
 pub mod config;
+mod demand;
 mod dist;
 mod event;
+mod handover;
 mod invariants;
 pub mod metrics;
 mod net;

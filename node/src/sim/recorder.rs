@@ -566,6 +566,7 @@ impl Recorder {
             invariants,
             violation: run.violation,
             adversary,
+            handovers: None,
             offline,
             config: run.cfg,
         }
