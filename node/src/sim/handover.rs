@@ -70,9 +70,11 @@ impl Handovers {
             self.tally.leaves += 1;
         }
         let leaver = pop.id(slot);
+        // Supernodes that are leaving too are no home.
         let sns: Vec<(NodeId, u32)> = pop
             .supernodes()
             .iter()
+            .filter(|s| pop.node(**s).is_some_and(|n| !n.is_leaving()))
             .filter(|s| **s != slot)
             .map(|s| (pop.id(*s), *s))
             .collect();
