@@ -376,6 +376,10 @@ impl World {
             .pop
             .node(slot)
             .is_some_and(|n| n.role() == Role::Supernode);
+        if supernode {
+            // A promoted user that goes changes the supernode layer.
+            self.inv.topology_changed(self.now);
+        }
         if graceful && supernode {
             self.start_leaving(slot);
         } else if graceful {
