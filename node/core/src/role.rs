@@ -31,7 +31,7 @@
 
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
-use skyhop_protocol::Role;
+use skyhop_protocol::{NodeId, Role};
 
 use super::context::Ctx;
 use super::{SimTime, SECS};
@@ -152,6 +152,11 @@ pub(crate) struct RoleControl {
     promotions: u64,
     /// Demotions so far.
     demotions: u64,
+    /// Whether the node is handing over to leave: no role change any more.
+    leaving: bool,
+    /// The records (node, its supernode) handed to other homes at the last
+    /// drain; at most the directory's size.
+    handed_over: Vec<(NodeId, NodeId)>,
 }
 
 impl RoleControl {
@@ -182,7 +187,7 @@ impl RoleControl {
     /// Reconsiders the role at `now`, if a check is due.
     pub fn decide(&mut self, ctx: &mut Ctx, now: SimTime, s: &Signals) -> Decision {
         let auto = &ctx.cfg.auto_role;
-        if !auto.enabled {
+        if !auto.enabled || self.leaving {
             return Decision::Stay;
         }
         if let Some(until) = self.drain_until {
@@ -241,6 +246,27 @@ impl RoleControl {
         self.since = now;
         self.spare_since = None;
         self.next_check = now;
+    }
+
+    /// The node hands its clients and records over to leave the overlay:
+    /// it changes role no more.
+    pub fn leaving(&mut self) {
+        self.leaving = true;
+    }
+
+    /// Whether the node is handing over to leave.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// The records handed over at the last drain.
+    pub fn handed_over(&self) -> &[(NodeId, NodeId)] {
+        &self.handed_over
+    }
+
+    /// The records handed over at a drain, replacing the last drain's.
+    pub fn set_handed_over(&mut self, records: Vec<(NodeId, NodeId)>) {
+        self.handed_over = records;
     }
 
     /// The node became an ordinary node again at `now`.

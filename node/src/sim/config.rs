@@ -236,6 +236,55 @@ pub struct Churn {
     pub sn_kills: Vec<SnKill>,
     /// Restart storms of ordinary nodes.
     pub restart_storms: Vec<RestartStorm>,
+    /// Flash crowds: waves of newcomers (left out of the metrics' copy of
+    /// the scenario when there are none, as are the fields below).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crowds: Vec<Crowd>,
+    /// A daily cycle of demand: users arrive and go so that the live users
+    /// follow it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<DayCycle>,
+}
+
+/// A wave of ordinary newcomers (new identities), arriving uniformly within
+/// a window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crowd {
+    /// When the first may arrive, seconds.
+    pub at_s: f64,
+    /// How many arrive.
+    pub count: u32,
+    /// The window's length, seconds.
+    pub spread_s: f64,
+}
+
+/// A compressed day: from `start_s` on, the live users follow
+/// `ordinary x (low + (1 - low) x (1 + cos(2 pi (t - start_s) / period_s)) / 2)`,
+/// from the peak (`population.ordinary`) down to `low_fraction` of it half
+/// a period later and back. Every `tick_s` the users missing arrive
+/// (newcomers) and the users too many go (gracefully with
+/// `graceful_fraction`), at uniform times within the tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DayCycle {
+    /// The day's length, seconds.
+    pub period_s: f64,
+    /// Users at night, as a share of the peak.
+    pub low_fraction: f64,
+    /// When the day begins (at its peak), seconds.
+    pub start_s: f64,
+    /// How often arrivals and departures are drawn, seconds.
+    #[serde(default = "default_day_tick")]
+    pub tick_s: f64,
+}
+
+fn default_day_tick() -> f64 {
+    5.0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// A fraction of the live supernodes crash at once.
@@ -246,6 +295,10 @@ pub struct SnKill {
     pub at_s: f64,
     /// Fraction of live supernodes killed.
     pub fraction: f64,
+    /// Of those, the share that leave gracefully: each hands its clients
+    /// and records over the way a demoting supernode does, then goes.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub graceful_fraction: f64,
 }
 
 /// A fraction of the live ordinary nodes restart (same identity, host cache
@@ -460,10 +513,32 @@ impl SimConfig {
             return bad("churn.start_s", "must be non-negative");
         }
         for (i, k) in c.sn_kills.iter().enumerate() {
-            if !(nonneg(k.at_s) && prob(k.fraction)) {
+            if !(nonneg(k.at_s) && prob(k.fraction) && prob(k.graceful_fraction)) {
                 return bad(
                     &format!("churn.sn_kills[{i}]"),
-                    "needs at_s >= 0 and a fraction between 0 and 1",
+                    "needs at_s >= 0, and fraction and graceful_fraction between 0 and 1",
+                );
+            }
+        }
+        for (i, crowd) in c.crowds.iter().enumerate() {
+            if !(nonneg(crowd.at_s) && nonneg(crowd.spread_s)) {
+                return bad(
+                    &format!("churn.crowds[{i}]"),
+                    "needs non-negative at_s and spread_s",
+                );
+            }
+        }
+        if let Some(d) = &c.day {
+            if !(nonneg(d.start_s)
+                && nonneg(d.period_s)
+                && d.period_s > 0.0
+                && nonneg(d.tick_s)
+                && d.tick_s > 0.0
+                && prob(d.low_fraction))
+            {
+                return bad(
+                    "churn.day",
+                    "needs positive period_s and tick_s, start_s >= 0 and low_fraction between 0 and 1",
                 );
             }
         }

@@ -51,6 +51,9 @@ pub mod stream {
     pub const INVARIANTS: u64 = 4;
     /// Who is hostile, their victims and their packet ids: the adversary.
     pub const ADVERSARY: u64 = 5;
+    /// Flash crowds and the daily cycle: arrival and departure times, who
+    /// goes.
+    pub const DEMAND: u64 = 6;
 }
 
 /// A world RNG for one purpose (`stream`), so that e.g. changing the chat

@@ -98,11 +98,27 @@ pub enum Ev {
     Flood,
     /// The names workload's next lookup.
     NameLookup,
+    /// A supernode that is leaving gracefully has handed over: it goes.
+    LeaveDone {
+        /// The node.
+        slot: u32,
+        /// The incarnation that is leaving.
+        inc: u32,
+    },
+    /// The daily cycle's next tick: users arrive or go.
+    DayTick,
+    /// A user goes home for the night.
+    DayLeave {
+        /// The node.
+        slot: u32,
+        /// The incarnation the cycle picked.
+        inc: u32,
+    },
 }
 
 impl Ev {
     /// Names of the kinds, indexed by [`Ev::index`], then `wake_stale`.
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 19] = [
         "start",
         "wake",
         "frame",
@@ -118,12 +134,15 @@ impl Ev {
         "sample",
         "flood",
         "name_lookup",
+        "leave_done",
+        "day_tick",
+        "day_leave",
         "wake_stale",
     ];
     /// The index of `wake`.
     pub const WAKE: usize = 1;
     /// The index of `wake_stale`.
-    pub const WAKE_STALE: usize = 15;
+    pub const WAKE_STALE: usize = 18;
 
     /// The kind's index in [`Ev::NAMES`].
     pub fn index(&self) -> usize {
@@ -143,6 +162,9 @@ impl Ev {
             Ev::Sample => 12,
             Ev::Flood => 13,
             Ev::NameLookup => 14,
+            Ev::LeaveDone { .. } => 15,
+            Ev::DayTick => 16,
+            Ev::DayLeave { .. } => 17,
         }
     }
 }

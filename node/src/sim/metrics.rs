@@ -8,6 +8,7 @@ use skyhop_core::DropReason;
 
 use super::adversary::AdversaryMetrics;
 use super::config::SimConfig;
+use super::handover::HandoverMetrics;
 
 /// Everything a run measured.
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +62,10 @@ pub struct Metrics {
     /// any, and what the home supernodes kept for them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offline: Option<OfflineMetrics>,
+    /// Supernodes that handed over (demoted or left gracefully) and the
+    /// records they lost, when the scenario can hand over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handovers: Option<HandoverMetrics>,
     /// Hostile nodes and honest delivery, when the scenario has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adversary: Option<AdversaryMetrics>,
@@ -103,6 +108,10 @@ pub struct NodeCounts {
     pub crashed: u64,
     /// Supernodes killed.
     pub supernodes_killed: u64,
+    /// Supernodes that handed over and left (graceful kills, and promoted
+    /// users leaving gracefully).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub supernodes_left: u64,
     /// Restarts in storms.
     pub restarts: u64,
     /// Ordinary nodes that promoted themselves to supernode (auto role).

@@ -34,8 +34,10 @@
 mod adversary;
 pub mod config;
 mod cut;
+mod demand;
 mod dist;
 mod event;
+mod handover;
 mod invariants;
 pub mod metrics;
 mod names;

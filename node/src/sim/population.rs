@@ -136,6 +136,8 @@ pub enum Departure {
     Crashed,
     /// A supernode kill crashed it.
     Killed,
+    /// A supernode handed over and left.
+    SupernodeLeft,
     /// A restart storm takes it down for a while.
     Restarting,
 }
@@ -376,6 +378,7 @@ impl Population {
             Departure::Left => c.left += 1,
             Departure::Crashed => c.crashed += 1,
             Departure::Killed => c.supernodes_killed += 1,
+            Departure::SupernodeLeft => c.supernodes_left += 1,
             Departure::Restarting => {
                 c.restarts += 1;
                 self.away.push(slot);

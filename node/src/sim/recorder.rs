@@ -567,6 +567,7 @@ impl Recorder {
             violation: run.violation,
             adversary,
             names: None,
+            handovers: None,
             offline,
             partition: None,
             config: run.cfg,

@@ -73,6 +73,18 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
             m.nodes.left, m.nodes.crashed, m.nodes.supernodes_killed, m.nodes.restarts
         ),
     );
+    if m.nodes.supernodes_left > 0 {
+        row(
+            "SN left after handing over",
+            m.nodes.supernodes_left.to_string(),
+        );
+    }
+    if m.nodes.promotions + m.nodes.demotions > 0 {
+        row(
+            "promotions / demotions",
+            format!("{} / {}", m.nodes.promotions, m.nodes.demotions),
+        );
+    }
     let d = &m.delivery;
     row(
         "chat sent / eligible",
@@ -137,12 +149,26 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
         row(
             "reattach <= 30 s",
             format!(
-                "{} ({} of {} orphans, p50 {:.0} ms, p99 {:.0} ms)",
+                "{} ({} of {} orphans, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms)",
                 pct(m.reattach.within_30s_ratio),
                 m.reattach.within_30s,
                 m.reattach.orphans - m.reattach.excluded_departed,
                 m.reattach.time_ms.p50,
-                m.reattach.time_ms.p99
+                m.reattach.time_ms.p99,
+                m.reattach.time_ms.max
+            ),
+        );
+    }
+    if let Some(h) = &m.handovers {
+        row(
+            "handovers: demoted / left gracefully",
+            format!("{} / {}", h.demotions, h.leaves),
+        );
+        row(
+            "handed-over records lost / missing a home",
+            format!(
+                "{} / {} (of {} due, {} handed)",
+                h.records_lost, h.records_missing_a_home, h.records_due, h.records_handed
             ),
         );
     }
@@ -394,13 +420,38 @@ pub fn plots(m: &Metrics, dir: &Path) -> Result<(), SimError> {
     Ok(())
 }
 
-/// The scenario's events on the time axis, in time order: supernode kills,
-/// restart storms (window opens and closes), partition cuts and heals.
+/// The scenario's events on the time axis, in time order: supernode kills
+/// and exoduses (some leave gracefully), restart storms (window opens and
+/// closes), partition cuts and heals, flash crowds (window opens and
+/// closes), and the daily cycle's nights and mornings.
 fn scenario_events(m: &Metrics) -> Vec<(f64, String)> {
     let c = &m.config;
     let mut marks: Vec<(f64, String)> = Vec::new();
     for k in &c.churn.sn_kills {
-        marks.push((k.at_s, format!("kill {:.0}% SN", k.fraction * 100.0)));
+        let label = if k.graceful_fraction > 0.0 {
+            format!(
+                "exodus {:.0}% SN ({:.0}% of them leave)",
+                k.fraction * 100.0,
+                k.graceful_fraction * 100.0
+            )
+        } else {
+            format!("kill {:.0}% SN", k.fraction * 100.0)
+        };
+        marks.push((k.at_s, label));
+    }
+    for crowd in &c.churn.crowds {
+        marks.push((crowd.at_s, format!("crowd +{}", crowd.count)));
+        marks.push((crowd.at_s + crowd.spread_s, "crowd in".to_string()));
+    }
+    if let Some(day) = &c.churn.day {
+        let mut t = day.start_s;
+        while t <= m.simulated_s {
+            marks.push((t, "peak".to_string()));
+            if t + day.period_s / 2.0 <= m.simulated_s {
+                marks.push((t + day.period_s / 2.0, "night".to_string()));
+            }
+            t += day.period_s;
+        }
     }
     for s in &c.churn.restart_storms {
         marks.push((s.at_s, format!("storm {:.0}% ON", s.fraction * 100.0)));

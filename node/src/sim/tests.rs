@@ -535,3 +535,111 @@ fn a_scenario_without_names_reports_none_and_draws_nothing_for_them() {
     assert!(!json.contains("\"names\""), "{json}");
     assert!(!json.contains("name_lookup"), "{json}");
 }
+
+/// churn-small with half its supernodes going at 60 s, crashing or all
+/// leaving gracefully.
+fn exodus_small(graceful_fraction: f64) -> SimConfig {
+    let mut cfg = scenario("churn-small");
+    cfg.churn.sn_kills[0].fraction = 0.5;
+    cfg.churn.sn_kills[0].graceful_fraction = graceful_fraction;
+    cfg
+}
+
+/// Supernodes that leave gracefully move their clients at once and hand
+/// their records over: their clients reattach much sooner than the clients
+/// of crashed supernodes, no handed-over record is lost, and every chat
+/// still arrives.
+#[test]
+fn supernodes_that_leave_gracefully_hand_over_their_clients_and_records() {
+    let crashed = simulate(&exodus_small(0.0), 1);
+    let left = simulate(&exodus_small(1.0), 1);
+    assert_eq!(crashed.nodes.supernodes_killed, 4);
+    assert!(
+        crashed.handovers.is_none(),
+        "no handover in a crash-only run"
+    );
+    assert_eq!(left.nodes.supernodes_left, 4, "{:?}", left.nodes);
+    assert_eq!(left.nodes.supernodes_killed, 0);
+    let h = left.handovers.as_ref().expect("handover figures");
+    assert_eq!(h.leaves, 4, "{h:?}");
+    assert!(h.records_due > 0, "the leavers were homes: {h:?}");
+    assert_eq!(h.records_lost, 0, "{h:?}");
+    assert!(left.passed, "{:?}", left.violation);
+    assert!(left.delivery.eventual_ratio >= 0.999, "{:?}", left.delivery);
+    assert!(left.reattach.orphans > 20, "{:?}", left.reattach);
+    assert!((left.reattach.within_30s_ratio - 1.0).abs() < 1e-9);
+    assert!(
+        left.reattach.time_ms.p99 * 2.0 < crashed.reattach.time_ms.p99,
+        "graceful p99 {} ms against crash p99 {} ms",
+        left.reattach.time_ms.p99,
+        crashed.reattach.time_ms.p99
+    );
+    let dir = std::env::temp_dir().join(format!("skyhop-sim-exodus-{}", std::process::id()));
+    super::report::plots(&left, &dir).expect("plots written");
+    let svg = std::fs::read_to_string(dir.join("supernodes.svg")).expect("plot written");
+    assert!(svg.contains("exodus 50% SN"), "the exodus is marked");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tiny steady world for demand changes.
+const DEMAND: &str = r#"
+name = "demand"
+duration_s = 200
+warmup_s = 20
+sample_interval_s = 5
+[population]
+supernodes = 4
+ordinary = 60
+sn_start_spread_s = 1
+on_start_at_s = 2
+on_start_spread_s = 5
+[network]
+sites = 2
+[workload]
+rate_per_node_per_min = 4
+"#;
+
+#[test]
+fn a_flash_crowd_doubles_the_users_within_its_window_and_all_get_in() {
+    let text = format!("{DEMAND}[churn]\ncrowds = [{{ at_s = 60, count = 60, spread_s = 20 }}]\n");
+    let cfg = SimConfig::parse(&text, "crowd").expect("valid");
+    let m = simulate(&cfg, 3);
+    let live_at = |t: f64| {
+        let s = m
+            .attached_over_time
+            .iter()
+            .find(|s| s.t_s == t)
+            .expect("sampled");
+        (s.live, s.attached)
+    };
+    assert_eq!(live_at(55.0), (60, 60));
+    assert_eq!(live_at(85.0).0, 120, "the crowd arrived within its window");
+    assert_eq!(live_at(120.0), (120, 120), "every newcomer got in");
+    assert_eq!(m.attachment.started, 120);
+    assert!(m.delivery.eventual_ratio >= 0.999, "{:?}", m.delivery);
+}
+
+#[test]
+fn the_daily_cycle_brings_the_users_down_at_night_and_back_by_the_next_peak() {
+    let text = format!(
+        "{DEMAND}[churn]\ngraceful_fraction = 0.5\n\
+         day = {{ period_s = 120, low_fraction = 0.25, start_s = 40, tick_s = 2 }}\n"
+    );
+    let cfg = SimConfig::parse(&text, "day").expect("valid");
+    let m = simulate(&cfg, 3);
+    let live_at = |t: f64| {
+        m.attached_over_time
+            .iter()
+            .find(|s| s.t_s == t)
+            .expect("sampled")
+            .live
+    };
+    assert_eq!(live_at(40.0), 60, "the day starts at its peak");
+    let night = live_at(100.0);
+    assert!((13..=17).contains(&night), "a quarter at night: {night}");
+    let morning = live_at(160.0);
+    assert!((57..=60).contains(&morning), "back at the peak: {morning}");
+    assert!(m.nodes.left > 0 && m.nodes.crashed > 0, "{:?}", m.nodes);
+    assert!(m.delivery.eventual_ratio >= 0.999, "{:?}", m.delivery);
+    assert!(m.passed, "{:?}", m.violation);
+}

@@ -27,7 +27,8 @@
 //!   node's outputs through its one door (`poll_output`) until none is left
 //!   and then schedules its next wake-up.
 
-use std::collections::BTreeSet;
+mod churn;
+
 use std::sync::Arc;
 
 use skyhop_protocol::{codec, Identity, Message, NodeId, Role, SignatureMemo};
@@ -37,8 +38,10 @@ use skyhop_core::{Action, Event, Output, SimTime, SECS};
 use super::adversary::{Adversary, Verdict, FLOOD_TICK};
 use super::config::SimConfig;
 use super::cut::CutWatch;
+use super::demand::Demand;
 use super::dist::secs;
 use super::event::Ev;
+use super::handover::Handovers;
 use super::invariants::Invariants;
 use super::metrics::{round3, Metrics, Violation};
 use super::names::Names;
@@ -99,6 +102,10 @@ pub struct World {
     cut: CutWatch,
     /// The names workload, if the scenario has one.
     names: Names,
+    /// Flash crowds and the daily cycle.
+    demand: Demand,
+    /// Where the records of supernodes that hand over go.
+    handovers: Handovers,
     /// The encoding buffer of `transmit`.
     scratch: Vec<u8>,
 }
@@ -126,6 +133,8 @@ impl World {
             adv: Adversary::new(&cfg, seed),
             cut: CutWatch::new(&cfg),
             names: Names::new(cfg.names.clone(), seed),
+            demand: Demand::new(&cfg, seed),
+            handovers: Handovers::new(&cfg),
             scratch: Vec::with_capacity(1024),
             cfg,
         };
@@ -170,6 +179,7 @@ impl World {
         if let Some(at) = w.adv.flood_start(workload_start) {
             w.push(at, Ev::Flood);
         }
+        w.schedule_demand();
         w
     }
 
@@ -329,6 +339,9 @@ impl World {
                 self.crash(slot, Departure::Restarting);
                 self.push(now + downtime, Ev::Start { slot });
             }
+            Ev::LeaveDone { slot, inc } => self.leave_done(slot, inc),
+            Ev::DayTick => self.day_tick(),
+            Ev::DayLeave { slot, inc } => self.day_leave(slot, inc),
             Ev::Topology => self.inv.topology_changed(now),
             Ev::Chat => self.chat(),
             Ev::Flood => self.flood(),
@@ -378,9 +391,20 @@ impl World {
         self.drain(slot);
     }
 
-    /// A node goes away: gracefully (a `Leave` first) or by crashing.
+    /// A node goes away: gracefully (a `Leave` first; a supernode hands
+    /// over first) or by crashing.
     fn depart(&mut self, slot: u32, graceful: bool) {
-        if graceful {
+        let supernode = self
+            .pop
+            .node(slot)
+            .is_some_and(|n| n.role() == Role::Supernode);
+        if supernode {
+            // A promoted user that goes changes the supernode layer.
+            self.inv.topology_changed(self.now);
+        }
+        if graceful && supernode {
+            self.start_leaving(slot);
+        } else if graceful {
             let now = self.now;
             if let Some(node) = self.pop.node_mut(slot) {
                 node.leave(now);
@@ -404,24 +428,6 @@ impl World {
         self.inv.node_gone(slot, counters);
         self.rec
             .node_gone(slot, gone.inc, counters, now, gone.never_attached);
-    }
-
-    fn kill_supernodes(&mut self, index: usize) {
-        let now = self.now;
-        let pick = self.pop.pick_kill(index);
-        let killed: BTreeSet<NodeId> = pick.iter().map(|s| self.pop.id(*s)).collect();
-        let mut ons = self.pop.ordinary().to_vec();
-        ons.sort_unstable();
-        for on in ons {
-            let primary = self.pop.node(on).and_then(|n| n.primary());
-            if primary.is_some_and(|p| killed.contains(&p)) {
-                self.rec.orphaned(on, self.pop.inc(on), now);
-            }
-        }
-        for s in pick {
-            self.crash(s, Departure::Killed);
-        }
-        self.inv.topology_changed(now);
     }
 
     fn link_up(&mut self, a: u32, a_inc: u32, b: u32, b_inc: u32, latency: SimTime) {
@@ -637,7 +643,10 @@ impl World {
                         }
                         self.rec.attached(slot, self.pop.inc(slot), now);
                     }
-                    Role::Ordinary => self.pop.detached(slot),
+                    Role::Ordinary => {
+                        self.handovers.drained(&self.pop, slot, true, now);
+                        self.pop.detached(slot);
+                    }
                 }
                 self.pop.role_changed(slot, role);
                 self.inv.topology_changed(now);
@@ -814,6 +823,7 @@ impl World {
             adv,
             cut,
             names,
+            handovers,
             ..
         } = self;
         let run = RunEnd {
@@ -832,6 +842,7 @@ impl World {
         let mut metrics = rec.finish(run, &pop, &inv, &adv);
         metrics.partition = cut.finish();
         metrics.names = names.finish(held_at_end);
+        metrics.handovers = handovers.report();
         // Freeing 10^6 nodes one allocation at a time took seconds of the
         // run's wall time; nothing reads them any more, so another thread
         // does it (a process that exits first just skips the work).

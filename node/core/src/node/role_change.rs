@@ -43,6 +43,32 @@ impl Node {
         self.role.changes()
     }
 
+    /// Begins a graceful departure of a supernode: the drain a demotion
+    /// starts with (no new client, each client moved to its backup, every
+    /// record held here handed to the other homes), after which the caller
+    /// stops the node with [`Node::leave`]. Returns when the drain is over
+    /// (`auto_role.drain` from now); an ordinary node has nothing to hand
+    /// over and can leave at once.
+    pub fn start_leaving(&mut self, now: SimTime) -> SimTime {
+        if self.ctx.cfg.role != Role::Supernode || self.left {
+            return now;
+        }
+        self.role.leaving();
+        self.start_drain(now);
+        now + self.ctx.cfg.auto_role.drain
+    }
+
+    /// Whether the node is handing over to leave ([`Node::start_leaving`]).
+    pub fn is_leaving(&self) -> bool {
+        self.role.is_leaving()
+    }
+
+    /// The records (node, its supernode) this node handed to other homes
+    /// at its last drain, for a demotion or a departure.
+    pub fn handed_over(&self) -> &[(NodeId, NodeId)] {
+        self.role.handed_over()
+    }
+
     /// Reconsiders the role (auto role only), on the heartbeat tick.
     pub(super) fn reconsider_role(&mut self, now: SimTime) {
         if !self.ctx.cfg.auto_role.enabled {
@@ -148,6 +174,8 @@ impl Node {
             self.link_lost(now, client, "supernode is handing its clients over");
         }
         let records: Vec<LocationRecord> = self.home.directory().records().cloned().collect();
+        self.role
+            .set_handed_over(records.iter().map(|r| (r.node, r.sn)).collect());
         let replicas = self.ctx.cfg.replicas;
         for record in records {
             let homes: Vec<NodeId> = self
@@ -358,6 +386,64 @@ mod tests {
                 "chat {msg} from {from:?}: {:?}",
                 h.outcome(from, msg)
             );
+        }
+    }
+    #[test]
+    fn a_supernode_that_hands_over_before_leaving_moves_its_clients_and_records() {
+        let mut h = crate::harness::Harness::overlay(8, 40);
+        h.run_for(30 * SECS);
+        let leaver = *h
+            .supernodes()
+            .iter()
+            .max_by_key(|s| h.node(s).clients().count())
+            .expect("supernodes");
+        let clients: Vec<NodeId> = h.node(&leaver).clients().copied().collect();
+        assert!(!clients.is_empty(), "the leaver has clients");
+        let now = h.now;
+        let until = h.node_mut(&leaver).start_leaving(now);
+        h.drain(leaver);
+        let handed: Vec<(NodeId, NodeId)> = h.node(&leaver).handed_over().to_vec();
+        assert!(!handed.is_empty(), "the leaver was a home for some records");
+        h.run_until(until);
+        let now = h.now;
+        h.node_mut(&leaver).leave(now);
+        h.drain(leaver);
+        h.crash(&leaver);
+        for c in &clients {
+            let primary = h.node(c).primary();
+            assert!(
+                primary.is_some_and(|p| p != leaver),
+                "{c:?} moved to another supernode during the drain, not {primary:?}"
+            );
+        }
+        // Each record handed over is on every home it should now have (the
+        // closest live supernodes): its node's supernode did not have to
+        // publish it again.
+        let sns = h.supernodes();
+        let replicas = NodeConfig::default().replicas;
+        for (node, sn) in handed.iter().filter(|(_, sn)| *sn != leaver) {
+            let mut homes = sns.clone();
+            homes.sort_by_key(|s| s.distance(node));
+            for home in homes.iter().take(replicas) {
+                assert!(
+                    h.node(home).holds_record(node, sn, h.now),
+                    "{home:?} holds the record of {node:?} after the hand-over"
+                );
+            }
+        }
+        // And every former client still gets its chats.
+        let sender = *h
+            .ordinaries()
+            .iter()
+            .find(|o| !clients.contains(o))
+            .expect("a sender");
+        let sent: Vec<_> = clients
+            .iter()
+            .map(|c| h.send_chat(sender, *c, "after the hand-over"))
+            .collect();
+        h.run_for(20 * SECS);
+        for msg in sent {
+            assert!(matches!(h.outcome(sender, msg), Some(Ok(_))), "chat {msg}");
         }
     }
 }
