@@ -209,12 +209,16 @@ pub enum BodyKind {
     MailboxHandOver,
     /// `Body::MailboxTaken`.
     MailboxTaken,
+    /// `Body::ReceiptStore`.
+    ReceiptStore,
+    /// `Body::ReceiptHandOver`.
+    ReceiptHandOver,
 }
 
 impl BodyKind {
     /// The kinds in [`Body`]'s declaration order, which is the order of
     /// their tags on the wire.
-    const BY_TAG: [BodyKind; 17] = [
+    const BY_TAG: [BodyKind; 19] = [
         BodyKind::Chat,
         BodyKind::ChatAck,
         BodyKind::NotFound,
@@ -232,6 +236,8 @@ impl BodyKind {
         BodyKind::MailboxStored,
         BodyKind::MailboxHandOver,
         BodyKind::MailboxTaken,
+        BodyKind::ReceiptStore,
+        BodyKind::ReceiptHandOver,
     ];
 
     /// A short lowercase name, for counters and logs.
@@ -254,6 +260,8 @@ impl BodyKind {
             BodyKind::MailboxStored => "mailbox_stored",
             BodyKind::MailboxHandOver => "mailbox_hand_over",
             BodyKind::MailboxTaken => "mailbox_taken",
+            BodyKind::ReceiptStore => "receipt_store",
+            BodyKind::ReceiptHandOver => "receipt_hand_over",
         }
     }
 
@@ -277,6 +285,8 @@ impl BodyKind {
             Body::MailboxStored(_) => BodyKind::MailboxStored,
             Body::MailboxHandOver(_) => BodyKind::MailboxHandOver,
             Body::MailboxTaken { .. } => BodyKind::MailboxTaken,
+            Body::ReceiptStore(_) => BodyKind::ReceiptStore,
+            Body::ReceiptHandOver(_) => BodyKind::ReceiptHandOver,
         }
     }
 }

@@ -402,12 +402,25 @@ pub enum Body {
     MailboxHandOver(KeptChat),
     /// The recipient `src` has the kept chat `msg_id` of `author`: its home
     /// supernode `dst` may drop it.
+    ///
+    /// The same answer drops a kept receipt: then `src` is the receipt's
+    /// author and `author` the receipt's signer (the chat's recipient).
     MailboxTaken {
-        /// The chat's author.
+        /// The chat's author (for a receipt: its signer).
         author: NodeId,
         /// The chat.
         msg_id: MsgId,
     },
+    /// Keep this receipt for the chat's author `receipt.author`, who is
+    /// away: routed toward the author's home supernodes like `Publish`,
+    /// sent by the node that found the author away; the first home copies
+    /// it to the others. The receipt is its signer's word, so any node may
+    /// carry it, and every home verifies it before keeping it.
+    ReceiptStore(ChatReceipt),
+    /// A kept receipt, handed over by a home supernode to the chat's author
+    /// `dst` once `dst` published a signed record; `dst` answers with
+    /// [`Body::MailboxTaken`].
+    ReceiptHandOver(ChatReceipt),
 }
 
 /// A sealed chat kept for its recipient by the recipient's home

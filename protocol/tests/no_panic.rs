@@ -173,15 +173,22 @@ fn body(rng: &mut Rng) -> Body {
                 seal::seal(&chat, &recipient().chat_key(), rng.array()).expect("a valid key");
             Body::Chat(sealed)
         }
-        1 => Body::ChatAck(ChatReceipt {
-            recipient: node_id(rng),
-            public_key: rng.array(),
-            author: node_id(rng),
-            msg_id: MsgId(rng.varint()),
-            seq: rng.varint(),
-            hops: rng.byte(),
-            signature: signature(rng),
-        }),
+        1 => {
+            let receipt = ChatReceipt {
+                recipient: node_id(rng),
+                public_key: rng.array(),
+                author: node_id(rng),
+                msg_id: MsgId(rng.varint()),
+                seq: rng.varint(),
+                hops: rng.byte(),
+                signature: signature(rng),
+            };
+            match rng.below(3) {
+                0 => Body::ChatAck(receipt),
+                1 => Body::ReceiptStore(receipt),
+                _ => Body::ReceiptHandOver(receipt),
+            }
+        }
         2 => Body::NotFound(absence(rng)),
         3 => Body::TraceProbe {
             probe_id: rng.varint(),

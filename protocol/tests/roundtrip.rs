@@ -351,6 +351,8 @@ fn body() -> impl Strategy<Value = Body> {
         stored_notice().prop_map(Body::MailboxStored),
         kept_chat().prop_map(Body::MailboxHandOver),
         (node_id(), msg_id()).prop_map(|(author, msg_id)| Body::MailboxTaken { author, msg_id }),
+        receipt().prop_map(Body::ReceiptStore),
+        receipt().prop_map(Body::ReceiptHandOver),
     ]
 }
 
@@ -701,7 +703,7 @@ proptest! {
 
     /// An unknown tag of a nested enum (here the body) is refused as unknown.
     #[test]
-    fn unknown_body_tags_are_refused(tag in 17u8..=250, rest in vec(any::<u8>(), 0..32)) {
+    fn unknown_body_tags_are_refused(tag in 19u8..=250, rest in vec(any::<u8>(), 0..32)) {
         let frame = encode(&routed(Body::TraceProbe { probe_id: 1 }, None)).expect("encodes");
         let mut body = frame[FRAME_HEADER_LEN..].to_vec();
         // The fixed envelope header (no location target, no trace), then

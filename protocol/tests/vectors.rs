@@ -553,6 +553,24 @@ fn goldens() -> Vec<Golden> {
             )),
         ),
         golden(
+            "routed_receipt_store",
+            &format!("Routed packet src sn1, dst alice, {ENVELOPE}; body ReceiptStore: ChatReceipt signed by bob: recipient bob, public_key bob's, author alice, msg_id 42, seq 1, hops 3"),
+            Message::Routed(packet(
+                "sn1",
+                "alice",
+                Body::ReceiptStore(identity("bob").receipt(id("alice"), MsgId(42), 1, 3)),
+            )),
+        ),
+        golden(
+            "routed_receipt_hand_over",
+            &format!("Routed packet src sn2, dst alice, {ENVELOPE}; body ReceiptHandOver: ChatReceipt signed by bob: recipient bob, public_key bob's, author alice, msg_id 42, seq 1, hops 3"),
+            Message::Routed(packet(
+                "sn2",
+                "alice",
+                Body::ReceiptHandOver(identity("bob").receipt(id("alice"), MsgId(42), 1, 3)),
+            )),
+        ),
+        golden(
             "routed_datagram",
             &format!("Routed packet src alice, dst bob, {ENVELOPE}; body Datagram: bytes de ad be ef"),
             Message::Routed(packet(
@@ -713,8 +731,8 @@ fn bads() -> Vec<Bad> {
         ),
         bad(
             "bad_unknown_body_tag",
-            "Routed packet src alice, dst bob whose Body tag is 17, one past MailboxTaken (16), then the TraceProbe's probe_id 5",
-            frame_of(&[&probe[..probe.len() - 2], &[17, 5]].concat()),
+            "Routed packet src alice, dst bob whose Body tag is 19, one past ReceiptHandOver (18), then the TraceProbe's probe_id 5",
+            frame_of(&[&probe[..probe.len() - 2], &[19, 5]].concat()),
             DecodeError::UnknownTag(String::new()),
         ),
         bad(
@@ -884,8 +902,8 @@ fn every_message_encodes_to_its_vector_and_back() {
         kinds.insert(g.message.kind());
     }
     // At least one vector of every kind: 16 link messages besides `Routed`
-    // and 17 bodies, with "publish" naming both a link message and a body.
-    assert_eq!(kinds.len(), 32, "kinds covered: {kinds:?}");
+    // and 19 bodies, with "publish" naming both a link message and a body.
+    assert_eq!(kinds.len(), 34, "kinds covered: {kinds:?}");
 }
 
 #[test]
@@ -943,7 +961,9 @@ fn signatures_in_the_vectors_verify() {
                     let chat = identity("bob").open_chat(sealed).expect("sealed to bob");
                     check(verify_chat(&chat))
                 }
-                Body::ChatAck(r) => check(verify_receipt(r)),
+                Body::ChatAck(r) | Body::ReceiptStore(r) | Body::ReceiptHandOver(r) => {
+                    check(verify_receipt(r))
+                }
                 Body::NotFound(a) => check(verify_absence(a)),
                 Body::LocationReply {
                     absence: Some(a), ..
@@ -973,8 +993,8 @@ fn signatures_in_the_vectors_verify() {
         }
     }
     assert_eq!(
-        checked, 17,
-        "leave, publish, routed chat, its receipt, five not-founds, publish, two withdraws, reply and offline reply, name claim and name reply, a stored notice"
+        checked, 19,
+        "leave, publish, routed chat, its receipt, five not-founds, publish, two withdraws, reply and offline reply, name claim and name reply, a stored notice, a kept and a handed-over receipt"
     );
 }
 

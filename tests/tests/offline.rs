@@ -115,3 +115,129 @@ fn alice_writes_to_bob_while_he_is_stopped_and_bob_gets_it_when_he_starts_again(
     });
     assert!(none_left, "the homes dropped the chat");
 }
+
+/// Everything the supernodes' mailboxes keep now (chats and receipts).
+fn kept(overlay: &Overlay) -> u64 {
+    overlay
+        .supernodes
+        .iter()
+        .map(|s| s.status()["mailbox_chats"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn bobs_receipt_waits_on_alices_homes_while_she_is_stopped_and_her_history_says_delivered_when_she_starts(
+) {
+    let mut overlay = Overlay::start("offline-receipt", 3, 2);
+    let boot = vec![overlay.supernodes[0].addr.clone()];
+    let (alice, bob) = overlay.ordinary.split_at_mut(1);
+    let (alice, bob) = (&mut alice[0], &mut bob[0]);
+    let hello = alice.send(&bob.id, "hello bob");
+    assert_eq!(hello["delivered"], true, "{hello}");
+    let (alice_dir, alice_id) = (alice.dir.clone(), alice.id.clone());
+    let (bob_dir, bob_id) = (bob.dir.clone(), bob.id.clone());
+    bob.terminate();
+    let text = "see you at the station";
+    let sent = alice.send(&bob_id, text);
+    assert!(sent["stored"].as_u64().is_some(), "stored: {sent}");
+    // Alice stops too, before bob is back.
+    alice.terminate();
+    std::thread::sleep(Duration::from_secs(2));
+    let bob = NodeProc::start(&bob_dir, "ordinary", &boot);
+    let got = wait_until(Duration::from_secs(60), || {
+        history(&bob, &alice_id).iter().any(|m| m["body"] == text)
+    });
+    assert!(got, "bob's history: {:?}", history(&bob, &alice_id));
+    // Bob's receipt cannot reach alice: her homes keep it instead of the
+    // chat they handed over.
+    let receipt_kept = wait_until(Duration::from_secs(30), || {
+        let bob_row = history(&bob, &alice_id);
+        bob_row.iter().any(|m| m["body"] == text) && kept(&overlay) >= 1
+    });
+    assert!(receipt_kept, "alice's homes keep bob's receipt");
+    // Alice starts again with the same data dir, and her history says
+    // delivered, by bob's signed receipt.
+    let alice = NodeProc::start(&alice_dir, "ordinary", &boot);
+    let delivered = wait_until(Duration::from_secs(60), || {
+        history(&alice, &bob_id)
+            .iter()
+            .any(|m| m["body"] == text && m["state"] == "delivered")
+    });
+    assert!(delivered, "alice's history: {:?}", history(&alice, &bob_id));
+    let row = history(&alice, &bob_id).pop().expect("alice's row");
+    assert_eq!(row["said_by"], "recipient", "{row}");
+    let none_left = wait_until(Duration::from_secs(30), || kept(&overlay) == 0);
+    assert!(none_left, "the homes dropped the receipt once alice had it");
+}
+
+#[test]
+fn a_chat_stored_on_homes_that_restart_is_still_handed_to_bob() {
+    let mut overlay = Overlay::start("offline-restart", 3, 2);
+    let (alice, bob) = overlay.ordinary.split_at_mut(1);
+    let (alice, bob) = (&alice[0], &mut bob[0]);
+    let (bob_dir, bob_id) = (bob.dir.clone(), bob.id.clone());
+    bob.terminate();
+    let text = "kept through a restart";
+    let sent = alice.send(&bob_id, text);
+    assert!(sent["stored"].as_u64().is_some(), "stored: {sent}");
+    let stored_on = overlay
+        .supernodes
+        .iter()
+        .filter(|s| s.status()["mailbox_chats"] == 1)
+        .count();
+    assert!(stored_on >= 1, "kept by a home");
+    // Every home stops and starts again (same key, same address).
+    let homes: Vec<_> = overlay
+        .supernodes
+        .iter()
+        .map(|s| {
+            let listen = s
+                .addr
+                .split("/p2p/")
+                .next()
+                .expect("an address")
+                .to_string();
+            (s.dir.clone(), listen)
+        })
+        .collect();
+    for sn in &mut overlay.supernodes {
+        sn.terminate();
+    }
+    let boot = vec![overlay.supernodes[0].addr.clone()];
+    let restarted: Vec<NodeProc> = homes
+        .iter()
+        .enumerate()
+        .map(|(i, (dir, listen))| {
+            let boot = if i == 0 { &[][..] } else { &boot[..] };
+            NodeProc::start_on(dir, "supernode", &[listen.as_str()], boot, &[])
+        })
+        .collect();
+    let still_kept: u64 = restarted
+        .iter()
+        .map(|s| s.status()["mailbox_chats"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        still_kept as usize, stored_on,
+        "each home kept its copy across the restart"
+    );
+    overlay.supernodes = restarted;
+    let bob = NodeProc::start(&bob_dir, "ordinary", &boot);
+    let attached = wait_until(ATTACH_TIMEOUT, || bob.primary().is_some());
+    assert!(
+        attached,
+        "bob did not attach; bob's log:\n{}\nthe first home's log:\n{}",
+        bob.log(),
+        overlay.supernodes[0].log()
+    );
+    let got = wait_until(Duration::from_secs(90), || {
+        history(&bob, &alice.id).iter().any(|m| m["body"] == text)
+    });
+    assert!(
+        got,
+        "bob's history: {:?}; bob: {}; homes keep {}; bob's log:\n{}",
+        history(&bob, &alice.id),
+        bob.status(),
+        kept(&overlay),
+        bob.log()
+    );
+}

@@ -33,7 +33,7 @@ pub enum MessageClass {
     Control,
     /// `Join`.
     Join,
-    /// Chats offered to, answered or handed over by a mailbox.
+    /// Chats and receipts offered to, answered or handed over by a mailbox.
     Mailbox,
     /// Location queries and replies.
     LocationQuery,
@@ -107,7 +107,9 @@ impl MessageClass {
             BodyKind::MailboxStore
             | BodyKind::MailboxStored
             | BodyKind::MailboxHandOver
-            | BodyKind::MailboxTaken => MessageClass::Mailbox,
+            | BodyKind::MailboxTaken
+            | BodyKind::ReceiptStore
+            | BodyKind::ReceiptHandOver => MessageClass::Mailbox,
         }
     }
 

@@ -39,6 +39,25 @@ pub struct Pending {
     pub stored_by: Vec<NodeId>,
 }
 
+/// A sent chat kept by its recipient's home supernodes, whose receipt the
+/// sender awaits until `expires` (the end of the homes' retention): what a
+/// runtime saves so that a restarted sender still takes the receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwaitedChat {
+    /// The recipient, who signs the receipt.
+    pub to: NodeId,
+    /// The chat.
+    pub msg_id: MsgId,
+    /// Its conversation position (the receipt names it).
+    pub seq: u64,
+    /// When it was first sent.
+    pub first_sent: SimTime,
+    /// When its homes drop it; the chat fails then if no receipt came.
+    pub expires: SimTime,
+    /// The first home that signed that it keeps it.
+    pub stored_by: Option<NodeId>,
+}
+
 /// Packet ids remembered per pending message.
 const PACKET_IDS_KEPT: usize = 8;
 

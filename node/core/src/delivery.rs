@@ -13,7 +13,7 @@ use skyhop_protocol::{
     StoredNotice, MAX_CHAT_BODY,
 };
 
-use super::chat::{ChatKeys, Outbox};
+use super::chat::{AwaitedChat, ChatKeys, Outbox};
 use super::context::Ctx;
 use super::counters::DropReason;
 use super::events::{ChatFailure, Event};
@@ -512,6 +512,57 @@ impl ChatDelivery {
     /// Stored chats awaiting their receipt.
     pub fn awaiting(&self) -> usize {
         self.awaiting.len()
+    }
+
+    /// Chat `msg_id` if a home keeps it (it is stored, pending or past its
+    /// deadline): what to save to await its receipt after a restart.
+    pub fn awaited(&self, ctx: &Ctx, msg_id: &MsgId) -> Option<AwaitedChat> {
+        if let Some(p) = self.outbox.get(msg_id) {
+            return (!p.stored_by.is_empty()).then(|| AwaitedChat {
+                to: p.chat.to,
+                msg_id: *msg_id,
+                seq: p.chat.seq,
+                first_sent: p.first_sent,
+                expires: p.first_sent.saturating_add(ctx.cfg.mailbox.retention),
+                stored_by: p.stored_by.first().copied(),
+            });
+        }
+        self.awaiting.get(msg_id).map(|a| AwaitedChat {
+            to: a.to,
+            msg_id: *msg_id,
+            seq: a.seq,
+            first_sent: a.first_sent,
+            expires: a.expires,
+            stored_by: a.stored_by.first().copied(),
+        })
+    }
+
+    /// Awaits again the receipts of stored chats saved before a restart
+    /// (within `mailbox.awaiting`; one past its expiry fails at the next
+    /// tick, as it would have).
+    pub fn restore_awaited(&mut self, ctx: &mut Ctx, now: SimTime, chats: Vec<AwaitedChat>) {
+        for c in chats {
+            if self.awaiting.len() >= ctx.cfg.mailbox.awaiting
+                || self.awaiting.contains_key(&c.msg_id)
+                || self.outbox.get(&c.msg_id).is_some()
+            {
+                continue;
+            }
+            self.awaiting_by_expiry.insert((c.expires, c.msg_id));
+            self.awaiting.insert(
+                c.msg_id,
+                Awaiting {
+                    to: c.to,
+                    seq: c.seq,
+                    first_sent: c.first_sent,
+                    expires: c.expires,
+                    stored_by: c.stored_by.into_iter().collect(),
+                },
+            );
+        }
+        if let Some(&(at, _)) = self.awaiting_by_expiry.first() {
+            ctx.timers.set_earliest(Timer::Chat, at.max(now + 1));
+        }
     }
 
     /// Ends a chat-timer run: gives up stored chats past their retention,

@@ -270,9 +270,9 @@ pub struct Status {
     /// Of ours, chats stored on their offline recipients' homes, past
     /// their deadline, awaiting the receipt.
     pub stored_chats: usize,
-    /// Chats this supernode keeps for offline recipients.
+    /// Chats (and receipts) this supernode keeps for nodes that are away.
     pub mailbox_chats: usize,
-    /// Their sealed bytes.
+    /// Their bytes (a receipt counts as 180).
     pub mailbox_bytes: usize,
     /// Counters.
     pub counters: Counters,

@@ -1,19 +1,27 @@
 //! A home supernode's mailbox: sealed chats kept for recipients that are
-//! offline, until the recipient publishes a signed record again (then they
-//! are handed over) or they expire.
+//! offline, and signed receipts kept for chat authors that are offline,
+//! until that node publishes a signed record again (then they are handed
+//! over) or they expire.
 //!
 //! The author seals a chat to its recipient before it ever reaches a
 //! home, so the mailbox holds bytes it cannot read. A chat is handed over
 //! only to the node that publishes a record signed with the recipient's
 //! identity, and only that node holds the key the chat is sealed to. It
 //! is dropped when the recipient says it has it (`MailboxTaken`), or at
-//! its expiry.
+//! its expiry. A receipt is its signer's word (the home verifies it before
+//! keeping it) and goes to the chat's author the same way.
+//!
+//! A runtime that persists the mailbox turns on its journal
+//! ([`Mailbox::journal`]): every item kept and dropped, drained with the
+//! outputs of the same input, so that an item is on disk before the
+//! "stored" notice that promises it leaves.
 //!
 //! The mailbox decides; the `Node` facade originates what it returns
 //! (signed "stored" notices, hand-overs, copies to the other homes).
 //!
 //! # Implementation notes
-//! Chats are keyed by (recipient, author, msg id), so a recipient's chats
+//! Items are keyed by (recipient, author, msg id) (for a receipt: the
+//! chat's author, the receipt's signer, msg id), so a recipient's items
 //! are one range of the map and a second copy of a chat (the author's
 //! retry, or a copy from another home) is found in O(log n). An index by
 //! expiry finds what to expire, and what to evict when the supernode's
@@ -25,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use skyhop_protocol::{KeptChat, LocationRecord, MsgId, NodeId, SealedChat};
+use skyhop_protocol::{Body, ChatReceipt, KeptChat, LocationRecord, MsgId, NodeId};
 
 use super::config::ConfigError;
 use super::{SimTime, SECS};
@@ -127,10 +135,66 @@ pub(crate) enum Keep {
     RecipientFull,
 }
 
-/// A kept chat.
+/// The bytes a kept receipt counts for in the budgets (its fields, about
+/// what it takes on the wire).
+pub const RECEIPT_BYTES: usize = 180;
+
+/// What a home keeps for a node that is away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// A sealed chat for its recipient `node`.
+    Chat(KeptChat),
+    /// A signed receipt for the chat's author.
+    Receipt(ChatReceipt),
+}
+
+/// (the node it is kept for, the other party, msg id).
+pub type HeldKey = (NodeId, NodeId, MsgId);
+
+impl Held {
+    /// Its key: (the node it is kept for, the other party, msg id).
+    pub fn key(&self) -> HeldKey {
+        match self {
+            Held::Chat(k) => (k.node, k.author, k.msg_id),
+            Held::Receipt(r) => (r.author, r.recipient, r.msg_id),
+        }
+    }
+
+    /// The bytes it counts for.
+    pub fn size(&self) -> usize {
+        match self {
+            Held::Chat(k) => k.sealed.0.len(),
+            Held::Receipt(_) => RECEIPT_BYTES,
+        }
+    }
+
+    /// The body that hands it over to the node it is kept for.
+    pub fn hand_over(self) -> Body {
+        match self {
+            Held::Chat(k) => Body::MailboxHandOver(k),
+            Held::Receipt(r) => Body::ReceiptHandOver(r),
+        }
+    }
+}
+
+/// A change to the mailbox, for a runtime that persists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Kept until the time given.
+    Kept(Held, SimTime),
+    /// Dropped: taken, expired or evicted.
+    Dropped(HeldKey),
+}
+
+/// The journal holds at most this many changes; past it the oldest go
+/// (a runtime drains it with every batch of outputs, so it never gets
+/// near).
+const MAX_JOURNAL: usize = 1 << 20;
+
+/// A kept item.
 #[derive(Debug)]
 struct Item {
-    sealed: SealedChat,
+    held: Held,
     expires: SimTime,
 }
 
@@ -163,6 +227,8 @@ pub(crate) struct Mailbox {
     last_records: BTreeMap<NodeId, (Arc<LocationRecord>, SimTime)>,
     /// `(expires, node)` of every last record.
     last_by_expiry: BTreeSet<(SimTime, NodeId)>,
+    /// Changes not yet drained, when persisted.
+    journal: Option<std::collections::VecDeque<Change>>,
 }
 
 impl Mailbox {
@@ -176,20 +242,44 @@ impl Mailbox {
         self.peak
     }
 
-    /// Keeps `kept` for its recipient until `now + retention`, making room
-    /// by evicting the chats closest to their expiry if the supernode's
+    /// Records every change from now on, for [`Mailbox::drain_journal`].
+    pub fn journal(&mut self) {
+        self.journal.get_or_insert_with(Default::default);
+    }
+
+    /// The changes since the last drain (none unless journaled).
+    pub fn drain_journal(&mut self) -> Vec<Change> {
+        self.journal
+            .as_mut()
+            .map(|j| j.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    fn note(&mut self, change: Change) {
+        if let Some(j) = self.journal.as_mut() {
+            if j.len() >= MAX_JOURNAL {
+                j.pop_front();
+            }
+            j.push_back(change);
+        }
+    }
+
+    /// Keeps `held` for its node until `now + retention`, making room by
+    /// evicting the items closest to their expiry if the supernode's
     /// budget is full.
-    pub fn keep(&mut self, cfg: &MailboxConfig, now: SimTime, kept: KeptChat) -> Keep {
-        let key = (kept.node, kept.author, kept.msg_id);
+    pub fn keep(&mut self, cfg: &MailboxConfig, now: SimTime, held: Held) -> Keep {
+        self.keep_until(cfg, held, now.saturating_add(cfg.retention))
+    }
+
+    /// Keeps `held` until `expires` within the budgets (a copy already
+    /// kept keeps its expiry). Also how a runtime restores what it saved.
+    pub fn keep_until(&mut self, cfg: &MailboxConfig, held: Held, expires: SimTime) -> Keep {
+        let key = held.key();
         if let Some(item) = self.items.get(&key) {
             return Keep::Kept(item.expires);
         }
-        let size = kept.sealed.0.len();
-        let mine = self
-            .per_recipient
-            .get(&kept.node)
-            .copied()
-            .unwrap_or_default();
+        let size = held.size();
+        let mine = self.per_recipient.get(&key.0).copied().unwrap_or_default();
         if mine.chats >= cfg.per_recipient_chats || mine.bytes + size > cfg.per_recipient_bytes {
             return Keep::RecipientFull;
         }
@@ -199,16 +289,10 @@ impl Mailbox {
             };
             self.remove(&(node, author, msg_id));
         }
-        let expires = now.saturating_add(cfg.retention);
+        self.note(Change::Kept(held.clone(), expires));
         self.by_expiry.insert((expires, key.0, key.1, key.2));
-        self.items.insert(
-            key,
-            Item {
-                sealed: kept.sealed,
-                expires,
-            },
-        );
-        let usage = self.per_recipient.entry(kept.node).or_default();
+        self.items.insert(key, Item { held, expires });
+        let usage = self.per_recipient.entry(key.0).or_default();
         usage.chats += 1;
         usage.bytes += size;
         self.total.chats += 1;
@@ -218,9 +302,9 @@ impl Mailbox {
         Keep::Kept(expires)
     }
 
-    /// The chats kept for `node`, to hand over (they stay until `node`
-    /// says it has them, or expire).
-    pub fn for_recipient(&self, node: &NodeId) -> Vec<KeptChat> {
+    /// What is kept for `node`, to hand over (it stays until `node` says
+    /// it has it, or expires).
+    pub fn for_recipient(&self, node: &NodeId) -> Vec<Held> {
         if !self.per_recipient.contains_key(node) {
             return Vec::new();
         }
@@ -228,17 +312,12 @@ impl Mailbox {
         self.items
             .range(from..)
             .take_while(|((to, _, _), _)| to == node)
-            .map(|((to, author, msg_id), item)| KeptChat {
-                author: *author,
-                node: *to,
-                msg_id: *msg_id,
-                sealed: item.sealed.clone(),
-            })
+            .map(|(_, item)| item.held.clone())
             .collect()
     }
 
-    /// `node` has chat `msg_id` of `author`: drop it. False if it was not
-    /// kept here.
+    /// `node` has chat `msg_id` of `author` (or its receipt signed by
+    /// `author`): drop it. False if it was not kept here.
     pub fn taken(&mut self, node: NodeId, author: NodeId, msg_id: MsgId) -> bool {
         self.remove(&(node, author, msg_id))
     }
@@ -299,7 +378,8 @@ impl Mailbox {
             return false;
         };
         self.by_expiry.remove(&(item.expires, key.0, key.1, key.2));
-        let size = item.sealed.0.len();
+        self.note(Change::Dropped(*key));
+        let size = item.held.size();
         if let Some(usage) = self.per_recipient.get_mut(&key.0) {
             usage.chats -= 1;
             usage.bytes -= size;
@@ -316,18 +396,19 @@ impl Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skyhop_protocol::envelope::BodyKind;
 
     fn node(n: u8) -> NodeId {
         NodeId([n; 32])
     }
 
-    fn kept(to: u8, author: u8, id: u64, size: usize) -> KeptChat {
-        KeptChat {
+    fn kept(to: u8, author: u8, id: u64, size: usize) -> Held {
+        Held::Chat(KeptChat {
             author: node(author),
             node: node(to),
             msg_id: MsgId(id),
-            sealed: SealedChat(vec![7; size]),
-        }
+            sealed: skyhop_protocol::SealedChat(vec![7; size]),
+        })
     }
 
     #[test]
@@ -347,7 +428,7 @@ mod tests {
         let ids = |m: &Mailbox| -> Vec<u64> {
             m.for_recipient(&node(1))
                 .iter()
-                .map(|k| k.msg_id.0)
+                .map(|k| k.key().2 .0)
                 .collect()
         };
         assert_eq!(ids(&m), vec![10, 11]);
@@ -411,6 +492,54 @@ mod tests {
             }
         );
         assert_eq!(m.for_recipient(&node(3)).len(), 1);
+    }
+
+    #[test]
+    fn receipts_share_the_budgets_and_every_change_is_journaled() {
+        let cfg = MailboxConfig {
+            per_recipient_chats: 2,
+            ..MailboxConfig::default()
+        };
+        let mut m = Mailbox::default();
+        m.keep(&cfg, 0, kept(1, 2, 10, 10));
+        assert!(m.drain_journal().is_empty(), "not journaled until asked");
+        m.journal();
+        let receipt = |id: u64| {
+            Held::Receipt(ChatReceipt {
+                recipient: node(3),
+                public_key: [0; 32],
+                author: node(1),
+                msg_id: MsgId(id),
+                seq: 1,
+                hops: 1,
+                signature: skyhop_protocol::Signature([0; 64]),
+            })
+        };
+        assert_eq!(m.keep(&cfg, 1, receipt(20)), Keep::Kept(1 + cfg.retention));
+        assert_eq!(
+            m.keep(&cfg, 1, receipt(21)),
+            Keep::RecipientFull,
+            "node 1's share holds a chat and a receipt"
+        );
+        assert_eq!(m.usage().bytes, 10 + RECEIPT_BYTES);
+        let handed: Vec<BodyKind> = m
+            .for_recipient(&node(1))
+            .into_iter()
+            .map(|h| BodyKind::of(&h.hand_over()))
+            .collect();
+        assert_eq!(
+            handed,
+            vec![BodyKind::MailboxHandOver, BodyKind::ReceiptHandOver]
+        );
+        assert!(m.taken(node(1), node(3), MsgId(20)), "taken by its key");
+        assert_eq!(
+            m.drain_journal(),
+            vec![
+                Change::Kept(receipt(20), 1 + cfg.retention),
+                Change::Dropped((node(1), node(3), MsgId(20)))
+            ]
+        );
+        assert!(m.drain_journal().is_empty(), "drained");
     }
 
     #[test]

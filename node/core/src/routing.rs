@@ -535,6 +535,7 @@ pub(crate) fn is_home_bound(kind: BodyKind) -> bool {
             | BodyKind::NameClaim
             | BodyKind::NameQuery
             | BodyKind::MailboxStore
+            | BodyKind::ReceiptStore
     )
 }
 

@@ -40,8 +40,11 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+#[path = "db_mailbox.rs"]
+mod mailbox;
 #[path = "db_names.rs"]
 mod names;
+pub use mailbox::MAX_AWAITED;
 pub use names::MAX_NAME_CONFLICTS;
 use serde::{Deserialize, Serialize};
 use skyhop_core::{ChatFailure, ReplayMark, SimTime};
@@ -417,6 +420,11 @@ pub enum Write {
         /// Whether it answered.
         online: bool,
     },
+    /// A sent chat is kept by its recipient's homes: its receipt is
+    /// awaited, also after a restart (until delivered or failed).
+    Awaited(skyhop_core::chat::AwaitedChat),
+    /// This supernode's mailbox kept or dropped an item.
+    Mailbox(skyhop_core::mailbox::Change),
 }
 
 /// The history database; the node task owns it.
@@ -549,6 +557,7 @@ impl History {
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
         self.conn.execute_batch("PRAGMA synchronous = FULL;")?;
         self.conn.execute_batch(SCHEMA)?;
+        self.conn.execute_batch(mailbox::SCHEMA)?;
         self.conn
             .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
         Ok(())
@@ -879,6 +888,7 @@ fn apply_one(
         }
         Write::Delivered { to, msg_id, hops } => {
             touch_contact(tx, to, at, peer_id_of(to), true, false)?;
+            mailbox::forget_awaited(tx, *msg_id)?;
             tx.execute(
                 "UPDATE messages SET state = 'delivered', said_by = 'recipient', hops = ?3,
                  reason = NULL WHERE outgoing = 1 AND peer = ?1 AND msg_id = ?2",
@@ -897,6 +907,7 @@ fn apply_one(
             touch_contact(tx, to, at, peer_id_of(to), false, *offline)?;
             match (msg_id, body) {
                 (Some(id), _) => {
+                    mailbox::forget_awaited(tx, *id)?;
                     tx.execute(
                         "UPDATE messages SET state = 'failed', reason = ?3, said_by = ?4
                          WHERE outgoing = 1 AND peer = ?1 AND msg_id = ?2",
@@ -934,6 +945,14 @@ fn apply_one(
                 ],
             )?;
             raise_floor(tx, *forgotten_before)?;
+            Ok(0)
+        }
+        Write::Awaited(chat) => {
+            mailbox::save_awaited(tx, chat)?;
+            Ok(0)
+        }
+        Write::Mailbox(change) => {
+            mailbox::apply_change(tx, change)?;
             Ok(0)
         }
         Write::Presence { id, online } => {

@@ -61,6 +61,7 @@ use super::presence::PresenceChecks;
 use super::reachability::{Reachability, Serve, Verdict};
 use super::report::{AbuseCounts, NodeInfo, RoleReport, StatusReport};
 use super::{storage, RuntimeError};
+use skyhop_core::mailbox::{Change, Held};
 use skyhop_core::{Action, BootstrapPeer, Event, Node, Output, SimTime};
 
 /// The skyhop stream protocol.
@@ -204,6 +205,11 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, RuntimeError> {
         // The chats handed out before a restart stay refused.
         let (marks, forgotten_before) = h.replay_marks()?;
         core.restore_replay_marks(marks, forgotten_before);
+        // The receipts of stored chats are still awaited, and what this
+        // node kept for others as a home is still kept.
+        core.restore_awaited(now, h.awaited(now)?);
+        core.restore_mailbox(h.mailbox(now)?);
+        core.journal_mailbox();
     }
     let (mut task, inbox) = NodeTask::new(swarm, core, control, info, opts.data_dir, now);
     task.history = history;
@@ -544,8 +550,10 @@ struct NodeTask {
     history: Option<History>,
     /// History writes from commands, committed with the next batch.
     history_pending: Vec<Write>,
-    /// Received chats (author, id) whose storing failed: their receipts
-    /// are withheld (at most [`MAX_UNSTORED`], oldest forgotten first).
+    /// Received chats (author, id) whose storing failed, and chats kept
+    /// for others whose saving failed (author, id): their receipts and
+    /// "stored" notices are withheld (at most [`MAX_UNSTORED`], oldest
+    /// forgotten first).
     unstored: VecDeque<(NodeId, MsgId)>,
     /// When the operator was last told the history fails.
     history_warned: Option<SimTime>,
@@ -803,6 +811,19 @@ impl NodeTask {
             Output::Event(e) => history_write(e),
             _ => None,
         }));
+        // A stored chat's receipt is awaited past a restart: saved on the
+        // first notice (and again with its expiry when it settles).
+        for out in batch {
+            if let Output::Event(Event::ChatStored { msg_id, .. }) = out {
+                if let Some(chat) = self.core.awaited_chat(msg_id) {
+                    writes.push(Write::Awaited(chat));
+                }
+            }
+        }
+        // What this node's mailbox kept and dropped, before the notices
+        // that promise it leave.
+        let changes = self.core.mailbox_changes();
+        writes.extend(changes.into_iter().map(Write::Mailbox));
         // Each author's mark as it stands after this batch, in the same
         // transaction as its chats.
         let authors: BTreeSet<NodeId> = batch
@@ -826,12 +847,16 @@ impl NodeTask {
         if let Err(e) = stored {
             self.warn_history(now, &e);
             for w in &writes {
-                if let Write::Received { from, msg_id, .. } = w {
-                    if self.unstored.len() >= MAX_UNSTORED {
-                        self.unstored.pop_front();
-                    }
-                    self.unstored.push_back((*from, *msg_id));
+                let unstored = match w {
+                    Write::Received { from, msg_id, .. } => (*from, *msg_id),
+                    // Not kept on disk: no "stored" notice promises it.
+                    Write::Mailbox(Change::Kept(Held::Chat(k), _)) => (k.author, k.msg_id),
+                    _ => continue,
+                };
+                if self.unstored.len() >= MAX_UNSTORED {
+                    self.unstored.pop_front();
                 }
+                self.unstored.push_back(unstored);
             }
         }
     }
@@ -848,7 +873,8 @@ impl NodeTask {
         tracing::error!("{e}; chats received meanwhile are not acknowledged");
     }
 
-    /// Whether `t` is this node's receipt for a chat it failed to store.
+    /// Whether `t` is this node's receipt for a chat it failed to store,
+    /// or its "stored" notice for a chat its mailbox failed to save.
     fn withheld(&self, t: &skyhop_core::Transmit) -> bool {
         if self.unstored.is_empty() {
             return false;
@@ -856,6 +882,7 @@ impl NodeTask {
         match &t.msg {
             Message::Routed(p) if p.src == self.info.node_id => match &p.body {
                 Body::ChatAck(r) => self.unstored.contains(&(p.dst, r.msg_id)),
+                Body::MailboxStored(n) => self.unstored.contains(&(p.dst, n.msg_id)),
                 _ => false,
             },
             _ => false,

@@ -4,12 +4,16 @@
 //! "stored" notices, copies to the other homes, hand-overs when the
 //! recipient publishes a record), and takes a handed-over chat as a
 //! recipient (receipt to the author, "taken" to the home).
+//!
+//! Receipts go the same way back: a receipt that finds its chat's author
+//! away is kept by the author's homes (verified first) and handed over
+//! when the author publishes a record again.
 
-use skyhop_protocol::{Body, KeptChat, MsgId, NodeId, Role};
+use skyhop_protocol::{Body, ChatReceipt, KeptChat, MsgId, NodeId, NotFoundReason, Role};
 
 use super::Node;
 use crate::counters::DropReason;
-use crate::mailbox::Keep;
+use crate::mailbox::{Change, Held, Keep};
 use crate::SimTime;
 
 impl Node {
@@ -38,7 +42,8 @@ impl Node {
             self.ctx.out.drop(DropReason::NotHomeBound);
             return;
         }
-        let expires = match self.mailbox.keep(&self.ctx.cfg.mailbox, now, kept.clone()) {
+        let held = Held::Chat(kept.clone());
+        let expires = match self.mailbox.keep(&self.ctx.cfg.mailbox, now, held) {
             Keep::Kept(expires) => expires,
             Keep::RecipientFull => {
                 self.ctx.out.drop(DropReason::MailboxFull);
@@ -81,8 +86,8 @@ impl Node {
         let max = self.ctx.cfg.max_records;
         self.mailbox
             .remember_record(&self.ctx.cfg.mailbox, now, record, max);
-        for kept in self.mailbox.for_recipient(&node) {
-            self.originate(now, node, Body::MailboxHandOver(kept), None);
+        for held in self.mailbox.for_recipient(&node) {
+            self.originate(now, node, held.hand_over(), None);
         }
     }
 
@@ -140,8 +145,130 @@ impl Node {
     /// so): hand over what is kept for it. A node that promoted itself
     /// publishes no record, so this is how its chats reach it.
     pub(super) fn hand_over_to_supernode(&mut self, now: SimTime, sn: NodeId) {
-        for kept in self.mailbox.for_recipient(&sn) {
-            self.originate(now, sn, Body::MailboxHandOver(kept), None);
+        for held in self.mailbox.for_recipient(&sn) {
+            self.originate(now, sn, held.hand_over(), None);
         }
+    }
+
+    /// A receipt packet could not reach the chat's author because the
+    /// author is away (its homes said `reason`): offer it to the author's
+    /// homes to keep. True if it was offered.
+    pub(super) fn keep_receipt_for_author(
+        &mut self,
+        now: SimTime,
+        dst: NodeId,
+        body: &Body,
+        reason: NotFoundReason,
+    ) -> bool {
+        match body {
+            Body::ChatAck(receipt)
+                if receipt.author == dst
+                    && matches!(reason, NotFoundReason::Offline | NotFoundReason::NoRecord) =>
+            {
+                self.originate(now, dst, Body::ReceiptStore(receipt.clone()), None);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A receipt offered to this supernode to keep for its chat's author
+    /// `dst`: as the closest home when `first` (then copied to the other
+    /// homes), else a home's copy. Kept only if its signer signed it.
+    pub(super) fn on_receipt_store(
+        &mut self,
+        now: SimTime,
+        dst: NodeId,
+        receipt: ChatReceipt,
+        first: bool,
+    ) {
+        let author = receipt.author;
+        if author == self.ctx.id {
+            // We are the author's closest home ourselves.
+            self.chats
+                .on_ack(&mut self.ctx, now, receipt.recipient, receipt);
+            return;
+        }
+        if self.ctx.cfg.role != Role::Supernode || (first && dst != author) {
+            self.ctx.out.drop(DropReason::NotHomeBound);
+            return;
+        }
+        if self.ctx.memo.verify_receipt(&receipt).is_err() {
+            self.ctx.out.counters.forged += 1;
+            self.ctx.out.drop(DropReason::ForgedReceipt);
+            return;
+        }
+        let held = Held::Receipt(receipt.clone());
+        if self.mailbox.keep(&self.ctx.cfg.mailbox, now, held) == Keep::RecipientFull {
+            self.ctx.out.drop(DropReason::MailboxFull);
+            return;
+        }
+        if first {
+            let copies: Vec<NodeId> = self
+                .table
+                .closest(&author, self.ctx.cfg.replicas)
+                .iter()
+                .map(|e| e.id)
+                .filter(|id| *id != author && *id != self.ctx.id)
+                .take(self.ctx.cfg.replicas.saturating_sub(1))
+                .collect();
+            for home in copies {
+                self.originate(now, home, Body::ReceiptStore(receipt.clone()), None);
+            }
+        }
+        if self.home.directory().get(&author, now).is_some() || self.table.contains(&author) {
+            self.originate(now, author, Body::ReceiptHandOver(receipt), None);
+        }
+    }
+
+    /// A home supernode `home` handed over a receipt kept for us: taken as
+    /// the receipt itself (verified there), then the home may drop it.
+    pub(super) fn on_receipt_hand_over(
+        &mut self,
+        now: SimTime,
+        home: NodeId,
+        receipt: ChatReceipt,
+    ) {
+        if receipt.author != self.ctx.id {
+            self.ctx.out.drop(DropReason::UnexpectedAck);
+            return;
+        }
+        let (signer, msg_id) = (receipt.recipient, receipt.msg_id);
+        self.chats.on_ack(&mut self.ctx, now, signer, receipt);
+        // Delivered now, already, or not ours to await: kept no longer
+        // either way.
+        self.originate(
+            now,
+            home,
+            Body::MailboxTaken {
+                author: signer,
+                msg_id,
+            },
+            None,
+        );
+    }
+
+    /// Records every change to the mailbox from now on (the runtime
+    /// persists them; see [`Node::mailbox_changes`]).
+    pub fn journal_mailbox(&mut self) {
+        self.mailbox.journal();
+    }
+
+    /// The mailbox's changes since the last call, made by the inputs whose
+    /// outputs were polled since: a runtime commits them before it acts on
+    /// those outputs (a "stored" notice among them promises a kept chat).
+    pub fn mailbox_changes(&mut self) -> Vec<Change> {
+        self.mailbox.drain_journal()
+    }
+
+    /// Takes back what a persisted mailbox held before a restart (within
+    /// today's budgets; what has expired goes at the next tick).
+    pub fn restore_mailbox(&mut self, items: Vec<(Held, SimTime)>) {
+        for (held, expires) in items {
+            self.mailbox
+                .keep_until(&self.ctx.cfg.mailbox, held, expires);
+        }
+        // Restoring is not a change to save again.
+        self.mailbox.drain_journal();
     }
 }

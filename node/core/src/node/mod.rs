@@ -228,6 +228,17 @@ impl Node {
         self.chats.replay_mark(author)
     }
 
+    /// Chat `msg_id` of ours if a home of its recipient keeps it: what a
+    /// runtime saves on `ChatStored`, to await the receipt past a restart.
+    pub fn awaited_chat(&self, msg_id: &MsgId) -> Option<crate::chat::AwaitedChat> {
+        self.chats.awaited(&self.ctx, msg_id)
+    }
+
+    /// Awaits the receipts of the stored chats saved before a restart.
+    pub fn restore_awaited(&mut self, now: SimTime, chats: Vec<crate::chat::AwaitedChat>) {
+        self.chats.restore_awaited(&mut self.ctx, now, chats);
+    }
+
     /// Takes the replay marks saved before a restart (see [`Node::replay_marks`]).
     pub fn restore_replay_marks(
         &mut self,

@@ -106,6 +106,11 @@ impl Node {
                 body: Body::MailboxStore(kept),
                 ..
             }) => self.on_mailbox_store(now, src, kept, true),
+            Route::AtHome(Packet {
+                dst,
+                body: Body::ReceiptStore(receipt),
+                ..
+            }) => self.on_receipt_store(now, dst, receipt, true),
             Route::AtHome(p) => {
                 let published = match &p.body {
                     Body::Publish(record) => Some(record.node),
@@ -242,6 +247,9 @@ impl Node {
 
     fn undeliverable(&mut self, now: SimTime, p: Packet, reason: NotFoundReason) {
         self.ctx.out.drop(DropReason::undeliverable(reason));
+        if self.keep_receipt_for_author(now, p.dst, &p.body, reason) {
+            return;
+        }
         // Only what a user waits on gets an answer, so that answers never
         // cause answers.
         if matches!(
@@ -362,6 +370,8 @@ impl Node {
             Body::MailboxStored(notice) => self.chats.on_stored(&mut self.ctx, notice),
             Body::MailboxHandOver(kept) => self.on_hand_over(now, p.src, p.hops, kept),
             Body::MailboxTaken { author, msg_id } => self.on_taken(p.src, author, msg_id),
+            Body::ReceiptStore(receipt) => self.on_receipt_store(now, p.dst, receipt, false),
+            Body::ReceiptHandOver(receipt) => self.on_receipt_hand_over(now, p.src, receipt),
         }
     }
 

@@ -190,3 +190,85 @@ fn a_sender_that_never_met_an_offline_recipient_seals_to_its_last_record_and_sto
     assert_eq!(h.received(b), vec![(a, "we have not met".to_string())]);
     assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
 }
+
+/// What the supernodes keep in their mailboxes, all together.
+fn kept_in_mailboxes(h: &Harness) -> usize {
+    h.supernodes()
+        .iter()
+        .map(|s| h.node(s).mailbox_usage().0.chats)
+        .sum()
+}
+
+#[test]
+fn a_receipt_for_an_author_that_went_away_waits_on_its_homes_until_the_author_restarts() {
+    let mut h = Harness::overlay(4, 2);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let ((a_seed, _), (b_seed, _)) = (identity_of(a), identity_of(b));
+    let hello = h.send_chat(a, b, "hello");
+    h.run_for(5 * SECS);
+    assert!(matches!(h.outcome(a, hello), Some(Ok(_))));
+    h.crash(&b);
+    h.run_for(20 * SECS);
+    let msg = h.send_chat(a, b, "while you were out");
+    h.run_for(60 * SECS);
+    assert!(!stored_by(&h, a, msg).is_empty(), "stored");
+    // What a runtime saves for a; then a goes away too.
+    let saved = h
+        .node(&a)
+        .awaited_chat(&msg)
+        .expect("a stored chat is awaited");
+    assert_eq!((saved.to, saved.msg_id), (b, msg));
+    h.crash(&a);
+    h.run_for(20 * SECS);
+    let sn = h.supernodes()[0];
+    h.add(b_seed, NodeConfig::default(), &[sn]);
+    h.run_for(60 * SECS);
+    assert_eq!(
+        h.received(b),
+        vec![
+            (a, "hello".to_string()),
+            (a, "while you were out".to_string())
+        ]
+    );
+    assert_eq!(
+        kept_in_mailboxes(&h),
+        3,
+        "the chat is taken; its receipt is kept by a's three homes instead"
+    );
+    // a restarts with what it saved, and takes the receipt from its homes.
+    h.run_for(600 * SECS);
+    h.add(a_seed, NodeConfig::default(), &[sn]);
+    let now = h.now;
+    h.node_mut(&a).restore_awaited(now, vec![saved]);
+    h.run_for(60 * SECS);
+    assert!(
+        matches!(h.outcome(a, msg), Some(Ok(_))),
+        "delivered by b's receipt, kept while a was away: {:?}",
+        h.outcome(a, msg)
+    );
+    assert_eq!(h.node(&a).stored_chats(), 0);
+    assert_eq!(kept_in_mailboxes(&h), 0, "every home dropped the receipt");
+}
+
+#[test]
+fn a_forged_receipt_is_not_kept_for_an_absent_author() {
+    let mut h = Harness::overlay(4, 2);
+    let a = h.ordinaries()[0];
+    h.crash(&a);
+    h.run_for(30 * SECS);
+    // Mallory signs a receipt in b's name with her own key.
+    let mallory = identity(4242);
+    let mut receipt = mallory.receipt(a, MsgId(7), 1, 2);
+    receipt.recipient = NodeId([9; 32]);
+    let sn = h.supernodes()[0];
+    let other = h.supernodes()[1];
+    let forged = h.node(&sn).counters().forged;
+    h.inject(
+        other,
+        sn,
+        Message::Routed(routed(other, sn, 77, 0, Body::ReceiptStore(receipt))),
+    );
+    h.run_for(SECS);
+    assert_eq!(kept_in_mailboxes(&h), 0, "not kept anywhere");
+    assert_eq!(h.node(&sn).counters().forged, forged + 1);
+}
