@@ -1062,7 +1062,7 @@ fn strategies_cover_every_variant() {
     let mut runner = TestRunner::deterministic();
     let strategy = message();
     let mut seen = BTreeSet::new();
-    for _ in 0..3000 {
+    for _ in 0..10_000 {
         let msg = strategy
             .new_tree(&mut runner)
             .expect("the strategy has no filters that can exhaust")
