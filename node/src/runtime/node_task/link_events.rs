@@ -35,6 +35,25 @@ impl NodeTask {
         }
     }
 
+    /// Ends a link whose reader stopped on the peer's bad input: the
+    /// writer flushes what is queued, then the connection is closed.
+    fn drop_link_after_flush(&mut self, now: SimTime, id: NodeId, generation: u64) {
+        if self
+            .links
+            .get(&id)
+            .is_none_or(|l| l.generation != generation)
+        {
+            return;
+        }
+        if let Some(link) = self.links.remove(&id) {
+            self.abuse.links_lost += 1;
+            self.disconnect_after_flush
+                .insert(link.generation, link.peer);
+            self.closing.push(link.writer);
+        }
+        self.core.handle_link_down(now, id);
+    }
+
     /// Ends a link the peer or the transport ended, and closes the
     /// connection too: a skyhop connection exists only for its link.
     /// `why` goes to the operator's log (unless the peer was already
@@ -114,7 +133,11 @@ impl NodeTask {
                     };
                     self.oplog
                         .note(now, OpKind::PeerDropped, true, &node.short(), &message);
-                    None
+                    // What is queued for the peer still goes out first:
+                    // our Hello tells a peer of another version which one
+                    // we speak, before the connection closes.
+                    self.drop_link_after_flush(now, node, generation);
+                    return 0;
                 } else {
                     Some(match &error {
                         Some(e) => format!("link closed: {e}"),
