@@ -77,6 +77,13 @@ impl LostSupernodes {
             .any(|(sn, at)| *at + LOST_WINDOW > now && sn.distance(target) < ours)
     }
 
+    /// Whether any supernode was lost within [`LOST_WINDOW`] before `now`.
+    pub fn any(&self, now: SimTime) -> bool {
+        self.by_distance
+            .values()
+            .any(|(_, at)| *at + LOST_WINDOW > now)
+    }
+
     /// Lost supernodes remembered.
     #[cfg(test)]
     pub fn len(&self) -> usize {

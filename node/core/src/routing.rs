@@ -304,11 +304,14 @@ impl Router {
                 .filter(|sn| Some(*sn) != from),
         };
         if let Some(sn) = located.filter(|sn| *sn != me) {
-            // Never back to the hop the packet came from: it was closer to
-            // that supernode than we are and gave up on reaching it (a
-            // partition), so sending it back would only bounce it between
-            // us until the duplicate window drops it, unanswered.
-            if let Some(next) = hop_toward(view, &sn).filter(|next| Some(*next) != from) {
+            // While supernodes were lost lately (a cut may be near), never
+            // back to the hop the packet came from: it may be closer to that
+            // supernode than we are and have given up on reaching it, and
+            // sending it back would bounce it between us until the duplicate
+            // window drops it, unanswered. Otherwise that hop is simply the
+            // way to the supernode (it routed by id, knowing no record).
+            let bounce = |next: &NodeId| Some(*next) == from && view.lost.any(now);
+            if let Some(next) = hop_toward(view, &sn).filter(|next| !bounce(next)) {
                 d.location = LocationHop::Toward(sn);
                 d.step = Step::Forward(next);
                 return d;
