@@ -28,14 +28,16 @@
 //!   and then schedules its next wake-up.
 
 mod churn;
+mod wire;
+mod workload;
 
 use std::sync::Arc;
 
-use skyhop_protocol::{codec, Identity, Message, NodeId, Role, SignatureMemo};
+use skyhop_protocol::{Identity, Role, SignatureMemo};
 
 use skyhop_core::{Action, Event, Output, SimTime, SECS};
 
-use super::adversary::{Adversary, Verdict, FLOOD_TICK};
+use super::adversary::Adversary;
 use super::config::SimConfig;
 use super::cut::CutWatch;
 use super::demand::Demand;
@@ -45,12 +47,12 @@ use super::handover::Handovers;
 use super::invariants::Invariants;
 use super::metrics::{round3, Metrics, Violation};
 use super::names::Names;
-use super::net::{self, Arrival, Network, Transit};
+use super::net::{self, Arrival, Network};
 use super::population::{identities, Departure, Population};
 use super::queue::{Entry, EventQueue};
 use super::recorder::{Recorder, RunEnd};
 use super::verifier::Verifier;
-use super::workload::{Chat, Workload};
+use super::workload::Workload;
 
 /// Progress reports to the driver (for a progress bar).
 pub trait Progress {
@@ -485,85 +487,6 @@ impl World {
         }
     }
 
-    /// A frame leaves `from` for `to_id`: encoded (its length is what the
-    /// traffic counts), then handed to the network model.
-    fn transmit(&mut self, from: u32, to_id: NodeId, msg: Message) {
-        if self.adv.is_hostile(from) {
-            let id = self.pop.id(from);
-            let (pop, net) = (&self.pop, &self.net);
-            let linked = |peer: &NodeId| pop.slot_of(peer).is_some_and(|s| net.has_link(from, s));
-            match self.adv.on_send(from, id, to_id, &msg, linked) {
-                Verdict::Pass => {}
-                Verdict::Drop => return,
-                // The lie leaves as it is, not vetted again.
-                Verdict::Forge(to, lie) => return self.send_frame(from, to, *lie),
-            }
-        }
-        self.send_frame(from, to_id, msg);
-    }
-
-    /// Puts a frame `from` sends on the wire to `to_id`.
-    fn send_frame(&mut self, from: u32, to_id: NodeId, msg: Message) {
-        let now = self.now;
-        self.scratch.clear();
-        let len = match codec::encode_into(&msg, &mut self.scratch) {
-            Ok(len) => len as u64,
-            Err(e) => {
-                let id = self.pop.id(from);
-                self.fail(format!("node {id} sent an invalid {}: {e}", msg.kind()));
-                return;
-            }
-        };
-        // A frame for a peer this node has no link to never reaches the wire.
-        let to = match self.pop.slot_of(&to_id) {
-            Some(to) if self.net.has_link(from, to) => to,
-            _ => {
-                self.rec.dropped_no_link();
-                return;
-            }
-        };
-        self.rec.frame_sent(now, &msg, len);
-        let (at, epoch) = match self.net.send(now, from, to) {
-            // Sent, but lost in the cut.
-            Transit::Cut => {
-                self.rec.dropped_partition();
-                return;
-            }
-            Transit::Arrives {
-                at,
-                epoch,
-                retransmitted,
-            } => {
-                if retransmitted {
-                    self.rec.retransmitted();
-                }
-                (at, epoch)
-            }
-        };
-        self.verifier.in_flight(&msg);
-        let msg = if self.cfg.network.roundtrip_codec {
-            match codec::decode_frame(&self.scratch) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.fail(format!("a {} frame does not decode: {e}", msg.kind()));
-                    return;
-                }
-            }
-        } else {
-            msg
-        };
-        let msg = Box::new(msg);
-        self.push(
-            at,
-            Ev::Frame {
-                from,
-                to,
-                epoch,
-                msg,
-            },
-        );
-    }
-
     fn action(&mut self, slot: u32, action: Action) {
         let now = self.now;
         let inc = self.pop.inc(slot);
@@ -691,119 +614,6 @@ impl World {
             | Event::Listing { .. }
             | Event::Located { .. } => {}
         }
-    }
-
-    // The workload.
-
-    fn chat(&mut self) {
-        let now = self.now;
-        let Some((chat, gap)) = self.work.next(now, &self.pop) else {
-            return;
-        };
-        if let Some(Chat {
-            from,
-            to,
-            text,
-            offline,
-        }) = chat
-        {
-            let to_id = self.pop.id(to);
-            let unattached = !(self.pop.online(from) && self.pop.online(to));
-            let taken = self
-                .pop
-                .node_mut(from)
-                .map(|n| n.send_chat(now, to_id, text));
-            match taken {
-                Some(Ok(msg_id)) => {
-                    self.rec.chat_sent(from, msg_id, to, now, unattached);
-                    let across = self.net.cut(now, from, to);
-                    self.cut.chat_sent(from, msg_id, now, across, unattached);
-                    if offline {
-                        self.rec.offline_sent(from, msg_id);
-                    }
-                    self.drain(from);
-                }
-                _ => self.rec.chat_refused(),
-            }
-        }
-        self.push(now + gap, Ev::Chat);
-    }
-
-    /// The flooders' batch of this tick, each to its primary supernode.
-    fn flood(&mut self) {
-        let now = self.now;
-        let count = self.adv.frames_this_tick();
-        for slot in self.adv.flooders() {
-            // An ordinary flooder floods its primary; a supernode, the
-            // neighbor closest to its victim.
-            let as_supernode = self.adv.floods_as_supernode(slot);
-            let primary = self.pop.node(slot).and_then(|n| n.primary());
-            if primary.is_none() && !(as_supernode && self.pop.node(slot).is_some()) {
-                self.adv.idle_tick();
-                continue;
-            }
-            let id = self.pop.id(slot);
-            let pop = &self.pop;
-            let victim = |rng: &mut _| {
-                let users = pop.ordinary();
-                let pick = users[rand::RngExt::random_range(rng, 0..users.len())];
-                (pick != slot).then(|| pop.id(pick))
-            };
-            let frames = self.adv.flood_frames(slot, id, now, victim, count);
-            let toward = |m: &Message| match m {
-                Message::Routed(p) => pop.node(slot)?.table().next_hop(&p.dst).map(|e| e.id),
-                _ => None,
-            };
-            let Some(to) = primary.or_else(|| frames.first().and_then(toward)) else {
-                self.adv.idle_tick();
-                continue;
-            };
-            for msg in frames {
-                self.transmit(slot, to, msg);
-            }
-        }
-        self.push(now + FLOOD_TICK, Ev::Flood);
-    }
-
-    /// The names workload's next lookup: a random live user looks up a
-    /// random held name (none in the last minute, so that each has an
-    /// answer by the end).
-    fn name_lookup(&mut self) {
-        let now = self.now;
-        let (name, gap) = self.names.next_lookup();
-        if now + 60 * skyhop_core::SECS > self.end {
-            return;
-        }
-        if let Some(name) = name {
-            let asker = self
-                .names
-                .pick_asker(self.pop.users(), |s| self.pop.attached_at(s).is_some());
-            let holder = self.names.holder(&name);
-            let down = holder
-                .and_then(|h| self.pop.slot_of(&h))
-                .is_none_or(|s| !self.pop.online(s));
-            let asked = asker.and_then(|a| {
-                let node = self.pop.node_mut(a)?;
-                node.lookup_name(now, &name).ok().map(|id| (a, id))
-            });
-            match asked {
-                Some((asker, request_id)) => {
-                    self.names.asked(asker, request_id, name, now, down);
-                    self.drain(asker);
-                }
-                None => self.names.not_asked(),
-            }
-        }
-        self.push(now + gap, Ev::NameLookup);
-    }
-
-    /// The claims each live supernode holds.
-    fn claims_held(&self) -> Vec<usize> {
-        let pop = &self.pop;
-        pop.supernodes()
-            .iter()
-            .filter_map(|s| pop.node(*s).map(|n| n.name_claims_held()))
-            .collect()
     }
 
     fn finish(self) -> Metrics {
