@@ -232,6 +232,15 @@ impl HostCache {
         self.entries.contains_key(id)
     }
 
+    /// The addresses of `id` if it is a verified entry (a supernode we
+    /// were linked to).
+    pub fn verified_addrs(&self, id: &NodeId) -> Option<&[String]> {
+        self.entries
+            .get(id)
+            .filter(|e| e.kind == Kind::Verified)
+            .map(|e| e.addrs.as_slice())
+    }
+
     /// Verified entries in id order: `(id, addresses)`.
     pub fn verified(&self) -> impl Iterator<Item = (&NodeId, &Vec<String>)> {
         self.entries

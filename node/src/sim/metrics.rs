@@ -76,8 +76,34 @@ pub struct Metrics {
     /// The names workload, when the scenario has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub names: Option<super::names::NameMetrics>,
+    /// The first chats that failed, named so that each can be traced
+    /// (at most [`MAX_FAILED_CHATS`]); left out when none failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_chats: Vec<FailedChat>,
     /// The scenario as run.
     pub config: SimConfig,
+}
+
+/// Failed chats [`Metrics::failed_chats`] names at most.
+pub const MAX_FAILED_CHATS: usize = 16;
+
+/// A chat that failed: who sent it to whom, when, why and who said so.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailedChat {
+    /// When the sender was told, simulated seconds.
+    pub time_s: f64,
+    /// The sender's slot.
+    pub from: u32,
+    /// The sender's id.
+    pub from_id: skyhop_protocol::NodeId,
+    /// The recipient's id.
+    pub to_id: skyhop_protocol::NodeId,
+    /// The recipient's slot, if it is one of the world's nodes.
+    pub to: Option<u32>,
+    /// Why, as the sender's node said.
+    pub reason: skyhop_core::ChatFailure,
+    /// The node whose signed answer it was, if any.
+    pub said_by: Option<skyhop_protocol::NodeId>,
 }
 
 /// An invariant violation.

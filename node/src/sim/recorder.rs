@@ -17,8 +17,9 @@ use super::config::SimConfig;
 use super::dist::{millis, secs};
 use super::invariants::Invariants;
 use super::metrics::{
-    round3, AttachSample, Attachment, CounterTotals, Delivery, DeliverySample, KindTraffic,
-    Metrics, Nat, OfflineMetrics, Reattach, Summary, SupernodeLoad, Traffic, Violation,
+    round3, AttachSample, Attachment, CounterTotals, Delivery, DeliverySample, FailedChat,
+    KindTraffic, Metrics, Nat, OfflineMetrics, Reattach, Summary, SupernodeLoad, Traffic,
+    Violation, MAX_FAILED_CHATS,
 };
 use super::population::Population;
 
@@ -118,6 +119,8 @@ pub struct Recorder {
     misbehaved: u64,
     /// NAT figures.
     nat: Nat,
+    /// The first failed chats, named.
+    failed_chats: Vec<FailedChat>,
 }
 
 fn add_counters(totals: &mut CounterTotals, c: &Counters) {
@@ -157,6 +160,7 @@ impl Recorder {
             departed_counters: CounterTotals::default(),
             misbehaved: 0,
             nat: Nat::default(),
+            failed_chats: Vec::new(),
         }
     }
 
@@ -313,6 +317,13 @@ impl Recorder {
     ) {
         if let Some(m) = self.msgs.get_mut(&(from, id.0)) {
             m.outcome.get_or_insert(outcome);
+        }
+    }
+
+    /// A chat failed (named in the metrics if among the first few).
+    pub fn chat_failed(&mut self, failed: FailedChat) {
+        if self.failed_chats.len() < MAX_FAILED_CHATS {
+            self.failed_chats.push(failed);
         }
     }
 
@@ -570,6 +581,7 @@ impl Recorder {
             handovers: None,
             offline,
             partition: None,
+            failed_chats: self.failed_chats,
             config: run.cfg,
         }
     }

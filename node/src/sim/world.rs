@@ -45,7 +45,7 @@ use super::dist::secs;
 use super::event::Ev;
 use super::handover::Handovers;
 use super::invariants::Invariants;
-use super::metrics::{round3, Metrics, Violation};
+use super::metrics::{round3, FailedChat, Metrics, Violation};
 use super::names::Names;
 use super::net::{self, Arrival, Network};
 use super::population::{identities, Departure, Population};
@@ -587,7 +587,21 @@ impl World {
                 self.rec.chat_outcome(slot, msg_id, Ok((latency, hops)));
                 self.cut.chat_outcome(slot, msg_id, Ok(()));
             }
-            Event::ChatFailed { msg_id, reason, .. } => {
+            Event::ChatFailed {
+                to,
+                msg_id,
+                reason,
+                said_by,
+            } => {
+                self.rec.chat_failed(FailedChat {
+                    time_s: round3(now as f64 / SECS as f64),
+                    from: slot,
+                    from_id: self.pop.id(slot),
+                    to_id: to,
+                    to: self.pop.slot_of(&to),
+                    reason,
+                    said_by,
+                });
                 self.rec.chat_outcome(slot, msg_id, Err(reason));
                 self.cut.chat_outcome(slot, msg_id, Err(reason));
             }

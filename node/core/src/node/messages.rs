@@ -236,6 +236,11 @@ impl Node {
             }
             Role::Ordinary => self.ctx.timers.set_earliest(Timer::Attach, now),
         }
+        if self.ctx.cfg.role == Role::Supernode {
+            // Packets held for this supernode (a query about it that
+            // stopped here, see `toward_known_supernode`) can go on now.
+            self.release_held(now, &from);
+        }
     }
 
     /// Asks supernode `peer` for the supernodes it knows closest to `target`.

@@ -112,6 +112,9 @@ impl Node {
                 ..
             }) => self.on_receipt_store(now, dst, receipt, true),
             Route::AtHome(p) => {
+                let Some(p) = self.toward_known_supernode(now, from, p, may_hold) else {
+                    return;
+                };
                 let published = match &p.body {
                     Body::Publish(record) => Some(record.node),
                     _ => None,
@@ -167,6 +170,56 @@ impl Node {
             }
             Route::Undeliverable(p, reason) => self.undeliverable(now, p, reason),
         }
+    }
+
+    /// A location query that stopped here, one hop short of the supernode
+    /// it asks about: greedy routing found no neighbor closer to the key,
+    /// but this node knows the key to be a supernode, which only it can
+    /// answer for (supernodes publish no record; each signs its own when
+    /// asked). Without this, a home with no record would answer "no
+    /// record" for a live supernode, and every retry would take the same
+    /// path (flat mode, where every chat is to a supernode).
+    ///
+    /// Sent to it on our link to it, or, if it is in the host cache as a
+    /// supernode we were linked to, held while we dial it, at most
+    /// `lookup_hold` like a lookup's packets; it goes on when the link
+    /// comes up ([`Node::release_held`]), else is answered here as
+    /// before. The packet is given back when none of this applies.
+    fn toward_known_supernode(
+        &mut self,
+        now: SimTime,
+        from: Option<NodeId>,
+        p: Packet,
+        may_hold: bool,
+    ) -> Option<Packet> {
+        let node = match &p.body {
+            Body::LocationQuery { node, .. } => *node,
+            _ => return Some(p),
+        };
+        let directory = self.home.directory();
+        if node != p.dst
+            || node == self.ctx.id
+            || directory.get(&node, now).is_some()
+            || directory.departed(&node, now)
+        {
+            return Some(p);
+        }
+        if self.links.is_supernode(&node) {
+            self.forward(now, node, p);
+            return None;
+        }
+        let Some(addrs) = self.host_cache.verified_addrs(&node) else {
+            return Some(p);
+        };
+        if !may_hold || self.ctx.cfg.lookup_hold == 0 || !self.router.can_hold(&node) {
+            return Some(p);
+        }
+        let addrs = addrs.to_vec();
+        if !self.links.contains(&node) {
+            self.links.dial(&mut self.ctx, now, Some(node), addrs);
+        }
+        self.router.hold(&mut self.ctx, now, from, p);
+        None
     }
 
     /// Sends chat `msg_id` sealed to its recipient, or first looks up the
