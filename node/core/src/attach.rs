@@ -13,6 +13,7 @@ use skyhop_protocol::{
     Accept, Join, Message, NodeId, PeerInfo, Redirect, Role, MAX_ADDRS, MAX_RECORD_BACKUPS,
 };
 
+use super::config::BootstrapPeer;
 use super::context::Ctx;
 use super::counters::DropReason;
 use super::events::{Action, Event};
@@ -179,6 +180,15 @@ impl Attach {
         }
     }
 
+    /// The supernodes to dial, in order, each with its addresses: the host
+    /// cache newest first, and the bootstrap peers. A bootstrap peer the
+    /// cache also holds is dialed at the bootstrap addresses first and then
+    /// at the cached ones (an address given on the command line is newer
+    /// than one remembered from an earlier run: a supernode that restarted
+    /// on a new port is still found, and libp2p tries every address of one
+    /// dial). The first bootstrap peer the cache does not hold comes within
+    /// the first round of [`PARALLEL_ATTACH_DIALS`], so that a cache of dead
+    /// supernodes does not hold it back round after round.
     fn candidates(
         &self,
         ctx: &Ctx,
@@ -186,19 +196,25 @@ impl Attach {
         host_cache: &HostCache,
     ) -> Vec<(Option<NodeId>, Vec<String>)> {
         let usable = |id: &NodeId| !links.contains(id) && !self.avoid.contains_key(id);
+        let boot = &ctx.cfg.bootstrap;
         let mut out: Vec<(Option<NodeId>, Vec<String>)> = host_cache
             .newest_first()
             .into_iter()
             .filter(|e| usable(&e.id))
-            .map(|e| (Some(e.id), e.addrs))
+            .map(|e| {
+                let given = boot.iter().filter(|b| b.id == Some(e.id));
+                (Some(e.id), merge_addrs(given, e.addrs))
+            })
             .collect();
-        for b in &ctx.cfg.bootstrap {
-            if b.id
-                .is_none_or(|id| usable(&id) && !host_cache.contains(&id))
-            {
-                out.push((b.id, b.addrs.clone()));
-            }
-        }
+        let fresh: Vec<_> = boot
+            .iter()
+            .filter(|b| {
+                b.id.is_none_or(|id| usable(&id) && !host_cache.contains(&id))
+            })
+            .map(|b| (b.id, b.addrs.clone()))
+            .collect();
+        let at = out.len().min(PARALLEL_ATTACH_DIALS - 1);
+        out.splice(at..at, fresh);
         out
     }
 
@@ -260,7 +276,9 @@ impl Attach {
             if !may_dial(ctx, host_cache, now, Some(e.id)) {
                 continue;
             }
-            if links.dial(ctx, now, Some(e.id), e.addrs) {
+            let given = ctx.cfg.bootstrap.iter().filter(|b| b.id == Some(e.id));
+            let addrs = merge_addrs(given, e.addrs);
+            if links.dial(ctx, now, Some(e.id), addrs) {
                 need -= 1;
             }
         }
@@ -453,6 +471,21 @@ fn learn_supernodes(
     }
 }
 
+/// The addresses of the bootstrap peers `given` (in order), then `cached`,
+/// each once, at most [`MAX_ADDRS`] of them.
+fn merge_addrs<'a>(
+    given: impl Iterator<Item = &'a BootstrapPeer>,
+    cached: Vec<String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in given.flat_map(|b| b.addrs.iter().cloned()).chain(cached) {
+        if out.len() < MAX_ADDRS && !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
 /// Whether candidate `id` may be dialed now: what peers advertised is
 /// dialed within the dial budget of their network group, as a supernode's
 /// dials of `Neighbors` answers are (see `HostCache::may_dial_candidate`);
@@ -471,4 +504,76 @@ fn record_backups(links: &Links, primary: NodeId) -> Vec<NodeId> {
     let mut backups = links.backups(Some(primary));
     backups.truncate(MAX_RECORD_BACKUPS);
     backups
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::events::{Action, HostCacheEntry, Output};
+    use crate::harness::identity;
+    use crate::{BootstrapPeer, Node, NodeConfig, SECS};
+    use skyhop_protocol::NodeId;
+
+    /// The dials an ordinary node started with `bootstrap` and a host cache
+    /// of `cached` asks for at its first attach round.
+    fn first_dials(
+        bootstrap: Vec<BootstrapPeer>,
+        cached: Vec<HostCacheEntry>,
+    ) -> Vec<(Option<NodeId>, Vec<String>)> {
+        let cfg = NodeConfig {
+            bootstrap,
+            ..NodeConfig::default()
+        };
+        let mut node = Node::new(cfg, identity(1), 1, SECS, Default::default()).expect("valid");
+        node.restore_host_cache(cached);
+        node.handle_timeout(SECS);
+        std::iter::from_fn(|| node.poll_output())
+            .filter_map(|o| match o {
+                Output::Action(Action::Dial { id, addrs }) => Some((id, addrs)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cached(id: NodeId, addr: &str, last_seen: u64) -> HostCacheEntry {
+        HostCacheEntry {
+            id,
+            addrs: vec![addr.into()],
+            last_seen,
+            verified: true,
+        }
+    }
+
+    #[test]
+    fn a_supernode_given_on_the_command_line_is_dialed_there_first_then_where_it_was() {
+        let sn = identity(2).id();
+        let boot = BootstrapPeer {
+            id: Some(sn),
+            addrs: vec!["/new".into()],
+        };
+        let dials = first_dials(vec![boot], vec![cached(sn, "/old", 5)]);
+        assert_eq!(
+            dials,
+            vec![(Some(sn), vec!["/new".to_string(), "/old".to_string()])],
+            "one dial, at the new address and the remembered one"
+        );
+    }
+
+    #[test]
+    fn a_bootstrap_peer_is_dialed_in_the_first_round_however_many_supernodes_are_cached() {
+        let boot = BootstrapPeer {
+            id: Some(identity(2).id()),
+            addrs: vec!["/boot".into()],
+        };
+        let stale: Vec<HostCacheEntry> = (0..20)
+            .map(|n| cached(identity(100 + n).id(), &format!("/dead/{n}"), n))
+            .collect();
+        let dials = first_dials(vec![boot.clone()], stale);
+        assert_eq!(dials.len(), super::PARALLEL_ATTACH_DIALS);
+        assert!(
+            dials.contains(&(boot.id, boot.addrs)),
+            "the command line's supernode is among the first dials: {dials:?}"
+        );
+        // The newest cached supernodes fill the rest of the round.
+        assert_eq!(dials[0].1, vec!["/dead/19".to_string()]);
+    }
 }

@@ -28,7 +28,10 @@ pub struct NodeConfig {
     pub max_clients: usize,
     /// Where this node listens, as advertised to others.
     pub listen_addrs: Vec<String>,
-    /// Nodes to contact when the host cache is empty or exhausted.
+    /// Nodes to contact: an ordinary node dials the first of those its
+    /// host cache does not hold within its first round of attach dials,
+    /// and one its host cache holds at these addresses before the cached
+    /// ones.
     pub bootstrap: Vec<BootstrapPeer>,
     /// Entries per k-bucket.
     pub bucket_size: usize,

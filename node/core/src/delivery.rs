@@ -337,11 +337,15 @@ impl ChatDelivery {
     }
 
     /// A home supernode signed that it keeps one of our chats for its
-    /// offline recipient: "stored", k of the homes so far.
-    pub fn on_stored(&mut self, ctx: &mut Ctx, notice: StoredNotice) {
+    /// offline recipient: "stored", k of the homes so far. True when this
+    /// notice makes every home (`replicas`) keep a chat still being sent:
+    /// then the facade asks the recipient's homes where it is, and a signed
+    /// "away" from one of the homes that keep the chat settles it (see
+    /// [`ChatDelivery::settle_stored`]).
+    pub fn on_stored(&mut self, ctx: &mut Ctx, notice: StoredNotice) -> bool {
         if notice.author != ctx.id {
             ctx.out.drop(DropReason::UnexpectedAck);
-            return;
+            return false;
         }
         let stored_by = match (
             self.outbox.get_mut(&notice.msg_id),
@@ -351,30 +355,59 @@ impl ChatDelivery {
             (None, Some(a)) if a.to == notice.node => &mut a.stored_by,
             _ => {
                 ctx.out.drop(DropReason::UnexpectedAck);
-                return;
+                return false;
             }
         };
         if stored_by.contains(&notice.by) {
-            return;
+            return false;
         }
         if ctx.memo.verify_stored(&notice).is_err() {
             ctx.out.counters.forged += 1;
             ctx.out.drop(DropReason::ForgedStored);
-            return;
+            return false;
         }
         // Every home of the recipient answers once; a few more slots
         // than homes leave room for a liar without growing unbounded.
         if stored_by.len() >= ctx.cfg.replicas + 2 {
-            return;
+            return false;
         }
         stored_by.push(notice.by);
+        let copies = stored_by.len();
         ctx.out.emit(Event::ChatStored {
             to: notice.node,
             msg_id: notice.msg_id,
-            copies: u8::try_from(stored_by.len()).unwrap_or(u8::MAX),
+            copies: u8::try_from(copies).unwrap_or(u8::MAX),
             by: notice.by,
             settled: false,
         });
+        copies == ctx.cfg.replicas && self.outbox.get(&notice.msg_id).is_some()
+    }
+
+    /// `by` signed that `to` is away, in answer to our location query.
+    /// The chats to `to` still being sent that every home keeps, `by`
+    /// among them, are settled: they wait for their receipt from now on
+    /// and are not sent again. Until then a stored chat is still retried
+    /// on the direct path, because the absence that made us offer it to
+    /// the homes may be a relay's lie about an online recipient (the homes
+    /// then keep it too, and would hand it over only at the recipient's
+    /// next record refresh). A liar that also answers the location query
+    /// can only delay such a chat to that hand-over, not lose it.
+    pub fn settle_stored(&mut self, ctx: &mut Ctx, now: SimTime, to: &NodeId, by: NodeId) {
+        let settled: Vec<MsgId> = self
+            .outbox
+            .iter()
+            .filter(|p| {
+                p.chat.to == *to
+                    && p.stored_by.len() >= ctx.cfg.replicas
+                    && p.stored_by.contains(&by)
+            })
+            .map(|p| p.chat.msg_id)
+            .collect();
+        for msg_id in settled {
+            if let Some(p) = self.outbox.remove(&msg_id) {
+                self.await_receipt(ctx, now, p);
+            }
+        }
     }
 
     /// Packet `packet_id` could not be delivered, says `by`: remembered for

@@ -63,6 +63,9 @@ pub struct Harness {
     /// A wiretap: the bytes of every frame this node receives are kept in
     /// `tapped`, as the relay saw them.
     pub tap: Option<NodeId>,
+    /// A wiretap on what this node sends: every frame it sends is kept in
+    /// `tapped` too.
+    pub tap_from: Option<NodeId>,
     /// What the wiretap saw.
     pub tapped: Vec<Vec<u8>>,
     /// Hand routed frames to [`Node::handle_routed_frame`] first, as the
@@ -104,6 +107,7 @@ impl Harness {
             memo: Arc::default(),
             swallows_chats: None,
             tap: None,
+            tap_from: None,
             tapped: Vec::new(),
             raw_relay: false,
             forwarded_raw: 0,
@@ -313,7 +317,7 @@ impl Harness {
                     if !self.links.contains(&(from, to)) {
                         continue;
                     }
-                    if self.tap == Some(to) {
+                    if self.tap == Some(to) || self.tap_from == Some(from) {
                         self.tapped.push(bytes.clone());
                     }
                     if self.raw_relay && self.relay_raw(from, to, bytes.clone()) {

@@ -26,7 +26,7 @@ pub struct SendArgs {
     /// The running node.
     #[command(flatten)]
     pub target: Target,
-    /// Recipient: a node id or a unique prefix of a known one.
+    /// Recipient: a name, a node id or a unique prefix of a known id.
     #[arg(long)]
     pub to: String,
     /// The message.
@@ -61,7 +61,7 @@ pub struct TraceArgs {
     /// The running node.
     #[command(flatten)]
     pub target: Target,
-    /// The node to trace: an id or a unique prefix of a known one.
+    /// The node to trace: a name, an id or a unique prefix of a known id.
     pub id: String,
     /// Print the JSON answer.
     #[arg(long)]
@@ -74,7 +74,7 @@ pub struct PingArgs {
     /// The running node.
     #[command(flatten)]
     pub target: Target,
-    /// The node to probe: an id or a unique prefix of a known one.
+    /// The node to probe: a name, an id or a unique prefix of a known id.
     pub id: String,
     /// Probes to send (1 to 100).
     #[arg(short = 'c', long, default_value_t = 5)]
@@ -93,7 +93,7 @@ pub struct HistoryArgs {
     /// The running node.
     #[command(flatten)]
     pub target: Target,
-    /// One conversation: a node id or a unique prefix of a known one
+    /// One conversation: a name, a node id or a unique prefix of a known id
     /// (default: every conversation).
     pub peer: Option<String>,
     /// Chats to show at most, newest (1 to 1000).

@@ -420,7 +420,12 @@ impl Node {
             } => self.on_name_reply(now, request_id, name, claim),
             Body::Datagram(_) => {}
             Body::MailboxStore(kept) => self.on_mailbox_store(now, p.src, kept, false),
-            Body::MailboxStored(notice) => self.chats.on_stored(&mut self.ctx, notice),
+            Body::MailboxStored(notice) => {
+                let to = notice.node;
+                if self.chats.on_stored(&mut self.ctx, notice) {
+                    self.query_location(now, to);
+                }
+            }
             Body::MailboxHandOver(kept) => self.on_hand_over(now, p.src, p.hops, kept),
             Body::MailboxTaken { author, msg_id } => self.on_taken(p.src, author, msg_id),
             Body::ReceiptStore(receipt) => self.on_receipt_store(now, p.dst, receipt, false),
@@ -501,6 +506,7 @@ impl Node {
                     online: false,
                 });
                 self.chats.on_key_absent(&node, a.reason, a.by);
+                self.chats.settle_stored(&mut self.ctx, now, &node, a.by);
                 true
             }
             Some(_) => {

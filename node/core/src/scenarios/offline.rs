@@ -272,3 +272,97 @@ fn a_forged_receipt_is_not_kept_for_an_absent_author() {
     assert_eq!(kept_in_mailboxes(&h), 0, "not kept anywhere");
     assert_eq!(h.node(&sn).counters().forged, forged + 1);
 }
+
+/// The packet ids of the routed chats from `src` in `frames` (a wiretap).
+fn chats_sent(frames: &[Vec<u8>], src: NodeId) -> Vec<MsgId> {
+    frames
+        .iter()
+        .filter_map(|f| match codec::decode_frame(f) {
+            Ok(Message::Routed(p)) if p.src == src && matches!(p.body, Body::Chat(_)) => Some(p.id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `h` in 100 ms steps (at most `limit`) until every home of `to`
+/// (`replicas`) signed that it keeps `msg`.
+fn run_until_stored_everywhere(h: &mut Harness, from: NodeId, msg: MsgId, limit: SimTime) {
+    let replicas = NodeConfig::default().replicas;
+    let mut waited = 0;
+    while stored_by(h, from, msg).len() < replicas && waited < limit {
+        h.run_for(100 * MILLIS);
+        waited += 100 * MILLIS;
+    }
+    assert_eq!(
+        stored_by(h, from, msg).len(),
+        replicas,
+        "kept by every home"
+    );
+}
+
+#[test]
+fn a_chat_every_home_keeps_for_a_recipient_that_is_really_away_is_not_sent_again() {
+    let mut h = Harness::overlay(4, 2);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let (b_seed, _) = identity_of(b);
+    let hello = h.send_chat(a, b, "hello");
+    h.run_for(5 * SECS);
+    assert!(matches!(h.outcome(a, hello), Some(Ok(_))));
+    h.crash(&b);
+    h.run_for(20 * SECS);
+    h.tap_from = Some(a);
+    let msg = h.send_chat(a, b, "while you were out");
+    run_until_stored_everywhere(&mut h, a, msg, 10 * SECS);
+    let before = h.tapped.len();
+    h.run_for(60 * SECS);
+    assert_eq!(
+        chats_sent(&h.tapped[before..], a).len(),
+        0,
+        "the homes said b is away: the chat waits on them, not on the wire"
+    );
+    assert_eq!(h.outcome(a, msg), None, "still awaited, not failed");
+    assert_eq!(h.node(&a).stored_chats(), 1);
+    // b comes back and gets it from its homes; a hears it was delivered.
+    let sn = h.supernodes()[0];
+    h.add(b_seed, NodeConfig::default(), &[sn]);
+    h.run_for(60 * SECS);
+    let got: Vec<String> = h.received(b).into_iter().map(|(_, text)| text).collect();
+    assert_eq!(got, vec!["hello", "while you were out"]);
+    assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
+}
+
+#[test]
+fn a_chat_stored_on_a_relays_lie_reaches_its_online_recipient_at_the_next_retry() {
+    let mut h = Harness::overlay(3, 4);
+    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let relay = h.node(&a).primary().expect("attached");
+    // Every supernode drops the chat, and a's primary says b is offline.
+    h.swallows_chats = Some(relay);
+    h.dropping.extend(h.supernodes());
+    h.tap_from = Some(a);
+    let msg = h.send_chat(a, b, "still there?");
+    h.run_for(100 * MILLIS);
+    let (_, relay_key) = identity_of(relay);
+    let packet = *chats_sent(&h.tapped, a).first().expect("the chat went out");
+    let lie = routed(
+        relay,
+        a,
+        801,
+        1,
+        Body::NotFound(relay_key.absence(packet.0, b, NotFoundReason::Offline)),
+    );
+    h.inject(relay, a, Message::Routed(lie));
+    // The honest homes keep it, as a says b is away.
+    run_until_stored_everywhere(&mut h, a, msg, 5 * SECS);
+    // The relay stops lying: the next direct try, within the longest
+    // retry delay, delivers it, long before b's next record refresh.
+    h.swallows_chats = None;
+    h.dropping.clear();
+    h.run_for(NodeConfig::default().chat_retry_max + SECS);
+    assert!(
+        matches!(h.outcome(a, msg), Some(Ok(_))),
+        "delivered directly: {:?}",
+        h.outcome(a, msg)
+    );
+    assert_eq!(h.received(b), vec![(a, "still there?".to_string())]);
+}
