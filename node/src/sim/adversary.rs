@@ -180,6 +180,10 @@ pub struct AdversaryMetrics {
     pub flood_frames: u64,
     /// Flood ticks at which a flooder had no peer to flood.
     pub flood_idle_ticks: u64,
+    /// Times a node dropped and refused a flooding supernode.
+    pub flooding_supernodes_banned: u64,
+    /// Times a node dropped and refused an honest supernode: must be 0.
+    pub honest_supernodes_banned: u64,
     /// Delivery of chats between two honest nodes.
     pub honest_delivery: Delivery,
     /// Their latency from first send to ack, milliseconds.
@@ -310,6 +314,16 @@ impl Adversary {
     pub fn chat_delivered(&mut self, from: NodeId, msg_id: MsgId) {
         if self.active() {
             self.delivered.push((from, msg_id.0));
+        }
+    }
+
+    /// Someone dropped and refused node `slot`, a supernode if
+    /// `supernode`.
+    pub fn peer_banned(&mut self, slot: u32, supernode: bool) {
+        match self.hostile.get(&slot) {
+            Some(Kind::FloodingSupernode) => self.metrics.flooding_supernodes_banned += 1,
+            None if supernode => self.metrics.honest_supernodes_banned += 1,
+            _ => {}
         }
     }
 
