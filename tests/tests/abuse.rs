@@ -1,6 +1,6 @@
 //! Abuse by peers that speak the protocol correctly: a client that floods
 //! its supernode with valid chats and location queries at full speed is
-//! disconnected while honest clients keep chatting, and a client that
+//! disconnected while 20 honest clients keep chatting, and a client that
 //! stops reading is dropped within the writer timeout.
 
 // Test code times real processes; the core's rule against clocks is for
@@ -132,26 +132,65 @@ async fn flood(mut w: WriteHalf<Stream>, me: Identity, to: NodeId, sent: Arc<Ato
     }
 }
 
+/// Honest clients in the flood test, each chatting on its own thread.
+const HONEST: usize = 20;
+/// Chats each honest client sends in each phase (quiet, then flooded).
+const CHATS_EACH: usize = 25;
+/// How often each honest client starts a chat (when the last one is done).
+const CHAT_EVERY: Duration = Duration::from_millis(300);
+
+/// One phase of honest chatting: every client `i` sends [`CHATS_EACH`]
+/// chats to client `i + 1`, one every [`CHAT_EVERY`] (staggered across
+/// clients), all clients at once; each chat's latency from `POST /send`
+/// to its outcome, and the chats that were not delivered.
+fn chat_phase(ons: &[skyhop_tests::NodeProc], phase: &str) -> (Vec<Duration>, Vec<String>) {
+    let start = Instant::now();
+    let per_client: Vec<Vec<(Duration, Option<String>)>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..ons.len())
+            .map(|i| {
+                scope.spawn(move || {
+                    let (from, to) = (&ons[i], &ons[(i + 1) % ons.len()]);
+                    let offset = CHAT_EVERY * i as u32 / ons.len() as u32;
+                    (0..CHATS_EACH)
+                        .map(|n| {
+                            let due = start + offset + CHAT_EVERY * n as u32;
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                            let sent_at = Instant::now();
+                            let outcome = from.send(&to.id, &format!("{phase} chat {i}.{n}"));
+                            let failed = (outcome["delivered"] != true)
+                                .then(|| format!("{phase} chat {i}.{n}: {outcome}"));
+                            (sent_at.elapsed(), failed)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("an honest client's thread"))
+            .collect()
+    });
+    let mut latencies = Vec::new();
+    let mut failed = Vec::new();
+    for (latency, failure) in per_client.into_iter().flatten() {
+        latencies.push(latency);
+        failed.extend(failure);
+    }
+    (latencies, failed)
+}
+
 #[test]
 fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
-    let overlay = Overlay::start("flood", 1, 3);
+    let overlay = Overlay::start("flood", 1, HONEST);
     let sn = &overlay.supernodes[0];
     let ons = &overlay.ordinary;
     // Chats to a node that is not there: valid, yet each costs the
     // supernode a lookup.
     let target = NodeId([0x55; 32]);
     let rt = client_runtime();
-    let pairs = [(1, 2), (2, 1), (1, 0)];
     // The same chats before any flood: the reference for the latency.
-    let quiet: Vec<Duration> = (0..30)
-        .map(|n| {
-            let (a, b) = pairs[n % 3];
-            let sent_at = Instant::now();
-            let outcome = ons[a].send(&ons[b].id, &format!("quiet chat #{n}"));
-            assert_eq!(outcome["delivered"], true, "quiet chat #{n}: {outcome}");
-            sent_at.elapsed()
-        })
-        .collect();
+    let (quiet, failed) = chat_phase(ons, "quiet");
+    assert!(failed.is_empty(), "quiet chats not delivered: {failed:?}");
 
     // Flooders, one after another, each with a fresh identity (ids are
     // free), until the honest chats are done.
@@ -187,21 +226,19 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
             dropped
         })
     };
+    // The honest chats start once the flood is on.
+    let flooding = wait_until(Duration::from_secs(20), || sent.load(Ordering::Relaxed) > 0);
+    assert!(flooding, "the flooder never got to send");
 
-    // Honest clients chat meanwhile: every chat is delivered.
-    let start = Instant::now();
-    let mut chats = 0;
-    let mut flooded = Vec::new();
-    while start.elapsed() < Duration::from_secs(8) || chats < 30 {
-        let (a, b) = pairs[chats % 3];
-        let sent_at = Instant::now();
-        let outcome = ons[a].send(&ons[b].id, &format!("honest chat #{chats}"));
-        assert_eq!(outcome["delivered"], true, "chat #{chats}: {outcome}");
-        flooded.push(sent_at.elapsed());
-        chats += 1;
-    }
+    // Honest clients chat meanwhile, as they did before: every chat is
+    // delivered.
+    let (flooded, failed) = chat_phase(ons, "flooded");
     done.store(true, Ordering::Relaxed);
     let dropped = rt.block_on(flooders).expect("flooders ran");
+    assert!(
+        failed.is_empty(),
+        "chats not delivered under flood: {failed:?}"
+    );
 
     assert!(!dropped.is_empty(), "no flooder ran");
     for (i, closed) in dropped.iter().enumerate() {
@@ -252,16 +289,21 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
         metrics.contains("skyhop_links_ended_total{by=\"us\"}"),
         "no links-ended count in\n{metrics}"
     );
+    // Recorded, not asserted (timings in tests only bound hangs): the
+    // issue asks the p99 under flood to stay within 3x of the quiet one.
+    let (quiet_p99, flooded_p99) = (percentile_ms(&quiet, 0.99), percentile_ms(&flooded, 0.99));
     eprintln!(
-        "{} flooders, {} frames sent, {over} counted over budget, {banned} banned, \
-         {chats} honest chats delivered; honest latency p50 / p99: quiet {} / {} ms, \
-         under flood {} / {} ms",
+        "{} flooders, {} frames sent, {over} counted over budget, {banned} banned; \
+         {HONEST} honest clients, {} chats quiet and {} under flood, all delivered; \
+         honest latency p50 / p99: quiet {} / {quiet_p99} ms, under flood {} / {flooded_p99} ms; \
+         p99 ratio {:.2}x",
         dropped.len(),
         sent.load(Ordering::Relaxed),
+        quiet.len(),
+        flooded.len(),
         percentile_ms(&quiet, 0.50),
-        percentile_ms(&quiet, 0.99),
         percentile_ms(&flooded, 0.50),
-        percentile_ms(&flooded, 0.99),
+        flooded_p99 as f64 / quiet_p99.max(1) as f64,
     );
 }
 

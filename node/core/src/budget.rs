@@ -13,6 +13,26 @@
 //! times the budget, since a supernode link carries the traffic of many
 //! clients; the declaration is the peer's own, so the factor bounds what a
 //! liar gains rather than trusting it.
+//! - What a supernode neighbor originates (a routed packet whose source is
+//!   the neighbor itself) first meets buckets of a client's size
+//!   ([`PeerBudget::charge_originated`]) for the classes in which a
+//!   supernode speaks for itself no more than a busy client does (chats,
+//!   acks and not-found answers; location queries and replies; traces),
+//!   then, like everything it relays, the supernode budget. The excess is
+//!   dropped and counted (`over_budget{class="originated_chat"}` and so
+//!   on), but it never spends the tolerance: a supernode link is never
+//!   dropped or banned for its own traffic, since its honest clients would
+//!   be stranded behind a supernode that none of its neighbors will relay
+//!   for (they keep it as their primary while it answers them). So a
+//!   supernode flooding in its own name reaches no further than its first
+//!   hop. Mailbox hand-overs and withdrawals for lost clients are bulk work
+//!   a supernode does in its own name, so they are not counted as its own.
+//!   A supernode that floods under other sources' names stays bounded by
+//!   the supernode budget only (a relay cannot tell a forged source from a
+//!   relayed one).
+//! - The extra buckets are allocated only on links whose peer said it is
+//!   a supernode (a few dozen per supernode), not on the millions of
+//!   client links.
 
 use serde::{Deserialize, Serialize};
 use skyhop_protocol::envelope::BodyKind;
@@ -116,7 +136,31 @@ impl MessageClass {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// The bucket a supernode's own packets of this class are charged to,
+    /// if they are: see the module's implementation notes.
+    fn originated_index(self) -> Option<usize> {
+        ORIGINATED_CLASSES.iter().position(|c| *c == self)
+    }
+
+    /// The counter name of frames a supernode originated over its own
+    /// budget of this class.
+    pub fn originated_str(self) -> &'static str {
+        match self {
+            MessageClass::Chat => "originated_chat",
+            MessageClass::LocationQuery => "originated_location_query",
+            MessageClass::Trace => "originated_trace",
+            other => other.as_str(),
+        }
+    }
 }
+
+/// Classes with an own-traffic bucket on a supernode link.
+const ORIGINATED_CLASSES: [MessageClass; 3] = [
+    MessageClass::Chat,
+    MessageClass::LocationQuery,
+    MessageClass::Trace,
+];
 
 /// A sustained rate and a burst, in frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +318,10 @@ pub(crate) struct PeerBudget {
     since: SimTime,
     buckets: [Bucket; MessageClass::ALL.len()],
     tolerance: Bucket,
+    /// What a supernode peer sends in its own name, at a client's rates
+    /// (indexed by [`MessageClass::originated_index`]); None on a link
+    /// to a client, which speaks only for itself anyway.
+    originated: Option<Box<[Bucket; ORIGINATED_CLASSES.len()]>>,
 }
 
 impl PeerBudget {
@@ -285,6 +333,7 @@ impl PeerBudget {
             // not known until the `Hello`.
             buckets: MessageClass::ALL.map(|c| Bucket::full(u64::from(cfg.rate(c).burst))),
             tolerance: Bucket::full(u64::from(cfg.tolerance)),
+            originated: None,
         }
     }
 
@@ -296,6 +345,32 @@ impl PeerBudget {
         for (bucket, class) in self.buckets.iter_mut().zip(MessageClass::ALL) {
             bucket.tokens = milli(u64::from(cfg.rate(class).burst) * factor);
         }
+        // Full buckets: the refill time does not matter while they are.
+        self.originated = Some(Box::new(
+            ORIGINATED_CLASSES.map(|c| Bucket::full(u64::from(cfg.rate(c).burst))),
+        ));
+    }
+
+    /// Charges one routed frame of `class` that a supernode peer sent in
+    /// its own name at `now` to its own-traffic bucket, at a client's
+    /// rate; call before [`PeerBudget::charge`], which charges the frame
+    /// to the link's supernode budget as well. False if the frame is over
+    /// that budget: drop it, but the tolerance is not spent (a supernode
+    /// link is never dropped for its own traffic; see the module's notes).
+    /// True when the class has no such bucket or the peer is not a
+    /// supernode.
+    pub fn charge_originated(
+        &mut self,
+        cfg: &BudgetConfig,
+        class: MessageClass,
+        now: SimTime,
+    ) -> bool {
+        let (Some(own), Some(i)) = (self.originated.as_mut(), class.originated_index()) else {
+            return true;
+        };
+        let rate = cfg.rate(class);
+        let now_ms = ms_since(self.since, now);
+        own[i].take(u64::from(rate.per_s), u64::from(rate.burst), now_ms)
     }
 
     /// Charges one frame of `class` at `now`; `supernode` scales the budget.
@@ -314,10 +389,7 @@ impl PeerBudget {
         let rate = cfg.rate(class);
         let per_s = u64::from(rate.per_s) * factor;
         let burst = u64::from(rate.burst) * factor;
-        // Links outlive 49 days of milliseconds only in theory; after that
-        // the buckets stop refilling, which errs on the side of the node.
-        let now_ms =
-            u32::try_from(now.saturating_sub(self.since) / (SECS / MILLI)).unwrap_or(u32::MAX);
+        let now_ms = ms_since(self.since, now);
         if self.buckets[class.index()].take(per_s, burst, now_ms) {
             return Verdict::Within;
         }
@@ -328,6 +400,13 @@ impl PeerBudget {
             Verdict::Exhausted
         }
     }
+}
+
+/// Milliseconds from `since` to `now`, as buckets count them. Links
+/// outlive 49 days of milliseconds only in theory; after that the buckets
+/// stop refilling, which errs on the side of the node.
+fn ms_since(since: SimTime, now: SimTime) -> u32 {
+    u32::try_from(now.saturating_sub(since) / (SECS / MILLI)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -361,8 +440,9 @@ mod tests {
 
     #[test]
     fn a_links_budget_stays_small() {
-        // Seven buckets on every link of a simulated million nodes.
-        assert!(std::mem::size_of::<PeerBudget>() <= 72);
+        // Seven buckets on every link of a simulated million nodes, and
+        // a pointer to a supernode's own-traffic buckets.
+        assert!(std::mem::size_of::<PeerBudget>() <= 80);
     }
 
     #[test]
@@ -393,5 +473,46 @@ mod tests {
                 Verdict::Within
             );
         }
+    }
+
+    #[test]
+    fn a_supernodes_own_chats_meet_a_clients_budget_and_its_relayed_ones_do_not() {
+        let cfg = BudgetConfig {
+            chat: Rate::new(10, 10),
+            supernode_factor: 100,
+            tolerance: 1,
+            ..BudgetConfig::default()
+        };
+        let mut sn = PeerBudget::new(&cfg, 0);
+        // Before the hello says it is a supernode, nothing is its own.
+        assert!(sn.charge_originated(&cfg, MessageClass::Chat, 0));
+        sn.promote_to_supernode(&cfg);
+        for _ in 0..500 {
+            assert_eq!(
+                sn.charge(&cfg, MessageClass::Chat, true, 0),
+                Verdict::Within
+            );
+        }
+        for _ in 0..10 {
+            assert!(sn.charge_originated(&cfg, MessageClass::Chat, 0));
+        }
+        // Over its own budget, again and again, without spending the
+        // tolerance: what it relays is still within, and only going over
+        // the supernode budget spends the tolerance.
+        for _ in 0..1_000 {
+            assert!(!sn.charge_originated(&cfg, MessageClass::Chat, 0));
+        }
+        for _ in 0..500 {
+            assert_eq!(
+                sn.charge(&cfg, MessageClass::Chat, true, 0),
+                Verdict::Within
+            );
+        }
+        assert_eq!(sn.charge(&cfg, MessageClass::Chat, true, 0), Verdict::Over);
+        // A tenth of a second later one more of its own passes (10/s).
+        assert!(sn.charge_originated(&cfg, MessageClass::Chat, SECS / 10));
+        assert!(!sn.charge_originated(&cfg, MessageClass::Chat, SECS / 10));
+        // Bulk work in its own name (mailbox hand-overs) is not capped so.
+        assert!(sn.charge_originated(&cfg, MessageClass::Mailbox, 0));
     }
 }

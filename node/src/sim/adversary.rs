@@ -32,6 +32,12 @@
 //!   stream, exactly `round(share * count)` of each role, so a scenario
 //!   without `[adversary]` draws nothing and runs as before, byte for byte.
 //!   Newcomers from churn are honest.
+//! - With `hostile_from_s`, dropping and faking supernodes are honest
+//!   until then (by default they lie from the start): clients that
+//!   attached to a liar stay until their probes catch it, so the lies are
+//!   told while chats flow.
+//! - A forged ack goes to the author if the liar is linked to it, else to
+//!   the liar's table neighbor closest to the author.
 //! - A forged "not found" goes only to a client linked to the liar; for a
 //!   chat it relays for someone further away, the liar stays silent (the
 //!   world does not know the hop the chat came from when it is sent).
@@ -91,6 +97,11 @@ pub struct AdversaryConfig {
     /// Share of the initial supernodes that flood (at `flood_rate_per_s`).
     #[serde(default)]
     pub flooding_supernodes: f64,
+    /// When dropping and faking supernodes start to misbehave, seconds
+    /// (default: from the start). Until then they are honest, so that
+    /// their clients stay and the lies are told while chats flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostile_from_s: Option<f64>,
 }
 
 fn default_flood_rate() -> f64 {
@@ -118,11 +129,12 @@ impl AdversaryConfig {
         {
             return Err(field("flood_rate_per_s", "must be between 0 and 100000"));
         }
-        if self
-            .flood_start_s
-            .is_some_and(|s| !(s.is_finite() && s >= 0.0))
-        {
+        let negative = |t: Option<f64>| t.is_some_and(|s| !(s.is_finite() && s >= 0.0));
+        if negative(self.flood_start_s) {
             return Err(field("flood_start_s", "must be non-negative"));
+        }
+        if negative(self.hostile_from_s) {
+            return Err(field("hostile_from_s", "must be non-negative"));
         }
         Ok(())
     }
@@ -168,6 +180,10 @@ pub struct AdversaryMetrics {
     pub flood_frames: u64,
     /// Flood ticks at which a flooder had no peer to flood.
     pub flood_idle_ticks: u64,
+    /// Times a node dropped and refused a flooding supernode.
+    pub flooding_supernodes_banned: u64,
+    /// Times a node dropped and refused an honest supernode: must be 0.
+    pub honest_supernodes_banned: u64,
     /// Delivery of chats between two honest nodes.
     pub honest_delivery: Delivery,
     /// Their latency from first send to ack, milliseconds.
@@ -301,6 +317,16 @@ impl Adversary {
         }
     }
 
+    /// Someone dropped and refused node `slot`, a supernode if
+    /// `supernode`.
+    pub fn peer_banned(&mut self, slot: u32, supernode: bool) {
+        match self.hostile.get(&slot) {
+            Some(Kind::FloodingSupernode) => self.metrics.flooding_supernodes_banned += 1,
+            None if supernode => self.metrics.honest_supernodes_banned += 1,
+            _ => {}
+        }
+    }
+
     /// A faking supernode's list of supernodes: made-up ones, as many as
     /// a message may carry.
     fn fakes(&mut self) -> Vec<PeerInfo> {
@@ -335,16 +361,22 @@ impl Adversary {
         })
     }
 
-    /// What node `slot` (id `id`) does with `msg` it is about to send to
-    /// `to`; `linked(peer)`: whether it has a link to `peer`.
+    /// What node `slot` (id `id`) does at `now` with `msg` it is about to
+    /// send to `to`; `toward(node)`: the peer it would send something for
+    /// `node` to (`node` itself when linked), if any.
     pub fn on_send(
         &mut self,
+        now: SimTime,
         slot: u32,
         id: NodeId,
         to: NodeId,
         msg: &Message,
-        linked: impl Fn(&NodeId) -> bool,
+        toward: impl Fn(&NodeId) -> Option<NodeId>,
     ) -> Verdict {
+        let from = self.cfg.as_ref().and_then(|a| a.hostile_from_s);
+        if from.is_some_and(|s| now < secs(s)) {
+            return Verdict::Pass;
+        }
         if self.hostile.get(&slot) == Some(&Kind::Faking) {
             return match self.faked(msg) {
                 Some(lie) => Verdict::Forge(to, Box::new(lie)),
@@ -362,7 +394,7 @@ impl Adversary {
         }
         self.metrics.relayed_dropped += 1;
         let forge = self.cfg.as_ref().is_some_and(|a| a.forge_not_found);
-        if forge && matches!(p.body, Body::Chat(_)) && linked(&p.src) {
+        if forge && matches!(p.body, Body::Chat(_)) && toward(&p.src) == Some(p.src) {
             self.metrics.not_found_forged += 1;
             let lie = Packet {
                 dst: p.src,
@@ -398,10 +430,11 @@ impl Adversary {
                 trace: None,
                 body: Body::ChatAck(liar.receipt(p.src, p.id, 1, p.hops)),
             };
-            // Back to the author if linked, else on through the hop the
-            // chat was going to, which routes it toward the author.
-            let back = if linked(&p.src) { p.src } else { to };
-            return Verdict::Forge(back, Box::new(Message::Routed(lie)));
+            // Back to the author if linked, else to the neighbor closest
+            // to it, which routes it on like any ack.
+            if let Some(back) = toward(&p.src) {
+                return Verdict::Forge(back, Box::new(Message::Routed(lie)));
+            }
         }
         Verdict::Drop
     }
@@ -530,6 +563,64 @@ mod tests {
         assert_eq!(a.flooders().len(), 5);
         let sent: u32 = (0..100).map(|_| a.frames_this_tick()).sum();
         assert_eq!(sent, 250, "one second of ticks sends the rate");
+    }
+
+    #[test]
+    fn a_dropper_relays_until_its_hostile_time_then_drops_and_forges_an_ack() {
+        let text = |from: &str| {
+            format!(
+                "duration_s = 100\n[population]\nsupernodes = 4\nordinary = 10\n\
+                 [adversary]\ndropping_supernodes = 1.0\nforge_acks = true\n{from}"
+            )
+        };
+        let cfg = SimConfig::parse(&text("hostile_from_s = 50\n"), "test").expect("valid");
+        let mut a = Adversary::new(&cfg, 1);
+        let (me, author, dst, next) = (
+            NodeId([1; 32]),
+            NodeId([2; 32]),
+            NodeId([3; 32]),
+            NodeId([4; 32]),
+        );
+        let chat = identity_chat(author, dst);
+        let toward = |_: &NodeId| Some(next);
+        assert!(matches!(
+            a.on_send(secs(49.9), 0, me, dst, &chat, toward),
+            Verdict::Pass
+        ));
+        let Verdict::Forge(to, lie) = a.on_send(secs(50.0), 0, me, dst, &chat, toward) else {
+            panic!("the dropper did not forge an ack at its hostile time");
+        };
+        assert_eq!(to, next, "the lie heads for the author's side");
+        assert!(
+            matches!(*lie, Message::Routed(Packet { dst, body: Body::ChatAck(_), .. }) if dst == author)
+        );
+        assert_eq!(a.metrics.acks_forged, 1);
+        // Without the field it lies from the start.
+        let cfg = SimConfig::parse(&text(""), "test").expect("valid");
+        let mut a = Adversary::new(&cfg, 1);
+        assert!(matches!(
+            a.on_send(0, 0, me, dst, &chat, toward),
+            Verdict::Forge(..)
+        ));
+        let bad = SimConfig::parse(&text("hostile_from_s = -1\n"), "test");
+        assert!(format!("{:?}", bad.err()).contains("adversary.hostile_from_s"));
+    }
+
+    /// A routed chat from `author` to `dst` that someone relays.
+    fn identity_chat(author: NodeId, dst: NodeId) -> Message {
+        let key = dist::node_identity(9, 9);
+        let chat = key.chat(dst, MsgId(1), 1, 0, "hi".into()).expect("short");
+        let sealed = seal::seal(&chat, &key.chat_key(), [1; 32]).expect("valid");
+        Message::Routed(Packet {
+            dst,
+            src: author,
+            id: MsgId(2),
+            ttl: 8,
+            hops: 1,
+            location: LocationHop::Unused,
+            trace: None,
+            body: Body::Chat(sealed),
+        })
     }
 
     /// A small world with a dropping supernode and a flooder.

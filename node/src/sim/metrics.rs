@@ -380,6 +380,10 @@ pub struct CounterTotals {
     pub forged: u64,
     /// Drops by reason (serialized by name, in name order).
     pub dropped: BTreeMap<DropReason, u64>,
+    /// Frames over budget by class (`originated_chat` and so on: what a
+    /// supernode neighbor sent in its own name over a client's budget).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub over_budget: BTreeMap<&'static str, u64>,
     /// `PeerMisbehaved` events (none expected among honest nodes).
     pub misbehaved_events: u64,
     /// Peers disconnected and refused for flooding or forging.

@@ -133,6 +133,9 @@ fn add_counters(totals: &mut CounterTotals, c: &Counters) {
     for (k, v) in &c.dropped {
         *totals.dropped.entry(*k).or_default() += v;
     }
+    for (k, v) in &c.over_budget {
+        *totals.over_budget.entry(*k).or_default() += v;
+    }
 }
 
 impl Recorder {

@@ -310,6 +310,13 @@ pub fn summary(m: &Metrics, perf: &Perf) -> String {
                 "acks forged / fakes advertised",
                 format!("{} / {}", a.acks_forged, a.fakes_advertised),
             );
+            row(
+                "bans of flooding / honest SNs",
+                format!(
+                    "{} / {}",
+                    a.flooding_supernodes_banned, a.honest_supernodes_banned
+                ),
+            );
         }
         row(
             "delivered but never received",

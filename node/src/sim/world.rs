@@ -616,7 +616,16 @@ impl World {
                 }
                 self.adv.chat_received(from, msg_id);
             }
-            Event::PeerMisbehaved { .. } => self.rec.misbehaved(),
+            Event::PeerMisbehaved { peer, .. } => {
+                self.rec.misbehaved();
+                if let Some(p) = self.pop.slot_of(&peer) {
+                    let supernode = self
+                        .pop
+                        .node(p)
+                        .is_some_and(|n| n.role() == Role::Supernode);
+                    self.adv.peer_banned(p, supernode);
+                }
+            }
             Event::ChatStored { msg_id, .. } => self.rec.chat_stored(slot, msg_id),
             Event::NameClaimed { name } => self.names.claimed(self.pop.id(slot), name),
             Event::NameTaken { name, .. } => self.names.taken(slot, name),

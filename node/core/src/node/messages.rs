@@ -25,7 +25,8 @@ impl Node {
             return;
         }
         let hello = matches!(msg, Message::Hello(_));
-        if !self.admit(now, from, MessageClass::of(&msg), msg.kind(), hello) {
+        let own = matches!(&msg, Message::Routed(p) if p.src == from);
+        if !self.admit(now, from, MessageClass::of(&msg), msg.kind(), hello, own) {
             return;
         }
         match msg {
@@ -144,7 +145,8 @@ impl Node {
 
     /// The checks every frame from `from` passes before it is read, decoded
     /// or not: a link, the sender's budget for `class`, a hello first. True
-    /// if the frame (of kind `kind`, a hello if `hello`) is to be handled.
+    /// if the frame (of kind `kind`, a hello if `hello`, a routed packet
+    /// whose source is `from` if `own`) is to be handled.
     pub(super) fn admit(
         &mut self,
         now: SimTime,
@@ -152,6 +154,7 @@ impl Node {
         class: MessageClass,
         kind: &'static str,
         hello: bool,
+        own: bool,
     ) -> bool {
         let Some(link) = self.links.get_mut(&from) else {
             self.ctx.out.drop(DropReason::NotLinked);
@@ -159,9 +162,20 @@ impl Node {
         };
         link.last_heard = now;
         let supernode = link.role == Some(Role::Supernode);
-        let verdict = link
-            .budget
-            .charge(&self.ctx.cfg.budget, class, supernode, now);
+        let cfg = &self.ctx.cfg.budget;
+        // A supernode's own packets first meet a client's budget: the
+        // excess is dropped here, its first hop, but never costs the link
+        // (see the budget module's notes).
+        if own && !link.budget.charge_originated(cfg, class, now) {
+            let counters = &mut self.ctx.out.counters;
+            *counters
+                .over_budget
+                .entry(class.originated_str())
+                .or_default() += 1;
+            self.ctx.out.drop(DropReason::OverBudget);
+            return false;
+        }
+        let verdict = link.budget.charge(cfg, class, supernode, now);
         if verdict != Verdict::Within {
             let counters = &mut self.ctx.out.counters;
             *counters.over_budget.entry(class.as_str()).or_default() += 1;

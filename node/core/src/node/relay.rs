@@ -55,7 +55,7 @@ impl Node {
         };
         let class = MessageClass::of_routed(kind);
         let kind = kind.as_str();
-        if !self.admit(now, from, class, kind, false) {
+        if !self.admit(now, from, class, kind, false, h.src == from) {
             return FrameVerdict::Dropped;
         }
         if !self.router.first_sight(&h.src, h.id, &h.location) {

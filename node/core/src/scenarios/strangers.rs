@@ -489,3 +489,81 @@ fn a_chat_sent_long_ago_or_far_ahead_is_dropped_and_counted() {
         )]
     );
 }
+
+/// A supernode neighbor `from` hands `to` chats at 1,000 a second for
+/// `secs` seconds, each from `src(n)` to `dst`.
+fn chats_at_a_thousand_a_second(
+    h: &mut Harness,
+    from: NodeId,
+    to: NodeId,
+    dst: NodeId,
+    secs: u64,
+    src: impl Fn(u64) -> NodeId,
+) {
+    let chat = identity(1000)
+        .chat(dst, MsgId(7), 1, 0, "flood".into())
+        .expect("short");
+    let sealed = seal::seal(&chat, &identity_of(dst).1.chat_key(), [7; 32]).expect("valid");
+    for tick in 0..secs * 100 {
+        for n in tick * 10..tick * 10 + 10 {
+            let p = routed(src(n), dst, 50_000 + n, 1, Body::Chat(sealed.clone()));
+            h.inject(from, to, Message::Routed(p));
+        }
+        h.run_for(10 * MILLIS);
+    }
+}
+
+#[test]
+fn a_supernode_flooding_in_its_own_name_is_cut_at_the_first_hop_and_keeps_its_link() {
+    let mut h = Harness::overlay(3, 6);
+    let sns = h.supernodes();
+    let (flooder, relay) = (sns[0], sns[1]);
+    assert!(h.node(&relay).links().any(|p| *p == flooder), "neighbors");
+    let ons = h.ordinaries();
+    let dst = *ons
+        .iter()
+        .find(|o| h.node(o).primary() != Some(relay))
+        .expect("a client elsewhere");
+    // Three seconds at 1,000 chats a second relayed for others (made-up
+    // authors): within the supernode budget, all forwarded.
+    let forwarded = h.node(&relay).counters().forwarded;
+    chats_at_a_thousand_a_second(&mut h, flooder, relay, dst, 3, |n| {
+        identity(20_000 + n % 50).id()
+    });
+    let c = h.node(&relay).counters();
+    assert!(c.over_budget.is_empty(), "{:?}", c.over_budget);
+    assert!(c.forwarded - forwarded >= 3_000, "relayed for others");
+    // The same rate in its own name: a client's budget (burst, then the
+    // rate) passes on, the rest is dropped and counted here, and the link
+    // stays.
+    let forwarded = c.forwarded;
+    chats_at_a_thousand_a_second(&mut h, flooder, relay, dst, 3, |_| flooder);
+    let c = h.node(&relay).counters();
+    let rate = NodeConfig::default().budget.chat;
+    let passed = c.forwarded - forwarded;
+    let cut = c.over_budget.get("originated_chat").copied().unwrap_or(0);
+    assert!(
+        passed <= u64::from(rate.burst + 3 * rate.per_s) + 10,
+        "{passed} of the flood passed"
+    );
+    assert_eq!(passed + cut, 3_000, "{:?}", c.over_budget);
+    assert_eq!(c.peers_banned, 0, "a supernode link was dropped");
+    assert!(!h.events.iter().any(|(_, n, e)| *n == relay
+        && matches!(e, Event::PeerMisbehaved { peer, .. } if *peer == flooder)));
+    assert!(h.node(&relay).links().any(|p| *p == flooder));
+    // So its clients are not stranded: they chat with clients elsewhere,
+    // and are reached, through the relay as before.
+    let (mine, other) = (
+        *ons.iter()
+            .find(|o| h.node(o).primary() == Some(flooder))
+            .expect("a client of the flooder"),
+        *ons.iter()
+            .find(|o| h.node(o).primary() == Some(relay))
+            .expect("a client of the relay"),
+    );
+    let there = h.send_chat(mine, other, "still served?");
+    let back = h.send_chat(other, mine, "and reached?");
+    h.run_for(20 * SECS);
+    assert!(matches!(h.outcome(mine, there), Some(Ok(_))));
+    assert!(matches!(h.outcome(other, back), Some(Ok(_))));
+}

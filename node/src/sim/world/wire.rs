@@ -16,8 +16,13 @@ impl World {
         if self.adv.is_hostile(from) {
             let id = self.pop.id(from);
             let (pop, net) = (&self.pop, &self.net);
-            let linked = |peer: &NodeId| pop.slot_of(peer).is_some_and(|s| net.has_link(from, s));
-            match self.adv.on_send(from, id, to_id, &msg, linked) {
+            let toward = |peer: &NodeId| {
+                if pop.slot_of(peer).is_some_and(|s| net.has_link(from, s)) {
+                    return Some(*peer);
+                }
+                pop.node(from)?.table().next_hop(peer).map(|e| e.id)
+            };
+            match self.adv.on_send(self.now, from, id, to_id, &msg, toward) {
                 Verdict::Pass => {}
                 Verdict::Drop => return,
                 // The lie leaves as it is, not vetted again.
