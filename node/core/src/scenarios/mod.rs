@@ -2,6 +2,7 @@
 //! joining, routing, failure and churn here; what hostile peers try in
 //! [`strangers`].
 
+mod handover;
 mod listing;
 mod names;
 mod offline;
