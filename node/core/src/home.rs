@@ -1,8 +1,10 @@
 //! A supernode's duties as a home supernode: storing the signed location
 //! records and withdrawals that reach it as one of the `replicas` closest
 //! to a node, copying them to the other home supernodes, answering
-//! location queries, and handing records over to a closer supernode that
-//! links up. The records themselves live in [`super::directory::Directory`].
+//! location queries, handing records over to a closer supernode that
+//! links up, and choosing the homes a draining supernode hands its records
+//! to ([`hand_over_homes`]). The records themselves live in
+//! [`super::directory::Directory`].
 //!
 //! It decides what to send; the `Node` facade originates the packets it
 //! returns, in order.

@@ -20,7 +20,10 @@
 //!   watermark for `demote_after`: the layer has spare capacity to take
 //!   its clients. It first drains for `drain`: it accepts no new client,
 //!   closes its clients' links (each fails over at once to a backup it
-//!   keeps linked) and hands its records to the other home supernodes.
+//!   keeps linked) and hands its records to the other home supernodes:
+//!   halfway through, to those that answered a probe sent when the drain
+//!   began and did not say they are leaving too
+//!   ([`super::home::hand_over_homes`]). A departure drains the same way.
 //!
 //! # Implementation notes
 //! Hysteresis against flapping has three parts: the gap between the high
@@ -301,14 +304,20 @@ impl RoleControl {
     /// Supernode `peer` answered a probe sent at `sent`.
     pub fn answered(&mut self, peer: NodeId, sent: SimTime) {
         let draining = self.is_draining();
-        if let Some(d) = self.drain.as_mut().filter(|d| draining && sent >= d.started) {
+        if let Some(d) = self
+            .drain
+            .as_mut()
+            .filter(|d| draining && sent >= d.started)
+        {
             d.answered.insert(peer);
         }
     }
 
     /// Whether `peer` answered a probe since the drain began.
     pub fn answered_since_drain(&self, peer: &NodeId) -> bool {
-        self.drain.as_ref().is_some_and(|d| d.answered.contains(peer))
+        self.drain
+            .as_ref()
+            .is_some_and(|d| d.answered.contains(peer))
     }
 
     /// Whether the drain's records are due to be handed over at `now` (or
@@ -333,7 +342,11 @@ impl RoleControl {
     /// Whether the node is draining and has handed its records over: what
     /// reaches it now is to be passed on.
     pub fn has_handed_over(&self) -> bool {
-        self.is_draining() && self.drain.as_ref().is_some_and(|d| d.hand_over_at.is_none())
+        self.is_draining()
+            && self
+                .drain
+                .as_ref()
+                .is_some_and(|d| d.hand_over_at.is_none())
     }
 
     /// The records handed over at this drain.

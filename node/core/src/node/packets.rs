@@ -133,8 +133,7 @@ impl Node {
                     }
                     body => {
                         let replicas = self.ctx.cfg.replicas;
-                        let copies_to =
-                            copies_to(&self.table, &self.links, &self.role, replicas);
+                        let copies_to = copies_to(&self.table, &self.links, &self.role, replicas);
                         self.home
                             .at_home(&mut self.ctx, copies_to, &self.lost, now, p.src, body)
                     }

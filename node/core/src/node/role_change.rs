@@ -220,12 +220,9 @@ impl Node {
     /// [`home::hand_over_homes`]); `from`, which sent it here, is not one.
     pub(super) fn pass_on(&mut self, now: SimTime, record: LocationRecord, from: Option<NodeId>) {
         let (links, role) = (&self.links, &self.role);
-        let homes = home::hand_over_homes(
-            &self.table,
-            &record.node,
-            self.ctx.cfg.replicas,
-            |id| judge(links, role, id, from),
-        );
+        let homes = home::hand_over_homes(&self.table, &record.node, self.ctx.cfg.replicas, |id| {
+            judge(links, role, id, from)
+        });
         for home in homes {
             self.originate(now, home, Body::Publish(record.clone()), None);
         }

@@ -90,7 +90,10 @@ fn a_supernode_that_hands_over_before_leaving_moves_its_clients_and_records() {
     let clients: Vec<NodeId> = h.node(&leaver).clients().copied().collect();
     assert!(!clients.is_empty(), "the leaver has clients");
     let handed = exodus(&mut h, &[leaver], &[]);
-    assert!(due(&h, &handed) > 0, "the leaver was a home for some records");
+    assert!(
+        due(&h, &handed) > 0,
+        "the leaver was a home for some records"
+    );
     for c in &clients {
         let primary = h.node(c).primary();
         assert!(
