@@ -1,8 +1,10 @@
 //! A supernode's duties as a home supernode: storing the signed location
 //! records and withdrawals that reach it as one of the `replicas` closest
 //! to a node, copying them to the other home supernodes, answering
-//! location queries, and handing records over to a closer supernode that
-//! links up. The records themselves live in [`super::directory::Directory`].
+//! location queries, handing records over to a closer supernode that
+//! links up, and choosing the homes a draining supernode hands its records
+//! to ([`hand_over_homes`]). The records themselves live in
+//! [`super::directory::Directory`].
 //!
 //! It decides what to send; the `Node` facade originates the packets it
 //! returns, in order.
@@ -94,11 +96,12 @@ impl Home {
     }
 
     /// A home-bound packet from `src` reached the closest supernode to its
-    /// destination: store and replicate, or answer. The packets to send.
+    /// destination: store and copy to the other homes (`copies_to` names
+    /// them for a node), or answer. The packets to send.
     pub fn at_home(
         &mut self,
         ctx: &mut Ctx,
-        table: &NeighborTable,
+        copies_to: impl Fn(&NodeId) -> Vec<NodeId>,
         lost: &LostSupernodes,
         now: SimTime,
         src: NodeId,
@@ -111,7 +114,7 @@ impl Home {
                 if stored.is_none_or(|outcome| outcome == StoreOutcome::Stale) {
                     return Vec::new();
                 }
-                replicas_of(ctx, table, &record.node)
+                copies_to(&record.node)
                     .into_iter()
                     .map(|replica| (replica, Body::Publish(record.clone())))
                     .collect()
@@ -129,7 +132,7 @@ impl Home {
                 if !self.apply_withdraw(ctx, now, &w) {
                     return Vec::new();
                 }
-                replicas_of(ctx, table, &w.node)
+                copies_to(&w.node)
                     .into_iter()
                     .map(|replica| (replica, Body::Withdraw(w.clone())))
                     .collect()
@@ -201,11 +204,71 @@ impl Home {
     }
 }
 
-/// The other home supernodes of `node`: the closest in the table.
-fn replicas_of(ctx: &Ctx, table: &NeighborTable, node: &NodeId) -> Vec<NodeId> {
+/// What a draining supernode knows of a candidate home.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Candidate {
+    /// It answered a probe since the drain began.
+    Answered,
+    /// Linked, but no answer yet: perhaps gone.
+    Unconfirmed,
+    /// It said it is leaving too, or it is the one the record came from.
+    Excluded,
+}
+
+/// Candidates looked at per home wanted, at most, when the closest did not
+/// answer or are leaving too: in an exodus, half of the supernodes around
+/// may be going at once.
+const CANDIDATES_PER_HOME: usize = 8;
+
+/// The `r` homes a draining supernode hands `node`'s record to: the
+/// closest supernodes in its table that answered lately, passing over
+/// those that did not or are leaving; when fewer than `r` of the `r` x
+/// [`CANDIDATES_PER_HOME`] closest answered, the closest unconfirmed ones
+/// make up the number.
+pub(crate) fn hand_over_homes(
+    table: &NeighborTable,
+    node: &NodeId,
+    r: usize,
+    judge: impl Fn(&NodeId) -> Candidate,
+) -> Vec<NodeId> {
+    let candidates: Vec<(NodeId, Candidate)> = table
+        .closest(node, r.saturating_mul(CANDIDATES_PER_HOME))
+        .iter()
+        .map(|e| (e.id, judge(&e.id)))
+        .collect();
+    let mut homes: Vec<NodeId> = candidates
+        .iter()
+        .filter(|(_, c)| *c == Candidate::Answered)
+        .map(|(id, _)| *id)
+        .take(r)
+        .collect();
+    let missing = r.saturating_sub(homes.len());
+    homes.extend(
+        candidates
+            .iter()
+            .filter(|(_, c)| *c == Candidate::Unconfirmed)
+            .map(|(id, _)| *id)
+            .take(missing),
+    );
+    homes
+}
+
+/// The other home supernodes of `node` a home copies a record to: the
+/// `replicas - 1` closest in the table, passing over the `leaving` ones
+/// (of which `leaving_count` are linked).
+pub(crate) fn replicas_of(
+    table: &NeighborTable,
+    replicas: usize,
+    node: &NodeId,
+    leaving_count: usize,
+    leaving: impl Fn(&NodeId) -> bool,
+) -> Vec<NodeId> {
+    let want = replicas.saturating_sub(1);
     table
-        .closest(node, ctx.cfg.replicas.saturating_sub(1))
+        .closest(node, want + leaving_count)
         .iter()
         .map(|e| e.id)
+        .filter(|id| !leaving(id))
+        .take(want)
         .collect()
 }

@@ -4,7 +4,7 @@
 //! are dead and which to probe on a heartbeat tick; the `Node` facade acts
 //! on the decision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use skyhop_protocol::{NodeId, Packet, Role};
 
@@ -90,6 +90,10 @@ pub(crate) struct Links {
     /// Offending peers: offenses so far and refused until when, ranked by
     /// when the offense is forgotten.
     banned: RankedMap<NodeId, (u32, SimTime), SimTime>,
+    /// Linked supernodes that said they are leaving the supernode layer
+    /// (their signed `Leave`): no record is handed to them. At most one
+    /// per link, forgotten with the link.
+    leaving: BTreeSet<NodeId>,
 }
 
 impl Links {
@@ -146,6 +150,7 @@ impl Links {
             });
             return false;
         }
+        self.leaving.remove(&peer);
         self.map.insert(
             peer,
             Link {
@@ -167,12 +172,31 @@ impl Links {
 
     /// Closes the link to `peer`; the link, if there was one.
     pub fn remove(&mut self, peer: &NodeId) -> Option<Link> {
+        self.leaving.remove(peer);
         self.map.remove(peer)
     }
 
     /// Forgets every link (the node leaves).
     pub fn clear(&mut self) {
         self.map.clear();
+        self.leaving.clear();
+    }
+
+    /// Linked `peer` said it is leaving the supernode layer.
+    pub fn mark_leaving(&mut self, peer: NodeId) {
+        if self.map.contains_key(&peer) {
+            self.leaving.insert(peer);
+        }
+    }
+
+    /// Whether linked `peer` said it is leaving the supernode layer.
+    pub fn is_leaving(&self, peer: &NodeId) -> bool {
+        self.leaving.contains(peer)
+    }
+
+    /// Linked peers that said they are leaving the supernode layer.
+    pub fn leaving_count(&self) -> usize {
+        self.leaving.len()
     }
 
     /// Asks the driver to dial, unless the same dial is in flight or too

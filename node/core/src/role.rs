@@ -20,7 +20,10 @@
 //!   watermark for `demote_after`: the layer has spare capacity to take
 //!   its clients. It first drains for `drain`: it accepts no new client,
 //!   closes its clients' links (each fails over at once to a backup it
-//!   keeps linked) and hands its records to the other home supernodes.
+//!   keeps linked) and hands its records to the other home supernodes:
+//!   halfway through, to those that answered a probe sent when the drain
+//!   began and did not say they are leaving too
+//!   ([`super::home::hand_over_homes`]). A departure drains the same way.
 //!
 //! # Implementation notes
 //! Hysteresis against flapping has three parts: the gap between the high
@@ -28,6 +31,8 @@
 //! and `cooldown`, the least time between two role changes. The RNG is
 //! drawn only for an eligible node with `auto_role` on, so that a world
 //! without auto role draws exactly what it drew before.
+
+use std::collections::BTreeSet;
 
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -154,8 +159,23 @@ pub(crate) struct RoleControl {
     demotions: u64,
     /// Whether the node is handing over to leave: no role change any more.
     leaving: bool,
-    /// The records (node, its supernode) handed to other homes at the last
-    /// drain; at most the directory's size.
+    /// The drain under way, or the last one (boxed: most nodes never
+    /// drain).
+    drain: Option<Box<Drain>>,
+}
+
+/// A drain: who may take the records, and what was handed over.
+#[derive(Debug, Default)]
+struct Drain {
+    /// When it began; the linked supernodes were probed then.
+    started: SimTime,
+    /// When the records are to be handed over; `None` once they were.
+    hand_over_at: Option<SimTime>,
+    /// Supernodes that answered a probe sent since the drain began: alive
+    /// within the drain (at most one per link).
+    answered: BTreeSet<NodeId>,
+    /// The records (node, its supernode) handed to other homes; at most
+    /// the directory's size.
     handed_over: Vec<(NodeId, NodeId)>,
 }
 
@@ -261,12 +281,79 @@ impl RoleControl {
 
     /// The records handed over at the last drain.
     pub fn handed_over(&self) -> &[(NodeId, NodeId)] {
-        &self.handed_over
+        self.drain.as_ref().map_or(&[], |d| &d.handed_over)
     }
 
-    /// The records handed over at a drain, replacing the last drain's.
+    /// A drain begins at `now` (for a demotion or a departure); the records
+    /// are handed over at `hand_over_at`, to the supernodes that answer
+    /// the probes sent now. Replaces the last drain.
+    pub fn drain_started(&mut self, now: SimTime, hand_over_at: SimTime) {
+        self.drain = Some(Box::new(Drain {
+            started: now,
+            hand_over_at: Some(hand_over_at),
+            ..Drain::default()
+        }));
+    }
+
+    /// Whether the node is draining: its clients and records are moving
+    /// away, for a demotion or a departure.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some() && (self.leaving || self.drain_until.is_some())
+    }
+
+    /// Supernode `peer` answered a probe sent at `sent`.
+    pub fn answered(&mut self, peer: NodeId, sent: SimTime) {
+        let draining = self.is_draining();
+        if let Some(d) = self
+            .drain
+            .as_mut()
+            .filter(|d| draining && sent >= d.started)
+        {
+            d.answered.insert(peer);
+        }
+    }
+
+    /// Whether `peer` answered a probe since the drain began.
+    pub fn answered_since_drain(&self, peer: &NodeId) -> bool {
+        self.drain
+            .as_ref()
+            .is_some_and(|d| d.answered.contains(peer))
+    }
+
+    /// Whether the drain's records are due to be handed over at `now` (or
+    /// at once, with `now` = `SimTime::MAX`): true once, and the caller
+    /// hands them over.
+    pub fn take_hand_over(&mut self, now: SimTime) -> bool {
+        if !self.is_draining() {
+            return false;
+        }
+        let Some(d) = self.drain.as_mut() else {
+            return false;
+        };
+        match d.hand_over_at {
+            Some(at) if at <= now => {
+                d.hand_over_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the node is draining and has handed its records over: what
+    /// reaches it now is to be passed on.
+    pub fn has_handed_over(&self) -> bool {
+        self.is_draining()
+            && self
+                .drain
+                .as_ref()
+                .is_some_and(|d| d.hand_over_at.is_none())
+    }
+
+    /// The records handed over at this drain.
     pub fn set_handed_over(&mut self, records: Vec<(NodeId, NodeId)>) {
-        self.handed_over = records;
+        if let Some(d) = self.drain.as_mut() {
+            d.handed_over = records;
+        }
     }
 
     /// The node became an ordinary node again at `now`.
@@ -277,6 +364,9 @@ impl RoleControl {
         self.drain_until = None;
         self.spare_since = None;
         self.next_check = now;
+        if let Some(d) = self.drain.as_mut() {
+            d.answered = BTreeSet::new();
+        }
     }
 }
 

@@ -60,6 +60,9 @@ impl Node {
                     r,
                 );
             }
+            Message::Leave(l) if self.links.is_supernode(&from) => {
+                self.on_supernode_leaving(now, from, l)
+            }
             Message::Leave(l) => match self.supernode.on_leave(&mut self.ctx, from, l) {
                 ClientNotice::Ignored => {}
                 ClientNotice::Misbehaved(reason) => self.misbehaved(now, from, reason),
@@ -286,6 +289,7 @@ impl Node {
                 link.probe_resent = false;
                 link.unacked = None;
                 self.table.touch(&from, now, Some(rtt));
+                self.role.answered(from, sent);
             }
         }
     }

@@ -533,6 +533,8 @@ impl Node {
         if self.left {
             return;
         }
+        // A drain cut short still hands its records over.
+        self.hand_over_drained(now, SimTime::MAX);
         self.attach.leave(&mut self.ctx, now);
         let peers: Vec<NodeId> = self.links.peers().copied().collect();
         for peer in peers {

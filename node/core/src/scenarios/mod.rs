@@ -3,6 +3,7 @@
 //! [`strangers`].
 
 mod flat;
+mod handover;
 mod listing;
 mod names;
 mod offline;
