@@ -73,15 +73,23 @@ pub fn skyhop_bin() -> &'static Path {
             .parent()
             .expect("tests/ sits in the workspace")
             .to_path_buf();
+        // SKYHOP_TEST_RELEASE=1 runs the nodes from a release build: for
+        // figures measured with a test (the flood's latencies), not for CI.
+        let release = std::env::var_os("SKYHOP_TEST_RELEASE").is_some_and(|v| v == "1");
+        let mut args = vec!["build", "-q", "-p", "skyhop-node", "--bin", "skyhop"];
+        if release {
+            args.push("--release");
+        }
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "skyhop-node", "--bin", "skyhop"])
+            .args(&args)
             .current_dir(&root)
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the skyhop binary failed");
         let target =
             std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        let bin = target.join("debug").join("skyhop");
+        let profile = if release { "release" } else { "debug" };
+        let bin = target.join(profile).join("skyhop");
         assert!(bin.exists(), "no binary at {}", bin.display());
         bin
     })
