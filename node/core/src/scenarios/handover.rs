@@ -132,14 +132,7 @@ fn three_neighbor_supernodes_that_leave_at_once_leave_every_record_on_all_its_li
     let mut leavers = vec![first];
     leavers.extend(closest_supernodes(&h, first, 2));
     let handed = exodus(&mut h, &leavers, &[]);
-    assert!(due(&h, &handed) >= 10, "{} records due", due(&h, &handed));
-    let missing = records_missing_a_home(&h, &handed);
-    assert!(
-        missing.is_empty(),
-        "{} of {} records due miss a live home: {missing:?}",
-        missing.len(),
-        due(&h, &handed)
-    );
+    assert_every_record_due_has_a_live_home(&h, &handed, 10);
 }
 
 #[test]
@@ -149,13 +142,23 @@ fn a_supernode_that_leaves_as_its_closest_neighbors_crash_hands_its_records_to_l
     let leaver = h.supernodes()[0];
     let crashed = closest_supernodes(&h, leaver, 2);
     let handed = exodus(&mut h, &[leaver], &crashed);
-    assert!(due(&h, &handed) >= 5, "{} records due", due(&h, &handed));
-    let missing = records_missing_a_home(&h, &handed);
+    assert_every_record_due_has_a_live_home(&h, &handed, 5);
+}
+
+/// At least `min_due` of the records `handed` over are due, and every one
+/// of them is on a live home.
+fn assert_every_record_due_has_a_live_home(
+    h: &Harness,
+    handed: &[(NodeId, NodeId)],
+    min_due: usize,
+) {
+    assert!(due(h, handed) >= min_due, "{} records due", due(h, handed));
+    let missing = records_missing_a_home(h, handed);
     assert!(
         missing.is_empty(),
         "{} of {} records due miss a live home: {missing:?}",
         missing.len(),
-        due(&h, &handed)
+        due(h, handed)
     );
 }
 

@@ -95,17 +95,25 @@ fn stored_by(h: &Harness, from: NodeId, msg: MsgId) -> Vec<(u8, NodeId)> {
         .collect()
 }
 
-#[test]
-fn a_chat_to_an_offline_recipient_is_stored_on_its_homes_and_delivered_when_it_returns() {
+/// Two ordinary nodes that chatted once (so `a` holds `b`'s chat key);
+/// then `b` crashed and its supernode has had time to notice:
+/// `(harness, a, b)`.
+fn met_then_away() -> (Harness, NodeId, NodeId) {
     let mut h = Harness::overlay(4, 2);
     let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
-    let (b_seed, _) = identity_of(b);
     let hello = h.send_chat(a, b, "hello");
     h.run_for(5 * SECS);
     assert!(matches!(h.outcome(a, hello), Some(Ok(_))));
-    // b goes away without a word; its supernode notices and says so.
     h.crash(&b);
     h.run_for(20 * SECS);
+    (h, a, b)
+}
+
+#[test]
+fn a_chat_to_an_offline_recipient_is_stored_on_its_homes_and_delivered_when_it_returns() {
+    // b goes away without a word; its supernode notices and says so.
+    let (mut h, a, b) = met_then_away();
+    let (b_seed, _) = identity_of(b);
     let msg = h.send_chat(a, b, "while you were out");
     h.run_for(60 * SECS);
     let stored = stored_by(&h, a, msg);
@@ -201,14 +209,8 @@ fn kept_in_mailboxes(h: &Harness) -> usize {
 
 #[test]
 fn a_receipt_for_an_author_that_went_away_waits_on_its_homes_until_the_author_restarts() {
-    let mut h = Harness::overlay(4, 2);
-    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let (mut h, a, b) = met_then_away();
     let ((a_seed, _), (b_seed, _)) = (identity_of(a), identity_of(b));
-    let hello = h.send_chat(a, b, "hello");
-    h.run_for(5 * SECS);
-    assert!(matches!(h.outcome(a, hello), Some(Ok(_))));
-    h.crash(&b);
-    h.run_for(20 * SECS);
     let msg = h.send_chat(a, b, "while you were out");
     h.run_for(60 * SECS);
     assert!(!stored_by(&h, a, msg).is_empty(), "stored");
@@ -302,14 +304,8 @@ fn run_until_stored_everywhere(h: &mut Harness, from: NodeId, msg: MsgId, limit:
 
 #[test]
 fn a_chat_every_home_keeps_for_a_recipient_that_is_really_away_is_not_sent_again() {
-    let mut h = Harness::overlay(4, 2);
-    let [a, b] = [h.ordinaries()[0], h.ordinaries()[1]];
+    let (mut h, a, b) = met_then_away();
     let (b_seed, _) = identity_of(b);
-    let hello = h.send_chat(a, b, "hello");
-    h.run_for(5 * SECS);
-    assert!(matches!(h.outcome(a, hello), Some(Ok(_))));
-    h.crash(&b);
-    h.run_for(20 * SECS);
     h.tap_from = Some(a);
     let msg = h.send_chat(a, b, "while you were out");
     run_until_stored_everywhere(&mut h, a, msg, 10 * SECS);
