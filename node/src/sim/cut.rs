@@ -20,10 +20,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use skyhop_core::{ChatFailure, SimTime, SECS};
-use skyhop_protocol::{Distance, MsgId, NodeId};
+use skyhop_protocol::{MsgId, NodeId};
 
 use super::config::SimConfig;
 use super::dist::secs;
+use super::invariants::closest_homes;
 use super::population::Population;
 
 /// A chat followed for the partition figures.
@@ -168,12 +169,7 @@ impl CutWatch {
                 continue;
             };
             let on_id = pop.id(on);
-            let mut homes: Vec<(Distance, u32)> = sns
-                .iter()
-                .map(|(id, s)| (id.distance(&on_id), *s))
-                .collect();
-            homes.select_nth_unstable(replicas - 1);
-            homes.truncate(replicas);
+            let homes = closest_homes(&sns, &on_id, replicas);
             let holds = |s: &u32| {
                 pop.node(*s)
                     .is_some_and(|n| n.holds_record(&on_id, &primary, now))

@@ -203,12 +203,7 @@ impl Invariants {
                 continue;
             };
             let replicas = self.replicas.min(sns.len());
-            let mut homes: Vec<(Distance, u32)> = sns
-                .iter()
-                .map(|(id, s)| (id.distance(&on_id), *s))
-                .collect();
-            homes.select_nth_unstable(replicas - 1);
-            homes.truncate(replicas);
+            let mut homes = closest_homes(sns, &on_id, replicas);
             homes.sort_unstable();
             self.checks.records_checked += 1;
             let holding: Vec<bool> = homes
@@ -254,4 +249,21 @@ impl Invariants {
             ..self.checks.clone()
         }
     }
+}
+
+/// The `replicas` supernodes of `sns` (id, slot) closest to `id`, with
+/// their distances, in no particular order: a record's true homes.
+/// `replicas` must be between 1 and `sns.len()`.
+pub(super) fn closest_homes(
+    sns: &[(NodeId, u32)],
+    id: &NodeId,
+    replicas: usize,
+) -> Vec<(Distance, u32)> {
+    let mut homes: Vec<(Distance, u32)> = sns
+        .iter()
+        .map(|(s, slot)| (s.distance(id), *slot))
+        .collect();
+    homes.select_nth_unstable(replicas - 1);
+    homes.truncate(replicas);
+    homes
 }
