@@ -54,7 +54,7 @@ pub struct SimConfig {
     /// simulator.
     #[serde(default)]
     pub node: NodeConfig,
-    /// Hostile nodes, if any (see `adversary.rs`); left out of the metrics'
+    /// Hostile nodes, if any (see `adversary/mod.rs`); left out of the metrics'
     /// copy of the scenario when absent, so older runs stay byte-identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversary: Option<AdversaryConfig>,
