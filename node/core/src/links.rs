@@ -13,6 +13,7 @@ use super::config::NodeConfig;
 use super::context::Ctx;
 use super::events::Action;
 use super::ranked::RankedMap;
+use super::small_map::SmallMap;
 use super::SimTime;
 
 /// How long a peer that misbehaved or flooded is refused the first time;
@@ -84,7 +85,7 @@ pub(crate) struct HeartbeatTick {
 #[derive(Debug, Default)]
 pub(crate) struct Links {
     /// Open links by peer.
-    map: BTreeMap<NodeId, Link>,
+    map: SmallMap<NodeId, Link>,
     /// Dials in flight and when each began.
     dials: BTreeMap<DialKey, SimTime>,
     /// Offending peers: offenses so far and refused until when, ranked by

@@ -1,6 +1,6 @@
 //! [`SmallMap`]: an ordered map for the per-peer tables every node keeps
-//! (chat keys, senders heard, `seq` counters), which hold one to five
-//! entries at almost every node.
+//! (chat keys, senders heard, `seq` counters, an ordinary node's links),
+//! which hold one to five entries at almost every node.
 //!
 //! # Implementation notes
 //! A `BTreeMap` allocates a whole leaf of eleven entries for its first
@@ -117,11 +117,61 @@ impl<K: Ord + Copy, V> SmallMap<K, V> {
     }
 
     /// Entries in key order.
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&K, &V)> + '_> {
+    pub fn iter(&self) -> Iter<'_, K, V> {
         match self {
-            SmallMap::Small(v) => Box::new(v.iter().map(|(k, v)| (k, v))),
-            SmallMap::Large(m) => Box::new(m.iter()),
+            SmallMap::Small(v) => Iter::Small(v.iter()),
+            SmallMap::Large(m) => Iter::Large(m.iter()),
         }
+    }
+
+    /// Keys in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// Values in key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+
+    /// Forgets every entry and frees the buffers.
+    pub fn clear(&mut self) {
+        *self = SmallMap::default();
+    }
+}
+
+/// The entries of a [`SmallMap`] in key order, without a box.
+pub(crate) enum Iter<'a, K, V> {
+    /// Over the sorted vector.
+    Small(std::slice::Iter<'a, (K, V)>),
+    /// Over the `BTreeMap`.
+    Large(std::collections::btree_map::Iter<'a, K, V>),
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<(&'a K, &'a V)> {
+        match self {
+            Iter::Small(it) => it.next().map(|(k, v)| (k, v)),
+            Iter::Large(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Iter::Small(it) => it.size_hint(),
+            Iter::Large(it) => it.size_hint(),
+        }
+    }
+}
+
+impl<'a, K: Ord + Copy, V> IntoIterator for &'a SmallMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Iter<'a, K, V> {
+        self.iter()
     }
 }
 
