@@ -55,12 +55,12 @@ const CHAT_EVERY: Duration = Duration::from_millis(300);
 /// One honest chat's start and latency.
 type Sample = (Instant, Duration);
 
-/// One phase of honest chatting: every client `i` sends [`CHATS_EACH`]
+/// One phase of honest chatting: every client `i` sends `chats_each`
 /// chats to client `i + 1`, one every [`CHAT_EVERY`] (staggered across
 /// clients), all clients at once; when each chat was sent and its latency
 /// from `POST /send` to its outcome, and the chats that were not
 /// delivered.
-fn chat_phase(ons: &[NodeProc], phase: &str) -> (Vec<Sample>, Vec<String>) {
+fn chat_phase(ons: &[NodeProc], phase: &str, chats_each: usize) -> (Vec<Sample>, Vec<String>) {
     let start = Instant::now();
     let per_client: Vec<Vec<(Sample, Option<String>)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..ons.len())
@@ -68,7 +68,7 @@ fn chat_phase(ons: &[NodeProc], phase: &str) -> (Vec<Sample>, Vec<String>) {
                 scope.spawn(move || {
                     let (from, to) = (&ons[i], &ons[(i + 1) % ons.len()]);
                     let offset = CHAT_EVERY * i as u32 / ons.len() as u32;
-                    (0..CHATS_EACH)
+                    (0..chats_each)
                         .map(|n| {
                             let due = start + offset + CHAT_EVERY * n as u32;
                             std::thread::sleep(due.saturating_duration_since(Instant::now()));
@@ -219,15 +219,19 @@ fn a_flooding_client_is_disconnected_and_its_host_refused_while_every_honest_cha
     let target = sn
         .listen_addr_on(&host.local_ip.to_string())
         .expect("the supernode listens where the flooder's host reaches it");
+    // One chat each first, so that neither phase below pays for finding
+    // the recipient (a location lookup per new contact).
+    let (_, failed) = chat_phase(ons, "first", 1);
+    assert!(failed.is_empty(), "first chats not delivered: {failed:?}");
     // The same chats before any flood: the reference for the latency.
-    let (quiet, failed) = chat_phase(ons, "quiet");
+    let (quiet, failed) = chat_phase(ons, "quiet", CHATS_EACH);
     assert!(failed.is_empty(), "quiet chats not delivered: {failed:?}");
 
     // The flood starts, then the honest clients chat as they did before.
     let mut flooder = Flooder::start(&mut host, &target);
     let flooding = flooder.wait_for("attached", Duration::from_secs(30));
     assert!(flooding, "the flooder never attached: {:?}", flooder.seen);
-    let (flooded, failed) = chat_phase(ons, "flooded");
+    let (flooded, failed) = chat_phase(ons, "flooded", CHATS_EACH);
     let events = flooder.finish(&mut host);
     let of = |kind: &'static str| events.iter().filter(move |e| e.kind == kind);
     let lines: Vec<String> = events
@@ -336,6 +340,33 @@ fn a_flooding_client_is_disconnected_and_its_host_refused_while_every_honest_cha
     let (quiet_p99, flooded_p99) = (
         percentile_ms(&quiet, 0.99),
         percentile_ms(&all_flooded, 0.99),
+    );
+    // The slowest chats under flood, and when each started after the
+    // flooder attached: CPU contention, or a retry after a lost frame?
+    let mut slowest: Vec<(u128, i128)> = flooded
+        .iter()
+        .map(|(at, latency)| {
+            let since = at.saturating_duration_since(attached[0].at).as_millis() as i128;
+            let before = attached[0].at.saturating_duration_since(*at).as_millis() as i128;
+            (latency.as_millis(), since - before)
+        })
+        .collect();
+    slowest.sort_unstable_by(|a, b| b.cmp(a));
+    slowest.truncate(5);
+    // Chat frames the honest clients sent beyond one per chat are retries.
+    let chat_frames: u64 = ons
+        .iter()
+        .map(|on| {
+            on.status()["counters"]["frames_out"]["chat"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    eprintln!(
+        "slowest chats under flood (ms, started ms after the flooder attached): {slowest:?}; \
+         honest chat frames sent {chat_frames} for {} chats; the supernode dropped {}",
+        HONEST * (1 + 2 * CHATS_EACH),
+        status["counters"]["dropped"]
     );
     let signed = of("signed").next();
     let (signed, chats, signing) = signed.map_or((0, 0, 0), |e| {
