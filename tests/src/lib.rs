@@ -9,6 +9,10 @@
 // black-box tests bound their waits by wall-clock time, which is what it is for.
 #![allow(clippy::disallowed_methods)]
 
+pub mod flooder;
+pub mod netns;
+pub mod raw;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -215,7 +219,8 @@ pub struct NodeProc {
     pub control: PathBuf,
     /// Its node id (hex).
     pub id: String,
-    /// Its first listen address, with `/p2p/`, for others to bootstrap from.
+    /// Its first loopback listen address (else its first), with `/p2p/`,
+    /// for others to bootstrap from.
     pub addr: String,
     /// Its role as passed on the command line.
     pub role: String,
@@ -281,11 +286,28 @@ impl NodeProc {
         );
         let status = node.status();
         node.id = status["id"].as_str().expect("status has an id").to_string();
-        node.addr = status["listen_addrs"][0]
-            .as_str()
+        let addrs: Vec<&str> = status["listen_addrs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        node.addr = addrs
+            .iter()
+            .find(|a| a.starts_with("/ip4/127."))
+            .or(addrs.first())
             .expect("status has a listen address")
             .to_string();
         node
+    }
+
+    /// Its listen address on `ip` (with `/p2p/`), if it listens there.
+    pub fn listen_addr_on(&self, ip: &str) -> Option<String> {
+        let prefix = format!("/ip4/{ip}/");
+        self.status()["listen_addrs"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|a| a.starts_with(&prefix))
+            .map(str::to_string)
     }
 
     /// The node's log so far.
@@ -407,6 +429,12 @@ impl Overlay {
     /// Starts `sns` supernodes and `ons` ordinary nodes and waits until every
     /// ordinary node is attached.
     pub fn start(label: &str, sns: usize, ons: usize) -> Overlay {
+        Overlay::start_listening(label, sns, ons, &["/ip4/127.0.0.1/tcp/0"])
+    }
+
+    /// As [`Overlay::start`], the supernodes listening on `sn_listen` (the
+    /// ordinary nodes bootstrap from their loopback address).
+    pub fn start_listening(label: &str, sns: usize, ons: usize, sn_listen: &[&str]) -> Overlay {
         let scratch = Scratch::new(label);
         let mut supernodes: Vec<NodeProc> = Vec::new();
         for i in 0..sns {
@@ -414,10 +442,12 @@ impl Overlay {
                 .first()
                 .map(|s| vec![s.addr.clone()])
                 .unwrap_or_default();
-            supernodes.push(NodeProc::start(
+            supernodes.push(NodeProc::start_on(
                 &scratch.path.join(format!("sn{i}")),
                 "supernode",
+                sn_listen,
                 &boot,
+                &[],
             ));
         }
         let ordinary: Vec<NodeProc> = (0..ons)

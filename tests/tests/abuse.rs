@@ -1,27 +1,26 @@
 //! Abuse by peers that speak the protocol correctly: a client that floods
-//! its supernode with valid chats and location queries at full speed is
-//! disconnected while 20 honest clients keep chatting, and a client that
-//! stops reading is dropped within the writer timeout.
+//! its supernode with valid chats and location queries at full speed, from
+//! a host of its own, is disconnected and its host's address refused while
+//! 20 honest clients keep chatting; a client that stops reading is dropped
+//! within the writer timeout.
 
 // Test code times real processes; the core's rule against clocks is for
 // the node.
 #![allow(clippy::disallowed_methods)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::io::{BufRead, BufReader};
+use std::process::{ChildStdin, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use futures::io::WriteHalf;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{PeerId, Stream, StreamProtocol, Swarm};
-use skyhop_protocol::{
-    codec, Body, FrameDecoder, Hello, Identity, Join, LocationHop, Message, MsgId, NodeId, Packet,
-    Role, PROTOCOL_VERSION,
-};
-use skyhop_tests::{client_runtime, dial_as, wait_until, Overlay};
+use libp2p::{PeerId, Swarm};
+use skyhop_protocol::{Identity, Message};
+use skyhop_tests::netns::OtherHost;
+use skyhop_tests::raw::{self, PROTOCOL};
+use skyhop_tests::{client_runtime, dial_as, wait_until, NodeProc, Overlay};
 
-const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
 /// The node's writer timeout (`runtime::link::WRITE_TIMEOUT`).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,92 +45,6 @@ async fn until_closed(
     .ok()
 }
 
-async fn write(s: &mut (impl AsyncWriteExt + Unpin), msgs: &[Message]) -> std::io::Result<()> {
-    let mut out = Vec::new();
-    for m in msgs {
-        codec::encode_into(m, &mut out).expect("encodes");
-    }
-    s.write_all(&out).await?;
-    s.flush().await
-}
-
-/// Says hello and joins like an honest ordinary node; waits for the Accept.
-async fn attach(s: &mut Stream, me: &Identity) {
-    let hello = Message::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        role: Role::Ordinary,
-        id: me.id(),
-        listen_addrs: vec![],
-        agent: "abuse-test".into(),
-    });
-    write(s, &[hello, Message::Join(Join { request_id: 1 })])
-        .await
-        .expect("write");
-    let mut dec = FrameDecoder::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).await.expect("read");
-        assert!(n > 0, "closed before accepting us");
-        dec.push(&buf[..n]);
-        while let Some(m) = dec.next_message().expect("valid frames") {
-            if matches!(m, Message::Accept(_)) {
-                return;
-            }
-        }
-    }
-}
-
-/// A valid, signed chat packet from `me` to `to`, numbered `n`, sealed to
-/// `me`'s own chat key: relays cannot tell, and a flood needs no reader.
-fn chat(me: &Identity, to: NodeId, n: u64, body_len: usize) -> Message {
-    let chat = me
-        .chat(to, MsgId(n), n, n, "x".repeat(body_len))
-        .expect("a body within the limit");
-    let mut ephemeral = [0u8; 32];
-    ephemeral[..8].copy_from_slice(&n.to_le_bytes());
-    let sealed =
-        skyhop_protocol::seal::seal(&chat, &me.chat_key(), ephemeral).expect("a valid key");
-    routed(me, to, n, Body::Chat(sealed))
-}
-
-fn routed(me: &Identity, dst: NodeId, n: u64, body: Body) -> Message {
-    Message::Routed(Packet {
-        dst,
-        src: me.id(),
-        id: MsgId(n),
-        ttl: 32,
-        hops: 0,
-        location: LocationHop::Unused,
-        trace: None,
-        body,
-    })
-}
-
-/// Sends valid chats to `to` and location queries, alternately and as fast
-/// as the connection takes them, until the write fails.
-async fn flood(mut w: WriteHalf<Stream>, me: Identity, to: NodeId, sent: Arc<AtomicU64>) {
-    for round in 0u64.. {
-        let batch: Vec<Message> = (0..32)
-            .map(|i| {
-                let n = round * 32 + i + 1;
-                if i % 2 == 0 {
-                    chat(&me, to, n, 64)
-                } else {
-                    let query = Body::LocationQuery {
-                        request_id: n,
-                        node: to,
-                    };
-                    routed(&me, to, n, query)
-                }
-            })
-            .collect();
-        if write(&mut w, &batch).await.is_err() {
-            return;
-        }
-        sent.fetch_add(32, Ordering::Relaxed);
-    }
-}
-
 /// Honest clients in the flood test, each chatting on its own thread.
 const HONEST: usize = 20;
 /// Chats each honest client sends in each phase (quiet, then flooded).
@@ -139,19 +52,23 @@ const CHATS_EACH: usize = 25;
 /// How often each honest client starts a chat (when the last one is done).
 const CHAT_EVERY: Duration = Duration::from_millis(300);
 
-/// One phase of honest chatting: every client `i` sends [`CHATS_EACH`]
+/// One honest chat's start and latency.
+type Sample = (Instant, Duration);
+
+/// One phase of honest chatting: every client `i` sends `chats_each`
 /// chats to client `i + 1`, one every [`CHAT_EVERY`] (staggered across
-/// clients), all clients at once; each chat's latency from `POST /send`
-/// to its outcome, and the chats that were not delivered.
-fn chat_phase(ons: &[skyhop_tests::NodeProc], phase: &str) -> (Vec<Duration>, Vec<String>) {
+/// clients), all clients at once; when each chat was sent and its latency
+/// from `POST /send` to its outcome, and the chats that were not
+/// delivered.
+fn chat_phase(ons: &[NodeProc], phase: &str, chats_each: usize) -> (Vec<Sample>, Vec<String>) {
     let start = Instant::now();
-    let per_client: Vec<Vec<(Duration, Option<String>)>> = std::thread::scope(|scope| {
+    let per_client: Vec<Vec<(Sample, Option<String>)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..ons.len())
             .map(|i| {
                 scope.spawn(move || {
                     let (from, to) = (&ons[i], &ons[(i + 1) % ons.len()]);
                     let offset = CHAT_EVERY * i as u32 / ons.len() as u32;
-                    (0..CHATS_EACH)
+                    (0..chats_each)
                         .map(|n| {
                             let due = start + offset + CHAT_EVERY * n as u32;
                             std::thread::sleep(due.saturating_duration_since(Instant::now()));
@@ -159,7 +76,7 @@ fn chat_phase(ons: &[skyhop_tests::NodeProc], phase: &str) -> (Vec<Duration>, Ve
                             let outcome = from.send(&to.id, &format!("{phase} chat {i}.{n}"));
                             let failed = (outcome["delivered"] != true)
                                 .then(|| format!("{phase} chat {i}.{n}: {outcome}"));
-                            (sent_at.elapsed(), failed)
+                            ((sent_at, sent_at.elapsed()), failed)
                         })
                         .collect()
                 })
@@ -170,97 +87,224 @@ fn chat_phase(ons: &[skyhop_tests::NodeProc], phase: &str) -> (Vec<Duration>, Ve
             .map(|t| t.join().expect("an honest client's thread"))
             .collect()
     });
-    let mut latencies = Vec::new();
+    let mut samples = Vec::new();
     let mut failed = Vec::new();
-    for (latency, failure) in per_client.into_iter().flatten() {
-        latencies.push(latency);
+    for (sample, failure) in per_client.into_iter().flatten() {
+        samples.push(sample);
         failed.extend(failure);
     }
-    (latencies, failed)
+    (samples, failed)
+}
+
+/// One line the flooder printed (see `skyhop_tests::flooder`), and
+/// when the test read it.
+#[derive(Debug)]
+struct FloodEvent {
+    at: Instant,
+    kind: String,
+    fields: Vec<(String, String)>,
+}
+
+impl FloodEvent {
+    fn parse(at: Instant, line: &str) -> FloodEvent {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        // `error=` is last and may hold spaces.
+        let (rest, error) = match rest.split_once(" error=") {
+            Some((head, error)) => (head, Some(error)),
+            None => (rest, None),
+        };
+        let mut fields: Vec<(String, String)> = rest
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        fields.extend(error.map(|e| ("error".to_string(), e.to_string())));
+        FloodEvent {
+            at,
+            kind: kind.to_string(),
+            fields,
+        }
+    }
+
+    /// The numeric field `key` (0 if absent).
+    fn number(&self, key: &str) -> u64 {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The flooder process, started in its own host and read line by line.
+struct Flooder {
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<FloodEvent>,
+    seen: Vec<FloodEvent>,
+    child: usize,
+}
+
+impl Flooder {
+    /// Starts `skyhop-flooder` in `host`, flooding `target`: 4 identities
+    /// with 1,000 signed chats each, 60 s and 300 connection attempts at
+    /// most, a failed dial retried after 100 ms. It runs at the lowest CPU
+    /// priority: a namespace has an address of its own but not cores of
+    /// its own, and on another host the flooder's own work (framing and
+    /// encrypting its flood) would cost the honest clients nothing.
+    fn start(host: &mut OtherHost, target: &str) -> Flooder {
+        let bin = env!("CARGO_BIN_EXE_skyhop-flooder");
+        let mut child = host
+            .command(std::path::Path::new("nice"))
+            .args(["-n", "19", bin])
+            .args(["--to", target, "--for-secs", "60", "--identities", "4"])
+            .args(["--attempts", "300", "--chats", "1000", "--retry-ms", "100"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the flooder starts");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(FloodEvent::parse(Instant::now(), &line)).is_err() {
+                    return;
+                }
+            }
+        });
+        Flooder {
+            stdin,
+            lines,
+            seen: Vec::new(),
+            child: host.adopt(child),
+        }
+    }
+
+    /// Waits (at most `limit`) until the flooder prints a `kind` line.
+    fn wait_for(&mut self, kind: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.seen.iter().any(|e| e.kind == kind) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(e) => self.seen.push(e),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Tells the flooder to stop (its stdin ends), waits (at most 20 s) for
+    /// it to exit, and returns all it printed.
+    fn finish(mut self, host: &mut OtherHost) -> Vec<FloodEvent> {
+        drop(self.stdin.take());
+        let exited = wait_until(Duration::from_secs(20), || {
+            matches!(host.child(self.child).try_wait(), Ok(Some(_)))
+        });
+        assert!(exited, "the flooder did not stop within 20 s of being told");
+        self.seen.extend(self.lines.iter());
+        self.seen
+    }
 }
 
 #[test]
-fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
-    let overlay = Overlay::start("flood", 1, HONEST);
+fn a_flooding_client_is_disconnected_and_its_host_refused_while_every_honest_chat_is_delivered() {
+    if let Some(reason) = skyhop_tests::netns_skip_reason() {
+        println!("skipped: the flooder needs a host of its own (root and `ip netns`): {reason}");
+        return;
+    }
+    // The flooder's own host, in the issue's world: a network namespace
+    // with its own address. The honest clients share the loopback, which
+    // the supernode never refuses.
+    let mut host = OtherHost::new().expect("a network namespace for the flooder");
+    let on_veth = format!("/ip4/{}/tcp/0", host.local_ip);
+    let overlay = Overlay::start_listening("flood", 1, HONEST, &["/ip4/127.0.0.1/tcp/0", &on_veth]);
     let sn = &overlay.supernodes[0];
     let ons = &overlay.ordinary;
-    // Chats to a node that is not there: valid, yet each costs the
-    // supernode a lookup.
-    let target = NodeId([0x55; 32]);
-    let rt = client_runtime();
+    let target = sn
+        .listen_addr_on(&host.local_ip.to_string())
+        .expect("the supernode listens where the flooder's host reaches it");
+    // One chat each first, so that neither phase below pays for finding
+    // the recipient (a location lookup per new contact).
+    let (_, failed) = chat_phase(ons, "first", 1);
+    assert!(failed.is_empty(), "first chats not delivered: {failed:?}");
     // The same chats before any flood: the reference for the latency.
-    let (quiet, failed) = chat_phase(ons, "quiet");
+    let (quiet, failed) = chat_phase(ons, "quiet", CHATS_EACH);
     assert!(failed.is_empty(), "quiet chats not delivered: {failed:?}");
 
-    // Flooders, one after another, each with a fresh identity (ids are
-    // free), until the honest chats are done.
-    let done = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let flooders = {
-        let (done, sent, addr) = (done.clone(), sent.clone(), sn.addr.clone());
-        rt.spawn(async move {
-            let mut dropped = Vec::new();
-            for k in 0u8.. {
-                if done.load(Ordering::Relaxed) {
-                    break;
-                }
-                let me = Identity::from_secret([100u8.wrapping_add(k); 32]);
-                let (mut swarm, peer) = dial_as(&addr, &me);
-                let mut control = swarm.behaviour().new_control();
-                let sent = sent.clone();
-                let task = tokio::spawn(async move {
-                    let mut s = control.open_stream(peer, PROTOCOL).await.expect("stream");
-                    attach(&mut s, &me).await;
-                    let (mut r, w) = s.split();
-                    // Keep reading, so that only the flood can get us dropped.
-                    let reader = tokio::spawn(async move {
-                        let mut sink = vec![0u8; 64 * 1024];
-                        while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
-                    });
-                    flood(w, me, target, sent).await;
-                    reader.abort();
-                });
-                dropped.push(until_closed(&mut swarm, peer, Duration::from_secs(30)).await);
-                task.abort();
-            }
-            dropped
+    // The flood starts, then the honest clients chat as they did before.
+    let mut flooder = Flooder::start(&mut host, &target);
+    let flooding = flooder.wait_for("attached", Duration::from_secs(30));
+    assert!(flooding, "the flooder never attached: {:?}", flooder.seen);
+    let (flooded, failed) = chat_phase(ons, "flooded", CHATS_EACH);
+    let events = flooder.finish(&mut host);
+    let of = |kind: &'static str| events.iter().filter(move |e| e.kind == kind);
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let fields: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{} {}", e.kind, fields.join(" "))
         })
-    };
-    // The honest chats start once the flood is on.
-    let flooding = wait_until(Duration::from_secs(20), || sent.load(Ordering::Relaxed) > 0);
-    assert!(flooding, "the flooder never got to send");
+        .collect();
 
-    // Honest clients chat meanwhile, as they did before: every chat is
-    // delivered.
-    let (flooded, failed) = chat_phase(ons, "flooded");
-    done.store(true, Ordering::Relaxed);
-    let dropped = rt.block_on(flooders).expect("flooders ran");
+    // What a user notices: every honest chat delivered, and every honest
+    // client still on its supernode.
     assert!(
         failed.is_empty(),
         "chats not delivered under flood: {failed:?}"
     );
-
-    assert!(!dropped.is_empty(), "no flooder ran");
-    for (i, closed) in dropped.iter().enumerate() {
-        let lasted = closed.unwrap_or_else(|| panic!("flooder {i} was never disconnected"));
-        assert!(
-            lasted < Duration::from_secs(10),
-            "flooder {i} lasted {lasted:?}"
-        );
+    for on in ons {
+        assert_eq!(on.primary().as_deref(), Some(sn.id.as_str()), "{}", on.id);
     }
-    assert!(sent.load(Ordering::Relaxed) > 600, "the flood was a flood");
-    let logged = wait_until(Duration::from_secs(10), || {
-        sn.log().contains("frames over budget")
-    });
-    assert!(logged, "supernode log does not say why:\n{}", sn.log());
-    let over = sn.status()["counters"]["dropped"]["over_budget"]
+    // The flooder got one identity attached and was disconnected soon.
+    let attached: Vec<&FloodEvent> = of("attached").collect();
+    assert_eq!(
+        attached.len(),
+        1,
+        "one flooder identity attached: {lines:?}"
+    );
+    let closed = of("closed")
+        .next()
+        .unwrap_or_else(|| panic!("the flooder was never disconnected: {lines:?}"));
+    let (flood_frames, lasted) = (closed.number("frames"), closed.number("after_ms"));
+    assert!(flood_frames > 600, "the flood was a flood: {lines:?}");
+    assert!(lasted < 10_000, "the flooder lasted {lasted} ms");
+    // Every later connection from its host was refused before the
+    // handshake: no identity after the first one attached (above), the
+    // flooder saw its dials fail, and the supernode counted each refusal.
+    let refused = of("failed").count() as u64;
+    assert!(refused >= 1, "the flooder never came back: {lines:?}");
+    let status = sn.status();
+    let refused_here = status["connections_refused"].as_u64().unwrap_or(0);
+    assert!(
+        refused_here >= refused,
+        "the flooder saw {refused} dials fail, the supernode refused {refused_here}: {lines:?}"
+    );
+    let log = sn.log();
+    let flooder_ip = host.ip.to_string();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("refusing the peer's address") && l.contains(&flooder_ip)),
+        "the supernode never refused {flooder_ip}:\n{log}"
+    );
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused an inbound connection"))
+        .collect();
+    assert!(!refusals.is_empty(), "no refusal in the log:\n{log}");
+    for line in &refusals {
+        assert!(line.contains(&flooder_ip), "refused another host: {line}");
+    }
+
+    // What an operator sees: frames over budget by class, the ban, the
+    // links closed and the refusals, in /status and in /metrics.
+    let over = status["counters"]["dropped"]["over_budget"]
         .as_u64()
         .unwrap_or(0);
     assert!(over > 0, "no frame counted over budget");
-
-    // What an operator sees: frames over budget by class, the bans and
-    // the links closed, in /status and in /metrics.
-    let status = sn.status();
+    assert!(
+        log.contains("frames over budget"),
+        "supernode log does not say why:\n{log}"
+    );
     let by_class: u64 = status["counters"]["over_budget"]
         .as_object()
         .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
@@ -271,39 +315,84 @@ fn a_flooding_client_is_disconnected_while_every_honest_chat_is_delivered() {
     );
     let banned = status["counters"]["peers_banned"].as_u64().unwrap_or(0);
     assert!(banned >= 1, "/status counts no ban: {status}");
-    let closed = status["links_closed"].as_u64().unwrap_or(0);
+    let links_closed = status["links_closed"].as_u64().unwrap_or(0);
     assert!(
-        closed >= banned,
-        "/status: {closed} links closed for {banned} bans"
+        links_closed >= banned,
+        "/status: {links_closed} links closed for {banned} bans"
     );
     let metrics = metrics_of(sn);
-    assert!(
-        metrics.contains(&format!("skyhop_peers_banned_total {banned}")),
-        "no ban count in\n{metrics}"
-    );
-    assert!(
-        metrics.contains("skyhop_over_budget_total{class=\""),
-        "no over-budget count in\n{metrics}"
-    );
-    assert!(
-        metrics.contains("skyhop_links_ended_total{by=\"us\"}"),
-        "no links-ended count in\n{metrics}"
-    );
+    for expected in [
+        format!("skyhop_peers_banned_total {banned}"),
+        "skyhop_over_budget_total{class=\"".to_string(),
+        "skyhop_links_ended_total{by=\"us\"}".to_string(),
+        "skyhop_connections_refused_total ".to_string(),
+    ] {
+        assert!(metrics.contains(&expected), "no {expected} in\n{metrics}");
+    }
+
     // Recorded, not asserted (timings in tests only bound hangs): the
     // issue asks the p99 under flood to stay within 3x of the quiet one.
-    let (quiet_p99, flooded_p99) = (percentile_ms(&quiet, 0.99), percentile_ms(&flooded, 0.99));
+    // Also the chats started while the flooder was attached, before its
+    // disconnection reached the test.
+    let latencies = |s: &[Sample]| -> Vec<Duration> { s.iter().map(|x| x.1).collect() };
+    let (quiet, all_flooded) = (latencies(&quiet), latencies(&flooded));
+    let while_on: Vec<Duration> = flooded
+        .iter()
+        .filter(|(at, _)| *at <= closed.at)
+        .map(|x| x.1)
+        .collect();
+    let (quiet_p99, flooded_p99) = (
+        percentile_ms(&quiet, 0.99),
+        percentile_ms(&all_flooded, 0.99),
+    );
+    // The slowest chats under flood, and when each started after the
+    // flooder attached: CPU contention, or a retry after a lost frame?
+    let mut slowest: Vec<(u128, i128)> = flooded
+        .iter()
+        .map(|(at, latency)| {
+            let since = at.saturating_duration_since(attached[0].at).as_millis() as i128;
+            let before = attached[0].at.saturating_duration_since(*at).as_millis() as i128;
+            (latency.as_millis(), since - before)
+        })
+        .collect();
+    slowest.sort_unstable_by(|a, b| b.cmp(a));
+    slowest.truncate(5);
+    // Chat frames the honest clients sent beyond one per chat are retries.
+    let chat_frames: u64 = ons
+        .iter()
+        .map(|on| {
+            on.status()["counters"]["frames_out"]["chat"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
     eprintln!(
-        "{} flooders, {} frames sent, {over} counted over budget, {banned} banned; \
+        "slowest chats under flood (ms, started ms after the flooder attached): {slowest:?}; \
+         honest chat frames sent {chat_frames} for {} chats; the supernode dropped {}",
+        HONEST * (1 + 2 * CHATS_EACH),
+        status["counters"]["dropped"]
+    );
+    let signed = of("signed").next();
+    let (signed, chats, signing) = signed.map_or((0, 0, 0), |e| {
+        (e.number("identities"), e.number("chats"), e.number("in_ms"))
+    });
+    let said: Vec<&String> = lines.iter().filter(|l| !l.starts_with("failed")).collect();
+    let first_failure = lines.iter().find(|l| l.starts_with("failed"));
+    eprintln!("the flooder said: {said:#?}\nand {refused} times, first: {first_failure:?}");
+    eprintln!(
+        "flooder from {flooder_ip}: 1 identity attached, {flood_frames} frames sent, disconnected \
+         after {lasted} ms; then {refused} dials refused ({refused_here} counted by the supernode); \
+         {over} frames counted over budget, {banned} banned; {signed} x {chats} chats signed beforehand in {signing} ms; \
          {HONEST} honest clients, {} chats quiet and {} under flood, all delivered; \
          honest latency p50 / p99: quiet {} / {quiet_p99} ms, under flood {} / {flooded_p99} ms; \
-         p99 ratio {:.2}x",
-        dropped.len(),
-        sent.load(Ordering::Relaxed),
+         p99 ratio {:.2}x; {} chats started while the flooder was attached: p99 {} ms",
         quiet.len(),
-        flooded.len(),
+        all_flooded.len(),
         percentile_ms(&quiet, 0.50),
-        percentile_ms(&flooded, 0.50),
+        percentile_ms(&all_flooded, 0.50),
         flooded_p99 as f64 / quiet_p99.max(1) as f64,
+        while_on.len(),
+        if while_on.is_empty() { 0 } else { percentile_ms(&while_on, 0.99) },
     );
 }
 
@@ -316,7 +405,7 @@ fn percentile_ms(samples: &[Duration], q: f64) -> u128 {
 }
 
 /// The node's `/metrics` text.
-fn metrics_of(node: &skyhop_tests::NodeProc) -> String {
+fn metrics_of(node: &NodeProc) -> String {
     let stream = std::os::unix::net::UnixStream::connect(&node.control).expect("connect");
     let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let (code, text) = skyhop_tests::exchange(stream, request).expect("metrics");
@@ -335,12 +424,14 @@ fn a_client_that_never_reads_is_dropped_within_the_writer_timeout() {
         let mut control = swarm.behaviour().new_control();
         let writer = tokio::spawn(async move {
             let mut s = control.open_stream(peer, PROTOCOL).await.expect("stream");
-            attach(&mut s, &me).await;
+            raw::attach(&mut s, &me).await.expect("attached");
             // Chats to ourselves come straight back from our supernode:
             // 150 of 4 KiB is over a Yamux window, within the chat budget's
             // burst. Then never read again.
-            let chats: Vec<Message> = (1..=150).map(|n| chat(&me, me.id(), n, 4000)).collect();
-            let _ = write(&mut s, &chats).await;
+            let chats: Vec<Message> = (1..=150)
+                .map(|n| raw::chat(&me, me.id(), n, 4000))
+                .collect();
+            let _ = raw::write(&mut s, &chats).await;
             std::future::pending::<()>().await;
         });
         let since_flood = Instant::now();
