@@ -2,7 +2,7 @@
 //! Yamux and QUIC, chosen by the listen and dial addresses) and a
 //! [`skyhop_core::Node`], in the Client / EventLoop shape of rust-libp2p's
 //! file-sharing example. [`start`] builds both and returns a
-//! [`NodeHandle`]; everything else talks to the task through it.
+//! [`NodeHandle`](super::handle::NodeHandle); everything else talks to the task through it.
 //!
 //! # Implementation notes
 //! - The clock is read once per wake-up ([`super::clock::now_micros`]) and
@@ -74,11 +74,19 @@ const MAX_MDNS_PEERS: usize = 256;
 const COMMAND_QUEUE: usize = 256;
 /// Link events handled at most per wake-up of the node task.
 const LINK_EVENTS_PER_WAKE: usize = 128;
-/// Frames handled per wake-up of the node task before it stops taking
-/// more link events (a read's batch is handled whole): the core's outputs
-/// are queued to the link writers only when the wake-up ends, so this
-/// bounds what one wake-up can push onto a writer's queue.
-const LINK_FRAMES_PER_WAKE: usize = 256;
+/// Work done per wake-up of the node task before it stops taking more link
+/// events (a read's batch is handled whole): a frame forwarded from its
+/// bytes counts 1, a frame the core handles counts [`HANDLED_FRAME_WORK`].
+/// The core's outputs are queued to the link writers only when the wake-up
+/// ends, so this bounds both what one wake-up can push onto a writer's
+/// queue and how long the answers to frames handled early in a wake-up
+/// wait behind the rest (a flood's chats each cost the supernode a lookup
+/// and a signed answer).
+const LINK_WORK_PER_WAKE: usize = 256;
+/// What a frame the core decodes and handles counts against
+/// [`LINK_WORK_PER_WAKE`]: handling (decoding, looking up, signing or
+/// verifying) costs 10-100 times a forward from bytes.
+const HANDLED_FRAME_WORK: usize = 8;
 /// Inbound or opened streams queued to the node task at most.
 const STREAM_QUEUE: usize = 256;
 /// How long opening a stream may take.
@@ -384,17 +392,17 @@ impl NodeTask {
             match wake {
                 Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
                 Wake::Link(ev) => {
-                    let mut frames = self.on_link_event(now, ev);
+                    let mut work = self.on_link_event(now, ev);
                     // Frames arrive in bursts: take what is already queued
                     // in this wake-up instead of one select (a swarm poll, a
                     // new timer, a clock read) per read. The links take
                     // turns, one read's batch each.
                     for _ in 1..LINK_EVENTS_PER_WAKE {
-                        if frames >= LINK_FRAMES_PER_WAKE {
+                        if work >= LINK_WORK_PER_WAKE {
                             break;
                         }
                         match self.inbound.next().now_or_never() {
-                            Some(Some(ev)) => frames += self.on_link_event(now, ev),
+                            Some(Some(ev)) => work += self.on_link_event(now, ev),
                             _ => break,
                         }
                     }

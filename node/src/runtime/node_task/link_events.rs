@@ -19,7 +19,7 @@ use skyhop_protocol::{codec, DecodeError, Message, NodeId, PROTOCOL_VERSION};
 
 use super::super::link::{InFrame, LinkEvent};
 use super::super::oplog::OpKind;
-use super::NodeTask;
+use super::{NodeTask, HANDLED_FRAME_WORK};
 
 impl NodeTask {
     /// Closes the link the core asked to close: the writer flushes what is
@@ -85,7 +85,8 @@ impl NodeTask {
         self.core.handle_link_down(now, id);
     }
 
-    /// Handles one link event; returns the frames it carried.
+    /// Handles one link event; returns the work it took (see
+    /// [`super::LINK_WORK_PER_WAKE`]).
     pub(super) fn on_link_event(&mut self, now: SimTime, ev: LinkEvent) -> usize {
         match ev {
             LinkEvent::Frames {
@@ -102,18 +103,20 @@ impl NodeTask {
                 {
                     return 0; // The link was replaced or dropped.
                 }
-                let count = frames.len();
+                let mut work = 0;
                 for frame in frames {
                     match frame {
-                        InFrame::Routed(r) => {
-                            if !self.on_routed_frame(now, node, &routed[r]) {
-                                break; // The peer was dropped.
-                            }
+                        InFrame::Routed(r) => match self.on_routed_frame(now, node, &routed[r]) {
+                            Some(w) => work += w,
+                            None => break, // The peer was dropped.
+                        },
+                        InFrame::Msg(msg) => {
+                            self.on_message(now, node, *msg);
+                            work += HANDLED_FRAME_WORK;
                         }
-                        InFrame::Msg(msg) => self.on_message(now, node, *msg),
                     }
                 }
-                return count;
+                return work;
             }
             LinkEvent::ReaderDone {
                 node,
@@ -165,9 +168,9 @@ impl NodeTask {
         0
     }
 
-    /// Handles a routed frame body from `node`; false if the peer was
-    /// dropped for it.
-    fn on_routed_frame(&mut self, now: SimTime, node: NodeId, body: &[u8]) -> bool {
+    /// Handles a routed frame body from `node`; the work it took (see
+    /// [`super::LINK_WORK_PER_WAKE`]), or None if the peer was dropped for it.
+    fn on_routed_frame(&mut self, now: SimTime, node: NodeId, body: &[u8]) -> Option<usize> {
         match self.core.handle_routed_frame(now, node, body) {
             FrameVerdict::Forward(to, rw) => {
                 let queued = self
@@ -177,15 +180,15 @@ impl NodeTask {
                 if !queued {
                     self.dropped_frames.fetch_add(1, Ordering::Relaxed);
                 }
-                true
+                Some(1)
             }
-            FrameVerdict::Dropped => true,
+            FrameVerdict::Dropped => Some(1),
             FrameVerdict::Decode => match codec::decode_body(body) {
                 Ok(msg) => {
                     self.core.handle_message(now, node, msg);
-                    true
+                    Some(HANDLED_FRAME_WORK)
                 }
-                Err(e) => self.on_bad_body(now, node, body, e),
+                Err(e) => self.on_bad_body(now, node, body, e).then_some(1),
             },
         }
     }
