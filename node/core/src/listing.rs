@@ -2,7 +2,7 @@
 //! list of its clients that asked to be listed (`--listed`), the names it
 //! checked for them, and how often each client may ask for the list.
 //!
-//! Only a node can list itself: a client says so in a [`Listed`] message
+//! Only a node can list itself: a client says so in a [`Listed`](skyhop_protocol::Listed) message
 //! on its own authenticated link, so the supernode lists the link's peer
 //! and nobody else. A name is shown only once the supernode has checked it
 //! twice: the client's [`skyhop_protocol::NameClaim`] verifies and names

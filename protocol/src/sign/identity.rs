@@ -186,7 +186,7 @@ impl Identity {
     }
 
     /// A signed record saying this node is attached to `sn` and linked to
-    /// the backup supernodes `backups` (the first [`MAX_RECORD_BACKUPS`]).
+    /// the backup supernodes `backups` (the first [`MAX_RECORD_BACKUPS`](crate::limits::MAX_RECORD_BACKUPS)).
     pub fn location_record_with_backups(
         &self,
         sn: NodeId,

@@ -78,7 +78,7 @@ impl SignatureMemo {
         Ok(())
     }
 
-    /// [`verify_record`], remembering a success.
+    /// [`super::verify_record`], remembering a success.
     pub fn verify_record(&self, record: &LocationRecord) -> Result<(), SignatureError> {
         self.verify(
             &record.node,
@@ -88,7 +88,7 @@ impl SignatureMemo {
         )
     }
 
-    /// [`verify_name_claim`], remembering a success.
+    /// [`super::verify_name_claim`], remembering a success.
     pub fn verify_name_claim(&self, claim: &NameClaim) -> Result<(), SignatureError> {
         self.verify(
             &claim.node,
@@ -98,7 +98,7 @@ impl SignatureMemo {
         )
     }
 
-    /// [`verify_leave`], remembering a success.
+    /// [`super::verify_leave`], remembering a success.
     pub fn verify_leave(&self, leave: &Leave) -> Result<(), SignatureError> {
         self.verify(
             &leave.node,
@@ -108,7 +108,7 @@ impl SignatureMemo {
         )
     }
 
-    /// [`verify_chat`], remembering a success.
+    /// [`super::verify_chat`], remembering a success.
     pub fn verify_chat(&self, chat: &ChatMessage) -> Result<(), SignatureError> {
         self.verify(
             &chat.from,
@@ -118,7 +118,7 @@ impl SignatureMemo {
         )
     }
 
-    /// [`verify_receipt`], remembering a success.
+    /// [`super::verify_receipt`], remembering a success.
     pub fn verify_receipt(&self, receipt: &ChatReceipt) -> Result<(), SignatureError> {
         self.verify(
             &receipt.recipient,
@@ -128,7 +128,7 @@ impl SignatureMemo {
         )
     }
 
-    /// [`verify_absence`], remembering a success.
+    /// [`super::verify_absence`], remembering a success.
     pub fn verify_absence(&self, absence: &Absence) -> Result<(), SignatureError> {
         self.verify(
             &absence.by,
@@ -138,7 +138,7 @@ impl SignatureMemo {
         )
     }
 
-    /// [`verify_stored`], remembering a success.
+    /// [`super::verify_stored`], remembering a success.
     pub fn verify_stored(&self, notice: &StoredNotice) -> Result<(), SignatureError> {
         self.verify(
             &notice.by,
@@ -148,7 +148,7 @@ impl SignatureMemo {
         )
     }
 
-    /// [`verify_withdraw_lost`], remembering a success.
+    /// [`super::verify_withdraw_lost`], remembering a success.
     pub fn verify_withdraw_lost(
         &self,
         w: &Withdraw,

@@ -511,7 +511,7 @@ pub mod id_string {
     }
 }
 
-/// A [`MsgId`] as a JSON string of decimal digits.
+/// A [`MsgId`](skyhop_protocol::MsgId) as a JSON string of decimal digits.
 pub mod msg_id_string {
     use serde::{Deserializer, Serializer};
     use skyhop_protocol::MsgId;

@@ -232,7 +232,7 @@ pub struct StoredChat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {
-    /// Linked to this node, or heard from in the last [`PRESENCE_FRESH`].
+    /// Linked to this node, or heard from in the last [`PRESENCE_FRESH`](super::PRESENCE_FRESH).
     Online,
     /// Last reported offline by its home supernodes.
     Offline,
