@@ -169,7 +169,12 @@ impl Home {
             } else {
                 NotFoundReason::NoRecord
             };
-            Box::new(ctx.identity.absence(request_id, node, reason))
+            // Remembered as verified: the answer to our own lookup (a
+            // supernode that is its own home) comes back to us.
+            Box::new(
+                ctx.memo
+                    .sign_absence(&ctx.identity, request_id, node, reason),
+            )
         });
         let reply = Body::LocationReply {
             request_id,

@@ -4,13 +4,13 @@
 use super::{
     absence_signed_bytes, chat_signed_bytes, leave_signed_bytes, name_claim_signed_bytes,
     receipt_signed_bytes, record_signed_bytes, statement, stored_signed_bytes, verify,
-    withdraw_lost_signed_bytes, SignatureError, Statement,
+    withdraw_lost_signed_bytes, Identity, SignatureError, Statement,
 };
 use crate::bounded::Signature;
 use crate::id::NodeId;
 use crate::message::{
-    Absence, ChatMessage, ChatReceipt, Leave, LocationRecord, NameClaim, PublicKey, StoredNotice,
-    SupernodeProof, Withdraw,
+    Absence, ChatMessage, ChatReceipt, Leave, LocationRecord, NameClaim, NotFoundReason, PublicKey,
+    StoredNotice, SupernodeProof, Withdraw,
 };
 
 /// Signatures that verified, remembered by a digest of everything
@@ -126,6 +126,26 @@ impl SignatureMemo {
             &receipt_signed_bytes(receipt),
             &receipt.signature,
         )
+    }
+
+    /// `identity`'s signed absence (see [`Identity::absence`]), remembered
+    /// as verified: a node that answers its own lookup as the home does
+    /// not verify what it has just signed.
+    pub fn sign_absence(
+        &self,
+        identity: &Identity,
+        about: u64,
+        node: NodeId,
+        reason: NotFoundReason,
+    ) -> Absence {
+        let absence = identity.absence(about, node, reason);
+        self.insert(digest(
+            &absence.by,
+            &absence.public_key,
+            &absence_signed_bytes(&absence),
+            &absence.signature,
+        ));
+        absence
     }
 
     /// [`super::verify_absence`], remembering a success.

@@ -315,6 +315,7 @@ mod tests {
     use super::*;
     use crate::id::MsgId;
     use crate::limits::MAX_CHAT_BODY;
+    use crate::message::NotFoundReason;
 
     #[test]
     fn signatures_verify_and_forgeries_fail() {
@@ -386,6 +387,22 @@ mod tests {
         assert_eq!(
             a.id(),
             NodeId::from_peer_id(&a.libp2p_keypair().public().to_peer_id())
+        );
+    }
+
+    #[test]
+    fn an_absence_signed_through_the_memo_is_the_identitys_and_a_forgery_still_fails() {
+        let home = Identity::from_secret([4; 32]);
+        let memo = SignatureMemo::new(16);
+        let node = Identity::from_secret([5; 32]).id();
+        let a = memo.sign_absence(&home, 9, node, NotFoundReason::NoRecord);
+        assert_eq!(a, home.absence(9, node, NotFoundReason::NoRecord));
+        assert_eq!(memo.verify_absence(&a), Ok(()));
+        let mut forged = a.clone();
+        forged.reason = NotFoundReason::Offline;
+        assert_eq!(
+            memo.verify_absence(&forged),
+            Err(SignatureError::BadSignature)
         );
     }
 }
