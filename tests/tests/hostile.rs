@@ -6,13 +6,9 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
-use libp2p::StreamProtocol;
-use skyhop_protocol::{
-    codec, FrameDecoder, Hello, Identity, Join, Message, NodeId, Role, PROTOCOL_VERSION,
-};
+use skyhop_protocol::{codec, Hello, Identity, Message, NodeId, Role};
+use skyhop_tests::raw::{self, PROTOCOL};
 use skyhop_tests::{client_runtime, dial_as, wait_until, Overlay};
-
-const PROTOCOL: StreamProtocol = StreamProtocol::new("/skyhop/1");
 
 /// What the hostile client does once its stream is open.
 enum Attack {
@@ -59,7 +55,7 @@ async fn attack(target: &str, identity: Identity, attack: Attack) -> bool {
 /// Says hello and joins like an honest ordinary node, then publishes a
 /// record that claims to be someone else's.
 async fn forge(s: &mut libp2p::Stream, me: &Identity) {
-    join_as_ordinary(s, me).await;
+    raw::attach(s, me).await.expect("accepted");
     // A record for a node that is not us, signed by us: the key does not
     // hash to the claimed id.
     let victim = NodeId([0x42; 32]);
@@ -214,7 +210,7 @@ fn hostile_peers_are_dropped_and_everyone_else_is_served() {
 /// routed packet in its own name whose envelope is good and whose body is
 /// not (a datagram announcing more bytes than it has).
 async fn send_bad_body(s: &mut libp2p::Stream, me: &Identity, to: NodeId) {
-    join_as_ordinary(s, me).await;
+    raw::attach(s, me).await.expect("accepted");
     let p = skyhop_protocol::Packet {
         dst: to,
         src: me.id(),
@@ -232,33 +228,6 @@ async fn send_bad_body(s: &mut libp2p::Stream, me: &Identity, to: NodeId) {
     frame[at] = 100;
     s.write_all(&frame).await.expect("write");
     s.flush().await.expect("flush");
-}
-
-/// Hello, join, and wait (bounded by the caller's timeout) for the Accept.
-async fn join_as_ordinary(s: &mut libp2p::Stream, me: &Identity) {
-    let hello = Message::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        role: Role::Ordinary,
-        id: me.id(),
-        listen_addrs: vec![],
-        agent: "hostile-test".into(),
-    });
-    let mut out = Vec::new();
-    codec::encode_into(&hello, &mut out).expect("encodes");
-    codec::encode_into(&Message::Join(Join { request_id: 1 }), &mut out).expect("encodes");
-    s.write_all(&out).await.expect("write");
-    s.flush().await.expect("flush");
-    let mut dec = FrameDecoder::new();
-    let mut buf = [0u8; 4096];
-    let mut accepted = false;
-    while !accepted {
-        let n = s.read(&mut buf).await.expect("read");
-        assert!(n > 0, "closed before accepting us");
-        dec.push(&buf[..n]);
-        while let Some(m) = dec.next_message().expect("valid frames") {
-            accepted |= matches!(m, Message::Accept(_));
-        }
-    }
 }
 
 #[test]
