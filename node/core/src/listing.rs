@@ -2,7 +2,7 @@
 //! list of its clients that asked to be listed (`--listed`), the names it
 //! checked for them, and how often each client may ask for the list.
 //!
-//! Only a node can list itself: a client says so in a [`Listed`](skyhop_protocol::Listed) message
+//! Only a node can list itself: a client says so in a [`Listed`] message
 //! on its own authenticated link, so the supernode lists the link's peer
 //! and nobody else. A name is shown only once the supernode has checked it
 //! twice: the client's [`skyhop_protocol::NameClaim`] verifies and names
@@ -18,6 +18,8 @@
 //! list is full is not listed, and counted). The last answer to each
 //! client is remembered only while it is a client (dropped with its link),
 //! so that map is bounded by the supernode's clients.
+//!
+//! [`Listed`]: skyhop_protocol::Listed
 
 use std::collections::BTreeMap;
 

@@ -18,8 +18,11 @@
 //!   pings and event streams hold a place of their own ([`super::waiters`]:
 //!   in all and per client), so that waiters can never take the slots
 //!   `/status` or `/send` need: past the limit they get 429.
-//! - Every refusal is an [`ErrorReply`](super::api::ErrorReply) with an [`ErrorCode`](super::api::ErrorCode), axum's own
+//! - Every refusal is an [`ErrorReply`] with an [`ErrorCode`], axum's own
 //!   rejections included.
+//!
+//! [`ErrorReply`]: super::api::ErrorReply
+//! [`ErrorCode`]: super::api::ErrorCode
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

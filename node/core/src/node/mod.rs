@@ -8,11 +8,13 @@
 //!
 //! # Implementation notes
 //! Sub-machines never call each other: each gets the shared [`Ctx`] and
-//! read access to what it needs, and returns a decision (a [`Route`](crate::routing::Route), the
+//! read access to what it needs, and returns a decision (a [`Route`], the
 //! packets a home supernode must send, the ack a chat calls for). The order
 //! in which the facade acts on those decisions is the order the node's
 //! outputs and RNG draws take, which the simulator's byte-identical runs
 //! depend on.
+//!
+//! [`Route`]: crate::routing::Route
 
 use std::sync::Arc;
 

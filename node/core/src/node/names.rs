@@ -15,14 +15,15 @@ use crate::{SimTime, SECS};
 impl Node {
     /// Looks up where `node` is attached, at its home supernodes (if no
     /// lookup of it is in flight already); the answer arrives as
-    /// [`Event::Located`](crate::Event::Located). False if too many lookups are in flight.
+    /// [`Event::Located`](crate::Event::Located). False if too many
+    /// lookups are in flight.
     pub fn look_up(&mut self, now: SimTime, node: NodeId) -> bool {
         !self.left && node != self.ctx.id && self.query_location(now, node)
     }
 
     /// Looks up who holds `name`, at its home supernodes; the answer
-    /// arrives as [`Event::NameResolved`](crate::Event::NameResolved) with the returned id (none if no
-    /// home answers within the query timeout).
+    /// arrives as [`Event::NameResolved`](crate::Event::NameResolved) with
+    /// the returned id (none if no home answers within the query timeout).
     pub fn lookup_name(&mut self, now: SimTime, name: &str) -> Result<u64, LookupError> {
         if self.left {
             return Err(LookupError::Left);

@@ -1,9 +1,11 @@
 //! The packet pipeline of a [`Node`]: a packet is originated here or
 //! arrives on a link, is checked against the duplicate window, routed by
-//! the [`Router`](crate::routing::Router)'s decision (forward, deliver at home, look up, or answer
+//! the [`Router`]'s decision (forward, deliver at home, look up, or answer
 //! not-found), and when it is for this node, delivered to the sub-machine
 //! that owns its body: chat delivery, traces, the home directory or the
 //! location cache.
+//!
+//! [`Router`]: crate::routing::Router
 
 use skyhop_protocol::{
     Absence, Body, LocationHop, LocationRecord, Message, MsgId, NameClaim, NodeId, NotFoundReason,
