@@ -155,6 +155,16 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, EncodeError> {
     Ok(out)
 }
 
+/// The length of the frame that carries routed packet `p`, as [`encode`]
+/// writes it (0 if it would not encode): for queues bounded in bytes.
+pub fn packet_frame_len(p: &crate::Packet) -> usize {
+    let mut out = Vec::new();
+    match crate::envelope::encode_packet(p, &mut out) {
+        Ok(()) => FRAME_HEADER_LEN + out.len(),
+        Err(_) => 0,
+    }
+}
+
 /// Reads a bincode varint (unsigned) at the start of `bytes`: the value and
 /// its length, or `None` when truncated or malformed.
 fn peek_varint(bytes: &[u8]) -> Option<(u64, usize)> {

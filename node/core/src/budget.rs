@@ -133,7 +133,7 @@ impl MessageClass {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
@@ -204,6 +204,13 @@ pub struct BudgetConfig {
     /// Frames over budget a peer may send (refilled at one a second)
     /// before it is disconnected and refused.
     pub tolerance: u32,
+    /// The share of each class's burst, in percent, that a newly linked
+    /// peer starts with; the rest it earns at the class's rate. An
+    /// identity costs nothing to make, so a fresh one gets little before
+    /// a flood from it is cut, while a peer linked for a while (burst /
+    /// rate seconds: 5 s for chats) has its whole burst. An ordinary node
+    /// paces what it sends to stay within a first burst (`crate::pacer`).
+    pub first_burst_percent: u32,
 }
 
 impl Default for BudgetConfig {
@@ -218,6 +225,7 @@ impl Default for BudgetConfig {
             trace: Rate::new(20, 100),
             supernode_factor: 32,
             tolerance: 100,
+            first_burst_percent: 10,
         }
     }
 }
@@ -238,7 +246,15 @@ impl BudgetConfig {
             trace: max,
             supernode_factor: 1024,
             tolerance: 1_000_000,
+            first_burst_percent: 100,
         }
+    }
+
+    /// What a newly linked peer may send of `class` at once: its share
+    /// of the burst, at least one frame.
+    pub(crate) fn first_burst(&self, class: MessageClass) -> u64 {
+        let burst = u64::from(self.rate(class).burst);
+        (burst * u64::from(self.first_burst_percent) / 100).max(1)
     }
 
     /// The rate of `class`.
@@ -259,22 +275,23 @@ impl BudgetConfig {
 /// refilled, in milliseconds since its peer linked (8 bytes: there is one
 /// per class on every link, and a simulated world has millions of links).
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: u32,
     refilled_ms: u32,
 }
 
 impl Bucket {
-    fn full(burst: u64) -> Bucket {
+    /// A bucket holding `tokens`, as of the link's start.
+    pub(crate) fn holding(tokens: u64) -> Bucket {
         Bucket {
-            tokens: milli(burst),
+            tokens: milli(tokens),
             refilled_ms: 0,
         }
     }
 
     /// Refills at `per_s` up to `burst` as of `now_ms`, then takes one
     /// token if there is one.
-    fn take(&mut self, per_s: u64, burst: u64, now_ms: u32) -> bool {
+    pub(crate) fn take(&mut self, per_s: u64, burst: u64, now_ms: u32) -> bool {
         let elapsed = u64::from(now_ms.saturating_sub(self.refilled_ms));
         // per_s tokens a second = per_s thousandths a millisecond.
         let earned = elapsed.saturating_mul(per_s);
@@ -287,6 +304,15 @@ impl Bucket {
         } else {
             false
         }
+    }
+}
+
+impl Bucket {
+    /// When, in milliseconds since its peer linked, refilling at `per_s`
+    /// gives the bucket its next whole token (now, if it has one).
+    pub(crate) fn next_token_ms(&self, per_s: u64) -> u64 {
+        let missing = u64::from(MILLI_U32.saturating_sub(self.tokens));
+        u64::from(self.refilled_ms) + missing.div_ceil(per_s.max(1))
     }
 }
 
@@ -325,14 +351,15 @@ pub(crate) struct PeerBudget {
 }
 
 impl PeerBudget {
-    /// Full buckets for a peer linked at `now`.
+    /// Buckets for a peer linked at `now`, each holding the class's first
+    /// burst ([`BudgetConfig::first_burst_percent`]).
     pub fn new(cfg: &BudgetConfig, now: SimTime) -> PeerBudget {
         PeerBudget {
             since: now,
-            // Supernode links too start with the plain burst: the role is
-            // not known until the `Hello`.
-            buckets: MessageClass::ALL.map(|c| Bucket::full(u64::from(cfg.rate(c).burst))),
-            tolerance: Bucket::full(u64::from(cfg.tolerance)),
+            // Supernode links too start with a client's first burst: the
+            // role is not known until the `Hello`.
+            buckets: MessageClass::ALL.map(|c| Bucket::holding(cfg.first_burst(c))),
+            tolerance: Bucket::holding(u64::from(cfg.tolerance)),
             originated: None,
         }
     }
@@ -346,8 +373,11 @@ impl PeerBudget {
             bucket.tokens = milli(u64::from(cfg.rate(class).burst) * factor);
         }
         // Full buckets: the refill time does not matter while they are.
+        // Not a first burst: a supernode that has just linked may answer
+        // for many of our clients at once, and its own excess is dropped
+        // without a ban (see the module's notes).
         self.originated = Some(Box::new(
-            ORIGINATED_CLASSES.map(|c| Bucket::full(u64::from(cfg.rate(c).burst))),
+            ORIGINATED_CLASSES.map(|c| Bucket::holding(u64::from(cfg.rate(c).burst))),
         ));
     }
 
@@ -423,6 +453,7 @@ mod tests {
         let cfg = BudgetConfig {
             join: Rate::new(2, 3),
             tolerance: 2,
+            first_burst_percent: 100,
             ..BudgetConfig::default()
         };
         let class = MessageClass::of(&join());
@@ -436,6 +467,27 @@ mod tests {
         assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Within);
         assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Over);
         assert_eq!(b.charge(&cfg, class, false, SECS / 2), Verdict::Exhausted);
+    }
+
+    #[test]
+    fn a_new_peer_starts_with_a_tenth_of_the_burst_and_earns_the_rest() {
+        let cfg = BudgetConfig {
+            chat: Rate::new(100, 500),
+            tolerance: 1_000,
+            ..BudgetConfig::default()
+        };
+        let at = 7 * SECS;
+        let mut b = PeerBudget::new(&cfg, at);
+        let within = |b: &mut PeerBudget, now| {
+            (0..1_000)
+                .filter(|_| b.charge(&cfg, MessageClass::Chat, false, now) == Verdict::Within)
+                .count()
+        };
+        assert_eq!(within(&mut b, at), 50);
+        // One second on, the rate has added 100.
+        assert_eq!(within(&mut b, at + SECS), 100);
+        // Quiet for ten seconds, it holds the whole burst.
+        assert_eq!(within(&mut b, at + 11 * SECS), 500);
     }
 
     #[test]
@@ -481,6 +533,7 @@ mod tests {
             chat: Rate::new(10, 10),
             supernode_factor: 100,
             tolerance: 1,
+            first_burst_percent: 100,
             ..BudgetConfig::default()
         };
         let mut sn = PeerBudget::new(&cfg, 0);

@@ -124,6 +124,11 @@ impl Outbox {
         }
     }
 
+    /// The packet `msg_id` last went out as.
+    pub fn last_packet(&self, msg_id: &MsgId) -> Option<MsgId> {
+        self.pending.get(msg_id)?.packet_ids.back().copied()
+    }
+
     /// Records that `msg_id` went out as packet `packet_id`.
     pub fn sent_as(&mut self, msg_id: &MsgId, packet_id: MsgId) {
         if let Some(p) = self.pending.get_mut(msg_id) {

@@ -80,6 +80,9 @@ pub enum DropReason {
     OutputQueueFull,
     /// A frame from a peer over its budget for the frame's class.
     OverBudget,
+    /// One of this node's own packets, over its pace with the pace's queue
+    /// full (a chat's retry sends it again).
+    PaceQueueFull,
     /// A location record published by a peer that is not this supernode's client.
     PublishFromNonClient,
     /// A duplicate chat not acked again: too many duplicates this second.
@@ -114,7 +117,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 42] = [
+    pub const ALL: [DropReason; 43] = [
         DropReason::ChatOutsideWindow,
         DropReason::DialBackUnserved,
         DropReason::DialOverBudget,
@@ -145,6 +148,7 @@ impl DropReason {
         DropReason::Offline,
         DropReason::OutputQueueFull,
         DropReason::OverBudget,
+        DropReason::PaceQueueFull,
         DropReason::PublishFromNonClient,
         DropReason::ReackOverBudget,
         DropReason::RepeatedHello,
@@ -192,6 +196,7 @@ impl DropReason {
             DropReason::Offline => "offline",
             DropReason::OutputQueueFull => "output_queue_full",
             DropReason::OverBudget => "over_budget",
+            DropReason::PaceQueueFull => "pace_queue_full",
             DropReason::PublishFromNonClient => "publish_from_non_client",
             DropReason::ReackOverBudget => "reack_over_budget",
             DropReason::RepeatedHello => "repeated_hello",

@@ -218,6 +218,11 @@ impl ChatDelivery {
         backups.get(turn % backups.len().max(1)).copied()
     }
 
+    /// The packet chat `msg_id` last went out as, while it is pending.
+    pub fn last_packet(&self, msg_id: &MsgId) -> Option<MsgId> {
+        self.outbox.last_packet(msg_id)
+    }
+
     /// Records that chat `msg_id` went out as packet `packet_id`.
     pub fn sent_as(&mut self, msg_id: &MsgId, packet_id: MsgId) {
         self.outbox.sent_as(msg_id, packet_id);

@@ -46,6 +46,7 @@ mod lost;
 pub mod mailbox;
 pub mod names;
 mod node;
+mod pacer;
 mod pending;
 mod ranked;
 pub mod role;

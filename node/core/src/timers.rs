@@ -19,9 +19,11 @@ pub enum Timer {
     ProbeAck,
     /// This node's name claim is due for a refresh.
     NameRefresh,
+    /// Ordinary node: packets waiting for the pace may go.
+    Pace,
 }
 
-const COUNT: usize = 7;
+const COUNT: usize = 8;
 
 const ALL: [Timer; COUNT] = [
     Timer::Heartbeat,
@@ -31,6 +33,7 @@ const ALL: [Timer; COUNT] = [
     Timer::Lookup,
     Timer::ProbeAck,
     Timer::NameRefresh,
+    Timer::Pace,
 ];
 
 /// When each timer fires next, if armed.

@@ -461,6 +461,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("budget.tolerance is 0"));
+        let mut cfg = NodeConfig::supernode();
+        cfg.budget.first_burst_percent = 101;
+        let text = cfg.validate().unwrap_err().to_string();
+        assert!(
+            text.starts_with("budget.first_burst_percent is 101"),
+            "{text}"
+        );
     }
 
     #[test]

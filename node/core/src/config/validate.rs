@@ -302,7 +302,14 @@ impl NodeConfig {
             1024,
         )
         .check()?;
-        Range::count("budget.tolerance", b.tolerance as usize, 1, 1_000_000).check()
+        Range::count("budget.tolerance", b.tolerance as usize, 1, 1_000_000).check()?;
+        Range::count(
+            "budget.first_burst_percent",
+            b.first_burst_percent as usize,
+            1,
+            100,
+        )
+        .check()
     }
 }
 

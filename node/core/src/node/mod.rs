@@ -39,6 +39,7 @@ use super::listing::Listing;
 use super::lost::LostSupernodes;
 use super::mailbox::Mailbox;
 use super::names::{NameState, Names};
+use super::pacer::Pacer;
 use super::pending::{PendingRequests, Request};
 use super::role::RoleControl;
 use super::routing::Router;
@@ -120,6 +121,8 @@ pub struct Node {
     chats: ChatDelivery,
     /// How an ordinary node stays attached.
     attach: Attach,
+    /// An ordinary node's own packets, paced to its peers' budgets.
+    pacer: Pacer,
     /// When an auto-role node promotes or demotes itself.
     role: RoleControl,
     /// Housekeeping runs on the first heartbeat tick at or after this, so
@@ -179,6 +182,7 @@ impl Node {
             pending: PendingRequests::default(),
             chats: ChatDelivery::default(),
             attach: Attach::default(),
+            pacer: Pacer::new(&cfg.budget, now),
             role: RoleControl::new(now),
             maintenance_due: now + MAINTENANCE_INTERVAL,
             left: false,

@@ -21,6 +21,7 @@ use crate::events::{ChatFailure, Event};
 use crate::names::{self, NameState};
 use crate::pending::Request;
 use crate::routing::{Route, RouteView};
+use crate::timers::Timer;
 use crate::SimTime;
 
 use rand::RngExt;
@@ -285,7 +286,35 @@ impl Node {
         }
     }
 
-    fn forward(&mut self, now: SimTime, to: NodeId, mut p: Packet) {
+    fn forward(&mut self, now: SimTime, to: NodeId, p: Packet) {
+        if self.ctx.cfg.role == Role::Supernode || p.src != self.ctx.id {
+            return self.send_on(now, to, p);
+        }
+        // An ordinary node's own packet: at the pace its peers admit.
+        if self.pacer.admits(&self.ctx.cfg.budget, now, &p) {
+            self.send_on(now, to, p);
+        } else if self.pacer.hold(to, p) {
+            self.arm_pace();
+        } else {
+            self.ctx.out.drop(DropReason::PaceQueueFull);
+        }
+    }
+
+    /// Sends on the packets of ours that the pace lets go now.
+    pub(super) fn release_paced(&mut self, now: SimTime) {
+        for (to, p) in self.pacer.release(&self.ctx.cfg.budget, now) {
+            self.send_on(now, to, p);
+        }
+        self.arm_pace();
+    }
+
+    fn arm_pace(&mut self) {
+        if let Some(at) = self.pacer.next_release(&self.ctx.cfg.budget) {
+            self.ctx.timers.set(Timer::Pace, at);
+        }
+    }
+
+    fn send_on(&mut self, now: SimTime, to: NodeId, mut p: Packet) {
         if p.ttl == 0 {
             self.undeliverable(now, p, NotFoundReason::TtlExpired);
             return;

@@ -28,6 +28,7 @@ impl Node {
                 Timer::Lookup => self.on_lookup_timer(now),
                 Timer::ProbeAck => self.on_probe_ack_timer(now),
                 Timer::NameRefresh => self.claim_name(now),
+                Timer::Pace => self.release_paced(now),
             }
         }
     }
@@ -207,10 +208,17 @@ impl Node {
 
     fn on_chat_timer(&mut self, now: SimTime) {
         for msg_id in self.chats.due(now) {
+            // A chat whose last packet still waits for the pace is not
+            // sent again: it would only wait behind it.
+            let waiting = self
+                .chats
+                .last_packet(&msg_id)
+                .is_some_and(|id| self.pacer.holds(&id));
             if self
                 .chats
                 .retry_or_fail(&mut self.ctx, now, msg_id)
                 .is_some()
+                && !waiting
             {
                 self.push_chat(now, msg_id);
             }

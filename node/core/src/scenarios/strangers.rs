@@ -155,6 +155,31 @@ fn a_flooding_client_is_dropped_and_refused_while_the_others_keep_chatting() {
     assert!(matches!(h.outcome(a, msg), Some(Ok(_))));
 }
 
+#[test]
+fn a_client_sending_six_hundred_chats_at_once_is_paced_and_keeps_its_supernode() {
+    // More than a supernode admits at once from any client (a burst of
+    // 500 and a tolerance of 100), right after the client linked.
+    let mut h = Harness::overlay(3, 4);
+    let (a, b) = (h.ordinaries()[0], h.ordinaries()[1]);
+    let sn = h.node(&a).primary().expect("attached");
+    let msgs: Vec<MsgId> = (0..600)
+        .map(|n| h.send_chat(a, b, &format!("bulk {n}")))
+        .collect();
+    h.run_for(25 * SECS);
+    let failed: Vec<_> = msgs
+        .iter()
+        .filter(|m| !matches!(h.outcome(a, **m), Some(Ok(_))))
+        .collect();
+    assert!(failed.is_empty(), "{} of 600 not delivered", failed.len());
+    assert_eq!(h.received(b).len(), 600);
+    assert_eq!(h.node(&a).primary(), Some(sn), "a kept its supernode");
+    for node in h.supernodes() {
+        let c = h.node(&node).counters();
+        assert!(c.over_budget.is_empty(), "{node}: {:?}", c.over_budget);
+        assert_eq!(c.peers_banned, 0);
+    }
+}
+
 /// The routed chat frames in `frames` that `src` sent.
 fn chats_from(frames: &[Vec<u8>], src: NodeId) -> Vec<Packet> {
     frames
