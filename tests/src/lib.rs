@@ -69,6 +69,32 @@ pub fn dial_as(target: &str, identity: &Identity) -> (Swarm<libp2p_stream::Behav
     (swarm, peer)
 }
 
+/// An identity, from `seed` on, whose PeerId sorts below the peer that
+/// `target` names (an address ending in `/p2p/<peer id>`): by the
+/// protocol's rule (PROTOCOL.md, "Who opens the stream") such a client is
+/// the one that opens `/skyhop/1`, and the node waits for its stream
+/// instead of opening one of its own. A bare client that opens its stream
+/// whatever its id races the node's own stream, which may then replace it.
+pub fn opener_identity(target: &str, seed: u64) -> Identity {
+    let addr: Multiaddr = target.parse().expect("multiaddr");
+    let node = addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .expect("address has /p2p/");
+    // Half of all ids sort below any given one: a few tries at most.
+    (0..10_000u64)
+        .map(|n| {
+            let mut secret = [0x0b; 32];
+            secret[..8].copy_from_slice(&seed.wrapping_add(n).to_le_bytes());
+            Identity::from_secret(secret)
+        })
+        .find(|id| id.libp2p_keypair().public().to_peer_id().to_bytes() < node.to_bytes())
+        .expect("an id below the node's")
+}
+
 /// The `skyhop` binary, built once per test process if it is not there.
 pub fn skyhop_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -8,7 +8,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
 use skyhop_protocol::{codec, Hello, Identity, Message, NodeId, Role};
 use skyhop_tests::raw::{self, PROTOCOL};
-use skyhop_tests::{client_runtime, dial_as, wait_until, Overlay};
+use skyhop_tests::{client_runtime, dial_as, opener_identity, wait_until, Overlay};
 
 /// What the hostile client does once its stream is open.
 enum Attack {
@@ -128,7 +128,7 @@ fn a_version_1_peer_is_refused_with_a_clear_error() {
     let overlay = Overlay::start("v1-peer", 1, 0);
     let sn = &overlay.supernodes[0];
     let rt = client_runtime();
-    let (closed, got) = rt.block_on(speak_version_1(&sn.addr, Identity::from_secret([11; 32])));
+    let (closed, got) = rt.block_on(speak_version_1(&sn.addr, opener_identity(&sn.addr, 11)));
     assert!(closed, "the v1 peer was kept");
     // Frame header (4 bytes), message tag 0 (Hello), version 2 as a
     // one-byte varint: a v1 decoder stops there.
@@ -155,7 +155,7 @@ fn hostile_peers_are_dropped_and_everyone_else_is_served() {
     assert!(
         rt.block_on(attack(
             &sn.addr,
-            Identity::from_secret([7; 32]),
+            opener_identity(&sn.addr, 7),
             Attack::Bytes(garbage)
         )),
         "garbage sender kept"
@@ -165,7 +165,7 @@ fn hostile_peers_are_dropped_and_everyone_else_is_served() {
     assert!(
         rt.block_on(attack(
             &sn.addr,
-            Identity::from_secret([8; 32]),
+            opener_identity(&sn.addr, 8_000),
             Attack::Bytes(oversize)
         )),
         "oversize sender kept"
@@ -174,7 +174,7 @@ fn hostile_peers_are_dropped_and_everyone_else_is_served() {
     assert!(
         rt.block_on(attack(
             &sn.addr,
-            Identity::from_secret([9; 32]),
+            opener_identity(&sn.addr, 9_000),
             Attack::ForgedRecord
         )),
         "forger kept"
@@ -242,7 +242,7 @@ fn a_bad_body_a_relay_forwards_unread_costs_the_recipient_only_the_packet() {
         .expect("its primary is one of ours");
     let to: NodeId = victim.id.parse().expect("a node id");
     let rt = client_runtime();
-    let me = Identity::from_secret([11; 32]);
+    let me = opener_identity(&sn.addr, 11);
     let _in_runtime = rt.enter();
     let (mut swarm, peer) = dial_as(&sn.addr, &me);
     let mut control = swarm.behaviour().new_control();
