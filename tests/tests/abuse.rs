@@ -394,6 +394,16 @@ fn a_flooding_client_is_disconnected_and_its_host_refused_while_every_honest_cha
         while_on.len(),
         if while_on.is_empty() { 0 } else { percentile_ms(&while_on, 0.99) },
     );
+    // A stall of every chat at once: the supernode's task, or not?
+    let slow = |log: String| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("a wake-up of the node task took"))
+            .map(str::to_string)
+            .collect()
+    };
+    eprintln!("slow wake-ups of the supernode: {:?}", slow(sn.log()));
+    let clients: usize = ons.iter().map(|on| slow(on.log()).len()).sum();
+    eprintln!("slow wake-ups of the honest clients: {clients}");
 }
 
 /// The nearest-rank percentile `q` of `samples`, in milliseconds.

@@ -93,6 +93,10 @@ const STREAM_QUEUE: usize = 256;
 const OPEN_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A wake-up of the node task that takes longer than this, from its wake
+/// to the end of its drain, is logged with what woke it: every link waits
+/// while the task is busy.
+const SLOW_WAKE: Duration = Duration::from_millis(50);
 /// How often connections without a stream are swept.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(5);
 /// Housekeeping ticks between writes of the host cache (30 s).
@@ -291,6 +295,20 @@ enum Wake {
     Housekeeping,
 }
 
+impl Wake {
+    /// What woke the task, for the log.
+    fn name(&self) -> &'static str {
+        match self {
+            Wake::Swarm(_) => "swarm",
+            Wake::Link(_) => "link",
+            Wake::Stream(_) => "stream",
+            Wake::Command(_) => "command",
+            Wake::Timer => "timer",
+            Wake::Housekeeping => "housekeeping",
+        }
+    }
+}
+
 impl NodeTask {
     /// A task for `core` on `swarm`, with nothing linked yet, and the inbox
     /// its link and stream tasks will write to.
@@ -367,11 +385,20 @@ impl NodeTask {
         let mut ticks = 0u64;
         let mut shutdown_reply = None;
         let mut now = self.clock.now();
+        let mut woke: Option<(SimTime, &'static str)> = None;
         loop {
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
             }
             self.drain(now);
+            if let Some((at, why)) = woke.take() {
+                // A second read of the clock, for the log only.
+                let took = self.clock.now().saturating_sub(at);
+                if took > SLOW_WAKE.as_micros() as SimTime {
+                    let ms = took / 1_000;
+                    tracing::warn!(woke_by = why, ms, "a wake-up of the node task took {ms} ms");
+                }
+            }
             let sleep = self
                 .core
                 .poll_timeout()
@@ -388,6 +415,7 @@ impl NodeTask {
             };
             // The one clock read of this wake-up.
             now = self.clock.now();
+            woke = Some((now, wake.name()));
             self.swarm.behaviour_mut().ip_limits.set_now(now);
             match wake {
                 Wake::Swarm(ev) => self.on_swarm_event(now, *ev),
