@@ -33,6 +33,8 @@
 //!   node's housekeeping tick. The bound is for all conversations together:
 //!   a stranger who floods this node with chats (within the core's per-peer
 //!   budgets) pushes older chats out; a per-conversation share is not done.
+//! - The log is copied back into the file by a thread of its own
+//!   ([`checkpoint`]), so that no commit waits for a checkpoint.
 //! - Errors name the file and the fix: a full disk, a corrupt or foreign
 //!   file, a file that cannot be opened.
 
@@ -40,6 +42,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod checkpoint;
 mod mailbox;
 mod names;
 mod rows;
@@ -90,6 +93,9 @@ pub struct History {
     rows: u64,
     /// Rows deleted by the bounds since open.
     evicted: u64,
+    /// Copies the log into the file off the node task; None until the
+    /// schema is set up.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for History {
@@ -173,8 +179,12 @@ impl History {
             limits,
             rows: 0,
             evicted: 0,
+            checkpointer: None,
         };
         history.set_up().map_err(|e| history.fail(e))?;
+        let checkpointer = checkpoint::Checkpointer::start(&history.path, BUSY_TIMEOUT)
+            .map_err(|e| history.fail(e))?;
+        history.checkpointer = Some(checkpointer);
         history.rows = history
             .conn
             .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0))
@@ -207,6 +217,11 @@ impl History {
         self.conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
         self.conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        // Checkpoints run in a thread of their own (see `checkpoint`).
+        self.conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {};",
+            checkpoint::WRITER_CHECKPOINT_PAGES
+        ))?;
         self.conn.execute_batch(SCHEMA)?;
         self.conn.execute_batch(mailbox::SCHEMA)?;
         self.conn

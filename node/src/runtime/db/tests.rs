@@ -230,3 +230,36 @@ fn replay_marks_are_there_after_reopening_and_bounded() {
         .any(|(a, _)| *a == author(0) || *a == author(1)));
     assert_eq!(floor, mark(1).latest_sent_at + 1);
 }
+
+#[test]
+fn written_chats_are_copied_into_the_database_file_within_seconds() {
+    let d = dir("checkpoint");
+    let mut h = History::open(&d, HistoryLimits::default(), T0).expect("open");
+    let file = d.join(HISTORY_FILE);
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = size(&file);
+    // ~4 MB of chats, one commit each: past SQLite's own mark of 1,000
+    // pages, at which a commit would have copied the log itself.
+    let body = "x".repeat(4000);
+    for n in 0..1_200u64 {
+        let w = Write::Received {
+            from: id(1),
+            msg_id: MsgId(n),
+            body: body.clone(),
+            hops: 1,
+        };
+        h.apply(&[w], T0, |_| None).expect("apply");
+    }
+    // The checkpoint thread copies them within a few of its rounds.
+    let grown = (0..100).any(|_| {
+        std::thread::sleep(checkpoint::EVERY / 10);
+        size(&file) > before + 4_000_000
+    });
+    assert!(grown, "the file stayed at {} bytes", size(&file));
+    drop(h);
+    // And they are all there when the file is opened again.
+    let h = History::open(&d, HistoryLimits::default(), T0).expect("reopen");
+    assert_eq!(h.rows(), 1_200);
+    drop(h);
+    let _ = std::fs::remove_dir_all(&d);
+}
