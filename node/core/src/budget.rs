@@ -208,8 +208,11 @@ pub struct BudgetConfig {
     /// peer starts with; the rest it earns at the class's rate. An
     /// identity costs nothing to make, so a fresh one gets little before
     /// a flood from it is cut, while a peer linked for a while (burst /
-    /// rate seconds: 5 s for chats) has its whole burst. An ordinary node
-    /// paces what it sends to stay within a first burst (`crate::pacer`).
+    /// rate seconds: 5 s for chats) has its whole burst. A `Hello` saying
+    /// supernode gives what the peer relays the supernode burst at once;
+    /// what it says in its own name starts at this share like a client's.
+    /// An ordinary node paces what it sends to stay within a first burst
+    /// (`crate::pacer`).
     pub first_burst_percent: u32,
 }
 
@@ -372,12 +375,10 @@ impl PeerBudget {
         for (bucket, class) in self.buckets.iter_mut().zip(MessageClass::ALL) {
             bucket.tokens = milli(u64::from(cfg.rate(class).burst) * factor);
         }
-        // Full buckets: the refill time does not matter while they are.
-        // Not a first burst: a supernode that has just linked may answer
-        // for many of our clients at once, and its own excess is dropped
-        // without a ban (see the module's notes).
+        // What it says in its own name starts at a client's first burst,
+        // refilled from the link's start: a `Hello` costs nothing to send.
         self.originated = Some(Box::new(
-            ORIGINATED_CLASSES.map(|c| Bucket::holding(u64::from(cfg.rate(c).burst))),
+            ORIGINATED_CLASSES.map(|c| Bucket::holding(cfg.first_burst(c))),
         ));
     }
 
@@ -470,7 +471,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_peer_starts_with_a_tenth_of_the_burst_and_earns_the_rest() {
+    fn a_new_peer_starts_with_a_tenth_of_the_burst_and_earns_the_rest_even_one_saying_supernode() {
         let cfg = BudgetConfig {
             chat: Rate::new(100, 500),
             tolerance: 1_000,
@@ -488,6 +489,19 @@ mod tests {
         assert_eq!(within(&mut b, at + SECS), 100);
         // Quiet for ten seconds, it holds the whole burst.
         assert_eq!(within(&mut b, at + 11 * SECS), 500);
+        // A peer whose hello says supernode: what it relays gets the
+        // supernode burst at once, what it says in its own name starts
+        // small too.
+        let mut sn = PeerBudget::new(&cfg, at);
+        sn.promote_to_supernode(&cfg);
+        let own = (0..1_000)
+            .filter(|_| sn.charge_originated(&cfg, MessageClass::Chat, at))
+            .count();
+        assert_eq!(own, 50);
+        let relayed = (0..20_000)
+            .filter(|_| sn.charge(&cfg, MessageClass::Chat, true, at) == Verdict::Within)
+            .count();
+        assert_eq!(relayed, 500 * 32);
     }
 
     #[test]
