@@ -45,14 +45,7 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
 /// `/p2p/<peer id>`); the swarm and that peer. Call it inside a tokio
 /// runtime.
 pub fn dial_as(target: &str, identity: &Identity) -> (Swarm<libp2p_stream::Behaviour>, PeerId) {
-    let addr: Multiaddr = target.parse().expect("multiaddr");
-    let peer = addr
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-            _ => None,
-        })
-        .expect("address has /p2p/");
+    let (addr, peer) = addr_and_peer(target);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
         .with_tokio()
         .with_tcp(
@@ -69,6 +62,19 @@ pub fn dial_as(target: &str, identity: &Identity) -> (Swarm<libp2p_stream::Behav
     (swarm, peer)
 }
 
+/// `target` (an address ending in `/p2p/<peer id>`) parsed, and its peer.
+fn addr_and_peer(target: &str) -> (Multiaddr, PeerId) {
+    let addr: Multiaddr = target.parse().expect("multiaddr");
+    let peer = addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .expect("address has /p2p/");
+    (addr, peer)
+}
+
 /// An identity, from `seed` on, whose PeerId sorts below the peer that
 /// `target` names (an address ending in `/p2p/<peer id>`): by the
 /// protocol's rule (PROTOCOL.md, "Who opens the stream") such a client is
@@ -76,14 +82,7 @@ pub fn dial_as(target: &str, identity: &Identity) -> (Swarm<libp2p_stream::Behav
 /// instead of opening one of its own. A bare client that opens its stream
 /// whatever its id races the node's own stream, which may then replace it.
 pub fn opener_identity(target: &str, seed: u64) -> Identity {
-    let addr: Multiaddr = target.parse().expect("multiaddr");
-    let node = addr
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-            _ => None,
-        })
-        .expect("address has /p2p/");
+    let (_, node) = addr_and_peer(target);
     // Half of all ids sort below any given one: a few tries at most.
     (0..10_000u64)
         .map(|n| {
