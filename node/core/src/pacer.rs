@@ -32,6 +32,10 @@ use crate::{SimTime, SECS};
 /// refused (a chat's retry sends it again later).
 pub const MAX_HELD_BYTES: usize = 1 << 20;
 
+// An empty queue has room for any packet (see `Pacer::hold`).
+const _: () =
+    assert!(MAX_HELD_BYTES >= skyhop_protocol::MAX_FRAME_BODY + skyhop_protocol::FRAME_HEADER_LEN);
+
 /// Microseconds in a millisecond, as buckets count time.
 const MS: SimTime = SECS / 1_000;
 
@@ -86,11 +90,9 @@ impl Pacer {
     pub fn hold(&mut self, hop: NodeId, p: Packet) -> bool {
         let class = MessageClass::of_routed(BodyKind::of(&p.body));
         let bytes = packet_frame_len(&p);
+        // A packet is at most a frame, so an empty queue has room.
         let held = self.held.get_or_insert_with(Box::default);
         if held.bytes + bytes > MAX_HELD_BYTES {
-            if held.bytes == 0 {
-                self.held = None;
-            }
             return false;
         }
         held.bytes += bytes;
@@ -116,7 +118,7 @@ impl Pacer {
                 out.push((hop, p));
             }
         }
-        if held.bytes > 0 || held.queues.iter().any(|q| !q.is_empty()) {
+        if held.queues.iter().any(|q| !q.is_empty()) {
             self.held = Some(held);
         }
         out

@@ -18,7 +18,7 @@
 //!   writer for it) every [`EVERY`], with `synchronous=FULL` like the
 //!   writer, so a checkpointed page has reached the disk.
 //! - The thread owns a second connection to the file; it stops when the
-//!   [`Checkpointer`] is dropped, within one [`EVERY`].
+//!   [`Checkpointer`] is dropped, as soon as a checkpoint under way ends.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
